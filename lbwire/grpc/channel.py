@@ -1,0 +1,883 @@
+"""The anyio transport: a channel, its HTTP/2 connection and the call objects.
+
+All gRPC and HTTP/2 logic lives in :mod:`lbwire.grpc.protocol`; this module only
+moves bytes between a socket and a :class:`~lbwire.grpc.protocol.ClientProtocol`
+and routes its events to the calls waiting for them.
+
+* One reader task per connection feeds received bytes to the protocol and
+  dispatches the resulting events through a class-to-handler table.
+* Writes have no lock: whichever task finds no write in progress becomes the
+  writer and drains the protocol's outbound buffer until it is empty (bytes
+  queued by other tasks meanwhile included), shielded from cancellation since
+  a half-written frame would corrupt the connection for every call. Other
+  tasks return at once: their bytes are already queued, in order.
+* A call never buffers more than its stream window of complete messages: the
+  flow-control credit of a message is returned only when the application
+  takes it (see the protocol module).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import ssl
+from types import TracebackType
+from typing import (
+    TYPE_CHECKING,
+    AsyncIterator,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Optional,
+    Tuple,
+    Type,
+)
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSAttribute
+
+from .config import IDLE_PING_INTERVAL, ChannelConfig
+from .protocol import (
+    CallEnded,
+    ClientProtocol,
+    ConnectionClosed,
+    Event,
+    GoAwayReceived,
+    MessageReceived,
+    PingAcknowledged,
+    ResponseHeaders,
+    SettingsChanged,
+    WindowOpened,
+    encode_metadata,
+)
+from .status import GRPCError, Metadata, MetadataValue, Status
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Channel", "StreamStreamCall", "UnaryStreamCall"]
+
+MetadataArg = Optional[Iterable[Tuple[str, MetadataValue]]]
+
+# Read size: large enough that a burst of small streamed messages is handled
+# in one receive_data() call (one h2 pass, one wake-up of the consumer).
+_READ_SIZE = 256 * 1024
+# Errors that mean the connection is gone.
+_CONNECTION_ERRORS = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+    ssl.SSLError,
+)
+_PING_DATA = b"lbwire\x00\x00"
+_OK = Status.OK
+
+
+def _frame(payload: bytes) -> bytes:
+    """Prefix a message with its gRPC header: no compression, 4-byte length."""
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+class _Connection:
+    """One HTTP/2 connection: socket, protocol, calls by stream id, reader task."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        stream: anyio.abc.ByteStream,
+        protocol: ClientProtocol,
+    ) -> None:
+        self._channel = channel
+        self._stream = stream
+        self.protocol = protocol
+        self.calls: Dict[int, _Call] = {}
+        self.error: Optional[GRPCError] = None  # set once the connection failed
+        self._writing = False
+        self._window_event: Optional[anyio.Event] = None
+        self._capacity_event: Optional[anyio.Event] = None
+        self._ping_event: Optional[anyio.Event] = None
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self._last_read = anyio.current_time()
+        self._handlers: Dict[type, Callable[[Event], None]] = {
+            MessageReceived: self._on_message,  # type: ignore[dict-item]
+            CallEnded: self._on_call_ended,  # type: ignore[dict-item]
+            ResponseHeaders: self._on_headers,  # type: ignore[dict-item]
+            WindowOpened: self._on_window_opened,
+            SettingsChanged: self._on_settings_changed,
+            PingAcknowledged: self._on_ping_ack,
+            GoAwayReceived: self._on_goaway,  # type: ignore[dict-item]
+            ConnectionClosed: self._on_connection_closed,  # type: ignore[dict-item]
+        }
+
+    @property
+    def usable(self) -> bool:
+        """Whether new calls may be started on this connection."""
+        return self.error is None and not self.protocol.draining
+
+    # -- the reader task ------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Read and dispatch until the connection ends or :meth:`close` is called."""
+        reason = "connection closed"
+        try:
+            with self._scope:
+                task_status.started()
+                async with anyio.create_task_group() as tasks:
+                    if self._channel.config.keepalive_time is not None:
+                        tasks.start_soon(self._keepalive)
+                    reason = await self._read_loop()
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._terminate(GRPCError(Status.UNAVAILABLE, reason))
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self._stream)
+            self._done.set()
+
+    async def _read_loop(self) -> str:
+        receive = self._stream.receive
+        protocol = self.protocol
+        handlers = self._handlers
+        try:
+            keepalive = self._channel.config.keepalive_time is not None
+            while self.error is None:
+                data = await receive(_READ_SIZE)
+                if keepalive:
+                    self._last_read = anyio.current_time()
+                for event in protocol.receive_data(data):
+                    handlers[event.__class__](event)
+                # h2 answers PING and SETTINGS into its buffer; resets and
+                # WINDOW_UPDATEs may be queued too.
+                if protocol.has_data_to_send:
+                    await self.flush()
+                if protocol.draining and not self.calls:
+                    return "connection drained after GOAWAY"
+        except anyio.EndOfStream:
+            return "connection closed by peer"
+        except _CONNECTION_ERRORS as exc:
+            return f"connection lost: {exc!r}"
+        except GRPCError as exc:  # a failed flush
+            return exc.message
+        return self.error.message if self.error is not None else "connection closed"
+
+    async def _keepalive(self) -> None:
+        channel = self._channel
+        config = channel.config
+        last_ping = -math.inf
+        while True:
+            # The channel doubles it after a GOAWAY "too_many_pings".
+            interval = channel._keepalive_time
+            assert interval is not None
+            idle_for = anyio.current_time() - self._last_read
+            if idle_for < interval:
+                await anyio.sleep(interval - idle_for)
+                continue
+            now = anyio.current_time()
+            if not self.calls and (
+                not config.keepalive_without_calls
+                or now - last_ping < max(interval, IDLE_PING_INTERVAL)
+            ):
+                # Pinging an idle grpc-go server gets us GOAWAY too_many_pings.
+                await anyio.sleep(interval)
+                continue
+            last_ping = now
+            event = self._ping_event = anyio.Event()
+            self.protocol.ping(_PING_DATA)
+            try:
+                await self.flush()
+            except GRPCError:
+                return
+            with anyio.move_on_after(config.keepalive_timeout):
+                await event.wait()
+            if not event.is_set():
+                self._terminate(
+                    GRPCError(Status.UNAVAILABLE, "keepalive ping not answered in time")
+                )
+                self._scope.cancel()
+                return
+            await anyio.sleep(interval)
+
+    # -- event handlers (run in the reader task) ---------------------------------
+
+    def _on_message(self, event: MessageReceived) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is None:
+            self.protocol.release(event.credit)
+            return
+        call._messages.append(event)
+        waiter = call._waiter
+        if waiter is not None:
+            call._waiter = None
+            waiter.set()
+
+    def _on_call_ended(self, event: CallEnded) -> None:
+        call = self.calls.pop(event.stream_id, None)
+        if call is not None:
+            call._ended(event)
+        self._wake_capacity()
+        # A sender of this call may be waiting for window that will never open.
+        self._on_window_opened(event)
+
+    def _on_headers(self, event: ResponseHeaders) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            call.initial_metadata = event.metadata
+
+    def _on_window_opened(self, event: Event) -> None:
+        window = self._window_event
+        if window is not None:
+            self._window_event = None
+            window.set()
+
+    def _on_settings_changed(self, event: Event) -> None:
+        self._on_window_opened(event)
+        self._wake_capacity()
+
+    def _on_ping_ack(self, event: Event) -> None:
+        if self._ping_event is not None:
+            self._ping_event.set()
+
+    def _on_goaway(self, event: GoAwayReceived) -> None:
+        if event.debug_data == b"too_many_pings":
+            self._channel._too_many_pings()
+        self._channel._forget(self)
+        self._wake_capacity()
+
+    def _on_connection_closed(self, event: ConnectionClosed) -> None:
+        self._terminate(GRPCError(Status.UNAVAILABLE, event.reason))
+
+    # -- used by calls -------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Send everything the protocol has queued (see the module docstring)."""
+        if self._writing:
+            return
+        self._writing = True
+        try:
+            data = self.protocol.data_to_send()
+            if not data:
+                return
+            with anyio.CancelScope(shield=True):
+                while data:
+                    await self._stream.send(data)
+                    data = self.protocol.data_to_send()
+        except _CONNECTION_ERRORS as exc:
+            error = GRPCError(Status.UNAVAILABLE, f"connection lost: {exc!r}")
+            self._terminate(error)
+            self._scope.cancel()
+            raise error from exc
+        finally:
+            self._writing = False
+
+    async def wait_window(self) -> None:
+        """Wait until the peer opens a flow-control window (or the connection fails)."""
+        event = self._window_event
+        if event is None:
+            event = self._window_event = anyio.Event()
+        await event.wait()
+
+    async def wait_capacity(self) -> None:
+        """Wait until a call ends or the peer's settings change."""
+        event = self._capacity_event
+        if event is None:
+            event = self._capacity_event = anyio.Event()
+        await event.wait()
+
+    def _wake_capacity(self) -> None:
+        event = self._capacity_event
+        if event is not None:
+            self._capacity_event = None
+            event.set()
+
+    def _terminate(self, error: GRPCError) -> None:
+        """The connection is unusable: every call on it ends with ``error``."""
+        if self.error is not None:
+            return
+        self.error = error
+        self._channel._forget(self)
+        for ended in self.protocol.fail_all(error.status, error.message):
+            call = self.calls.pop(ended.stream_id, None)
+            if call is not None:
+                call._ended(ended)
+        for call in list(self.calls.values()):
+            call._ended(CallEnded(call._stream_id, error.status, error.message))
+        self.calls.clear()
+        self._on_window_opened(WindowOpened())
+        self._wake_capacity()
+        if self._ping_event is not None:
+            self._ping_event.set()
+
+    async def close(self) -> None:
+        """Send GOAWAY, end every call with UNAVAILABLE and stop the reader."""
+        if self.error is None:
+            self.protocol.close()
+            with contextlib.suppress(GRPCError):
+                await self.flush()
+            self._terminate(GRPCError(Status.UNAVAILABLE, "channel closed"))
+        self._scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._done.wait()
+
+
+class _ConnectAttempt:
+    """A connection being opened; concurrent calls wait for the same attempt."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.connection: Optional[_Connection] = None
+        self.error: Optional[GRPCError] = None
+
+
+class Channel:
+    """A gRPC channel to one server address over one HTTP/2 connection.
+
+    The connection is opened on the first call and opened anew after it
+    breaks; its reader (and keepalive) task runs in ``task_group``, which must
+    outlive the channel. Close the channel with :meth:`aclose`.
+
+    Args:
+        host: the server's host name or IP address.
+        port: the server's TCP port.
+        task_group: the task group (of the channel's owner) that runs the
+            connection's background tasks.
+        config: connection, message size, TLS and keepalive settings.
+
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_group: anyio.abc.TaskGroup,
+        config: ChannelConfig = ChannelConfig(),  # noqa: B008 (frozen, immutable)
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.config = config
+        self._task_group = task_group
+        self._connection: Optional[_Connection] = None
+        self._attempt: Optional[_ConnectAttempt] = None
+        self._closed = False
+        self._keepalive_time = config.keepalive_time
+        # IPv6 literals are bracketed in :authority.
+        host_part = f"[{host}]" if ":" in host else host
+        self._authority = f"{host_part}:{port}"
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        config: ChannelConfig = ChannelConfig(),  # noqa: B008
+    ) -> AsyncIterator[Channel]:
+        """Async context manager: a channel with its own task group, closed on exit."""
+        async with anyio.create_task_group() as task_group:
+            channel = cls(host, port, task_group=task_group, config=config)
+            try:
+                yield channel
+            finally:
+                await channel.aclose()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a usable HTTP/2 connection is open right now."""
+        connection = self._connection
+        return connection is not None and connection.usable
+
+    async def aclose(self) -> None:
+        """Close the connection; calls in progress end with UNAVAILABLE.
+
+        New calls on a closed channel fail with UNAVAILABLE too.
+        """
+        self._closed = True
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    # -- calls -----------------------------------------------------------------------
+
+    async def unary_unary(
+        self,
+        path: str,
+        request: bytes,
+        *,
+        timeout: Optional[float] = None,
+        metadata: MetadataArg = None,
+    ) -> bytes:
+        """Make a unary call: send ``request``, return the response message.
+
+        Args:
+            path: the method, ``/package.Service/Method``.
+            request: the serialized request message.
+            timeout: seconds until the call fails with DEADLINE_EXCEEDED (and is
+                cancelled on the server); ``None`` for no deadline.
+            metadata: custom request metadata, ``(key, value)`` pairs; values of
+                ``-bin`` keys are bytes.
+
+        Raises:
+            GRPCError: the call did not end with OK; UNAVAILABLE if the server
+                could not be reached or the connection broke, DEADLINE_EXCEEDED
+                when the timeout passed, RESOURCE_EXHAUSTED if a message was
+                larger than the configured maximum.
+
+        """
+        call = _Call(self, path, timeout, metadata)
+        try:
+            await call._start(request, True)
+            while call._end is None:
+                await call._wait()
+            end = call._end
+            if end.status is not _OK:
+                raise GRPCError(end.status, end.message, end.trailers)
+            messages = call._messages
+            if len(messages) != 1:
+                raise GRPCError(
+                    Status.INTERNAL,
+                    f"unary call got {len(messages)} response messages",
+                    end.trailers,
+                )
+            message = messages.popleft()
+            if call._connection.protocol.release(message.credit):
+                await call._connection.flush()
+            return message.data
+        finally:
+            if call._end is None or call._messages:
+                await call._abandon()
+
+    def unary_stream(
+        self,
+        path: str,
+        request: bytes,
+        *,
+        timeout: Optional[float] = None,
+        metadata: MetadataArg = None,
+    ) -> UnaryStreamCall:
+        """Start a server-streaming call; use as ``async with``.
+
+        The context manager yields a :class:`UnaryStreamCall`: an async iterator
+        of response messages. Leaving the block before the server ended the
+        call cancels it (RST_STREAM CANCEL). Arguments and errors are those of
+        :meth:`unary_unary`; errors are raised from the iteration.
+        """
+        return UnaryStreamCall(_Call(self, path, timeout, metadata), request)
+
+    def stream_stream(
+        self,
+        path: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: MetadataArg = None,
+    ) -> StreamStreamCall:
+        """Start a bidirectional-streaming call; use as ``async with``.
+
+        The context manager yields a :class:`StreamStreamCall` to send messages
+        on (``send_message``, then ``end``) while receiving responses.
+        Leaving the block before the server ended the call cancels it.
+        Arguments and errors are those of :meth:`unary_unary`.
+        """
+        return StreamStreamCall(_Call(self, path, timeout, metadata))
+
+    # -- connections ----------------------------------------------------------------
+
+    async def _get_connection(self) -> _Connection:
+        while True:
+            if self._closed:
+                raise GRPCError(Status.UNAVAILABLE, "channel closed")
+            connection = self._connection
+            if connection is not None and connection.usable:
+                return connection
+            attempt = self._attempt
+            if attempt is not None:
+                await attempt.done.wait()
+                if attempt.error is not None:
+                    raise attempt.error
+                continue
+            attempt = self._attempt = _ConnectAttempt()
+            try:
+                connection = await self._connect()
+                if self._closed:  # aclose() ran while we were connecting
+                    await connection.close()
+                    raise GRPCError(Status.UNAVAILABLE, "channel closed")
+                attempt.connection = self._connection = connection
+            except GRPCError as exc:
+                attempt.error = exc
+                raise
+            finally:
+                self._attempt = None
+                attempt.done.set()
+
+    async def _connect(self) -> _Connection:
+        config = self.config
+        where = f"{self._authority}"
+        ssl_context = config.ssl_context
+        try:
+            with anyio.fail_after(config.connect_timeout):
+                if ssl_context is None:
+                    stream: anyio.abc.ByteStream = await anyio.connect_tcp(self.host, self.port)
+                else:
+                    ssl_context.set_alpn_protocols(["h2"])
+                    stream = await anyio.connect_tcp(
+                        self.host,
+                        self.port,
+                        ssl_context=ssl_context,
+                        tls_hostname=config.server_hostname or self.host,
+                        tls_standard_compatible=False,
+                    )
+                    alpn = stream.extra(TLSAttribute.alpn_protocol, None)
+                    if alpn not in (None, "h2"):
+                        await anyio.aclose_forcefully(stream)
+                        raise GRPCError(
+                            Status.UNAVAILABLE,
+                            f"{where} negotiated ALPN {alpn!r}, not h2",
+                        )
+        except TimeoutError:
+            raise GRPCError(
+                Status.UNAVAILABLE,
+                f"timed out connecting to {where} after {config.connect_timeout} s",
+            ) from None
+        except _CONNECTION_ERRORS as exc:
+            raise GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {exc}") from exc
+        protocol = ClientProtocol(
+            authority=self._authority,
+            scheme="http" if ssl_context is None else "https",
+            user_agent=config.user_agent,
+            max_receive_message_length=config.max_receive_message_length,
+            stream_window=config.stream_window_size,
+            connection_window=config.connection_window_size,
+        )
+        protocol.initiate()
+        connection = _Connection(self, stream, protocol)
+        await self._task_group.start(connection.run)
+        await connection.flush()
+        return connection
+
+    def _forget(self, connection: _Connection) -> None:
+        """A connection takes no new calls; the next call opens a new one."""
+        if self._connection is connection:
+            self._connection = None
+
+    def _too_many_pings(self) -> None:
+        # As grpc clients do: the server's policy is stricter than ours.
+        if self._keepalive_time is not None:
+            self._keepalive_time *= 2
+
+
+class _Call:
+    """The state of one call, shared by the three call shapes."""
+
+    __slots__ = (
+        "_channel",
+        "_connection",
+        "_deadline",
+        "_end",
+        "_messages",
+        "_metadata",
+        "_path",
+        "_stream_id",
+        "_timeout",
+        "_waiter",
+        "initial_metadata",
+    )
+
+    def __init__(
+        self,
+        channel: Channel,
+        path: str,
+        timeout: Optional[float],
+        metadata: MetadataArg,
+    ) -> None:
+        self._channel = channel
+        self._path = path
+        self._timeout = timeout
+        self._metadata = encode_metadata(metadata) if metadata else ()
+        self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        self._messages: Deque[MessageReceived] = collections.deque()
+        self._end: Optional[CallEnded] = None
+        self._waiter: Optional[anyio.Event] = None
+        self._stream_id = 0
+        self.initial_metadata: Optional[Metadata] = None
+
+    async def _start(self, request: Optional[bytes], end: bool) -> None:
+        """Open the stream, send the headers and, if given, the first message."""
+        channel = self._channel
+        max_send = channel.config.max_send_message_length
+        if request is not None and len(request) > max_send:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"request message larger than max ({len(request)} > {max_send})",
+            )
+        deadline = self._deadline
+        connection = channel._connection
+        if connection is None or not connection.protocol.can_start_call:
+            connection = await self._wait_for_connection()
+        timeout = None
+        if self._timeout is not None:
+            timeout = deadline - anyio.current_time()
+            if timeout <= 0:
+                raise GRPCError(
+                    Status.DEADLINE_EXCEEDED,
+                    "deadline exceeded before the call started",
+                )
+        protocol = connection.protocol
+        self._connection = connection
+        stream_id = self._stream_id = protocol.start_call(
+            self._path, timeout=timeout, metadata=self._metadata
+        )
+        connection.calls[stream_id] = self
+        try:
+            if request is not None:
+                data = _frame(request)
+                sent = protocol.send_data(stream_id, data, end)
+                if sent < len(data):
+                    await self._send_rest(data, sent, end)
+                    return
+            await connection.flush()
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _wait_for_connection(self) -> _Connection:
+        """Connect if needed, and wait for a free stream (max concurrent streams)."""
+        channel = self._channel
+        with anyio.CancelScope(deadline=self._deadline) as scope:
+            connection = await channel._get_connection()
+            while not connection.protocol.can_start_call:
+                if not connection.usable:
+                    connection = await channel._get_connection()
+                else:  # SETTINGS_MAX_CONCURRENT_STREAMS reached: queue
+                    await connection.wait_capacity()
+            return connection
+        assert scope.cancelled_caught
+        raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+
+    async def _send(self, payload: bytes, end: bool) -> None:
+        """Send one message, waiting for flow-control window as needed."""
+        max_send = self._channel.config.max_send_message_length
+        if len(payload) > max_send:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"message larger than max ({len(payload)} > {max_send})",
+            )
+        await self._check()
+        data = _frame(payload)
+        sent = self._connection.protocol.send_data(self._stream_id, data, end)
+        if sent < len(data):
+            await self._send_rest(data, sent, end)
+        else:
+            await self._connection.flush()
+
+    async def _send_rest(self, data: bytes, sent: int, end: bool) -> None:
+        connection = self._connection
+        protocol = connection.protocol
+        view = memoryview(data)
+        total = len(data)
+        while sent < total:
+            await connection.flush()
+            if protocol.send_window(self._stream_id) <= 0:
+                with anyio.CancelScope(deadline=self._deadline):
+                    await connection.wait_window()
+            await self._check()
+            sent += protocol.send_data(self._stream_id, view[sent:], end)
+        await connection.flush()
+
+    async def _check(self) -> None:
+        """Raise if the call failed or its deadline passed."""
+        if self._end is None and anyio.current_time() >= self._deadline:
+            await self._expire()
+        end = self._end
+        if end is not None and end.status is not _OK:
+            raise GRPCError(end.status, end.message, end.trailers)
+
+    async def _expire(self) -> None:
+        """The deadline passed: reset the stream, end with DEADLINE_EXCEEDED."""
+        connection = self._connection
+        if connection.protocol.cancel(self._stream_id):
+            connection.calls.pop(self._stream_id, None)
+            connection._wake_capacity()
+        self._ended(CallEnded(self._stream_id, Status.DEADLINE_EXCEEDED, "deadline exceeded"))
+        with anyio.CancelScope(shield=True), contextlib.suppress(GRPCError):
+            await connection.flush()
+
+    async def _wait(self) -> None:
+        """Wait for the next event on this call, honouring the deadline."""
+        waiter = self._waiter = anyio.Event()
+        if self._deadline == math.inf:
+            await waiter.wait()
+            return
+        with anyio.CancelScope(deadline=self._deadline):
+            await waiter.wait()
+        if self._end is None and anyio.current_time() >= self._deadline:
+            await self._expire()
+
+    def _ended(self, event: CallEnded) -> None:
+        if self._end is None:
+            self._end = event
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    async def _receive(self) -> bytes:
+        while True:
+            messages = self._messages
+            if messages:
+                message = messages.popleft()
+                protocol = self._connection.protocol
+                if self._end is None:
+                    queued = protocol.consumed(self._stream_id, message.credit)
+                else:
+                    queued = protocol.release(message.credit)
+                if queued:
+                    # A broken connection surfaces on the next receive; this
+                    # message is delivered.
+                    with contextlib.suppress(GRPCError):
+                        await self._connection.flush()
+                return message.data
+            end = self._end
+            if end is not None:
+                if end.status is _OK:
+                    raise StopAsyncIteration
+                raise GRPCError(end.status, end.message, end.trailers)
+            await self._wait()
+
+    async def _abandon(self) -> None:
+        """Leave the call: reset it if still running, give back unread credit."""
+        if self._stream_id == 0:
+            return  # never started
+        connection = self._connection
+        protocol = connection.protocol
+        if self._end is None:
+            if protocol.cancel(self._stream_id):
+                connection.calls.pop(self._stream_id, None)
+                connection._wake_capacity()
+            self._ended(CallEnded(self._stream_id, Status.CANCELLED, "call cancelled"))
+        credit = 0
+        for message in self._messages:
+            credit += message.credit
+        self._messages.clear()
+        protocol.release(credit)
+        with anyio.CancelScope(shield=True), contextlib.suppress(GRPCError):
+            await connection.flush()
+
+    @property
+    def trailing_metadata(self) -> Optional[Metadata]:
+        end = self._end
+        return None if end is None else end.trailers
+
+
+class _StreamingCall:
+    """What server-streaming and bidirectional calls share: receiving."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: _Call) -> None:
+        self._call = call
+
+    async def receive(self) -> bytes:
+        """Return the next response message.
+
+        Raises:
+            StopAsyncIteration: the server ended the call with OK.
+            GRPCError: the call failed.
+
+        """
+        return await self._call._receive()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._call._receive()
+
+    @property
+    def initial_metadata(self) -> Optional[Metadata]:
+        """The response headers' metadata, once received (None before)."""
+        return self._call.initial_metadata
+
+    @property
+    def trailing_metadata(self) -> Optional[Metadata]:
+        """The trailers' metadata once the call ended (None before)."""
+        return self._call.trailing_metadata
+
+    @property
+    def status(self) -> Optional[Status]:
+        """The call's final status once it ended, else None."""
+        end = self._call._end
+        return None if end is None else end.status
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        call = self._call
+        if call._end is None or call._messages:
+            await call._abandon()
+
+
+class UnaryStreamCall(_StreamingCall):
+    """A server-streaming call: an async iterator of response messages.
+
+    Use ``async with channel.unary_stream(...) as stream: async for m in stream``.
+    """
+
+    __slots__ = ("_request",)
+
+    def __init__(self, call: _Call, request: bytes) -> None:
+        super().__init__(call)
+        self._request = request
+
+    async def __aenter__(self) -> Self:
+        await self._call._start(self._request, True)
+        return self
+
+
+class StreamStreamCall(_StreamingCall):
+    """A bidirectional-streaming call.
+
+    Send with :meth:`send_message` and half-close with :meth:`end`; receive
+    with :meth:`receive` or ``async for``. Sending waits for flow-control
+    window without holding up receiving.
+    """
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Self:
+        await self._call._start(None, False)
+        return self
+
+    async def send_message(self, message: bytes) -> None:
+        """Send one request message, waiting for flow-control window if needed.
+
+        Raises:
+            GRPCError: the call already failed (its status), its deadline passed,
+                or the message is larger than ``max_send_message_length``.
+
+        """
+        await self._call._send(message, False)
+
+    async def end(self) -> None:
+        """Half-close: tell the server no more messages will be sent."""
+        call = self._call
+        await call._check()
+        call._connection.protocol.end_stream(call._stream_id)
+        await call._connection.flush()

@@ -1,0 +1,520 @@
+"""Channel and calls against a real gRPC server (grpcio) and a scripted h2 one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+import uuid
+from typing import List
+
+import anyio
+import pytest
+from peer import PeerServer, path
+from rawpeer import RawConnection, raw_server
+
+from lbwire.grpc import Channel, ChannelConfig, GRPCError, Status
+
+pytestmark = pytest.mark.anyio
+
+MiB = 1024 * 1024
+
+
+async def wait_for(event: threading.Event, timeout: float = 10.0) -> None:
+    """Wait, off the event loop, for an event the server's threads set."""
+    assert await anyio.to_thread.run_sync(event.wait, timeout), "the server never saw it"
+
+
+# -- the three call shapes -------------------------------------------------------
+
+
+async def test_unary_call_returns_the_response(channel: Channel) -> None:
+    assert await channel.unary_unary(path("Echo"), b"hello") == b"hello"
+    assert channel.connected
+
+
+async def test_server_streaming_delivers_every_message_in_order(channel: Channel) -> None:
+    async with channel.unary_stream(path("Stream"), b"5000:20") as stream:
+        received = [message async for message in stream]
+    assert received == [bytes([i % 256]) * 20 for i in range(5000)]
+    assert stream.status is Status.OK
+
+
+async def test_receive_raises_stop_at_the_end(channel: Channel) -> None:
+    async with channel.unary_stream(path("Stream"), b"1:3") as stream:
+        assert await stream.receive() == b"\x00\x00\x00"
+        with pytest.raises(StopAsyncIteration):
+            await stream.receive()
+
+
+async def test_bidi_echoes_while_sending(channel: Channel) -> None:
+    async with channel.stream_stream(path("Bidi")) as call:
+        for i in range(50):
+            await call.send_message(b"m%d" % i)
+            assert await call.receive() == b"m%d" % i
+        await call.end()
+        assert [m async for m in call] == []
+    assert call.status is Status.OK
+
+
+async def test_bidi_sends_and_receives_concurrently(channel: Channel) -> None:
+    count = 2000
+    received: List[bytes] = []
+    async with channel.stream_stream(path("Bidi")) as call:
+
+        async def sender() -> None:
+            for i in range(count):
+                await call.send_message(b"%06d" % i + b"p" * 1000)
+            await call.end()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(sender)
+            async for message in call:
+                received.append(message[:6])
+    assert received == [b"%06d" % i for i in range(count)]
+
+
+# -- status --------------------------------------------------------------------
+
+
+async def test_error_status_and_non_ascii_message_from_trailers(channel: Channel) -> None:
+    with pytest.raises(GRPCError) as caught:
+        await channel.unary_unary(
+            path("Fail"), "5:nöt found, 100% ✓".encode(), metadata=[("headers-first", "yes")]
+        )
+    error = caught.value
+    assert error.status is Status.NOT_FOUND
+    assert error.message == "nöt found, 100% ✓"
+    assert ("x-detail-bin", b"\x00\xffdetail") in error.trailers
+    assert str(error) == "NOT_FOUND: nöt found, 100% ✓"
+
+
+async def test_trailers_only_error(channel: Channel) -> None:
+    with pytest.raises(GRPCError) as caught:
+        await channel.unary_unary(path("Fail"), b"9:not ready")
+    assert caught.value.status is Status.FAILED_PRECONDITION
+    assert caught.value.message == "not ready"
+    assert ("x-detail-bin", b"\x00\xffdetail") in caught.value.trailers
+
+
+async def test_error_after_messages_ends_the_stream(channel: Channel) -> None:
+    async with channel.unary_stream(path("StreamThenFail"), b"") as stream:
+        assert await stream.receive() == b"one"
+        assert await stream.receive() == b"two"
+        with pytest.raises(GRPCError) as caught:
+            await stream.receive()
+    assert caught.value.status is Status.ABORTED
+
+
+async def test_unknown_method_is_unimplemented(channel: Channel) -> None:
+    with pytest.raises(GRPCError) as caught:
+        await channel.unary_unary("/lbwire.test.Peer/Nope", b"")
+    assert caught.value.status is Status.UNIMPLEMENTED
+
+
+# -- metadata ------------------------------------------------------------------
+
+
+async def test_custom_metadata_both_ways(channel: Channel) -> None:
+    blob = bytes(range(256)) + b"\x00"  # a length that needs base64 padding
+    async with channel.stream_stream(
+        path("Bidi"), metadata=[("echo-text", "plain value"), ("echo-blob-bin", blob)]
+    ) as call:
+        await call.send_message(b"x")
+        assert await call.receive() == b"x"
+        assert call.initial_metadata is not None
+        assert ("echo-text", "plain value") in call.initial_metadata
+        assert ("echo-blob-bin", blob) in call.initial_metadata
+        await call.end()
+        assert [m async for m in call] == []
+    assert call.trailing_metadata is not None
+    assert ("trailer-text", "plain value") in call.trailing_metadata
+    assert ("trailer-blob-bin", blob) in call.trailing_metadata
+
+
+# -- deadlines and cancellation ------------------------------------------------------
+
+
+async def test_deadline_fires_on_time_and_the_connection_stays_usable(
+    peer: PeerServer, channel: Channel
+) -> None:
+    request = uuid.uuid4().hex
+    started = anyio.current_time()
+    with pytest.raises(GRPCError) as caught:
+        await channel.unary_unary(path("Hang"), request.encode(), timeout=0.3)
+    elapsed = anyio.current_time() - started
+    assert caught.value.status is Status.DEADLINE_EXCEEDED
+    assert 0.29 <= elapsed < 1.5
+    assert channel.connected
+    assert await channel.unary_unary(path("Echo"), b"after") == b"after"
+    await wait_for(peer.event("cancelled", request))
+
+
+async def test_local_deadline_resets_the_stream_when_the_server_ignores_it() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        started = anyio.current_time()
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Hang", b"", timeout=0.25)
+        elapsed = anyio.current_time() - started
+        assert caught.value.status is Status.DEADLINE_EXCEEDED
+        assert 0.24 <= elapsed < 1.5
+        with anyio.fail_after(5):
+            while not server.resets:
+                await server.reset_seen.wait()
+        assert server.resets[0][1] == 8  # CANCEL
+        assert await channel.unary_unary("/t/Echo", b"ok") == b"ok"
+        assert len(server.connections) == 1
+        (_, headers) = server.requests[0]
+        assert headers[b"grpc-timeout"].endswith(b"u")
+
+
+async def test_streaming_deadline(channel: Channel) -> None:
+    with pytest.raises(GRPCError) as caught:  # noqa: PT012
+        async with channel.stream_stream(path("Bidi"), timeout=0.3) as call:
+            await call.send_message(b"a")
+            assert await call.receive() == b"a"
+            await call.receive()
+    assert caught.value.status is Status.DEADLINE_EXCEEDED
+
+
+async def test_leaving_a_stream_early_cancels_only_that_call(
+    peer: PeerServer, channel: Channel
+) -> None:
+    request = uuid.uuid4().hex
+    async with channel.stream_stream(path("Bidi")) as other:
+        async with channel.unary_stream(path("Forever"), request.encode()) as stream:
+            for _ in range(3):
+                assert await stream.receive() == b"tick"
+        assert stream.status is Status.CANCELLED
+        await wait_for(peer.event("cancelled", request))
+        await other.send_message(b"still here")
+        assert await other.receive() == b"still here"
+        await other.end()
+    assert await channel.unary_unary(path("Echo"), b"x") == b"x"
+
+
+async def test_abandoned_streams_give_their_window_back(channel: Channel) -> None:
+    # Each abandoned stream leaves megabytes unread; if their credit leaked,
+    # the 16 MiB connection window would be exhausted and calls would stall.
+    with anyio.fail_after(30):
+        for _ in range(12):
+            async with channel.unary_stream(path("Stream"), b"300:16384") as stream:
+                await stream.receive()
+                # Let the server fill our window before we leave.
+                for _ in range(50):
+                    await stream.receive()
+        assert len(await channel.unary_unary(path("Sized"), b"%d" % (3 * MiB))) == 3 * MiB
+
+
+async def test_unread_messages_of_abandoned_streams_return_connection_window() -> None:
+    config = ChannelConfig(stream_window_size=65_535, connection_window_size=65_535)
+    async with (
+        raw_server() as server,
+        Channel.open("127.0.0.1", server.port, config=config) as channel,
+    ):
+        with anyio.fail_after(10):
+            for _ in range(10):
+                # Two 16 KiB messages stay unread each time: 320 KiB in all,
+                # five times the connection window.
+                async with channel.unary_stream("/t/Burst", b"") as stream:
+                    assert len(await stream.receive()) == 16379
+            big = b"e" * 60_000
+            assert await channel.unary_unary("/t/Echo", big) == big
+
+
+async def test_task_cancellation_cancels_the_call(peer: PeerServer, channel: Channel) -> None:
+    request = uuid.uuid4().hex
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(channel.unary_unary, path("Hang"), request.encode())
+        await wait_for(peer.event("started", request))
+        tasks.cancel_scope.cancel()
+    await wait_for(peer.event("cancelled", request))
+    assert await channel.unary_unary(path("Echo"), b"x") == b"x"
+
+
+# -- sizes ---------------------------------------------------------------------
+
+
+async def test_empty_messages(channel: Channel) -> None:
+    assert await channel.unary_unary(path("Echo"), b"") == b""
+    async with channel.unary_stream(path("Stream"), b"3:0") as stream:
+        assert [m async for m in stream] == [b"", b"", b""]
+
+
+async def test_multi_mib_messages_cross_frames_both_ways(channel: Channel) -> None:
+    big = os.urandom(3 * MiB + 7)
+    assert await channel.unary_unary(path("Echo"), big) == big
+    async with channel.stream_stream(path("Bidi")) as call:
+        await call.send_message(big)
+        assert await call.receive() == big
+        await call.end()
+    async with channel.unary_stream(path("Stream"), b"%d:%d" % (3, 2 * MiB)) as stream:
+        assert [len(m) async for m in stream] == [2 * MiB] * 3
+
+
+async def test_inbound_message_over_max_is_resource_exhausted(peer: PeerServer) -> None:
+    config = ChannelConfig(max_receive_message_length=MiB)
+    async with Channel.open("127.0.0.1", peer.port, config=config) as channel:
+        assert len(await channel.unary_unary(path("Sized"), b"%d" % MiB)) == MiB
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary(path("Sized"), b"%d" % (MiB + 1))
+        assert caught.value.status is Status.RESOURCE_EXHAUSTED
+        assert await channel.unary_unary(path("Echo"), b"still fine") == b"still fine"
+
+
+async def test_outbound_message_over_max_is_resource_exhausted(peer: PeerServer) -> None:
+    config = ChannelConfig(max_send_message_length=1000)
+    async with Channel.open("127.0.0.1", peer.port, config=config) as channel:
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary(path("Echo"), b"x" * 1001)
+        assert caught.value.status is Status.RESOURCE_EXHAUSTED
+        async with channel.stream_stream(path("Bidi")) as call:
+            with pytest.raises(GRPCError):
+                await call.send_message(b"x" * 1001)
+
+
+# -- concurrency ---------------------------------------------------------------
+
+
+async def test_200_concurrent_calls_share_one_connection(channel: Channel) -> None:
+    results = {}
+    connects = 0
+    original = channel._connect
+
+    async def counting_connect() -> object:
+        nonlocal connects
+        connects += 1
+        return await original()
+
+    channel._connect = counting_connect  # type: ignore[method-assign]
+
+    async def one(i: int) -> None:
+        results[i] = await channel.unary_unary(path("Echo"), b"%d" % i)
+
+    async with anyio.create_task_group() as tasks:
+        for i in range(200):
+            tasks.start_soon(one, i)
+    assert results == {i: b"%d" % i for i in range(200)}
+    assert connects == 1
+
+
+async def test_calls_queue_at_the_servers_max_concurrent_streams() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        server.max_concurrent_streams = 2
+
+        async def release_in_pairs(connection: RawConnection) -> None:
+            if len(connection.held) == 2:
+                connection.release_held()
+
+        server.on_hold = release_in_pairs
+        assert await channel.unary_unary("/t/Echo", b"settings") == b"settings"
+        results = {}
+
+        async def one(i: int) -> None:
+            results[i] = await channel.unary_unary("/t/Hold", b"%d" % i)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                for i in range(10):
+                    tasks.start_soon(one, i)
+        assert results == {i: b"%d" % i for i in range(10)}
+        assert server.max_open == 2
+
+
+# -- connection failures -----------------------------------------------------------
+
+
+async def test_connect_to_closed_port_is_unavailable_quickly() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = ChannelConfig(connect_timeout=2.0)
+    async with Channel.open("127.0.0.1", port, config=config) as channel:
+        with anyio.fail_after(2.5):
+            with pytest.raises(GRPCError) as caught:
+                await channel.unary_unary(path("Echo"), b"")
+        assert caught.value.status is Status.UNAVAILABLE
+        assert not channel.connected
+
+
+async def test_server_shutdown_fails_calls_in_flight_then_reconnects() -> None:
+    server = PeerServer()
+    port = server.port
+    try:
+        async with Channel.open("127.0.0.1", port) as channel:
+            assert await channel.unary_unary(path("Echo"), b"up") == b"up"
+            failure: List[GRPCError] = []
+
+            async def hang() -> None:
+                with pytest.raises(GRPCError) as caught:
+                    await channel.unary_unary(path("Hang"), b"shutdown")
+                failure.append(caught.value)
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(hang)
+                    await wait_for(server.event("started", "shutdown"))
+                    await anyio.to_thread.run_sync(server.stop, None)
+            assert failure[0].status is Status.UNAVAILABLE
+            server = PeerServer(port=port)
+            assert await channel.unary_unary(path("Echo"), b"again") == b"again"
+    finally:
+        server.stop(None)
+
+
+async def test_connection_closed_mid_call_is_unavailable() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Close", b"")
+        assert caught.value.status is Status.UNAVAILABLE
+        assert await channel.unary_unary("/t/Echo", b"new connection") == b"new connection"
+        assert len(server.connections) == 2
+
+
+async def test_http_error_status_is_mapped() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Http503", b"")
+        assert caught.value.status is Status.UNAVAILABLE
+
+
+async def test_refused_stream_is_unavailable() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Refuse", b"")
+        assert caught.value.status is Status.UNAVAILABLE
+
+
+async def test_graceful_goaway_lets_calls_finish_and_moves_new_calls() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        held = anyio.Event()
+
+        async def on_hold(connection: RawConnection) -> None:
+            # grpc-go's graceful stop: GOAWAY(max id), then GOAWAY(last id).
+            connection.goaway(2**31 - 1)
+            connection.goaway(connection.held[-1])
+            # Once the PING is answered the client has seen both GOAWAYs.
+            connection.h2.ping(b"goaway!!")
+            held.set()
+
+        server.on_hold = on_hold
+        result = []
+
+        async def call() -> None:
+            result.append(await channel.unary_unary("/t/Hold", b"in flight"))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call)
+                await held.wait()
+                await server.ping_acked.wait()
+                assert not channel.connected
+                # A new call goes to a new connection...
+                assert await channel.unary_unary("/t/Echo", b"new") == b"new"
+                assert len(server.connections) == 2
+                # ...while the old one finishes the call it accepted.
+                first = server.connections[0]
+                first.release_held()
+                await first.flush()
+        assert result == [b"in flight"]
+
+
+async def test_closed_channel_refuses_calls(peer: PeerServer) -> None:
+    async with Channel.open("127.0.0.1", peer.port) as channel:
+        await channel.unary_unary(path("Echo"), b"")
+    with pytest.raises(GRPCError) as caught:
+        await channel.unary_unary(path("Echo"), b"")
+    assert caught.value.status is Status.UNAVAILABLE
+
+
+async def test_aclose_fails_calls_in_flight(peer: PeerServer) -> None:
+    async with anyio.create_task_group() as tasks:
+        channel = Channel("127.0.0.1", peer.port, task_group=tasks)
+        failure = []
+        request = uuid.uuid4().hex
+
+        async def hang() -> None:
+            try:
+                await channel.unary_unary(path("Hang"), request.encode())
+            except GRPCError as exc:
+                failure.append(exc.status)
+
+        tasks.start_soon(hang)
+        await wait_for(peer.event("started", request))
+        await channel.aclose()
+    assert failure == [Status.UNAVAILABLE]
+
+
+# -- TLS and keepalive ------------------------------------------------------------
+
+
+async def test_tls_with_alpn_h2() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("peer.test")
+    server = PeerServer(tls=(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes()))
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        config = ChannelConfig(ssl_context=context, server_hostname="peer.test")
+        async with Channel.open("127.0.0.1", server.port, config=config) as channel:
+            assert await channel.unary_unary(path("Echo"), b"secret") == b"secret"
+        # The wrong name fails the handshake: UNAVAILABLE, not a hang.
+        wrong = ChannelConfig(ssl_context=context, server_hostname="other.test")
+        async with Channel.open("127.0.0.1", server.port, config=wrong) as channel:
+            with pytest.raises(GRPCError) as caught:
+                await channel.unary_unary(path("Echo"), b"")
+            assert caught.value.status is Status.UNAVAILABLE
+    finally:
+        server.stop(None)
+
+
+async def test_keepalive_detects_a_stalled_peer() -> None:
+    config = ChannelConfig(keepalive_time=10, keepalive_timeout=0.3)
+    # Test-only: below the 10 s floor a real config enforces.
+    object.__setattr__(config, "keepalive_time", 0.2)
+    async with (
+        raw_server() as server,
+        Channel.open("127.0.0.1", server.port, config=config) as channel,
+    ):
+        assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
+        server.stalled.set()
+        started = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Hang", b"")
+        assert caught.value.status is Status.UNAVAILABLE
+        assert "keepalive" in caught.value.message
+        assert anyio.current_time() - started < 2
+
+
+async def test_idle_connection_is_not_pinged() -> None:
+    config = ChannelConfig(keepalive_time=10, keepalive_timeout=0.3)
+    object.__setattr__(config, "keepalive_time", 0.05)
+    async with (
+        raw_server() as server,
+        Channel.open("127.0.0.1", server.port, config=config) as channel,
+    ):
+        assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
+        server.stalled.set()  # would fail the connection if pinged
+        # The absence of pings has no event to wait on: give it 6 intervals.
+        await anyio.sleep(0.3)
+        assert channel.connected
+
+
+# -- config --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"connect_timeout": 0},
+        {"keepalive_time": 1.0},
+        {"stream_window_size": 1000},
+        {"max_receive_message_length": -1},
+        {"server_hostname": "x"},
+    ],
+)
+def test_config_is_validated(kwargs: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError):  # noqa: PT011
+        ChannelConfig(**kwargs)
