@@ -1,0 +1,390 @@
+"""The throwaway-server launcher, lbwire.testing, against the real Liftbridge."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbwire import testing
+from lbwire.testing import (
+    LiftbridgeBuildError,
+    LiftbridgeCluster,
+    LiftbridgeNotFound,
+    LiftbridgeServer,
+    LiftbridgeStartError,
+    find_liftbridge,
+    needs_telemetry_key,
+)
+
+# -- helpers ---------------------------------------------------------------
+
+
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket the process listens on, from /proc."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        found = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if found:
+            inodes.add(found.group(1))
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                    continue
+                hex_ip, hex_port = local.split(":")
+                raw = bytes.fromhex(hex_ip)
+                # The kernel prints each 32-bit word in host (little-endian) order.
+                ip = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                addresses.add((str(ipaddress.ip_address(ip)), int(hex_port, 16)))
+    return addresses
+
+
+def accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def fetch_metadata_broker_ids(broker: str, timeout: float | None = 10) -> list[str]:
+    """FetchMetadata through grpcio (a second gRPC peer); return the broker ids.
+
+    While a Raft member is down, v1.9.0 waits for its answer until the call's
+    deadline (3 s without one) and then answers: a call with a deadline of its
+    own then races that deadline, so such calls go without one.
+    """
+    grpc = pytest.importorskip("grpc")
+    with grpc.insecure_channel(broker) as channel:
+        call = channel.unary_unary("/proto.API/FetchMetadata")
+        response: bytes = call(b"", timeout=timeout)
+    return [
+        dict(_fields(broker_bytes))[1].decode()
+        for number, broker_bytes in _fields(response)
+        if number == 1
+    ]
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes) -> list[tuple[int, bytes]]:
+    """Top-level length-delimited fields of a protobuf message (others skipped)."""
+    fields, pos = [], 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, pos = _varint(data, pos)
+        elif wire_type == 2:
+            size, pos = _varint(data, pos)
+            fields.append((key >> 3, data[pos : pos + size]))
+            pos += size
+        else:
+            pos += {1: 8, 5: 4}[wire_type]
+    return fields
+
+
+def write_script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def no_liftbridge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No LIFTBRIDGE_BIN, an empty cache, and PATH = an empty directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.delenv("LIFTBRIDGE_BIN", raising=False)
+    monkeypatch.setenv("LBWIRE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return bin_dir
+
+
+# -- the running server ------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_server_listens_on_loopback_only(liftbridge_server: LiftbridgeServer) -> None:
+    assert liftbridge_server.pid is not None
+    assert listening_addresses(liftbridge_server.pid) == {
+        ("127.0.0.1", liftbridge_server.port),
+        ("127.0.0.1", liftbridge_server.nats_port),
+    }
+    assert liftbridge_server.broker == f"127.0.0.1:{liftbridge_server.port}"
+
+
+def test_server_answers_fetch_metadata(liftbridge_server: LiftbridgeServer) -> None:
+    assert len(fetch_metadata_broker_ids(liftbridge_server.broker)) == 1
+
+
+def test_server_config_enables_cursors_without_telemetry_on_v1_9_0(
+    liftbridge_server: LiftbridgeServer,
+) -> None:
+    config = liftbridge_server.config_path.read_text()
+    assert '"partitions": 1' in config
+    assert liftbridge_server._binary is not None
+    version = testing.binary_version(liftbridge_server._binary)
+    assert ("telemetry" in config) == needs_telemetry_key(version)
+
+
+def test_restart_keeps_ports_and_data(fresh_server: LiftbridgeServer) -> None:
+    # The server id lives in the data dir: the same id after a restart (and a
+    # crash) proves the data survived.
+    def server_ids() -> list[str]:
+        return re.findall(r"Server ID:\s+(\S+)\"", fresh_server.log_text())
+
+    port, data_dir = fresh_server.port, fresh_server.data_dir
+    fresh_server.restart()
+    fresh_server.kill()
+    assert not fresh_server.running
+    fresh_server.start()
+
+    ids = server_ids()
+    assert len(ids) == 3
+    assert len(set(ids)) == 1
+    assert (fresh_server.port, fresh_server.data_dir) == (port, data_dir)
+    assert fresh_server.log_text(current_run=True).count("became metadata leader") == 1
+    assert accepts_connections(port)
+
+
+def test_close_removes_data_dir() -> None:
+    with LiftbridgeServer() as server:
+        data_dir = server.data_dir
+        assert data_dir.is_dir()
+    assert not data_dir.exists()
+    assert not server.running
+
+
+@pytest.mark.anyio
+async def test_async_context_manager_runs_ready_check() -> None:
+    calls = []
+
+    async def ready_check(server: LiftbridgeServer) -> bool:
+        calls.append(server.broker)
+        return len(calls) >= 2  # "not yet" once, to show it is polled
+
+    async with LiftbridgeServer(ready_check=ready_check) as server:
+        assert server.running
+        assert calls == [server.broker] * 2
+    assert not server.running
+
+
+# -- configuration -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "needs_key"),
+    [
+        ("v1.9.0", False),
+        ("v1.8.1", False),
+        ("1.9.0", False),
+        ("dev", True),
+        ("v26.1.0", True),
+        ("26.01.2", True),
+        ("v1.9.1", True),
+        ("v1.10.0", True),
+        ("", True),
+    ],
+)
+def test_telemetry_key_for_every_build_but_v1_releases(
+    version: str, needs_key: bool
+) -> None:
+    assert needs_telemetry_key(version) is needs_key
+    config = testing._liftbridge_config(
+        version=version,
+        port=1,
+        nats_port=2,
+        nats_config=Path("n.conf"),
+        data_dir=Path("d"),
+    )
+    assert ("telemetry" in config) is needs_key
+    if needs_key:
+        assert config["telemetry"] == {"enabled": False}
+
+
+def test_config_overrides_take_dotted_or_nested_keys_and_none_removes() -> None:
+    config = testing._liftbridge_config(
+        version="v1.9.0",
+        port=1,
+        nats_port=2,
+        nats_config=Path("n.conf"),
+        data_dir=Path("d"),
+        overrides={
+            "streams.retention.max.age": "1h",
+            "cursors": {"stream": {"partitions": 3}},
+            "clustering.raft.bootstrap.seed": None,
+        },
+    )
+    assert config["streams"] == {"retention": {"max": {"age": "1h"}}}
+    assert config["cursors"]["stream"] == {
+        "partitions": 3,
+        "auto": {"pause": {"time": 0}},
+    }
+    assert config["clustering"]["raft"]["bootstrap"] == {}
+    assert config["listen"] == "127.0.0.1:1"
+    assert config["nats"]["servers"] == ["nats://127.0.0.1:2"]
+
+
+def test_server_of_other_version_gets_telemetry_off_and_start_error_shows_log(
+    tmp_path: Path,
+) -> None:
+    fake = write_script(
+        tmp_path / "liftbridge",
+        'if [ "$1" = --version ]; then echo "liftbridge version dev"; exit 0; fi\n'
+        'cat "$2"\necho "fake server, env telemetry=$LIFTBRIDGE_TELEMETRY_ENABLED"\n'
+        "exit 3\n",
+    )
+    server = LiftbridgeServer(binary=str(fake), start_timeout=10)
+    with pytest.raises(LiftbridgeStartError, match="exited with status 3") as failed:
+        server.__enter__()
+    message = str(failed.value)
+    assert str(server.log_path) in message
+    assert "env telemetry=false" in message
+    assert re.search(r'"telemetry": \{\s*"enabled": false', message)
+    assert server.log_path.exists()  # kept for the reader of the error
+    shutil.rmtree(server.workdir)
+
+
+# -- finding and building the binary ---------------------------------------
+
+
+def test_no_binary_and_no_go_says_what_to_install(no_liftbridge: Path) -> None:
+    with pytest.raises(LiftbridgeNotFound, match="Go is not installed") as failed:
+        find_liftbridge()
+    assert "LIFTBRIDGE_BIN" in str(failed.value)
+    assert "https://go.dev/dl/" in str(failed.value)
+    with pytest.raises(LiftbridgeNotFound, match="LIFTBRIDGE_BIN"):
+        LiftbridgeServer().start()
+
+
+def test_liftbridge_bin_must_name_an_executable(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIFTBRIDGE_BIN", str(no_liftbridge / "missing"))
+    with pytest.raises(LiftbridgeNotFound, match="not an executable file"):
+        find_liftbridge()
+
+
+def test_lookup_order_env_then_path_then_cache(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cached = testing.cache_dir() / f"liftbridge-{testing.LIFTBRIDGE_VERSION}"
+    cached.mkdir(parents=True)
+    write_script(cached / "liftbridge", "")
+    assert find_liftbridge(build=False) == str(cached / "liftbridge")
+    on_path = write_script(no_liftbridge / "liftbridge", "")
+    assert find_liftbridge(build=False) == str(on_path)
+    explicit = write_script(tmp_path / "explicit", "")
+    monkeypatch.setenv("LIFTBRIDGE_BIN", str(explicit))
+    assert find_liftbridge(build=False) == str(explicit)
+
+
+FAKE_GO = """\
+case "$1" in
+install) echo "go: loading deprecation: @v/list: 403 Forbidden" >&2; exit 1;;
+mod) echo '{"Path": "github.com/liftbridge-io/liftbridge", "Dir": "'"$MODULE_DIR"'"}';;
+build) [ -n "$FAIL_BUILD" ] && { echo "compile error" >&2; exit 2; }
+       printf '#!/bin/sh\\necho built in %s\\n' "$PWD" > "$3"; /bin/chmod +x "$3";;
+esac
+"""
+
+
+def test_build_falls_back_to_go_build_when_go_install_fails(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_script(no_liftbridge / "go", FAKE_GO)
+    monkeypatch.setenv("MODULE_DIR", str(tmp_path))
+    binary = Path(find_liftbridge())
+    assert binary == testing.cache_dir() / "liftbridge-v1.9.0" / "liftbridge"
+    assert subprocess.run([binary], capture_output=True, text=True).stdout == (
+        f"built in {tmp_path}\n"
+    )
+    build_log = (binary.parent / "build.log").read_text()
+    assert "403 Forbidden" in build_log
+    assert "go build -o" in build_log
+    assert [
+        p.name for p in binary.parent.iterdir() if p.name.startswith(".build")
+    ] == []
+
+
+def test_failed_build_shows_the_build_log(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_script(no_liftbridge / "go", FAKE_GO)
+    monkeypatch.setenv("MODULE_DIR", str(tmp_path))
+    monkeypatch.setenv("FAIL_BUILD", "1")
+    with pytest.raises(LiftbridgeBuildError, match="compile error") as failed:
+        find_liftbridge()
+    assert "build.log" in str(failed.value)
+
+
+def test_install_command_prints_the_binary_path(tmp_path: Path) -> None:
+    fake = write_script(tmp_path / "liftbridge", "")
+    done = subprocess.run(
+        [sys.executable, "-m", "lbwire.testing", "--install"],
+        env={**os.environ, "LIFTBRIDGE_BIN": str(fake)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == f"{fake}\n"
+
+
+# -- a cluster -----------------------------------------------------------
+
+
+def test_cluster_survives_losing_its_metadata_leader() -> None:
+    with LiftbridgeCluster(size=3) as cluster:
+        assert len(set(cluster.brokers)) == 3
+        if Path("/proc/net/tcp").exists():
+            for node in cluster.nodes:
+                assert node.pid is not None
+                addresses = listening_addresses(node.pid)
+                assert {ip for ip, _ in addresses} == {"127.0.0.1"}
+                assert len(addresses) == 3  # gRPC, NATS clients, NATS routes
+        old_leader = cluster.metadata_leader()
+        assert old_leader is not None
+        assert len(fetch_metadata_broker_ids(old_leader.broker)) == 3
+
+        old_leader.kill()
+        new_leader = cluster.wait_ready()
+
+        assert new_leader is not old_leader
+        assert "Server became metadata leader" in new_leader.log_text()
+        survivors = [node for node in cluster.nodes if node is not old_leader]
+        for node in survivors:
+            assert accepts_connections(node.port)
+        assert sorted(fetch_metadata_broker_ids(new_leader.broker, None)) == sorted(
+            node.server_id for node in survivors
+        )
+
+        old_leader.start()  # returns once the leader replicates to it again
+        assert cluster.metadata_leader() is new_leader
+        assert len(fetch_metadata_broker_ids(old_leader.broker)) == 3
