@@ -1,0 +1,372 @@
+"""Consumer groups: members share a group's partitions and its committed positions.
+
+A `Consumer` joins a group for a set of streams, polls the group coordinator
+for its partition assignments (the poll is also its heartbeat), subscribes to
+the partitions it is assigned, and commits what it processed as cursors with
+the id `__group:<group id>` holding the last processed offset, as go-liftbridge
+does, so Go and Python members of one group interoperate. When the group's
+epoch changes (a member joined or left, the coordinator moved) it fetches the
+new assignment; when the coordinator stays silent past its timeout it reports
+it, so that a majority of members triggers a fail-over.
+
+Delivery is at least once: a message whose processing was not committed
+before a reassignment is delivered again to the partition's next owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import IntEnum
+from types import TracebackType
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Type, cast
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import wire
+from .error import (
+    ErrorChannelClosed,
+    ErrorDeadlineExceeded,
+    ErrorNotFound,
+    ErrorUnavailable,
+    LiftbridgeError,
+)
+from .types import Message, StartPosition
+
+if TYPE_CHECKING:
+    from .client import LiftbridgeClient
+
+__all__ = ["AutoOffset", "Consumer"]
+
+logger = logging.getLogger("lbwire.consumer")
+
+_Key = Tuple[str, int]
+
+
+class AutoOffset(IntEnum):
+    """Where a member starts a partition the group has no committed position for.
+
+    Attributes:
+        NEW_ONLY: After the newest message (only new messages).
+        EARLIEST: At the oldest retained message.
+        LATEST: At the newest message.
+        NONE: Raise `ErrorNotFound` from the iterator.
+    """
+
+    NEW_ONLY = 0
+    EARLIEST = 1
+    LATEST = 2
+    NONE = 3
+
+
+_AUTO_START = {
+    AutoOffset.NEW_ONLY: StartPosition.NEW_ONLY,
+    AutoOffset.EARLIEST: StartPosition.EARLIEST,
+    AutoOffset.LATEST: StartPosition.LATEST,
+}
+
+
+class Consumer:
+    """A member of a consumer group; iterate it for the messages of its partitions.
+
+    Create it with `LiftbridgeClient.consumer(...)` and use it as an async
+    context manager inside the client's block::
+
+        async with client.consumer("billing", ["orders"]) as consumer:
+            async for msg in consumer:
+                handle(msg)
+
+    A message counts as processed when the iterator is asked for the next
+    one; processed positions are committed every `auto_checkpoint_interval`
+    seconds, on `checkpoint()`, when a partition is taken away, and on exit
+    (before the member leaves the group).
+
+    Raises (from the iterator):
+        ErrorNotFound: With AutoOffset.NONE, a partition has no committed position.
+        LiftbridgeError: A partition's subscription failed for good.
+    """
+
+    def __init__(
+        self,
+        client: LiftbridgeClient,
+        group_id: str,
+        streams: Sequence[str],
+        *,
+        consumer_id: Optional[str] = None,
+        auto_offset: AutoOffset = AutoOffset.NEW_ONLY,
+        auto_checkpoint_interval: Optional[float] = 5.0,
+        fetch_assignments_fraction: float = 0.4,
+        max_buffered: int = 256,
+    ) -> None:
+        if not group_id:
+            raise ValueError("Consumer group id must not be empty")
+        if isinstance(streams, str):
+            streams = [streams]
+        if not streams:
+            raise ValueError("A consumer needs at least one stream")
+        if not 0 < fetch_assignments_fraction < 1:
+            raise ValueError("fetch_assignments_fraction must be between 0 and 1")
+        self.client = client
+        self.group_id = group_id
+        self.streams = list(streams)
+        self.consumer_id = consumer_id or uuid.uuid4().hex
+        self.auto_offset = AutoOffset(auto_offset)
+        self.auto_checkpoint_interval = auto_checkpoint_interval
+        self._fraction = fetch_assignments_fraction
+        self._max_buffered = max_buffered
+        self.epoch = 0
+        self.coordinator = ""
+        self._consumer_timeout = 15.0
+        self._coordinator_timeout = 15.0
+        self._tasks: Dict[_Key, anyio.CancelScope] = {}
+        self._processed: Dict[_Key, int] = {}
+        self._committed: Dict[_Key, int] = {}
+        self._last: Optional[_Key] = None
+        self._last_offset = -1
+        self._task_group: Optional[TaskGroup] = None
+        self._send: Optional[MemoryObjectSendStream[object]] = None
+        self._receive: Optional[MemoryObjectReceiveStream[object]] = None
+        self._assigned = anyio.Event()
+
+    @property
+    def cursor_id(self) -> str:
+        """The cursor id the group's committed positions are stored under."""
+        return f"__group:{self.group_id}"
+
+    @property
+    def assignments(self) -> Dict[str, List[int]]:
+        """The partitions this member currently reads, by stream."""
+        out: Dict[str, List[int]] = {}
+        for stream, partition in sorted(self._tasks):
+            out.setdefault(stream, []).append(partition)
+        return out
+
+    async def wait_assigned(self) -> None:
+        """Wait until the coordinator has answered this member at least once."""
+        await self._assigned.wait()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def __aenter__(self) -> Consumer:
+        """Join the group and start polling for assignments."""
+        await self._join()
+        self._send, self._receive = anyio.create_memory_object_stream[object](self._max_buffered)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._task_group = tg
+        tg.start_soon(self._assignment_loop)
+        if self.auto_checkpoint_interval:
+            tg.start_soon(self._checkpoint_loop, self.auto_checkpoint_interval)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> Optional[bool]:
+        """Commit what was processed, leave the group, and end every task."""
+        tg, self._task_group = self._task_group, None
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                self._mark_last_processed()
+                try:
+                    await self.checkpoint()
+                except LiftbridgeError as error:
+                    logger.warning("Final checkpoint of group %s failed: %s", self.group_id, error)
+                try:
+                    await self.client.leave_consumer_group(self.group_id, self.consumer_id)
+                except LiftbridgeError as error:
+                    logger.info("Leaving group %s failed: %s", self.group_id, error)
+        finally:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(exc_type, exc, traceback)
+            if self._send is not None:
+                self._send.close()
+            if self._receive is not None:
+                self._receive.close()
+        return None
+
+    def __aiter__(self) -> Consumer:
+        return self
+
+    async def __anext__(self) -> Message:
+        """The next message from any assigned partition."""
+        if self._receive is None:
+            raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
+        self._mark_last_processed()
+        while True:
+            try:
+                item = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise StopAsyncIteration from None
+            if isinstance(item, BaseException):
+                raise item
+            scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+            key = (msg.stream, msg.partition)
+            if self._tasks.get(key) is scope:
+                break
+            # Read before its partition was taken away: the new owner has it.
+        self._last = key
+        self._last_offset = msg.offset
+        return msg
+
+    def _mark_last_processed(self) -> None:
+        if self._last is not None:
+            self._processed[self._last] = self._last_offset
+            self._last = None
+
+    # ------------------------------------------------------------------ commits
+
+    async def checkpoint(self) -> None:
+        """Commit the positions processed since the last commit."""
+        for key, offset in list(self._processed.items()):
+            if self._committed.get(key) == offset:
+                continue
+            await self.client._store_cursor(key[0], key[1], self.cursor_id, offset)
+            self._committed[key] = offset
+
+    async def _checkpoint_loop(self, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.checkpoint()
+            except LiftbridgeError as error:
+                logger.info("Checkpoint of group %s failed: %s", self.group_id, error)
+
+    # ------------------------------------------------------------------ membership
+
+    async def _join(self) -> None:
+        response = await self.client.join_consumer_group(
+            self.group_id, self.consumer_id, self.streams
+        )
+        self.coordinator = response.coordinator
+        self.epoch = response.epoch
+        # Timeouts come in nanoseconds (Go durations).
+        if response.consumerTimeout > 0:
+            self._consumer_timeout = response.consumerTimeout / 1e9
+        if response.coordinatorTimeout > 0:
+            self._coordinator_timeout = response.coordinatorTimeout / 1e9
+
+    async def _refresh_group(self) -> None:
+        group = await self.client.fetch_consumer_group_metadata(self.group_id)
+        if group is None:
+            raise ErrorNotFound(f"Consumer group {self.group_id!r} does not exist")
+        self.coordinator, self.epoch = group.coordinator, group.epoch
+
+    async def _assignment_loop(self) -> None:
+        last_answer = anyio.current_time()
+        while True:
+            interval = self._fraction * self._consumer_timeout
+            try:
+                response = await self.client.fetch_consumer_group_assignments(
+                    self.group_id, self.consumer_id, self.epoch, coordinator=self.coordinator
+                )
+            except ErrorNotFound:
+                # The group vanished (its streams were deleted) or forgot us.
+                await self._rejoin()
+                continue
+            except LiftbridgeError as error:
+                text = str(error).lower()
+                if "not a member" in text:
+                    await self._rejoin()
+                    continue
+                if "epoch" in text or "not the consumer group coordinator" in text:
+                    await self._refresh_group_quietly()
+                    continue
+                if not isinstance(error, (ErrorUnavailable, ErrorDeadlineExceeded)):
+                    raise
+                if anyio.current_time() - last_answer > self._coordinator_timeout:
+                    await self._report_coordinator()
+                    last_answer = anyio.current_time()
+                await anyio.sleep(min(interval, 0.5))
+                await self._refresh_group_quietly()
+                continue
+            last_answer = anyio.current_time()
+            self.epoch = response.epoch
+            await self._reconcile(response.assignments)
+            self._assigned.set()
+            await anyio.sleep(interval)
+
+    async def _refresh_group_quietly(self) -> None:
+        try:
+            await self._refresh_group()
+        except LiftbridgeError as error:
+            logger.debug("Refreshing group %s failed: %s", self.group_id, error)
+            await anyio.sleep(0.1)
+
+    async def _rejoin(self) -> None:
+        logger.info("Consumer %s rejoins group %s", self.consumer_id, self.group_id)
+        await self._join()
+
+    async def _report_coordinator(self) -> None:
+        logger.warning(
+            "Coordinator %s of group %s is silent; reporting it", self.coordinator, self.group_id
+        )
+        try:
+            await self.client.report_consumer_group_coordinator(
+                self.group_id, self.consumer_id, self.coordinator, self.epoch
+            )
+        except LiftbridgeError as error:
+            logger.info("Reporting coordinator of %s failed: %s", self.group_id, error)
+
+    # ------------------------------------------------------------------ partitions
+
+    async def _reconcile(self, assignments: Sequence[wire.PartitionAssignment]) -> None:
+        wanted = {(a.stream, p) for a in assignments for p in a.partitions}
+        for key in [k for k in self._tasks if k not in wanted]:
+            self._tasks.pop(key).cancel()
+            if self._last == key:
+                self._mark_last_processed()
+            # Hand the partition over with our progress committed, and forget
+            # it: a later commit of ours must never overwrite the new owner's.
+            offset = self._processed.pop(key, None)
+            if offset is not None and self._committed.pop(key, None) != offset:
+                try:
+                    await self.client._store_cursor(key[0], key[1], self.cursor_id, offset)
+                except LiftbridgeError as error:
+                    logger.info("Commit of revoked %s failed: %s", key, error)
+        assert self._task_group is not None
+        for key in sorted(wanted - set(self._tasks)):
+            scope = anyio.CancelScope()
+            self._tasks[key] = scope
+            self._task_group.start_soon(self._read_partition, key, scope)
+
+    async def _read_partition(self, key: _Key, scope: anyio.CancelScope) -> None:
+        stream, partition = key
+        assert self._send is not None
+        with scope:
+            try:
+                stored = await self.client._load_cursor(stream, partition, self.cursor_id)
+                kwargs: Dict[str, object] = {}
+                if stored >= 0:
+                    kwargs["start_offset"] = stored + 1
+                elif self.auto_offset == AutoOffset.NONE:
+                    raise ErrorNotFound(
+                        f"Group {self.group_id!r} has no committed position for "
+                        f"{stream!r}/{partition} (auto_offset=NONE)"
+                    )
+                else:
+                    kwargs["start_position"] = _AUTO_START[self.auto_offset]
+                membership = wire.Consumer(
+                    groupId=self.group_id, groupEpoch=self.epoch, consumerId=self.consumer_id
+                )
+                async for msg in self.client.subscribe(
+                    stream,
+                    partition=partition,
+                    consumer=membership,
+                    **kwargs,  # type: ignore[arg-type]
+                ):
+                    await self._send.send((scope, msg))
+            except ErrorChannelClosed:
+                return  # the server handed the partition to a member of a newer epoch
+            except LiftbridgeError as error:
+                if "not currently assigned" in str(error):
+                    return  # a newer epoch owns it; the next poll reconciles
+                await self._send.send(error)
+            finally:
+                if self._tasks.get(key) is scope:
+                    del self._tasks[key]

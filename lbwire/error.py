@@ -1,0 +1,212 @@
+"""Exceptions raised by lbwire, and the one table that maps gRPC statuses to them.
+
+The class names of gufo-liftbridge 0.2.0 (`LiftbridgeError`, `ErrorNotFound`,
+`ErrorAlreadyExists`, `ErrorChannelClosed`, `ErrorUnavailable`,
+`ErrorMessageSizeExceeded`, `ErrorNoMetadataLeader`) are kept, so code that
+catches them keeps working.  lbwire adds finer classes below them where the
+server says more, and mixes in the matching built-in exception
+(`ValueError`, `TimeoutError`, `PermissionError`) where that is what a Python
+programmer would catch.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Type
+
+from .grpc import GRPCError, Status
+
+__all__ = [
+    "ErrorAckTimeout",
+    "ErrorAlreadyExists",
+    "ErrorChannelClosed",
+    "ErrorDeadlineExceeded",
+    "ErrorEncryptionFailed",
+    "ErrorEndOfPartition",
+    "ErrorIncorrectOffset",
+    "ErrorInternal",
+    "ErrorInvalidArgument",
+    "ErrorMessageSizeExceeded",
+    "ErrorNoMetadataLeader",
+    "ErrorNotFound",
+    "ErrorNotLeader",
+    "ErrorPartitionPaused",
+    "ErrorPermissionDenied",
+    "ErrorReadonly",
+    "ErrorUnavailable",
+    "LiftbridgeError",
+    "PublishAsyncError",
+    "from_grpc_error",
+]
+
+
+class LiftbridgeError(Exception):
+    """Base class of every error lbwire raises about Liftbridge.
+
+    Attributes:
+        status: The gRPC status the server (or the transport) ended the call
+            with, when the error came from a call; None otherwise.
+    """
+
+    status: Optional[Status] = None
+
+    def __init__(self, message: str = "", *, status: Optional[Status] = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+    @property
+    def message(self) -> str:
+        """The human-readable text of the error."""
+        return str(self.args[0]) if self.args else ""
+
+
+class ErrorNotFound(LiftbridgeError):
+    """The stream, partition or consumer group does not exist."""
+
+
+class ErrorAlreadyExists(LiftbridgeError):
+    """A stream with this name (or subject and name) already exists."""
+
+
+class ErrorChannelClosed(LiftbridgeError):
+    """The server ended a subscription for a reason lbwire cannot resume from."""
+
+
+class ErrorUnavailable(LiftbridgeError):
+    """No broker could be reached, or the connection broke mid-call."""
+
+
+class ErrorMessageSizeExceeded(LiftbridgeError, ValueError):
+    """A message is larger than the client or the server accepts."""
+
+
+class ErrorNoMetadataLeader(LiftbridgeError):
+    """The cluster has no metadata leader (an election is under way)."""
+
+
+class ErrorInvalidArgument(LiftbridgeError, ValueError):
+    """The server refused a request's arguments (bad name, subject, offset...)."""
+
+
+class ErrorNotLeader(LiftbridgeError):
+    """The broker asked is not the partition leader (metadata was stale)."""
+
+
+class ErrorPartitionPaused(LiftbridgeError):
+    """The partition was paused while a subscription was reading it."""
+
+
+class ErrorReadonly(LiftbridgeError):
+    """The partition is read-only: publishing to it is refused."""
+
+
+class ErrorIncorrectOffset(LiftbridgeError):
+    """Optimistic concurrency: the expected offset did not match the partition."""
+
+
+class ErrorEncryptionFailed(LiftbridgeError):
+    """The server cannot encrypt: its LIFTBRIDGE_ENCRYPTION_KEY is missing or invalid.
+
+    Raised by `create_stream(encryption=True)` and by publishes to an
+    encrypted stream the server fails to encrypt.
+    """
+
+
+class ErrorPermissionDenied(LiftbridgeError, PermissionError):
+    """The client's identity is not authorized for this call on this resource."""
+
+
+class ErrorDeadlineExceeded(LiftbridgeError, TimeoutError):
+    """The call did not complete within its deadline."""
+
+
+class ErrorAckTimeout(ErrorDeadlineExceeded):
+    """A published message was not acknowledged within the ack timeout."""
+
+
+class ErrorEndOfPartition(LiftbridgeError):
+    """A subscription reached its stop position or the end of a read-only partition.
+
+    `LiftbridgeClient.subscribe` ends its iterator instead of raising this; it
+    is raised only by lower-level calls.
+    """
+
+
+class ErrorInternal(LiftbridgeError):
+    """The server reported an internal error."""
+
+
+class PublishAsyncError(LiftbridgeError):
+    """The server refused one message published on a PublishAsync stream.
+
+    Attributes:
+        code: The `PublishAsyncError.Code` value the server sent.
+        correlation_id: The correlation id of the refused message.
+    """
+
+    def __init__(self, message: str, *, code: int, correlation_id: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.correlation_id = correlation_id
+
+
+# The single status-to-exception table.  Entries keyed by (status, text) are
+# tried first: Liftbridge reuses generic codes for specific conditions and the
+# text is the only thing that tells them apart (server/api.go, v1.9.0).
+_BY_STATUS_AND_TEXT: Tuple[Tuple[Status, str, Type[LiftbridgeError]], ...] = (
+    (Status.INTERNAL, "no known metadata leader", ErrorNoMetadataLeader),
+    (Status.INVALID_ARGUMENT, "exceeds max replication size", ErrorMessageSizeExceeded),
+    # The server's NATS connection refuses payloads over NATS' max_payload
+    # (1 MiB by default, the same as Liftbridge's replication limit) before
+    # Liftbridge's own check: "failed to publish to NATS: nats: maximum
+    # payload exceeded".
+    (Status.UNKNOWN, "maximum payload exceeded", ErrorMessageSizeExceeded),
+    (Status.UNKNOWN, "incorrect expected offset", ErrorIncorrectOffset),
+    (Status.UNKNOWN, "is not authorized", ErrorPermissionDenied),
+    (Status.FAILED_PRECONDITION, "not partition leader", ErrorNotLeader),
+    # FetchPartitionMetadata's and the cursor RPCs' wording of the same refusal.
+    (Status.FAILED_PRECONDITION, "should be sent to partition leader", ErrorNotLeader),
+    (Status.FAILED_PRECONDITION, "not cursor partition leader", ErrorNotLeader),
+    (Status.FAILED_PRECONDITION, "not leader for cursors partition", ErrorNotLeader),
+    (Status.FAILED_PRECONDITION, "readonly", ErrorReadonly),
+    (Status.FAILED_PRECONDITION, "paused", ErrorPartitionPaused),
+    (Status.INTERNAL, "encryption", ErrorEncryptionFailed),
+    # CreateStream(encryption=True) on a server without a valid
+    # LIFTBRIDGE_ENCRYPTION_KEY: "Failed on preconditions for stream's
+    # encryption handler: kwp: invalid AES key size ...".
+    (Status.FAILED_PRECONDITION, "encryption", ErrorEncryptionFailed),
+)
+
+_BY_STATUS: Dict[Status, Type[LiftbridgeError]] = {
+    Status.ALREADY_EXISTS: ErrorAlreadyExists,
+    Status.NOT_FOUND: ErrorNotFound,
+    Status.UNAVAILABLE: ErrorUnavailable,
+    Status.INVALID_ARGUMENT: ErrorInvalidArgument,
+    Status.OUT_OF_RANGE: ErrorInvalidArgument,
+    Status.PERMISSION_DENIED: ErrorPermissionDenied,
+    Status.UNAUTHENTICATED: ErrorPermissionDenied,
+    Status.DEADLINE_EXCEEDED: ErrorDeadlineExceeded,
+    Status.RESOURCE_EXHAUSTED: ErrorMessageSizeExceeded,
+    Status.INTERNAL: ErrorInternal,
+}
+
+
+def from_grpc_error(
+    exc: GRPCError, *, default: Type[LiftbridgeError] = LiftbridgeError
+) -> LiftbridgeError:
+    """Turn a gRPC-level error into the lbwire exception that names its cause.
+
+    Args:
+        exc: The error the gRPC layer raised.
+        default: The class for statuses the table does not know.
+
+    Returns:
+        An exception instance (not raised) carrying the status and message.
+    """
+    text = exc.message.lower()
+    cls = next(
+        (c for status, needle, c in _BY_STATUS_AND_TEXT if exc.status == status and needle in text),
+        None,
+    ) or _BY_STATUS.get(exc.status, default)
+    message = exc.message or exc.status.name
+    return cls(message, status=exc.status)

@@ -1,0 +1,70 @@
+"""The one retry helper: bounded attempts, bounded time, jittered exponential backoff."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Tuple, Type, TypeVar
+
+import anyio
+
+from .error import LiftbridgeError
+
+__all__ = ["RetryPolicy", "retrying"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long a failing call is tried again.
+
+    Attributes:
+        attempts: Tries in all, the first one included (at least 1).
+        initial_backoff: Pause after the first failure, in seconds.
+        max_backoff: Longest pause between two tries, in seconds.
+        max_time: No new try starts after this many seconds since the first.
+    """
+
+    attempts: int = 10
+    initial_backoff: float = 0.05
+    max_backoff: float = 2.0
+    max_time: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be at least 1, not {self.attempts}")
+        if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
+            raise ValueError(
+                "RetryPolicy backoffs must satisfy 0 <= initial_backoff <= max_backoff"
+            )
+        if self.max_time <= 0:
+            raise ValueError(f"RetryPolicy.max_time must be positive, not {self.max_time}")
+
+    def backoff(self, failures: int) -> float:
+        """Pause before the next try after `failures` failed ones (full jitter)."""
+        ceiling: float = min(self.max_backoff, self.initial_backoff * (2 ** (failures - 1)))
+        return ceiling / 2 + random.random() * ceiling / 2
+
+
+async def retrying(
+    attempt: Callable[[int], Awaitable[T]],
+    policy: RetryPolicy,
+    retry_on: Tuple[Type[LiftbridgeError], ...],
+) -> T:
+    """Call `attempt(n)` (n = 0, 1, ...) until it succeeds or the policy gives up.
+
+    Only exceptions of the `retry_on` classes are retried; the last one is
+    re-raised when attempts or time run out.
+    """
+    deadline = anyio.current_time() + policy.max_time
+    failures = 0
+    while True:
+        try:
+            return await attempt(failures)
+        except retry_on:
+            failures += 1
+            pause = policy.backoff(failures)
+            if failures >= policy.attempts or anyio.current_time() + pause > deadline:
+                raise
+            await anyio.sleep(pause)

@@ -1,0 +1,212 @@
+"""Public value types, compatible with `gufo.liftbridge.types` (0.2.0).
+
+The gufo-liftbridge classes keep their names, fields and field order; lbwire's
+additions (stop positions, partitioners, more partition metadata) come after
+them as optional fields or new names, so code written for gufo-liftbridge
+keeps working unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Callable, Dict, List, Optional
+
+from .wire import Ack, AckPolicy, StopPosition
+
+__all__ = [
+    "Ack",
+    "AckPolicy",
+    "Broker",
+    "ConsumerGroupAssignment",
+    "CursorConvention",
+    "Message",
+    "Metadata",
+    "PartitionMetadata",
+    "Partitioner",
+    "RetentionPolicy",
+    "StartPosition",
+    "StopPosition",
+    "StreamMetadata",
+]
+
+
+class StartPosition(IntEnum):
+    """Where a subscription starts.
+
+    Attributes:
+        NEW_ONLY: After the newest message: only messages published from now on.
+        OFFSET: At `start_offset`.
+        EARLIEST: At the oldest message the partition still retains.
+        LATEST: At the newest message.
+        TIMESTAMP: At the first message received at or after `start_timestamp`.
+        RESUME: lbwire/gufo-liftbridge extension: at the position stored in
+            the cursor `cursor_id` (the first message not yet processed).
+    """
+
+    NEW_ONLY = 0
+    OFFSET = 1
+    EARLIEST = 2
+    LATEST = 3
+    TIMESTAMP = 4
+    RESUME = 9999
+
+
+class CursorConvention(IntEnum):
+    """What number a stored cursor holds.
+
+    Attributes:
+        NEXT: gufo-liftbridge's convention (lbwire's default): the cursor holds
+            the offset of the next message to process; `set_cursor(offset=i)`
+            stores i+1 and RESUME starts at the stored value.
+        LAST_PROCESSED: go-liftbridge's convention: the cursor holds the offset
+            of the last processed message; `set_cursor(offset=i)` stores i and
+            RESUME starts at the stored value + 1.
+    """
+
+    NEXT = 0
+    LAST_PROCESSED = 1
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """A partition's retention policy (kept from gufo-liftbridge's API).
+
+    Attributes:
+        retention_bytes: Keep up to this many bytes in a partition.
+        segment_bytes: Roll a new segment after this many bytes.
+        retention_ages: Keep messages for this many seconds.
+        segment_ages: Roll a new segment after this many seconds.
+    """
+
+    retention_bytes: int = 0
+    segment_bytes: int = 0
+    retention_ages: int = 86400
+    segment_ages: int = 3600
+
+
+@dataclass
+class Broker:
+    """A broker of the cluster.
+
+    Attributes:
+        id: Broker id.
+        host: Host the broker's API listens on.
+        port: Port the broker's API listens on.
+        partition_count: Partitions stored on the broker.
+        leader_count: Partitions the broker leads.
+    """
+
+    id: str
+    host: str
+    port: int
+    partition_count: int = 0
+    leader_count: int = 0
+
+    @property
+    def address(self) -> str:
+        """`host:port`, with IPv6 hosts in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass
+class PartitionMetadata:
+    """A stream partition as the cluster sees it.
+
+    Attributes:
+        id: Partition number.
+        leader: Broker id of the leader ("" while there is none).
+        replicas: Broker ids of the replicas.
+        isr: Broker ids of the in-sync replicas.
+        high_watermark: Offset of the newest committed message (-1 if none).
+        newest_offset: Offset of the newest message (-1 if none).
+        paused: Whether the partition is paused.
+        readonly: Whether the partition is read-only.
+    """
+
+    id: int
+    leader: str
+    replicas: List[str]
+    isr: List[str]
+    high_watermark: int
+    newest_offset: int
+    paused: bool
+    readonly: bool = False
+
+
+@dataclass
+class StreamMetadata:
+    """A stream and its partitions.
+
+    Attributes:
+        name: Stream name.
+        subject: NATS subject the stream is attached to.
+        partitions: Partition number to its metadata.
+        creation_timestamp: When the stream was created (ns since the epoch).
+    """
+
+    name: str
+    subject: str
+    partitions: Dict[int, PartitionMetadata]
+    creation_timestamp: int = 0
+
+
+@dataclass
+class Metadata:
+    """Cluster metadata.
+
+    Attributes:
+        brokers: The cluster's brokers.
+        metadata: The streams asked for (all when none was named).
+    """
+
+    brokers: List[Broker]
+    metadata: List[StreamMetadata]
+
+
+@dataclass
+class Message:
+    """A message read from a stream partition.
+
+    Attributes:
+        value: The payload (decompressed when it was published compressed).
+        subject: NATS subject the message was received on.
+        offset: Offset of the message in its partition.
+        timestamp: When the broker received it (ns since the epoch).
+        key: Message key.
+        partition: Partition number.
+        headers: Message headers (without the compression header).
+        stream: Stream name.
+        reply_subject: NATS reply subject, if any.
+        correlation_id: The publisher's correlation id, if any.
+    """
+
+    value: bytes
+    subject: str
+    offset: int
+    timestamp: int
+    key: bytes
+    partition: int
+    headers: Dict[str, bytes]
+    stream: str = ""
+    reply_subject: str = ""
+    correlation_id: str = ""
+
+
+@dataclass
+class ConsumerGroupAssignment:
+    """Partitions a consumer group's coordinator assigned to one member.
+
+    Attributes:
+        epoch: Group epoch the assignment belongs to.
+        partitions: Stream name to the partition numbers assigned.
+    """
+
+    epoch: int
+    partitions: Dict[str, List[int]] = field(default_factory=dict)
+
+
+#: A partitioner picks the partition for a message: it is called with the
+#: stream name, the key, the value and the stream's partition count.
+Partitioner = Callable[[str, Optional[bytes], bytes, int], int]

@@ -1,0 +1,216 @@
+"""Consumer groups against the real server: join, split, take over, commit, leave.
+
+The module's server runs with short group timeouts (2 s) so that members poll
+for assignments every 0.8 s and rebalancing is observed quickly; waits are on
+conditions, bounded by generous guards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import anyio
+import pytest
+
+from lbwire import wire
+from lbwire.client import LiftbridgeClient
+from lbwire.consumer import AutoOffset, Consumer
+from lbwire.error import ErrorNotFound, LiftbridgeError
+from lbwire.testing import LiftbridgeServer
+
+GUARD = 30.0
+
+
+@pytest.fixture(scope="module")
+def group_server() -> Iterator[LiftbridgeServer]:
+    with LiftbridgeServer(
+        config_overrides={"groups.consumer.timeout": "2s", "groups.coordinator.timeout": "2s"}
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(group_server: LiftbridgeServer) -> AsyncIterator[LiftbridgeClient]:
+    async with LiftbridgeClient([group_server.broker]) as client:
+        yield client
+
+
+async def make_stream(client: LiftbridgeClient, name: str, partitions: int, per: int) -> None:
+    await client.create_stream(name, partitions=partitions, wait_for_stream=True)
+    await client.wait_for_cursors()
+    for p in range(partitions):
+        for i in range(per):
+            await client.publish(f"{p}-{i}".encode(), stream=name, partition=p)
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll the consumer's view (updated by its own assignment loop) until true."""
+    with anyio.fail_after(GUARD):
+        while not condition():  # noqa: ASYNC110 - state changes in another task, no event
+            await anyio.sleep(0.05)
+
+
+async def take(consumer: Consumer, count: int) -> list[wire.Message]:
+    out = []
+    with anyio.fail_after(GUARD):
+        async for msg in consumer:
+            out.append(msg)
+            if len(out) == count:
+                break
+    return out
+
+
+@pytest.mark.anyio
+async def test_single_member_is_assigned_every_partition(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 3, 0)
+    async with client.consumer("g-" + stream_name, [stream_name]) as consumer:
+        await consumer.wait_assigned()
+        assert consumer.assignments == {stream_name: [0, 1, 2]}
+
+
+@pytest.mark.anyio
+async def test_member_reads_every_partition_from_earliest(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 5)
+    async with client.consumer(
+        "g-" + stream_name, [stream_name], auto_offset=AutoOffset.EARLIEST
+    ) as consumer:
+        messages = await take(consumer, 10)
+    got = sorted((m.partition, m.offset) for m in messages)
+    assert got == [(p, o) for p in range(2) for o in range(5)]
+
+
+@pytest.mark.anyio
+async def test_two_members_split_the_partitions(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 4, 0)
+    group = "g-" + stream_name
+    async with client.consumer(group, [stream_name], consumer_id="a") as a:
+        await a.wait_assigned()
+        async with client.consumer(group, [stream_name], consumer_id="b") as b:
+            await wait_for(
+                lambda: len(a.assignments.get(stream_name, [])) == 2
+                and len(b.assignments.get(stream_name, [])) == 2,
+                "a 2/2 split",
+            )
+            assert sorted(a.assignments[stream_name] + b.assignments[stream_name]) == [0, 1, 2, 3]
+
+
+@pytest.mark.anyio
+async def test_member_leaving_hands_its_partitions_over_with_committed_progress(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 10)
+    group = "g-" + stream_name
+    async with client.consumer(
+        group, [stream_name], consumer_id="a", auto_offset=AutoOffset.EARLIEST
+    ) as a:
+        await a.wait_assigned()
+        async with client.consumer(
+            group, [stream_name], consumer_id="b", auto_offset=AutoOffset.EARLIEST,
+            auto_checkpoint_interval=None,
+        ) as b:
+            await wait_for(lambda: len(b.assignments.get(stream_name, [])) == 1, "b assigned")
+            (b_partition,) = b.assignments[stream_name]
+            read_by_b = [m for m in await take(b, 4)]
+            assert all(m.partition == b_partition for m in read_by_b)
+            assert [m.offset for m in read_by_b] == [0, 1, 2, 3]
+        # b committed offsets 0-3 on exit (the 4th was handed out, then b asked
+        # for no more, so it counts as processed) and left the group.
+        await wait_for(lambda: len(a.assignments.get(stream_name, [])) == 2, "a takes over")
+        rest = await take(a, 10 + 6)
+    from_b_partition = sorted(m.offset for m in rest if m.partition == b_partition)
+    assert from_b_partition == list(range(4, 10)), "resumed after b's committed position"
+    other = sorted(m.offset for m in rest if m.partition != b_partition)
+    assert other == list(range(10))
+
+
+@pytest.mark.anyio
+async def test_committed_positions_are_go_style_group_cursors(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 3)
+    group = "g-" + stream_name
+    async with client.consumer(group, [stream_name], auto_offset=AutoOffset.EARLIEST) as c:
+        await take(c, 3)
+        await c.checkpoint()
+    # go-liftbridge's convention: the last processed offset under __group:<id>.
+    assert await client._load_cursor(stream_name, 0, f"__group:{group}") in (1, 2)
+
+
+@pytest.mark.anyio
+async def test_auto_offset_none_without_committed_position_raises_not_found(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 1)
+    async with client.consumer(
+        "g-" + stream_name, [stream_name], auto_offset=AutoOffset.NONE
+    ) as consumer:
+        with pytest.raises(ErrorNotFound, match="no committed position"), anyio.fail_after(GUARD):
+            await consumer.__anext__()
+
+
+@pytest.mark.anyio
+async def test_new_member_starts_after_the_committed_position(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 6)
+    group = "g-" + stream_name
+    await client._store_cursor(stream_name, 0, f"__group:{group}", 2)
+    async with client.consumer(group, [stream_name], auto_offset=AutoOffset.EARLIEST) as c:
+        messages = await take(c, 3)
+    assert [m.offset for m in messages] == [3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_raw_group_rpcs_join_fetch_and_leave(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 0)
+    group = "g-" + stream_name
+    joined = await client.join_consumer_group(group, "m1", [stream_name])
+    assert joined.coordinator
+    assert joined.consumerTimeout == 2_000_000_000
+    assignments = await client.fetch_consumer_group_assignments(
+        group, "m1", joined.epoch, coordinator=joined.coordinator
+    )
+    assert {(a.stream, tuple(sorted(a.partitions))) for a in assignments.assignments} == {
+        (stream_name, (0, 1))
+    }
+    meta = await client.fetch_consumer_group_metadata(group)
+    assert meta is not None
+    assert meta.coordinator == joined.coordinator
+    await client.leave_consumer_group(group, "m1")
+    with pytest.raises(LiftbridgeError):
+        await client.fetch_consumer_group_assignments(
+            group, "m1", joined.epoch, coordinator=joined.coordinator
+        )
+
+
+@pytest.mark.anyio
+async def test_fetching_with_a_stale_epoch_is_refused(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 0)
+    group = "g-" + stream_name
+    first = await client.join_consumer_group(group, "m1", [stream_name])
+    second = await client.join_consumer_group(group, "m2", [stream_name])
+    assert second.epoch != first.epoch
+    with pytest.raises(LiftbridgeError, match="epoch"):
+        await client.fetch_consumer_group_assignments(
+            group, "m1", first.epoch, coordinator=first.coordinator
+        )
+    await client.leave_consumer_group(group, "m1")
+    await client.leave_consumer_group(group, "m2")
+
+
+@pytest.mark.anyio
+async def test_consumer_arguments_are_validated(client: LiftbridgeClient) -> None:
+    with pytest.raises(ValueError, match="group id"):
+        client.consumer("", ["s"])
+    with pytest.raises(ValueError, match="stream"):
+        client.consumer("g", [])

@@ -1,0 +1,142 @@
+"""Cluster and partition metadata, and waiting for streams."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from client_support import HANG_GUARD, publish_values
+
+from lbwire.client import LiftbridgeClient
+from lbwire.error import ErrorDeadlineExceeded, ErrorNotFound, ErrorPartitionPaused
+from lbwire.testing import LiftbridgeServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_get_metadata_lists_the_broker_and_every_stream(
+    client: LiftbridgeClient, stream: str, liftbridge_server: LiftbridgeServer
+) -> None:
+    metadata = await client.get_metadata()
+    (broker,) = metadata.brokers
+    assert (broker.host, broker.port) == ("127.0.0.1", liftbridge_server.port)
+    assert broker.address == liftbridge_server.broker
+    names = {s.name for s in metadata.metadata}
+    assert {stream, "__cursors"} <= names
+
+
+async def test_get_metadata_of_one_stream_returns_only_that_stream(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    metadata = await client.get_metadata(stream)
+    assert [s.name for s in metadata.metadata] == [stream]
+    (meta,) = metadata.metadata
+    assert meta.creation_timestamp > 0
+    (partition,) = meta.partitions.values()
+    assert partition.leader == metadata.brokers[0].id
+    assert partition.isr == partition.replicas == [partition.leader]
+
+
+async def test_get_metadata_of_missing_stream_returns_no_stream(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    assert (await client.get_metadata(stream_name)).metadata == []
+
+
+async def test_partition_metadata_of_empty_partition_has_no_offsets(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    partition = await client.get_partition_metadata(stream, 0)
+    assert (partition.id, partition.high_watermark, partition.newest_offset) == (0, -1, -1)
+    assert not partition.paused
+    assert not partition.readonly
+
+
+async def test_partition_metadata_reports_newest_offset_and_high_watermark_after_publishes(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    await publish_values(client, stream, [b"a", b"b", b"c"])
+    partition = await client.get_partition_metadata(stream, 0)
+    assert (partition.high_watermark, partition.newest_offset) == (2, 2)
+
+
+async def test_partition_metadata_of_other_partition_is_its_own(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await client.create_stream(stream_name, partitions=2, wait_for_stream=True)
+    await publish_values(client, stream_name, [b"a", b"b"], partition=1)
+    first = await client.get_partition_metadata(stream_name, 0)
+    second = await client.get_partition_metadata(stream_name, 1)
+    assert (first.id, first.newest_offset) == (0, -1)
+    assert (second.id, second.newest_offset) == (1, 1)
+
+
+async def test_partition_metadata_of_missing_stream_raises_not_found(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    with pytest.raises(ErrorNotFound, match=stream_name):
+        await client.get_partition_metadata(stream_name, 0)
+
+
+async def test_partition_metadata_of_missing_partition_raises_not_found(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    with pytest.raises(ErrorNotFound, match="partition 3"):
+        await client.get_partition_metadata(stream, 3)
+
+
+async def test_partition_metadata_of_paused_partition_raises_partition_paused(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    # The server answers FailedPrecondition "should be sent to partition
+    # leader": a paused partition has no running leader.
+    await publish_values(client, stream, [b"a"])
+    await client.pause_stream(stream)
+    with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorPartitionPaused, match="paused"):
+        await client.get_partition_metadata(stream, 0)
+    await publish_values(client, stream, [b"b"])  # resumes it
+    assert (await client.get_partition_metadata(stream, 0)).newest_offset == 1
+
+
+async def test_wait_for_stream_returns_once_the_stream_is_created(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    ready = anyio.Event()
+
+    async def wait() -> None:
+        await client.wait_for_stream(stream_name)
+        ready.set()
+
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await client.create_stream(stream_name)
+            await ready.wait()
+    partition = await client.get_partition_metadata(stream_name, 0)
+    assert partition.leader
+
+
+async def test_wait_for_stream_with_timeout_raises_deadline_exceeded(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    with pytest.raises(ErrorDeadlineExceeded, match=stream_name) as caught:
+        await client.wait_for_stream(stream_name, timeout=0.2)
+    assert isinstance(caught.value, TimeoutError)
+
+
+async def test_get_metadata_with_wait_for_stream_returns_the_ready_stream(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.create_stream, stream_name)
+        with anyio.fail_after(HANG_GUARD):
+            metadata = await client.get_metadata(stream_name, wait_for_stream=True)
+    (meta,) = metadata.metadata
+    assert meta.partitions[0].leader
+
+
+async def test_wait_for_cursors_returns_when_the_cursor_stream_is_ready(
+    client: LiftbridgeClient,
+) -> None:
+    with anyio.fail_after(HANG_GUARD):
+        await client.wait_for_cursors()
+    assert [s.name for s in (await client.get_metadata("__cursors")).metadata] == ["__cursors"]

@@ -1,0 +1,171 @@
+"""Pipelined publishing: publish_bulk and publish_async on one PublishAsync stream."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from client_support import HANG_GUARD, read_all, wait_until
+
+from lbwire import wire
+from lbwire.client import LiftbridgeClient
+from lbwire.error import ErrorAckTimeout, ErrorMessageSizeExceeded, PublishAsyncError
+from lbwire.types import AckPolicy
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_publish_bulk_yields_an_ack_for_every_request(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    requests = [client.get_publish_request(b"%d" % i, stream=stream) for i in range(50)]
+    with anyio.fail_after(HANG_GUARD):
+        acks = [ack async for ack in client.publish_bulk(requests)]
+    assert sorted(ack.offset for ack in acks) == list(range(50))
+    assert {ack.correlationId for ack in acks} == {r.correlationId for r in requests}
+    assert [m.value for m in await read_all(client, stream)] == [b"%d" % i for i in range(50)]
+
+
+async def test_publish_bulk_without_wait_yields_nothing_and_stores_everything(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    requests = [client.get_publish_request(b"%d" % i, stream=stream) for i in range(10)]
+    assert [ack async for ack in client.publish_bulk(requests, wait=False)] == []
+
+    async def all_stored() -> bool:
+        return (await client.get_partition_metadata(stream, 0)).newest_offset == 9
+
+    await wait_until(all_stored, "all ten messages were stored")
+
+
+async def test_publish_bulk_skips_acks_of_ack_policy_none(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    requests = [
+        client.get_publish_request(b"acked", stream=stream),
+        client.get_publish_request(b"unacked", stream=stream, ack_policy=AckPolicy.NONE),
+    ]
+    with anyio.fail_after(HANG_GUARD):
+        acks = [ack async for ack in client.publish_bulk(requests)]
+    assert [ack.correlationId for ack in acks] == [requests[0].correlationId]
+
+
+async def test_publish_bulk_raises_publish_async_error_for_a_refused_request(
+    client: LiftbridgeClient, stream: str, stream_name: str
+) -> None:
+    missing = f"{stream_name}-missing"
+    requests = [
+        client.get_publish_request(b"ok", stream=stream),
+        client.get_publish_request(b"refused", stream=missing),
+    ]
+    with anyio.fail_after(HANG_GUARD), pytest.raises(PublishAsyncError, match=missing) as caught:
+        async for _ack in client.publish_bulk(requests):
+            pass
+    assert caught.value.code == wire.PublishAsyncErrorCode.NOT_FOUND
+    assert caught.value.correlation_id == requests[1].correlationId
+
+
+async def test_publish_bulk_refuses_oversize_request_before_sending(
+    broker: str, stream: str
+) -> None:
+    async with LiftbridgeClient([broker], max_publish_size=1000) as client:
+        request = client.get_publish_request(b"x" * 1000, stream=stream)
+        with pytest.raises(ErrorMessageSizeExceeded):
+            async for _ack in client.publish_bulk([request]):
+                pass
+        assert await client.publish(b"small", stream=stream) is not None
+
+
+async def test_publish_async_thousand_in_flight_are_each_acked_by_correlation_id(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    count = 1000
+    with anyio.fail_after(HANG_GUARD):
+        pending = [
+            await client.publish_async(b"%d" % i, stream=stream, correlation_id=f"c{i}")
+            for i in range(count)
+        ]
+        acks = [await item for item in pending]
+    assert [ack.correlationId for ack in acks] == [f"c{i}" for i in range(count)]
+    assert sorted(ack.offset for ack in acks) == list(range(count))
+    partition = await client.get_partition_metadata(stream, 0)
+    assert partition.newest_offset == count - 1
+
+
+async def test_publish_async_generates_a_correlation_id_when_none_is_given(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    first = await client.publish_async(b"a", stream=stream)
+    second = await client.publish_async(b"b", stream=stream)
+    ack_a, ack_b = await first, await second
+    assert ack_a.correlationId
+    assert ack_a.correlationId != ack_b.correlationId
+
+
+async def test_publish_async_error_fails_only_its_own_awaiter(
+    client: LiftbridgeClient, stream: str, stream_name: str
+) -> None:
+    missing = f"{stream_name}-missing"
+    with anyio.fail_after(HANG_GUARD):
+        before = await client.publish_async(b"before", stream=stream, correlation_id="before")
+        refused = await client.publish_async(b"x", stream=missing, correlation_id="refused")
+        after = await client.publish_async(b"after", stream=stream, correlation_id="after")
+        with pytest.raises(PublishAsyncError, match=missing) as caught:
+            await refused
+        assert (await before).offset == 0
+        assert (await after).offset == 1
+    assert caught.value.code == wire.PublishAsyncErrorCode.NOT_FOUND
+    assert caught.value.correlation_id == "refused"
+
+
+async def test_publish_async_to_readonly_partition_raises_publish_async_error(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    await client.set_stream_readonly(stream)
+    pending = await client.publish_async(b"x", stream=stream)
+    with anyio.fail_after(HANG_GUARD), pytest.raises(PublishAsyncError, match="readonly") as caught:
+        await pending
+    assert caught.value.code == wire.PublishAsyncErrorCode.READONLY
+
+
+async def test_publish_async_wrong_expected_offset_raises_publish_async_error(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await client.create_stream(
+        stream_name, optimistic_concurrency_control=True, wait_for_stream=True
+    )
+    pending = await client.publish_async(b"x", stream=stream_name, expected_offset=3)
+    with anyio.fail_after(HANG_GUARD), pytest.raises(PublishAsyncError) as caught:
+        await pending
+    assert caught.value.code == wire.PublishAsyncErrorCode.INCORRECT_OFFSET
+    ok = await client.publish_async(b"y", stream=stream_name, expected_offset=0)
+    assert (await ok).offset == 0
+
+
+async def test_publish_async_with_ack_policy_none_resolves_to_none(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    pending = await client.publish_async(b"x", stream=stream, ack_policy=AckPolicy.NONE)
+    assert await pending is None
+
+
+async def test_publish_async_ack_timeout_raises_error_ack_timeout(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    # minisr=2 on a one-node cluster: AckPolicy.ALL acks never come.
+    await client.create_stream(stream_name, minisr=2, wait_for_stream=True)
+    pending = await client.publish_async(
+        b"x", stream=stream_name, ack_policy=AckPolicy.ALL, ack_timeout=0.3
+    )
+    with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorAckTimeout, match=pending.correlation_id):
+        await pending
+    # The stream stays usable for the next publishes.
+    leader_acked = await client.publish_async(b"y", stream=stream_name)
+    with anyio.fail_after(HANG_GUARD):
+        assert (await leader_acked).offset == 1
+
+
+async def test_publish_async_unknown_ack_policy_raises_value_error(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    with pytest.raises(ValueError, match="ack policy"):
+        await client.publish_async(b"x", stream=stream, ack_policy=9)  # type: ignore[arg-type]
