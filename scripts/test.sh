@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole lbwire test suite, from a fresh clone (README "Run the tests").
+#
+# 1. CPython 3 with the upb (C) protobuf as the reference implementation;
+# 2. the same suite with protobuf's pure-Python implementation;
+# 3. the same suite on PyPy (Debian's pypy3, installed with apt-get if missing),
+#    where tests needing grpcio (not installable on PyPy) skip with a reason.
+# Every run uses the real Liftbridge server, built once with Go and cached.
+# Set LBWIRE_SKIP_PYPY=1 to leave out step 3 on machines without apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+section() { printf '\n===== %s =====\n' "$*"; }
+
+# pytest's exit 5 ("no tests collected") counts as a failure.
+run_pytest() {
+    local status=0
+    "$@" || status=$?
+    if [ "$status" -eq 5 ]; then
+        echo "pytest collected no tests: treating that as a failure" >&2
+        return 1
+    fi
+    return "$status"
+}
+
+PYTHON=${PYTHON:-python3}
+export LBWIRE_CACHE_DIR=${LBWIRE_CACHE_DIR:-$HOME/.cache/lbwire}
+
+section "CPython environment"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test,peers,dev,bench]'
+.venv/bin/python --version
+
+section "Liftbridge server"
+if [ -z "${LIFTBRIDGE_BIN:-}" ]; then
+    LIFTBRIDGE_BIN=$(.venv/bin/python -m lbwire.testing --install)
+fi
+export LIFTBRIDGE_BIN
+echo "LIFTBRIDGE_BIN=$LIFTBRIDGE_BIN ($("$LIFTBRIDGE_BIN" --version 2>&1 | head -n 1))"
+
+section "tests: CPython, upb protobuf"
+run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider
+
+section "tests: CPython, pure-Python protobuf"
+PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
+    run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+if [ "${LBWIRE_SKIP_PYPY:-0}" != "1" ]; then
+    section "PyPy environment"
+    if ! command -v pypy3 >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv >/dev/null
+    fi
+    [ -x .venv-pypy/bin/python ] || pypy3 -m venv .venv-pypy
+    .venv-pypy/bin/python -m pip install --quiet --upgrade pip
+    .venv-pypy/bin/python -m pip install --quiet -e '.[test]'
+    .venv-pypy/bin/python --version
+
+    section "tests: PyPy"
+    run_pytest .venv-pypy/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+fi
+
+section "all test runs passed"
