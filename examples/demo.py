@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -33,13 +35,18 @@ def say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-async def prepare(broker: str, count: int) -> None:
+async def prepare(broker: str) -> None:
     async with LiftbridgeClient([broker]) as client:
         await client.create_stream(STREAM, wait_for_stream=True)
         await client.wait_for_cursors()
-        for i in range(count):
+        say(f"created stream {STREAM!r}")
+
+
+async def publish(broker: str, first: int, last: int) -> None:
+    async with LiftbridgeClient([broker]) as client:
+        for i in range(first, last + 1):
             await client.publish(f"message {i}".encode(), stream=STREAM)
-        say(f"created stream {STREAM!r} and published {count} messages (offsets 0-{count - 1})")
+    say(f"published messages {first}-{last}")
 
 
 async def stored_cursor(broker: str) -> int:
@@ -64,17 +71,22 @@ def start_subscriber(broker: str, use_trio: bool) -> subprocess.Popen[str]:
 def read_offsets(proc: subprocess.Popen[str], until: int, timeout: float) -> List[int]:
     """Read the subscriber's '<offset>: <value>' lines until it printed `until`."""
     assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    # A reader thread, so that waiting for a line can time out.
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     offsets: List[int] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
+    while not offsets or offsets[-1] < until:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            proc.kill()
+            raise SystemExit(
+                f"[demo] FAILED: subscriber did not reach offset {until} in {timeout} s"
+            ) from None
         print(f"    subscriber | {line.rstrip()}", flush=True)
         offsets.append(int(line.split(":", 1)[0]))
-        if offsets[-1] >= until:
-            return offsets
-    raise SystemExit(f"[demo] FAILED: subscriber did not reach offset {until} in {timeout} s")
+    return offsets
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -84,11 +96,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--kill-after", type=int, default=4, help="offset after which to kill")
     args = parser.parse_args(argv)
     total, kill_after = args.messages, args.kill_after
+    if not 0 <= kill_after < total - 1:
+        parser.error("--kill-after must be at least 0 and below --messages - 1")
 
     say("starting a throwaway Liftbridge server on 127.0.0.1 (built on first use)")
     with LiftbridgeServer() as server:
         say(f"server ready at {server.broker} (log: {server.log_path})")
-        asyncio.run(prepare(server.broker, total))
+        asyncio.run(prepare(server.broker))
+        # Run 1 gets only the first part, so that it cannot finish everything
+        # before it is killed; the rest is published while it is down.
+        asyncio.run(publish(server.broker, 0, kill_after))
 
         flavour = "trio" if args.trio else "asyncio"
         say(f"run 1: {flavour} subscriber from the stored cursor (none yet)")
@@ -102,6 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "(the next message to process)"
         )
 
+        asyncio.run(publish(server.broker, kill_after + 1, total - 1))
         say("run 2: same program, same cursor")
         second = start_subscriber(server.broker, args.trio)
         seen2 = read_offsets(second, total - 1, timeout=60)

@@ -22,8 +22,8 @@ async def main(stream: str, count: int) -> None:
         requests = [
             client.get_publish_request(f"message {i}".encode(), stream=stream) for i in range(count)
         ]
-        async for ack in client.publish_bulk(requests):
-            print(f"ack: offset {ack.offset}")
+        async for response in client.publish_bulk(requests):
+            print(f"ack: offset {response.ack.offset}")
 
 
 if __name__ == "__main__":

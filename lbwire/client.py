@@ -36,6 +36,7 @@ from .error import (
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
     ErrorInternal,
+    ErrorInvalidArgument,
     ErrorMessageSizeExceeded,
     ErrorNoMetadataLeader,
     ErrorNotFound,
@@ -50,9 +51,12 @@ from .metadata import MetadataCache, to_public_partition
 from .partitioning import KeyPartitioner, RoundRobinPartitioner, cursor_partition
 from .publish import PublishSession
 from .retry import RetryPolicy, retrying
+
+# gufo.liftbridge.client exposes these names too; programs import them from it.
 from .types import (
     Ack,
     AckPolicy,
+    Broker,
     CursorConvention,
     Message,
     Metadata,
@@ -60,20 +64,43 @@ from .types import (
     PartitionMetadata,
     StartPosition,
     StopPosition,
+    StreamMetadata,
+)
+from .wire import (
+    CreateStreamRequest,
+    DeleteStreamRequest,
+    FetchCursorRequest,
+    FetchMetadataRequest,
+    FetchMetadataResponse,
+    FetchPartitionMetadataRequest,
+    PublishRequest,
+    SetCursorRequest,
+    SubscribeRequest,
 )
 
 __all__ = [
     "CURSOR_STREAM",
     "AckPolicy",
     "AutoOffset",
+    "Broker",
     "Consumer",
+    "CreateStreamRequest",
     "CursorConvention",
+    "DeleteStreamRequest",
+    "FetchCursorRequest",
+    "FetchMetadataRequest",
+    "FetchMetadataResponse",
+    "FetchPartitionMetadataRequest",
     "KeyPartitioner",
     "LiftbridgeClient",
+    "PublishRequest",
     "RetryPolicy",
     "RoundRobinPartitioner",
+    "SetCursorRequest",
     "StartPosition",
     "StopPosition",
+    "StreamMetadata",
+    "SubscribeRequest",
 ]
 
 logger = logging.getLogger("lbwire")
@@ -156,7 +183,7 @@ class LiftbridgeClient:
             brokers = [brokers]
         self.broker_seeds = list(brokers)
         if not self.broker_seeds:
-            raise ValueError("Empty broker seeds: give at least one 'host:port'")
+            raise ErrorInvalidArgument("Empty broker seeds: give at least one 'host:port'")
         self._seeds: List[Address] = [parse_broker(b) for b in self.broker_seeds]
         if compression_method is not None:
             compress(b"", compression_method)  # validates the method name
@@ -165,7 +192,7 @@ class LiftbridgeClient:
             ("max_publish_size", max_publish_size),
         ):
             if value <= 0:
-                raise ValueError(f"{name} must be positive, not {value}")
+                raise ErrorInvalidArgument(f"{name} must be positive, not {value}")
         for name, fvalue in (
             ("connect_timeout", connect_timeout),
             ("rpc_timeout", rpc_timeout),
@@ -173,7 +200,7 @@ class LiftbridgeClient:
             ("publish_async_ack_timeout", publish_async_ack_timeout),
         ):
             if fvalue <= 0:
-                raise ValueError(f"{name} must be positive, not {fvalue}")
+                raise ErrorInvalidArgument(f"{name} must be positive, not {fvalue}")
         self.max_message_size = max_message_size
         self.enable_http_proxy = enable_http_proxy
         self.compression_method = compression_method
@@ -572,11 +599,11 @@ class LiftbridgeClient:
             ErrorInvalidArgument: The server refused the arguments.
         """
         if not name:
-            raise ValueError("Stream name must not be empty")
+            raise ErrorInvalidArgument("Stream name must not be empty")
         if partitions < 1:
-            raise ValueError(f"partitions must be at least 1, not {partitions}")
+            raise ErrorInvalidArgument(f"partitions must be at least 1, not {partitions}")
         if replication_factor == 0 or replication_factor < -1:
-            raise ValueError(
+            raise ErrorInvalidArgument(
                 f"replication_factor must be -1 or at least 1, not {replication_factor}"
             )
 
@@ -686,11 +713,11 @@ class LiftbridgeClient:
             ValueError: A bad value, header or ack policy.
         """
         if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise ValueError(f"Message value must be bytes, not {type(value).__name__}")
+            raise ErrorInvalidArgument(f"Message value must be bytes, not {type(value).__name__}")
         try:
             ack_policy = AckPolicy(ack_policy)
         except ValueError:
-            raise ValueError(
+            raise ErrorInvalidArgument(
                 f"Unknown ack policy {ack_policy!r}: use AckPolicy.LEADER, ALL or NONE"
             ) from None
         value = bytes(value)
@@ -705,12 +732,14 @@ class LiftbridgeClient:
         if headers:
             for name, hvalue in headers.items():
                 if not isinstance(name, str) or not isinstance(hvalue, (bytes, bytearray)):
-                    raise ValueError(f"Header {name!r}: names must be str and values bytes")
+                    raise ErrorInvalidArgument(
+                        f"Header {name!r}: names must be str and values bytes"
+                    )
                 out_headers[name] = bytes(hvalue)
         if partition is not None and partition < 0:
-            raise ValueError(f"Partition must not be negative, not {partition}")
+            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
         if expected_offset is not None and expected_offset < 0:
-            raise ValueError(
+            raise ErrorInvalidArgument(
                 f"expected_offset must not be negative, not {expected_offset} "
                 "(None skips the check)"
             )
@@ -744,7 +773,7 @@ class LiftbridgeClient:
         count = await self._partition_count(stream)
         chosen = partitioner(stream, key, value, count)
         if not 0 <= chosen < count:
-            raise ValueError(
+            raise ErrorInvalidArgument(
                 f"Partitioner chose partition {chosen} of {stream!r}, which has {count}"
             )
         return chosen
@@ -800,7 +829,7 @@ class LiftbridgeClient:
             ErrorAckTimeout: No ack within the ack timeout.
         """
         if not stream:
-            raise ValueError("publish needs a stream name")
+            raise ErrorInvalidArgument("publish needs a stream name")
         if partition is None and (partitioner or self.partitioner):
             partition = await self._choose_partition(stream, key, bytes(value), partitioner)
         request = self.get_publish_request(
@@ -881,7 +910,7 @@ class LiftbridgeClient:
             ErrorAckTimeout: No ack within the ack timeout.
         """
         if not subject:
-            raise ValueError("publish_to_subject needs a subject")
+            raise ErrorInvalidArgument("publish_to_subject needs a subject")
         template = self.get_publish_request(
             value,
             key=key,
@@ -971,21 +1000,26 @@ class LiftbridgeClient:
 
     async def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
-    ) -> AsyncIterator[Ack]:
+    ) -> AsyncIterator[wire.PublishResponse]:
         """Publish many requests pipelined on one PublishAsync stream.
+
+        As in gufo-liftbridge, the items are PublishResponses: `item.ack`
+        is the Ack. Requests with AckPolicy.NONE get no response.
 
         Args:
             iter_req: Requests, e.g. from `get_publish_request`.
-            wait: Wait for the acks of every request that has an ack policy
-                other than NONE (within `publish_async_ack_timeout`).
+            wait: Wait up to `publish_async_ack_timeout` for every ack and
+                raise `ErrorAckTimeout` for a missing one; with False, a
+                missing ack ends the iteration quietly instead.
 
         Yields:
-            Acks in the order they arrive.
+            PublishResponses, in the order the requests were sent.
 
         Raises:
-            PublishAsyncError: The server refused a message (unlike
-                gufo-liftbridge, which ignores these).
-            ErrorAckTimeout: Acks missing after `publish_async_ack_timeout`.
+            PublishAsyncError: The server refused a message (gufo-liftbridge
+                leaves these unreported).
+            ErrorAckTimeout: With `wait`, an ack missing after
+                `publish_async_ack_timeout`.
         """
         session = await self._session()
         pending = []
@@ -995,12 +1029,15 @@ class LiftbridgeClient:
             encoded = request.encode()
             self._check_size(encoded)
             pending.append(await session.send(request, encoded, self.publish_async_ack_timeout))
-        if not wait:
-            return
         for item in pending:
-            ack = await item
+            try:
+                ack = await item
+            except ErrorAckTimeout:
+                if wait:
+                    raise
+                return
             if ack is not None:
-                yield ack
+                yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)
 
     # ------------------------------------------------------------------ cursors
 
@@ -1054,11 +1091,11 @@ class LiftbridgeClient:
             ErrorNotFound: The cursors stream does not exist (cursors disabled).
         """
         if not cursor_id:
-            raise ValueError("cursor_id must not be empty")
+            raise ErrorInvalidArgument("cursor_id must not be empty")
         if partition < 0:
-            raise ValueError(f"Partition must not be negative, not {partition}")
+            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
         if offset < 0:
-            raise ValueError(f"Cursor offset must not be negative, not {offset}")
+            raise ErrorInvalidArgument(f"Cursor offset must not be negative, not {offset}")
         stored = offset + 1 if self.cursor_convention == CursorConvention.NEXT else offset
         await self._store_cursor(stream, partition, cursor_id, stored)
 
@@ -1070,9 +1107,9 @@ class LiftbridgeClient:
             ErrorNotFound: The cursors stream does not exist (cursors disabled).
         """
         if not cursor_id:
-            raise ValueError("cursor_id must not be empty")
+            raise ErrorInvalidArgument("cursor_id must not be empty")
         if partition < 0:
-            raise ValueError(f"Partition must not be negative, not {partition}")
+            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
         return await self._load_cursor(stream, partition, cursor_id)
 
     async def _resume_offset(self, stream: str, partition: int, cursor_id: str) -> int:
@@ -1255,7 +1292,7 @@ class LiftbridgeClient:
         """
         partition = partition or 0
         if partition < 0:
-            raise ValueError(f"Partition must not be negative, not {partition}")
+            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
         request = wire.SubscribeRequest(
             stream=stream,
             partition=partition,
@@ -1271,18 +1308,18 @@ class LiftbridgeClient:
             request.startTimestamp = int(start_timestamp * 1_000_000_000)
         elif start_position == StartPosition.RESUME:
             if not cursor_id:
-                raise ValueError("cursor_id must be set for StartPosition.RESUME")
+                raise ErrorInvalidArgument("cursor_id must be set for StartPosition.RESUME")
             request.startPosition = wire.StartPosition.OFFSET
             request.startOffset = await self._resume_offset(stream, partition, cursor_id)
         else:
             try:
                 request.startPosition = wire.StartPosition(StartPosition(start_position))
             except ValueError:
-                raise ValueError(f"Unknown start position {start_position!r}") from None
+                raise ErrorInvalidArgument(f"Unknown start position {start_position!r}") from None
         if stop_offset is not None:
             if stop_offset < 0:
                 # The server reads -1 as "never stop".
-                raise ValueError(f"stop_offset must not be negative, not {stop_offset}")
+                raise ErrorInvalidArgument(f"stop_offset must not be negative, not {stop_offset}")
             request.stopPosition = wire.StopPosition.STOP_OFFSET
             request.stopOffset = stop_offset
         elif stop_timestamp is not None:
@@ -1292,9 +1329,9 @@ class LiftbridgeClient:
             try:
                 request.stopPosition = StopPosition(stop_position)
             except ValueError:
-                raise ValueError(f"Unknown stop position {stop_position!r}") from None
+                raise ErrorInvalidArgument(f"Unknown stop position {stop_position!r}") from None
             if request.stopPosition in (StopPosition.STOP_OFFSET, StopPosition.STOP_TIMESTAMP):
-                raise ValueError(
+                raise ErrorInvalidArgument(
                     f"{StopPosition(stop_position).name} needs stop_offset or stop_timestamp"
                 )
 

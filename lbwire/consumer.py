@@ -29,6 +29,7 @@ from . import wire
 from .error import (
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
+    ErrorInvalidArgument,
     ErrorNotFound,
     ErrorUnavailable,
     LiftbridgeError,
@@ -101,13 +102,13 @@ class Consumer:
         max_buffered: int = 256,
     ) -> None:
         if not group_id:
-            raise ValueError("Consumer group id must not be empty")
+            raise ErrorInvalidArgument("Consumer group id must not be empty")
         if isinstance(streams, str):
             streams = [streams]
         if not streams:
-            raise ValueError("A consumer needs at least one stream")
+            raise ErrorInvalidArgument("A consumer needs at least one stream")
         if not 0 < fetch_assignments_fraction < 1:
-            raise ValueError("fetch_assignments_fraction must be between 0 and 1")
+            raise ErrorInvalidArgument("fetch_assignments_fraction must be between 0 and 1")
         self.client = client
         self.group_id = group_id
         self.streams = list(streams)

@@ -14,22 +14,27 @@ from lbwire.types import AckPolicy
 pytestmark = pytest.mark.anyio
 
 
-async def test_publish_bulk_yields_an_ack_for_every_request(
+async def test_publish_bulk_yields_a_response_with_an_ack_for_every_request(
     client: LiftbridgeClient, stream: str
 ) -> None:
     requests = [client.get_publish_request(b"%d" % i, stream=stream) for i in range(50)]
     with anyio.fail_after(HANG_GUARD):
-        acks = [ack async for ack in client.publish_bulk(requests)]
+        responses = [r async for r in client.publish_bulk(requests)]
+    # gufo-liftbridge's shape: PublishResponse items, the Ack in .ack.
+    acks = [r.ack for r in responses]
     assert sorted(ack.offset for ack in acks) == list(range(50))
+    assert [r.correlationId for r in responses] == [r.correlationId for r in requests]
     assert {ack.correlationId for ack in acks} == {r.correlationId for r in requests}
     assert [m.value for m in await read_all(client, stream)] == [b"%d" % i for i in range(50)]
 
 
-async def test_publish_bulk_without_wait_yields_nothing_and_stores_everything(
+async def test_publish_bulk_without_wait_still_yields_the_acks_and_stores_everything(
     client: LiftbridgeClient, stream: str
 ) -> None:
     requests = [client.get_publish_request(b"%d" % i, stream=stream) for i in range(10)]
-    assert [ack async for ack in client.publish_bulk(requests, wait=False)] == []
+    with anyio.fail_after(HANG_GUARD):
+        responses = [r async for r in client.publish_bulk(requests, wait=False)]
+    assert sorted(r.ack.offset for r in responses) == list(range(10))
 
     async def all_stored() -> bool:
         return (await client.get_partition_metadata(stream, 0)).newest_offset == 9
@@ -45,8 +50,8 @@ async def test_publish_bulk_skips_acks_of_ack_policy_none(
         client.get_publish_request(b"unacked", stream=stream, ack_policy=AckPolicy.NONE),
     ]
     with anyio.fail_after(HANG_GUARD):
-        acks = [ack async for ack in client.publish_bulk(requests)]
-    assert [ack.correlationId for ack in acks] == [requests[0].correlationId]
+        responses = [r async for r in client.publish_bulk(requests)]
+    assert [r.ack.correlationId for r in responses] == [requests[0].correlationId]
 
 
 async def test_publish_bulk_raises_publish_async_error_for_a_refused_request(

@@ -1,0 +1,8 @@
+"""Fixtures of the gufo-liftbridge compatibility tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
