@@ -1,0 +1,105 @@
+"""What the orchestrator and every worker share: jobs, results, statistics.
+
+Only the standard library is imported here: a worker process must load
+nothing but its own client (so gufo's grpcio never lands in lbwire's process).
+
+A job is a JSON object handed to a worker on its command line::
+
+    {"scenario": "subscribe", "broker": "127.0.0.1:9292", "stream": "...",
+     "count": 200000, "size": 100, "reps": 1, "in_flight": 1000,
+     "checkpoints": 10, "cursor_id": "...", "timeout": 300}
+
+A worker prints one JSON line as the last line of its standard output::
+
+    {"samples": [48123.4], "unit": "msgs/s", "extra": {"p99_ms": [1.9]}}
+
+or ``{"error": "..."}``, or ``{"skipped": "why"}`` for a scenario its client
+cannot do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+#: Client keys, in the order tables and charts show them.
+CLIENTS = ("lbwire-asyncio", "lbwire-uvloop", "lbwire-trio", "gufo-grpcio", "go-liftbridge")
+LBWIRE_CLIENTS = CLIENTS[:3]
+#: The baseline of the ratios in the chart and the targets.
+BASELINE = "gufo-grpcio"
+GO = "go-liftbridge"
+
+#: Scenario keys, in report order, with their unit and whether higher is better.
+SCENARIOS: Dict[str, Dict[str, Any]] = {
+    "subscribe_100B": {"unit": "msgs/s", "higher": True},
+    "subscribe_1KiB": {"unit": "msgs/s", "higher": True},
+    "publish_unacked": {"unit": "msgs/s", "higher": True},
+    "publish_acked": {"unit": "msgs/s", "higher": True},
+    "publish_acked_p99_ms": {"unit": "ms", "higher": False},
+    "publish_pipelined": {"unit": "msgs/s", "higher": True},
+    "cursor_roundtrip": {"unit": "pairs/s", "higher": True},
+    "first_message_ms": {"unit": "ms", "higher": False},
+    "import_ms": {"unit": "ms", "higher": False},
+    "subscribe_peak_rss_mb": {"unit": "MB", "higher": False},
+}
+
+
+def summarize(samples: Sequence[float], unit: str) -> Dict[str, Any]:
+    """Median and spread (max - min) of a scenario's samples."""
+    values = [float(s) for s in samples]
+    return {
+        "value": round(statistics.median(values), 3),
+        "unit": unit,
+        "spread": round(max(values) - min(values), 3),
+        "samples": [round(v, 3) for v in values],
+    }
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The `pct` percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, int(len(ordered) * pct / 100.0)))
+    return ordered[rank]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (VmHWM, else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return maxrss / (1024.0 * 1024.0) if sys.platform == "darwin" else maxrss / 1024.0
+
+
+def read_job(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The job a worker was started with (its one argument, JSON)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m benchmarks.workers.<client> JOB_JSON")
+    job: Dict[str, Any] = json.loads(args[0])
+    return job
+
+
+def emit(result: Dict[str, Any]) -> None:
+    """Print a worker's result as its last line of output."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def payload(size: int) -> bytes:
+    """A message value of `size` bytes (the same in every client)."""
+    pattern = bytes(range(97, 123))  # a..z, as the Go client uses
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -1,0 +1,1 @@
+"""One worker module per client library; each runs one job in its own process."""

@@ -1,0 +1,159 @@
+"""Benchmark worker for lbwire: one job, on asyncio, asyncio+uvloop or trio.
+
+    python -m benchmarks.workers.lbwire_worker BACKEND JOB_JSON
+
+BACKEND is ``asyncio``, ``uvloop`` or ``trio``. Imports lbwire and its event
+loop library only (no grpcio). See ``benchmarks/_common.py`` for the job and
+result formats.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any, Deque, Dict, List
+
+from benchmarks._common import emit, payload, peak_rss_mb, percentile, read_job
+
+
+async def _subscribe_count(client: Any, stream: str, count: int, each: Any = None) -> float:
+    """Read `count` messages from the start of `stream`; seconds taken."""
+    from lbwire.client import StartPosition
+
+    received = 0
+    start = time.perf_counter()
+    messages = client.subscribe(stream, start_position=StartPosition.EARLIEST)
+    try:
+        async for _ in messages:
+            received += 1
+            if each is not None:
+                each(received)
+            if received >= count:
+                break
+    finally:
+        await messages.aclose()
+    return time.perf_counter() - start
+
+
+async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
+    import anyio
+
+    from lbwire.client import AckPolicy, LiftbridgeClient, StartPosition
+
+    scenario = job["scenario"]
+    broker = job["broker"]
+    stream = job.get("stream", "")
+    count = int(job.get("count", 0))
+    reps = max(1, int(job.get("reps", 1)))
+    value = payload(int(job.get("size", 100)))
+    samples: List[float] = []
+    extra: Dict[str, Any] = {}
+
+    with anyio.fail_after(float(job.get("timeout", 300))):
+        if scenario == "first_message":
+            for _ in range(reps):
+                start = time.perf_counter()
+                async with LiftbridgeClient([broker]) as client:
+                    messages = client.subscribe(stream, start_position=StartPosition.EARLIEST)
+                    try:
+                        async for _ in messages:
+                            break
+                    finally:
+                        await messages.aclose()
+                    samples.append((time.perf_counter() - start) * 1000.0)
+            return {"samples": samples, "unit": "ms"}
+
+        async with LiftbridgeClient([broker]) as client:
+            await client.get_metadata()  # connected, metadata cached: not timed
+            for _ in range(reps):
+                if scenario == "subscribe":
+                    samples.append(count / await _subscribe_count(client, stream, count))
+                    unit = "msgs/s"
+                elif scenario == "subscribe_rss":
+                    every = max(1, count // max(1, int(job.get("checkpoints", 10))))
+                    marks: List[float] = []
+
+                    def mark(n: int, every: int = every, marks: List[float] = marks) -> None:
+                        if n % every == 0:
+                            marks.append(round(peak_rss_mb(), 2))
+
+                    await _subscribe_count(client, stream, count, mark)
+                    samples.append(peak_rss_mb())
+                    extra["checkpoints_mb"] = marks
+                    unit = "MB"
+                elif scenario == "publish_unacked":
+                    start = time.perf_counter()
+                    for _ in range(count):
+                        await client.publish(value, stream=stream, ack_policy=AckPolicy.NONE)
+                    samples.append(count / (time.perf_counter() - start))
+                    unit = "msgs/s"
+                elif scenario == "publish_acked":
+                    latencies = []
+                    clock = time.perf_counter
+                    start = clock()
+                    for _ in range(count):
+                        t = clock()
+                        await client.publish(value, stream=stream, ack_policy=AckPolicy.LEADER)
+                        latencies.append((clock() - t) * 1000.0)
+                    samples.append(count / (clock() - start))
+                    extra.setdefault("p99_ms", []).append(percentile(latencies, 99))
+                    unit = "msgs/s"
+                elif scenario == "publish_pipelined":
+                    in_flight = int(job.get("in_flight", 1000))
+                    pending: Deque[Any] = deque()
+                    start = time.perf_counter()
+                    for _ in range(count):
+                        if len(pending) >= in_flight:
+                            await pending.popleft()
+                        pending.append(await client.publish_async(value, stream=stream))
+                    while pending:
+                        await pending.popleft()
+                    samples.append(count / (time.perf_counter() - start))
+                    unit = "msgs/s"
+                elif scenario == "cursor_roundtrip":
+                    cursor_id = job["cursor_id"]
+                    start = time.perf_counter()
+                    for i in range(count):
+                        await client.set_cursor(stream, 0, cursor_id, i)
+                        await client.get_cursor(stream, 0, cursor_id)
+                    samples.append(count / (time.perf_counter() - start))
+                    unit = "pairs/s"
+                else:
+                    return {"error": f"unknown scenario {scenario!r}"}
+    return {"samples": samples, "unit": unit, "extra": extra}
+
+
+def main() -> None:
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m benchmarks.workers.lbwire_worker BACKEND JOB_JSON")
+    backend = sys.argv[1]
+    job = read_job(sys.argv[2:])
+    import anyio
+
+    options: Dict[str, Any] = {}
+    if backend == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            emit({"skipped": "uvloop is not installed (pip install '.[bench]')"})
+            return
+        options = {"loop_factory": uvloop.new_event_loop}
+        backend = "asyncio"
+    elif backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            emit({"skipped": "trio is not installed (pip install '.[trio]')"})
+            return
+    try:
+        result = anyio.run(run_job, job, backend=backend, backend_options=options)
+    except BaseException as exc:  # report, never hang or die silently
+        traceback.print_exc()
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()

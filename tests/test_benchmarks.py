@@ -1,0 +1,98 @@
+"""The benchmark suite runs end to end in --quick mode and reports in the agreed shape.
+
+No test here asserts a speed: the numbers of a quick run on a shared machine
+mean nothing; the full run (`python -m benchmarks`) is for reading.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = {"lbwire-asyncio", "lbwire-uvloop", "lbwire-trio", "gufo-grpcio", "go-liftbridge"}
+SCENARIOS = {
+    "subscribe_100B",
+    "subscribe_1KiB",
+    "publish_unacked",
+    "publish_acked",
+    "publish_acked_p99_ms",
+    "publish_pipelined",
+    "cursor_roundtrip",
+    "first_message_ms",
+    "import_ms",
+    "subscribe_peak_rss_mb",
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench")
+    # Generous bound: the first run may build the Go client (about a minute).
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "latest.json").read_text()), done.stdout
+
+
+@pytest.mark.server
+def test_quick_run_writes_json_of_the_agreed_shape(quick_run: tuple[dict, str]) -> None:
+    report, _ = quick_run
+    for key in ("server", "python", "machine"):
+        assert isinstance(report[key], str)
+        assert report[key]
+    results = report["results"]
+    assert isinstance(results, dict)
+    assert set(results) <= SCENARIOS
+    for scenario, per_client in results.items():
+        assert set(per_client) <= CLIENTS, scenario
+        for client, entry in per_client.items():
+            assert isinstance(entry["value"], (int, float)), (scenario, client)
+            assert entry["value"] > 0, (scenario, client)
+            assert isinstance(entry["unit"], str), (scenario, client)
+            assert entry["unit"]
+            assert isinstance(entry["spread"], (int, float)), (scenario, client)
+            assert entry["spread"] >= 0, (scenario, client)
+
+
+@pytest.mark.server
+def test_quick_run_measures_every_scenario_for_lbwire_and_gufo(
+    quick_run: tuple[dict, str],
+) -> None:
+    results = quick_run[0]["results"]
+    assert set(results) == SCENARIOS
+    for scenario, per_client in results.items():
+        assert "lbwire-asyncio" in per_client, scenario
+        if scenario != "import_ms":  # one package: measured once, as lbwire-asyncio
+            assert "lbwire-trio" in per_client, scenario
+        if scenario not in ("publish_acked", "publish_acked_p99_ms"):
+            assert "gufo-grpcio" in per_client, scenario
+
+
+@pytest.mark.server
+def test_quick_run_prints_table_and_targets(quick_run: tuple[dict, str]) -> None:
+    _, stdout = quick_run
+    assert "scenario (unit)" in stdout
+    assert "Targets" in stdout
+    assert "latest.json" in stdout
+
+
+def test_lbwire_worker_never_imports_grpcio() -> None:
+    code = (
+        "import sys, benchmarks.run, benchmarks.workers.lbwire_worker, lbwire.client; "
+        "assert 'grpc' not in sys.modules and 'gufo' not in sys.modules, 'grpc imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
