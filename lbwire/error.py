@@ -155,6 +155,9 @@ class PublishAsyncError(LiftbridgeError):
 # text is the only thing that tells them apart (server/api.go, v1.9.0).
 _BY_STATUS_AND_TEXT: Tuple[Tuple[Status, str, Type[LiftbridgeError]], ...] = (
     (Status.INTERNAL, "no known metadata leader", ErrorNoMetadataLeader),
+    # Metadata changes are forwarded to the metadata leader over NATS; when it
+    # just died and Raft has not noticed yet, NATS answers "no responders".
+    (Status.INTERNAL, "no responders", ErrorNoMetadataLeader),
     (Status.INVALID_ARGUMENT, "exceeds max replication size", ErrorMessageSizeExceeded),
     # The server's NATS connection refuses payloads over NATS' max_payload
     # (1 MiB by default, the same as Liftbridge's replication limit) before
@@ -163,6 +166,9 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Status, str, Type[LiftbridgeError]], ...] = (
     (Status.UNKNOWN, "maximum payload exceeded", ErrorMessageSizeExceeded),
     (Status.UNKNOWN, "incorrect expected offset", ErrorIncorrectOffset),
     (Status.UNKNOWN, "is not authorized", ErrorPermissionDenied),
+    # SetCursor stores the cursor by publishing to `__cursors` as the caller,
+    # and reports that publish's refusal as Internal.
+    (Status.INTERNAL, "is not authorized", ErrorPermissionDenied),
     (Status.FAILED_PRECONDITION, "not partition leader", ErrorNotLeader),
     # FetchPartitionMetadata's and the cursor RPCs' wording of the same refusal.
     (Status.FAILED_PRECONDITION, "should be sent to partition leader", ErrorNotLeader),

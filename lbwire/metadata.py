@@ -45,7 +45,6 @@ class MetadataCache:
             requested: The streams that were asked for; empty means all, in
                 which case streams missing from the answer are forgotten.
         """
-        brokers = {b.id: (b.host, b.port) for b in response.brokers}
         requested = list(requested)
         if not requested:
             self.streams = {}
@@ -54,10 +53,17 @@ class MetadataCache:
         for stream in response.streamMetadata:
             if stream.error == wire.StreamMetadataError.OK:
                 self.streams[stream.name] = stream
-        # An answer can leave out brokers that partitions still name: v1.9.0
-        # lists only the members that answered its survey, and keeps that list
-        # for metadata.cache.max.age (2 min), so a broker that was down stays
-        # missing after its restart. Keep the addresses known from before.
+        self.update_brokers(response.brokers)
+
+    def update_brokers(self, listed: Iterable[wire.Broker]) -> None:
+        """Take in the brokers a FetchMetadata response lists.
+
+        An answer can leave out brokers that partitions still name: v1.9.0
+        lists only the members that answered its survey, and keeps that list
+        for metadata.cache.max.age (2 min), so a broker that was down stays
+        missing after its restart. The addresses known from before are kept.
+        """
+        brokers = {b.id: (b.host, b.port) for b in listed}
         for stream in self.streams.values():
             for p in stream.partitions.values():
                 for broker_id in (p.leader, *p.isr):
