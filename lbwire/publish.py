@@ -39,7 +39,11 @@ class PendingAck:
     `ErrorUnavailable` when the stream broke before the ack came.
     """
 
-    __slots__ = ("_ack", "_deadline", "_error", "_event", "_session", "correlation_id")
+    # One per published message. The Event is made only when someone waits
+    # before the ack came: with many publishes in flight most acks are in by
+    # the time they are awaited, and anyio.Event() costs 1.0 us (asyncio and
+    # trio, 2-core dev VM) against 0.15 us for this whole constructor.
+    __slots__ = ("_ack", "_deadline", "_done", "_error", "_event", "_session", "correlation_id")
 
     def __init__(
         self, session: Optional[PublishSession], correlation_id: str, deadline: float
@@ -47,25 +51,32 @@ class PendingAck:
         self.correlation_id = correlation_id
         self._session = session
         self._deadline = deadline
-        self._event = anyio.Event()
+        self._done = False
+        self._event: Optional[anyio.Event] = None
         self._ack: Optional[wire.Ack] = None
         self._error: Optional[LiftbridgeError] = None
 
     def _resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
         self._ack, self._error = ack, error
-        self._event.set()
+        self._done = True
+        event = self._event
+        if event is not None:
+            event.set()
 
     @property
     def done(self) -> bool:
         """Whether the ack (or an error) has arrived."""
-        return self._event.is_set()
+        return self._done
 
     async def wait(self) -> Optional[wire.Ack]:
         """Wait for the ack; see the class docstring for the errors."""
-        if not self._event.is_set():
+        if not self._done:
+            event = self._event
+            if event is None:
+                event = self._event = anyio.Event()
             with anyio.move_on_after(self._deadline - anyio.current_time()):
-                await self._event.wait()
-            if not self._event.is_set():
+                await event.wait()
+            if not self._done:
                 if self._session is not None:
                     self._session.forget(self.correlation_id)
                 raise ErrorAckTimeout(f"No ack for correlation id {self.correlation_id!r} in time")
@@ -139,19 +150,35 @@ class PublishSession:
         """Send one request; returns at once with the awaitable for its ack."""
         if self.closed or self._call is None:
             raise ErrorUnavailable("PublishAsync stream is closed")
-        deadline = anyio.current_time() + timeout
+        correlation_id = request.correlationId
         if request.ackPolicy == wire.AckPolicy.NONE:
-            item = PendingAck(None, request.correlationId, deadline)
+            item = PendingAck(None, correlation_id, 0.0)
             item._resolve(None, None)  # the server sends nothing back
         else:
-            item = PendingAck(self, request.correlationId, deadline)
-            self._pending[request.correlationId] = item
+            item = PendingAck(self, correlation_id, anyio.current_time() + timeout)
+            self._pending[correlation_id] = item
+        # Senders take turns: a message the stream's flow-control window cannot
+        # take at once is sent in parts, across awaits, and no other message
+        # may go out between them (StreamStreamCall.send_message does not
+        # serialize its callers). Uncontended, the lock is taken without
+        # `async with`, whose checkpoint in a shielded cancel scope costs a
+        # scheduler pass: 0.7 us instead of 9.4 us per publish (asyncio; trio
+        # 0.9 against 5.6 us; timeit-style loop on the 2-core dev VM).
+        lock = self._send_lock
         try:
-            async with self._send_lock:
+            try:
+                lock.acquire_nowait()
+            except anyio.WouldBlock:
+                await lock.acquire()
+            try:
                 await self._call.send_message(encoded)
-        except GRPCError as exc:
-            self._pending.pop(request.correlationId, None)
-            raise from_grpc_error(exc) from None
+            finally:
+                lock.release()
+        except BaseException as exc:
+            self._pending.pop(correlation_id, None)
+            if isinstance(exc, GRPCError):
+                raise from_grpc_error(exc) from None
+            raise
         return item
 
     async def aclose(self) -> None:

@@ -30,14 +30,17 @@ def refusing_port() -> Iterator[int]:
 def saturated_port() -> Iterator[int]:
     """A loopback port whose accept queue is full: connection attempts hang.
 
-    With a backlog of 0 Linux queues one connection; once that is taken, SYNs
-    are dropped and connect() waits until the client gives up.
+    With a backlog of 1 Linux queues two connections; once they are taken,
+    SYNs are dropped and connect() waits until the client gives up. (Not a
+    backlog of 0: PyPy raises it to 1.)
     """
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
+        listener.listen(1)
         port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
+        with socket.create_connection(("127.0.0.1", port), timeout=5), socket.create_connection(
+            ("127.0.0.1", port), timeout=5
+        ):
             yield port
 
 

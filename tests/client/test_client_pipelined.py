@@ -96,6 +96,26 @@ async def test_publish_async_thousand_in_flight_are_each_acked_by_correlation_id
     assert partition.newest_offset == count - 1
 
 
+async def test_concurrent_publish_async_of_messages_larger_than_the_window_stay_whole(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    # 200 KiB each, beyond HTTP/2's initial 64 KiB window: every message goes
+    # out in parts while other tasks are sending.
+    values = [bytes([i]) * (200 * 1024) for i in range(6)]
+    acks: list[wire.Ack | None] = []
+
+    async def send(value: bytes) -> None:
+        acks.append(await (await client.publish_async(value, stream=stream)))
+
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            for value in values:
+                tg.start_soon(send, value)
+    assert len(acks) == len(values)
+    stored = [m.value for m in await read_all(client, stream)]
+    assert sorted(stored) == sorted(values)
+
+
 async def test_publish_async_generates_a_correlation_id_when_none_is_given(
     client: LiftbridgeClient, stream: str
 ) -> None:

@@ -19,6 +19,7 @@ from lbwire.wire import (
     Message,
     PauseStreamRequest,
     PublishRequest,
+    PublishResponse,
     StreamMetadata,
     WireMessage,
     decode_message_range,
@@ -304,6 +305,39 @@ def test_damaged_messages_decode_like_the_generic_decoder(
         assert str(info.value) == str(expected)
     else:
         assert Message.decode(damaged) == expected
+
+
+def _generic_of(cls: type[WireMessage], data: bytes) -> WireMessage | DecodeError:
+    msg = cls()
+    try:
+        msg._merge(data, 0, len(data), 0)
+    except DecodeError as exc:
+        return exc
+    return msg
+
+
+@pytest.mark.parametrize("cls", [Ack, PublishResponse], ids=lambda cls: cls.__name__)
+@settings(FUZZ, max_examples=150)
+@given(
+    data=st.data(),
+    cut=st.integers(0, 400),
+    flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=3),
+)
+def test_damaged_acks_decode_like_the_generic_decoder(
+    cls: type[WireMessage], data: st.DataObject, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    blob = bytearray(data.draw(message_strategy(cls)).encode())
+    for index, byte in flips:
+        if blob:
+            blob[index % len(blob)] = byte
+    damaged = bytes(blob[: cut % (len(blob) + 1)])
+    expected = _generic_of(cls, damaged)
+    if isinstance(expected, DecodeError):
+        with pytest.raises(DecodeError) as info:
+            cls.decode(damaged)
+        assert str(info.value) == str(expected)
+    else:
+        assert cls.decode(damaged) == expected
 
 
 @FUZZ
