@@ -1,0 +1,267 @@
+"""lbwire as users get it: a pure wheel that needs only h2 and anyio, never grpcio.
+
+The wheel is built from a copy of the working tree (so the build leaves no
+``build/`` or ``*.egg-info`` behind) with ``pip wheel``; a fresh virtual
+environment that installs only it and its runtime dependencies runs the
+cursor example against a real server, as the demo does.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from lbwire.client import LiftbridgeClient
+from lbwire.testing import LiftbridgeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "cursor_subscriber.py"
+#: What a build copies of the tree: everything but VCS data, environments,
+#: caches and earlier build output (so stray packages would still show up).
+_NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv*", "__pycache__", "*.egg-info", "build", "dist", ".*_cache", ".hypothesis"
+)
+#: Bound on pip and on a subscriber reaching an offset: guards, not expectations.
+PIP_TIMEOUT = 600
+READ_TIMEOUT = 60.0
+
+
+def run(argv: list[str], **kwargs: object) -> str:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False, **kwargs
+    )
+    assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel `pip wheel` builds from the tree (build dependencies from PyPI)."""
+    source = tmp_path_factory.mktemp("source") / "lbwire"
+    shutil.copytree(ROOT, source, ignore=_NOT_COPIED)
+    out = tmp_path_factory.mktemp("wheel")
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)])
+    (built,) = out.glob("*.whl")
+    return built
+
+
+# -- the wheel --------------------------------------------------------------------------------
+
+
+def test_wheel_is_pure_python_for_any_platform(wheel: Path) -> None:
+    assert wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (wheel_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/WHEEL")]
+        tags = email.parser.Parser().parsestr(archive.read(wheel_file).decode())
+    assert tags["Root-Is-Purelib"] == "true"
+    assert tags.get_all("Tag") == ["py3-none-any"]
+
+
+def test_wheel_holds_exactly_the_lbwire_package(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    packaged = {n for n in names if ".dist-info/" not in n}
+    in_tree = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "lbwire").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed")
+    }
+    # No tests, benchmarks or examples, no compiled code: lbwire/ and nothing else.
+    assert packaged == in_tree
+    assert "lbwire/py.typed" in packaged
+
+
+def test_wheel_requires_only_h2_and_anyio_at_run_time(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.parser.Parser().parsestr(archive.read(metadata_file).decode())
+    unconditional = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
+    names = {re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in unconditional}  # type: ignore[union-attr]
+    assert names == {"h2", "anyio"}
+
+
+# -- installed alone in a fresh environment ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wheel_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a new virtual environment holding the wheel and its dependencies."""
+    directory = tmp_path_factory.mktemp("venv") / "env"
+    venv.create(directory, with_pip=True, symlinks=os.name != "nt")
+    python = directory / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    run([str(python), "-m", "pip", "install", "--quiet", str(wheel)])
+    return python
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without anything that would find the working tree's lbwire."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def start_subscriber(python: Path, broker: str, stream: str, cwd: Path) -> subprocess.Popen[str]:
+    env = clean_env(LIFTBRIDGE_BROKERS=broker, LIFTBRIDGE_STREAM=stream, LIFTBRIDGE_CURSOR="pkg")
+    return subprocess.Popen(
+        [str(python), str(EXAMPLE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def read_offsets(proc: subprocess.Popen[str], until: int) -> list[int]:
+    """The offsets of the subscriber's '<offset>: <value>' lines, up to ``until``."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    offsets: list[int] = []
+    while not offsets or offsets[-1] < until:
+        try:
+            line = lines.get(timeout=READ_TIMEOUT)
+        except queue.Empty:
+            line = ""
+        if not line:
+            proc.kill()
+            _, stderr = proc.communicate()
+            raise AssertionError(f"subscriber stopped at {offsets}; stderr:\n{stderr}")
+        offsets.append(int(line.split(":", 1)[0]))
+    return offsets
+
+
+async def prepare(broker: str, stream: str) -> None:
+    async with LiftbridgeClient([broker]) as client:
+        await client.create_stream(stream, wait_for_stream=True)
+        await client.wait_for_cursors()
+
+
+async def publish(broker: str, stream: str, offsets: range) -> None:
+    async with LiftbridgeClient([broker]) as client:
+        for i in offsets:
+            await client.publish(f"message {i}".encode(), stream=stream)
+
+
+async def stored_cursor(broker: str, stream: str) -> int:
+    async with LiftbridgeClient([broker]) as client:
+        return await client.get_cursor(stream, 0, "pkg")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_wheel_alone_runs_the_cursor_example_against_a_real_server(
+    wheel_env: Path,
+    liftbridge_server: LiftbridgeServer,
+    stream_name: str,
+    tmp_path: Path,
+) -> None:
+    where = run([str(wheel_env), "-c", "import lbwire; print(lbwire.__file__)"], cwd=tmp_path)
+    assert Path(where.strip()).is_relative_to(wheel_env.parent.parent)
+    installed = run([str(wheel_env), "-m", "pip", "list", "--format=freeze"], cwd=tmp_path)
+    assert "grpcio" not in installed.lower()
+    assert "protobuf" not in installed.lower()
+
+    broker = liftbridge_server.broker
+    anyio.run(prepare, broker, stream_name)
+    anyio.run(publish, broker, stream_name, range(0, 5))
+    first = start_subscriber(wheel_env, broker, stream_name, tmp_path)
+    try:
+        seen = read_offsets(first, 4)
+    finally:
+        first.kill()  # like a crash: no clean shutdown
+        first.wait()
+    assert seen == [0, 1, 2, 3, 4]
+    cursor = anyio.run(stored_cursor, broker, stream_name)
+    assert 1 <= cursor <= 5  # the kill may come before the last set_cursor
+
+    anyio.run(publish, broker, stream_name, range(5, 8))
+    second = start_subscriber(wheel_env, broker, stream_name, tmp_path)
+    try:
+        resumed = read_offsets(second, 7)
+    finally:
+        second.kill()
+        second.wait()
+    assert resumed == list(range(cursor, 8))
+
+
+# -- grpcio is never imported -----------------------------------------------------------------
+
+_USE_EVERYTHING = """
+import sys
+import anyio
+from lbwire.client import LiftbridgeClient, StartPosition, StopPosition
+
+async def main(broker, stream):
+    async with LiftbridgeClient([broker]) as client:
+        await client.create_stream(stream, wait_for_stream=True)
+        await client.publish(b"one", stream=stream)
+        await (await client.publish_async(b"two", stream=stream))
+        got = [m.value async for m in client.subscribe(
+            stream, start_position=StartPosition.EARLIEST,
+            stop_position=StopPosition.STOP_LATEST)]
+        assert got == [b"one", b"two"], got
+        await client.wait_for_cursors()
+        await client.set_cursor(stream, 0, "c", 1)
+        assert await client.get_cursor(stream, 0, "c") == 2
+
+broker, stream, backend = sys.argv[1:]
+anyio.run(main, broker, stream, backend=backend)
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("grpc", "gufo"))
+assert not leaked, leaked
+print("ok")
+"""
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_using_lbwire_never_imports_grpc(
+    liftbridge_server: LiftbridgeServer, stream_name: str, backend: str, tmp_path: Path
+) -> None:
+    # A process of its own: this one may have imported grpcio for other tests.
+    script = tmp_path / "use_lbwire.py"
+    script.write_text(_USE_EVERYTHING)
+    out = run(
+        [sys.executable, str(script), liftbridge_server.broker, stream_name, backend],
+        cwd=tmp_path,
+    )
+    assert out.strip() == "ok"
+
+
+def test_importing_every_lbwire_module_never_imports_grpc(tmp_path: Path) -> None:
+    code = (
+        "import importlib, pkgutil, sys, lbwire\n"
+        "assert 'grpc' not in sys.modules\n"
+        "for info in pkgutil.walk_packages(lbwire.__path__, 'lbwire.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'gufo'))\n"
+        "assert not leaked, leaked\n"
+    )
+    run([sys.executable, "-c", code], cwd=tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_build_output() -> Iterator[None]:
+    """Building must not write into the working tree."""
+    before = {p.name for p in ROOT.iterdir()}
+    yield
+    assert {"build", "dist"}.isdisjoint({p.name for p in ROOT.iterdir()} - before)
