@@ -4,16 +4,26 @@ All gRPC and HTTP/2 logic lives in :mod:`lbwire.grpc.protocol`; this module only
 moves bytes between a socket and a :class:`~lbwire.grpc.protocol.ClientProtocol`
 and routes its events to the calls waiting for them.
 
-* One reader task per connection feeds received bytes to the protocol and
-  dispatches the resulting events through a class-to-handler table.
+* Received bytes go to the protocol, and its events through a class-to-handler
+  table to the calls, from one place per connection: a reader task, or on
+  asyncio without TLS the event loop's callback itself (see :mod:`._io`).
+* A call's task waits for its call's next event on the running backend's own
+  primitive (a future, a parked trio task), not an anyio Event.
 * Writes have no lock: whichever task finds no write in progress becomes the
   writer and drains the protocol's outbound buffer until it is empty (bytes
   queued by other tasks meanwhile included), shielded from cancellation since
   a half-written frame would corrupt the connection for every call. Other
-  tasks return at once: their bytes are already queued, in order.
-* A call never buffers more than its stream window of complete messages: the
+  tasks return at once: their bytes are already queued, in order. Where the
+  socket takes the bytes at once (the asyncio transport; a trio socket with
+  room in its buffer) the writer does not wait at all (so a loop of sends
+  yields only when flow control or the socket's buffer holds it back).
+* Answers the reader owes the server (PING acknowledgements: grpc-go sends a
+  PING with nearly every response) wait for one pass of the scheduler when
+  the read woke a call: the woken caller's next request usually carries them,
+  one system call instead of two.
+* A call never holds more than its stream window of received data: the
   flow-control credit of a message is returned only when the application
-  takes it (see the protocol module).
+  takes it, or waits for it (see the protocol module).
 """
 
 from __future__ import annotations
@@ -21,10 +31,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import socket
 import ssl
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
+    Any,
     AsyncIterator,
     Callable,
     Deque,
@@ -37,9 +49,12 @@ from typing import (
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.tls import TLSAttribute
 
-from .config import IDLE_PING_INTERVAL, ChannelConfig
+from ._io import AsyncioSocket, Waiter, connect_asyncio, current_backend, waiter_for
+from .config import ChannelConfig
+from .keepalive import KeepaliveSchedule
 from .protocol import (
     CallEnded,
     ClientProtocol,
@@ -82,27 +97,129 @@ def _frame(payload: bytes) -> bytes:
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
+# OpenSSL reasons meaning the peer answered the ClientHello with something
+# other than TLS (a plaintext server).
+_NOT_TLS = (
+    "WRONG_VERSION_NUMBER",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "HTTP_REQUEST",
+    "UNKNOWN_PROTOCOL",
+)
+
+
+def _describe_tls_error(exc: ssl.SSLError) -> str:
+    """Name the cause of a TLS failure in words; OpenSSL's text alone is cryptic."""
+    reason = str(exc.reason or "")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = str(exc.verify_message or exc).rstrip(".")
+        if "hostname mismatch" in detail.lower():
+            # OpenSSL: "Hostname mismatch, certificate is not valid for 'x'."
+            return (
+                f"certificate verify failed: {detail[:1].lower()}{detail[1:]} (connect by "
+                f"a name it was issued for, or give that name as the TLS server host name)"
+            )
+        return (
+            f"certificate verify failed: {detail} (the server's certificate is not "
+            f"signed by a CA the ssl_context trusts)"
+        )
+    if "ALERT_" in reason:
+        # Alerts the server sent: after the handshake, those about the
+        # certificate the client sent (or did not send).
+        alert = reason.split("ALERT_", 1)[1].replace("_", " ").lower()
+        if alert == "certificate required":
+            return (
+                "the server requires a client certificate and none was sent "
+                "(TLS alert: certificate required)"
+            )
+        if "certificate" in alert or alert in ("unknown ca", "access denied"):
+            return f"the server rejected the client certificate (TLS alert: {alert})"
+        return f"the server refused the TLS connection (TLS alert: {alert})"
+    if reason in _NOT_TLS:
+        return (
+            f"the server does not speak TLS (a plaintext server? then give no "
+            f"ssl_context): {exc}"
+        )
+    return f"TLS error: {exc}"
+
+
+def _describe_failure(exc: BaseException, *, tls: bool, answered: bool) -> str:
+    """Say why a connection failed, naming the cause a user can act on."""
+    if isinstance(exc, ssl.SSLError) and not isinstance(
+        exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)
+    ):
+        return _describe_tls_error(exc)
+    if not answered and isinstance(
+        exc, (anyio.EndOfStream, ssl.SSLZeroReturnError, ssl.SSLEOFError)
+    ):
+        # Servers that check client certificates after the handshake (TLS
+        # 1.3) without sending an alert, as grpcio's does, just close.
+        if tls:
+            return (
+                "the server closed the TLS connection without answering: it may "
+                "require a client certificate (none was sent, or one it does not trust)"
+            )
+        return (
+            "the server closed the connection without answering (a TLS server? "
+            "then give an ssl_context)"
+        )
+    return str(exc) or repr(exc)
+
+
 class _Connection:
-    """One HTTP/2 connection: socket, protocol, calls by stream id, reader task."""
+    """One HTTP/2 connection: socket, protocol, calls by stream id, its task.
+
+    The socket is read in one of two ways. On asyncio without TLS, an
+    :class:`~lbwire.grpc._io.AsyncioSocket` hands received bytes to
+    :meth:`_received` from the loop's callback and the connection's task only
+    waits for the end. Otherwise the connection's task reads an anyio byte
+    stream (:meth:`_read_loop`).
+    """
 
     def __init__(
         self,
         channel: Channel,
-        stream: anyio.abc.ByteStream,
+        stream: Optional[anyio.abc.ByteStream],
         protocol: ClientProtocol,
+        *,
+        waiter: Waiter,
+        asyncio_socket: Optional[AsyncioSocket] = None,
+        raw_socket: Optional[socket.socket] = None,
     ) -> None:
         self._channel = channel
         self._stream = stream
+        self._socket = asyncio_socket
+        # trio without TLS: writes go to the socket directly while it takes
+        # them (anyio's send costs a pass through the scheduler each time).
+        self._raw_socket = raw_socket
         self.protocol = protocol
+        #: Wakes the task waiting for a call, by the running backend's means.
+        self.waiter = waiter
         self.calls: Dict[int, _Call] = {}
         self.error: Optional[GRPCError] = None  # set once the connection failed
         self._writing = False
+        self._write_scheduled = False
+        # Whether handling the last read woke a call's task.
+        self._woke = False
         self._window_event: Optional[anyio.Event] = None
         self._capacity_event: Optional[anyio.Event] = None
         self._ping_event: Optional[anyio.Event] = None
         self._scope = anyio.CancelScope()
         self._done = anyio.Event()
-        self._last_read = anyio.current_time()
+        self._ended = anyio.Event()  # (asyncio socket) it closed, or we must close it
+        self._end_reason = "connection closed"
+        self._crash: Optional[Exception] = None
+        # When to ping (None: never); it hears of every read.
+        self._keepalive: Optional[KeepaliveSchedule] = None
+        if channel._keepalive_time is not None:
+            self._keepalive = KeepaliveSchedule(
+                channel._keepalive_time,
+                without_calls=channel.config.keepalive_without_calls,
+                now=waiter.clock(),
+            )
+        #: Whether the server's first SETTINGS arrived: a close before it
+        #: usually means the server refused us (see _describe_failure).
+        self.answered = False
         self._handlers: Dict[type, Callable[[Event], None]] = {
             MessageReceived: self._on_message,  # type: ignore[dict-item]
             CallEnded: self._on_call_ended,  # type: ignore[dict-item]
@@ -113,13 +230,15 @@ class _Connection:
             GoAwayReceived: self._on_goaway,  # type: ignore[dict-item]
             ConnectionClosed: self._on_connection_closed,  # type: ignore[dict-item]
         }
+        if asyncio_socket is not None:
+            asyncio_socket.attach(self._received, self._socket_lost)
 
     @property
     def usable(self) -> bool:
         """Whether new calls may be started on this connection."""
         return self.error is None and not self.protocol.draining
 
-    # -- the reader task ------------------------------------------------------
+    # -- the connection's task ---------------------------------------------------
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Read and dispatch until the connection ends or :meth:`close` is called."""
@@ -128,70 +247,145 @@ class _Connection:
             with self._scope:
                 task_status.started()
                 async with anyio.create_task_group() as tasks:
-                    if self._channel.config.keepalive_time is not None:
-                        tasks.start_soon(self._keepalive)
-                    reason = await self._read_loop()
+                    if self._keepalive is not None:
+                        tasks.start_soon(self._keepalive_loop, self._keepalive)
+                    if self._socket is None:
+                        reason = await self._read_loop()
+                    else:
+                        await self._ended.wait()
+                        reason = self._end_reason
+                        if self._crash is not None:
+                            raise self._crash
+                    # Before the task group's exit (a checkpoint): a flush
+                    # failing meanwhile must report this cause, not its echo.
+                    self._terminate(GRPCError(Status.UNAVAILABLE, reason))
                     tasks.cancel_scope.cancel()
         finally:
             self._terminate(GRPCError(Status.UNAVAILABLE, reason))
             with anyio.CancelScope(shield=True):
-                await anyio.aclose_forcefully(self._stream)
+                if self._socket is not None:
+                    if self._socket.transport is not None:
+                        self._socket.transport.abort()
+                elif self._stream is not None:
+                    await anyio.aclose_forcefully(self._stream)
             self._done.set()
 
+    def _feed(self, data: bytes) -> None:
+        """Hand received bytes to the protocol and its events to the calls."""
+        if self._keepalive is not None:
+            self._keepalive.received(self.waiter.clock())
+        self._woke = False
+        handlers = self._handlers
+        for event in self.protocol.receive_data(data):
+            handlers[event.__class__](event)
+
     async def _read_loop(self) -> str:
+        assert self._stream is not None
         receive = self._stream.receive
         protocol = self.protocol
-        handlers = self._handlers
         try:
-            keepalive = self._channel.config.keepalive_time is not None
             while self.error is None:
                 data = await receive(_READ_SIZE)
-                if keepalive:
-                    self._last_read = anyio.current_time()
-                for event in protocol.receive_data(data):
-                    handlers[event.__class__](event)
-                # h2 answers PING and SETTINGS into its buffer; resets and
-                # WINDOW_UPDATEs may be queued too.
+                self._feed(data)
+                # Answers to PING and SETTINGS, resets, WINDOW_UPDATEs.
                 if protocol.has_data_to_send:
+                    if self._woke:
+                        # A woken caller often sends next (the next call of a
+                        # loop): our answers then go out in its write, one
+                        # system call (and one read by the server) less.
+                        await anyio.lowlevel.checkpoint()
+                        if protocol.has_data_to_send:  # (trio may run us first)
+                            await anyio.lowlevel.checkpoint()
                     await self.flush()
                 if protocol.draining and not self.calls:
                     return "connection drained after GOAWAY"
-        except anyio.EndOfStream:
-            return "connection closed by peer"
+        except anyio.EndOfStream as exc:
+            if self.answered:
+                return "connection closed by peer"
+            return f"connection closed by peer: {self._describe(exc)}"
         except _CONNECTION_ERRORS as exc:
-            return f"connection lost: {exc!r}"
+            return f"connection lost: {self._describe(exc)}"
         except GRPCError as exc:  # a failed flush
             return exc.message
         return self.error.message if self.error is not None else "connection closed"
 
-    async def _keepalive(self) -> None:
+    # -- the asyncio socket's callbacks (run by the event loop) -------------------
+
+    def _received(self, data: bytes) -> None:
+        try:
+            self._handle_received(data)
+        except Exception as exc:
+            # A bug here must not vanish into the loop's exception handler
+            # with the calls left hanging: the connection's task raises it.
+            self._crash = exc
+            self._terminate(GRPCError(Status.UNAVAILABLE, f"internal error: {exc!r}"))
+            self._end("internal error")
+
+    def _handle_received(self, data: bytes) -> None:
+        self._feed(data)
+        protocol = self.protocol
+        if protocol.has_data_to_send:
+            if self._woke and self.error is None:
+                # As in _read_loop: let the woken caller's write carry ours.
+                if not self._write_scheduled:
+                    self._write_scheduled = True
+                    assert self._socket is not None
+                    self._socket.loop.call_soon(self._scheduled_write)
+            else:
+                self._write_now()
+        if self.error is not None:
+            self._end(self.error.message)
+        elif protocol.draining and not self.calls:
+            self._end("connection drained after GOAWAY")
+
+    def _scheduled_write(self) -> None:
+        self._write_scheduled = False
+        self._write_now()
+
+    def _write_now(self) -> None:
+        asyncio_socket = self._socket
+        assert asyncio_socket is not None
+        transport = asyncio_socket.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(self.protocol.data_to_send())
+
+    def _socket_lost(self, exc: Optional[BaseException]) -> None:
+        if exc is None:
+            reason = "connection closed by peer"
+            if not self.answered:
+                reason += f": {self._describe(anyio.EndOfStream())}"
+        else:
+            reason = f"connection lost: {self._describe(exc)}"
+        # The calls fail now, not once the connection's task got to run.
+        self._terminate(GRPCError(Status.UNAVAILABLE, reason))
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.is_set():
+            self._end_reason = reason
+            self._ended.set()
+
+    async def _keepalive_loop(self, schedule: KeepaliveSchedule) -> None:
         channel = self._channel
-        config = channel.config
-        last_ping = -math.inf
+        timeout = channel.config.keepalive_timeout
         while True:
             # The channel doubles it after a GOAWAY "too_many_pings".
-            interval = channel._keepalive_time
-            assert interval is not None
-            idle_for = anyio.current_time() - self._last_read
-            if idle_for < interval:
-                await anyio.sleep(interval - idle_for)
-                continue
+            assert channel._keepalive_time is not None
+            schedule.interval = channel._keepalive_time
             now = anyio.current_time()
-            if not self.calls and (
-                not config.keepalive_without_calls
-                or now - last_ping < max(interval, IDLE_PING_INTERVAL)
-            ):
-                # Pinging an idle grpc-go server gets us GOAWAY too_many_pings.
-                await anyio.sleep(interval)
+            due = schedule.next_ping(bool(self.calls))
+            if due > now:
+                # (Without calls none is due: look again when one may be.)
+                await anyio.sleep(min(due - now, schedule.interval))
                 continue
-            last_ping = now
+            schedule.pinged(now)
             event = self._ping_event = anyio.Event()
             self.protocol.ping(_PING_DATA)
             try:
                 await self.flush()
             except GRPCError:
                 return
-            with anyio.move_on_after(config.keepalive_timeout):
+            with anyio.move_on_after(timeout):
                 await event.wait()
             if not event.is_set():
                 self._terminate(
@@ -199,28 +393,27 @@ class _Connection:
                 )
                 self._scope.cancel()
                 return
-            await anyio.sleep(interval)
 
-    # -- event handlers (run in the reader task) ---------------------------------
+    # -- event handlers (run by the reader) ---------------------------------------
 
     def _on_message(self, event: MessageReceived) -> None:
         call = self.calls.get(event.stream_id)
         if call is None:
-            self.protocol.release(event.credit)
-            return
+            return  # (the call was abandoned: its credit is moot)
         call._messages.append(event)
-        waiter = call._waiter
-        if waiter is not None:
-            call._waiter = None
-            waiter.set()
+        if call._waiter is not None:
+            self.waiter.wake(call)
+            self._woke = True
 
     def _on_call_ended(self, event: CallEnded) -> None:
         call = self.calls.pop(event.stream_id, None)
         if call is not None:
             call._ended(event)
-        self._wake_capacity()
+        if self._capacity_event is not None:
+            self._wake_capacity()
         # A sender of this call may be waiting for window that will never open.
-        self._on_window_opened(event)
+        if self._window_event is not None:
+            self._on_window_opened(event)
 
     def _on_headers(self, event: ResponseHeaders) -> None:
         call = self.calls.get(event.stream_id)
@@ -234,6 +427,7 @@ class _Connection:
             window.set()
 
     def _on_settings_changed(self, event: Event) -> None:
+        self.answered = True
         self._on_window_opened(event)
         self._wake_capacity()
 
@@ -254,22 +448,42 @@ class _Connection:
 
     async def flush(self) -> None:
         """Send everything the protocol has queued (see the module docstring)."""
-        if self._writing:
+        protocol = self.protocol
+        if self._writing or not protocol.has_data_to_send:
             return
+        asyncio_socket = self._socket
+        if asyncio_socket is not None:
+            # The transport takes everything at once (and buffers what the
+            # socket does not); wait only if its buffer is full.
+            self._write_now()
+            if asyncio_socket.write_paused:
+                await asyncio_socket.wait_drained()
+            return
+        assert self._stream is not None
         self._writing = True
         try:
-            data = self.protocol.data_to_send()
-            if not data:
-                return
+            data = protocol.data_to_send()
+            if self._raw_socket is not None:
+                try:
+                    sent = self._raw_socket.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
             with anyio.CancelScope(shield=True):
                 while data:
                     await self._stream.send(data)
-                    data = self.protocol.data_to_send()
+                    data = protocol.data_to_send()
         except _CONNECTION_ERRORS as exc:
-            error = GRPCError(Status.UNAVAILABLE, f"connection lost: {exc!r}")
-            self._terminate(error)
+            reason = f"connection lost: {self._describe(exc)}"
+            self._terminate(GRPCError(Status.UNAVAILABLE, reason))
             self._scope.cancel()
-            raise error from exc
+            # The first failure names the cause (the reader may have seen the
+            # server's TLS alert that broke this write).
+            first = self.error
+            assert first is not None
+            raise GRPCError(first.status, first.message) from exc
         finally:
             self._writing = False
 
@@ -292,6 +506,10 @@ class _Connection:
         if event is not None:
             self._capacity_event = None
             event.set()
+
+    def _describe(self, exc: BaseException) -> str:
+        tls = self._channel.config.ssl_context is not None
+        return _describe_failure(exc, tls=tls, answered=self.answered)
 
     def _terminate(self, error: GRPCError) -> None:
         """The connection is unusable: every call on it ends with ``error``."""
@@ -443,6 +661,8 @@ class Channel:
         try:
             await call._start(request, True)
             while call._end is None:
+                if call._connection.protocol.want_message(call._stream_id):
+                    await call._connection.flush()
                 await call._wait()
             end = call._end
             if end.status is not _OK:
@@ -454,10 +674,7 @@ class Channel:
                     f"unary call got {len(messages)} response messages",
                     end.trailers,
                 )
-            message = messages.popleft()
-            if call._connection.protocol.release(message.credit):
-                await call._connection.flush()
-            return message.data
+            return messages.popleft().data
         finally:
             if call._end is None or call._messages:
                 await call._abandon()
@@ -528,10 +745,15 @@ class Channel:
         config = self.config
         where = f"{self._authority}"
         ssl_context = config.ssl_context
+        backend = current_backend()
+        stream: Optional[anyio.abc.ByteStream] = None
+        asyncio_socket: Optional[AsyncioSocket] = None
         try:
             with anyio.fail_after(config.connect_timeout):
-                if ssl_context is None:
-                    stream: anyio.abc.ByteStream = await anyio.connect_tcp(self.host, self.port)
+                if ssl_context is None and backend == "asyncio":
+                    asyncio_socket = await connect_asyncio(self.host, self.port)
+                elif ssl_context is None:
+                    stream = await anyio.connect_tcp(self.host, self.port)
                 else:
                     ssl_context.set_alpn_protocols(["h2"])
                     stream = await anyio.connect_tcp(
@@ -554,7 +776,10 @@ class Channel:
                 f"timed out connecting to {where} after {config.connect_timeout} s",
             ) from None
         except _CONNECTION_ERRORS as exc:
-            raise GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {exc}") from exc
+            why = _describe_failure(exc, tls=ssl_context is not None, answered=True)
+            if isinstance(exc, anyio.EndOfStream):  # only TLS handshakes raise it here
+                why = "the server closed the connection during the TLS handshake"
+            raise GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {why}") from exc
         protocol = ClientProtocol(
             authority=self._authority,
             scheme="http" if ssl_context is None else "https",
@@ -564,7 +789,17 @@ class Channel:
             connection_window=config.connection_window_size,
         )
         protocol.initiate()
-        connection = _Connection(self, stream, protocol)
+        raw_socket = None
+        if stream is not None and ssl_context is None and backend == "trio":
+            raw_socket = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        connection = _Connection(
+            self,
+            stream,
+            protocol,
+            waiter=waiter_for(backend),
+            asyncio_socket=asyncio_socket,
+            raw_socket=raw_socket,
+        )
         await self._task_group.start(connection.run)
         await connection.flush()
         return connection
@@ -611,7 +846,8 @@ class _Call:
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
         self._messages: Deque[MessageReceived] = collections.deque()
         self._end: Optional[CallEnded] = None
-        self._waiter: Optional[anyio.Event] = None
+        # What the connection's waiter wakes this call's task with.
+        self._waiter: Any = None
         self._stream_id = 0
         self.initial_metadata: Optional[Metadata] = None
 
@@ -700,7 +936,7 @@ class _Call:
 
     async def _check(self) -> None:
         """Raise if the call failed or its deadline passed."""
-        if self._end is None and anyio.current_time() >= self._deadline:
+        if self._end is None and self._deadline != math.inf and self._expired():
             await self._expire()
         end = self._end
         if end is not None and end.status is not _OK:
@@ -713,39 +949,39 @@ class _Call:
             connection.calls.pop(self._stream_id, None)
             connection._wake_capacity()
         self._ended(CallEnded(self._stream_id, Status.DEADLINE_EXCEEDED, "deadline exceeded"))
+        # Messages that arrived in time but were not read are not delivered
+        # (the call is over: their credit is moot).
+        self._messages.clear()
         with anyio.CancelScope(shield=True), contextlib.suppress(GRPCError):
             await connection.flush()
 
+    def _expired(self) -> bool:
+        return self._connection.waiter.clock() >= self._deadline
+
     async def _wait(self) -> None:
         """Wait for the next event on this call, honouring the deadline."""
-        waiter = self._waiter = anyio.Event()
-        if self._deadline == math.inf:
-            await waiter.wait()
-            return
-        with anyio.CancelScope(deadline=self._deadline):
-            await waiter.wait()
-        if self._end is None and anyio.current_time() >= self._deadline:
+        await self._connection.waiter.wait(self, self._deadline)
+        if self._end is None and self._deadline != math.inf and self._expired():
             await self._expire()
 
     def _ended(self, event: CallEnded) -> None:
         if self._end is None:
             self._end = event
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._waiter is not None:
+            connection = self._connection
+            connection.waiter.wake(self)
+            connection._woke = True
 
     async def _receive(self) -> bytes:
         while True:
+            if self._deadline != math.inf and self._end is None and self._expired():
+                # Checked here too: a stream that never makes us wait would
+                # otherwise outlive its deadline.
+                await self._expire()
             messages = self._messages
             if messages:
                 message = messages.popleft()
-                protocol = self._connection.protocol
-                if self._end is None:
-                    queued = protocol.consumed(self._stream_id, message.credit)
-                else:
-                    queued = protocol.release(message.credit)
-                if queued:
+                if self._connection.protocol.consumed(self._stream_id, message.credit):
                     # A broken connection surfaces on the next receive; this
                     # message is delivered.
                     with contextlib.suppress(GRPCError):
@@ -756,10 +992,13 @@ class _Call:
                 if end.status is _OK:
                     raise StopAsyncIteration
                 raise GRPCError(end.status, end.message, end.trailers)
+            if self._connection.protocol.want_message(self._stream_id):
+                with contextlib.suppress(GRPCError):
+                    await self._connection.flush()
             await self._wait()
 
     async def _abandon(self) -> None:
-        """Leave the call: reset it if still running, give back unread credit."""
+        """Leave the call: reset it if still running, drop unread messages."""
         if self._stream_id == 0:
             return  # never started
         connection = self._connection
@@ -769,11 +1008,7 @@ class _Call:
                 connection.calls.pop(self._stream_id, None)
                 connection._wake_capacity()
             self._ended(CallEnded(self._stream_id, Status.CANCELLED, "call cancelled"))
-        credit = 0
-        for message in self._messages:
-            credit += message.credit
         self._messages.clear()
-        protocol.release(credit)
         with anyio.CancelScope(shield=True), contextlib.suppress(GRPCError):
             await connection.flush()
 

@@ -11,10 +11,11 @@ __all__ = ["ChannelConfig"]
 
 _MiB = 1024 * 1024
 _MAX_WINDOW = 2**31 - 1
-# grpc-go servers answer pings more frequent than this, without calls in
-# progress, with GOAWAY "too_many_pings" (their default enforcement policy).
-IDLE_PING_INTERVAL = 300.0
-# grpc clients refuse keepalive times below 10 s; so do we.
+#: The shortest ``keepalive_time`` accepted, as grpc clients do: a PING every
+#: few seconds is abuse of a server on the internet, and grpc-go servers
+#: close connections that ping more often than every 5 minutes anyway (see
+#: :mod:`lbwire.grpc.keepalive`). Tests lower it (``monkeypatch.setattr``) to
+#: see keepalive at work in a fraction of a second; nothing else should.
 MIN_KEEPALIVE_TIME = 10.0
 
 
@@ -33,18 +34,24 @@ class ChannelConfig:
             otherwise TLS with this context (ALPN ``h2`` is set on it).
         server_hostname: the TLS server name (SNI and certificate check),
             when it differs from the host the channel connects to.
-        keepalive_time: send a PING after this many seconds without inbound
-            traffic, and close the connection if no answer comes within
-            ``keepalive_timeout``. ``None`` (the default) sends no pings. At
-            least 10 s. Without calls in progress pings are only sent if
-            ``keepalive_without_calls`` is set, and then at most every
-            5 minutes (grpc-go servers send GOAWAY "too_many_pings" otherwise).
-            grpc-go's default enforcement also strikes pings less than 5 min
-            apart while the server sends nothing, so against Liftbridge use
-            300 s or more unless its policy was relaxed; after a
-            "too_many_pings" GOAWAY the channel doubles its interval.
+        keepalive_time: while calls are in progress, send a PING after this
+            many seconds in which nothing was received, and fail the
+            connection (its calls with UNAVAILABLE) if no answer comes within
+            ``keepalive_timeout``: a dead peer is noticed within
+            ``keepalive_time + keepalive_timeout``. ``None`` (the default)
+            sends no PINGs. At least 10 s. Safe values depend on the server:
+            grpc-go servers with their default policy (Liftbridge's) close
+            connections that ping less than 5 minutes apart while the server
+            sends nothing (GOAWAY "too_many_pings" at the third PING), so use
+            :data:`~lbwire.grpc.keepalive.SAFE_KEEPALIVE_TIME` (310 s) or
+            more against them unless their ``EnforcementPolicy.MinTime`` was
+            lowered. After a "too_many_pings" GOAWAY the channel doubles its
+            interval, as grpc clients do.
         keepalive_timeout: seconds to wait for a PING's answer.
-        keepalive_without_calls: also ping an idle connection (every 5 min at most).
+        keepalive_without_calls: also ping connections without calls in
+            progress, at most every 2 hours and a minute (more often, grpc-go
+            servers with their default ``PermitWithoutStream`` close the
+            connection).
         stream_window_size: inbound flow-control window of each call. Large
             enough that a fast server streams without waiting for our
             WINDOW_UPDATEs (which are batched per quarter window).

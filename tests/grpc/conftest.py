@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, AsyncIterator, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peer import PeerServer
-
 from lbwire.grpc import Channel
+
+if TYPE_CHECKING:  # imported by the fixture: grpcio may be missing (PyPy)
+    from peer import PeerServer
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -23,6 +24,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def peer() -> Iterator[PeerServer]:
     """One grpcio server for the session (tests that stop it use their own)."""
+    from peer import PeerServer
+
     server = PeerServer()
     yield server
     server.stop(None)

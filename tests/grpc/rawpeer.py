@@ -10,12 +10,17 @@ concurrent streams at 2; this server can. Requests are answered by path:
 * ``/t/Close``: the server closes the TCP connection.
 * ``/t/Hold``: answered like Echo once ``release_held`` is called.
 * ``/t/Burst``: three 16 KiB messages in one write, then nothing.
+* ``/t/Garbage``: response headers, then bytes that are not HTTP/2.
+* ``/t/BadTrailers``: response headers, then trailers without END_STREAM.
+* any path in ``RawServer.replies``: the messages its function returns for the
+  request, each split into DATA frames at ``RawServer.cuts``, then status OK
+  (or nothing, if the path is in ``RawServer.open_ended``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Dict, List, Optional
+from typing import AsyncIterator, Callable, Dict, List, Optional, Sequence, Set
 
 import anyio
 import anyio.abc
@@ -53,6 +58,29 @@ class RawConnection:
             self.h2.send_data(stream_id, data[start : start + size])
         self.h2.send_headers(stream_id, [(b"grpc-status", b"0")], end_stream=True)
 
+    def respond_messages(self, stream_id: int, messages: Sequence[bytes], end: bool) -> None:
+        """Send messages cut into DATA frames at the server's cut points."""
+        self.h2.send_headers(stream_id, OK_HEADERS)
+        data = b"".join(b"\x00" + len(m).to_bytes(4, "big") + m for m in messages)
+        size = self.h2.max_outbound_frame_size
+        cuts = sorted({c for c in self.server.cuts if 0 < c < len(data)})
+        start = 0
+        for stop in [*cuts, len(data)]:
+            for piece in range(start, stop, size):
+                self.h2.send_data(stream_id, data[piece : min(stop, piece + size)])
+            start = stop
+        if end:
+            self.h2.send_headers(stream_id, [(b"grpc-status", b"0")], end_stream=True)
+
+    def raw_frame(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
+        """Queue a frame h2 would refuse to send (literal HPACK only)."""
+        self.h2._data_to_send += (
+            len(payload).to_bytes(3, "big")
+            + bytes([frame_type, flags])
+            + stream_id.to_bytes(4, "big")
+            + payload
+        )
+
     def goaway(self, last_stream_id: int) -> None:
         # h2 only sends one GOAWAY; write the frame ourselves.
         frame = (
@@ -84,6 +112,14 @@ class RawConnection:
                 self.paths.pop(event.stream_id)
             elif path == b"/t/Close":
                 await self.stream.aclose()
+            elif path == b"/t/Garbage":
+                self.h2.send_headers(event.stream_id, OK_HEADERS)
+                await self.flush()
+                await self.stream.send(b"\xff" * 64)
+            elif path == b"/t/BadTrailers":
+                self.h2.send_headers(event.stream_id, OK_HEADERS)
+                # grpc-status: 0 as a literal without indexing, no END_STREAM.
+                self.raw_frame(1, 0x4, event.stream_id, b"\x00\x0bgrpc-status\x010")
         elif isinstance(event, h2.events.DataReceived):
             self.bodies[event.stream_id] = self.bodies.get(event.stream_id, b"") + event.data
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -91,7 +127,10 @@ class RawConnection:
             stream_id = event.stream_id
             path = self.paths.get(stream_id)
             body = self.bodies.pop(stream_id, b"")[5:]
-            if path == b"/t/Echo":
+            if path in server.replies:
+                messages = server.replies[path](body)
+                self.respond_messages(stream_id, messages, path not in server.open_ended)
+            elif path == b"/t/Echo":
                 self.respond(stream_id, body)
                 self.paths.pop(stream_id)
             elif path == b"/t/Burst":
@@ -154,6 +193,10 @@ class RawServer:
         self.stalled = anyio.Event()
         self.max_open = 0
         self.on_hold: Optional[object] = None
+        # Scripted answers by path (see the module docstring).
+        self.replies: Dict[bytes, Callable[[bytes], Sequence[bytes]]] = {}
+        self.open_ended: Set[bytes] = set()
+        self.cuts: List[int] = []
 
     async def _serve(self, stream: anyio.abc.SocketStream) -> None:
         connection = RawConnection(self, stream)

@@ -1,0 +1,299 @@
+"""Keepalive: dead peers are noticed; live Liftbridge servers are never pinged too often.
+
+What is proven, and how:
+
+* A peer that stops answering (the proxy stalls: nothing forwarded, nothing
+  closed) fails the calls in flight within keepalive_time +
+  keepalive_timeout, and a closed connection fails them at once: real grpcio
+  server, real sockets, keepalive scaled down through the config's test
+  escape hatch (``MIN_KEEPALIVE_TIME``).
+* The default schedule never breaks grpc-go's ping policy: a transcription of
+  grpc-go's enforcement (v1.49, Liftbridge v1.9.0's) plays hours of a quiet
+  subscription against lbwire's :class:`KeepaliveSchedule` on a simulated clock.
+* That transcription is right: the real Liftbridge server, pinged at a scaled
+  cadence that breaks the policy, sends GOAWAY "too_many_pings" exactly when
+  the model says it would. (A real server cannot prove the compliant case in
+  a test: that takes three 5-minute intervals.)
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import List, Optional, Tuple
+
+import anyio
+import pytest
+from proxy import tcp_proxy
+
+from lbwire import wire
+from lbwire.client import LiftbridgeClient
+from lbwire.grpc import Channel, ChannelConfig, GRPCError, Status, config
+from lbwire.grpc.keepalive import (
+    GRPC_GO_MIN_PING_INTERVAL,
+    GRPC_GO_MIN_PING_INTERVAL_WITHOUT_CALLS,
+    SAFE_KEEPALIVE_TIME,
+    KeepaliveSchedule,
+)
+from lbwire.testing import LiftbridgeServer
+
+# Time allowed for event loop and scheduling delays on a loaded 2-core machine.
+SLACK = 0.5
+
+
+@pytest.fixture
+def fast_keepalive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test escape hatch: keepalive intervals far below the 10 s floor."""
+    monkeypatch.setattr(config, "MIN_KEEPALIVE_TIME", 0.01)
+
+
+# -- grpc-go's policy, and lbwire's schedule, on a simulated clock ---------------------------
+
+
+class GrpcGoPingPolicy:
+    """grpc-go's server-side PING enforcement, as in v1.49.0 (Liftbridge v1.9.0).
+
+    internal/transport/http2_server.go, ``handlePing``: the defaults
+    (MinTime 5 min, PermitWithoutStream false, defaultPingTimeout 2 h,
+    maxPingStrikes 2); ``setResetPingStrikes`` runs when the server writes
+    headers, data or trailers.
+    """
+
+    def __init__(self) -> None:
+        self.last_ping_at = -math.inf  # Go's zero time: long ago
+        self.strikes = 0
+        self.reset_strikes = False
+
+    def server_wrote(self) -> None:
+        self.reset_strikes = True
+
+    def ping(self, now: float, active_streams: int) -> bool:
+        """A PING arrived; True if the server answers with GOAWAY too_many_pings."""
+        try:
+            if self.reset_strikes:
+                self.reset_strikes = False
+                self.strikes = 0
+                return False
+            if active_streams < 1:
+                limit = GRPC_GO_MIN_PING_INTERVAL_WITHOUT_CALLS
+            else:
+                limit = GRPC_GO_MIN_PING_INTERVAL
+            if self.last_ping_at + limit > now:
+                self.strikes += 1
+            return self.strikes > 2
+        finally:
+            self.last_ping_at = now
+
+
+def quiet_connection(
+    interval: float,
+    *,
+    calls: bool,
+    without_calls: bool = False,
+    hours: float = 3.0,
+    delay: float = 0.0005,
+) -> Tuple[int, Optional[int]]:
+    """Play a connection on which the server sends nothing after its first
+    response (a quiet subscription, or no call at all), the client pinging on
+    its schedule. Returns the PINGs sent and which of them got GOAWAY."""
+    policy = GrpcGoPingPolicy()
+    policy.server_wrote()  # the subscription's headers and first message
+    schedule = KeepaliveSchedule(interval, without_calls=without_calls, now=0.0)
+    now = 0.0
+    pings = 0
+    while True:
+        due = schedule.next_ping(calls)
+        if due > hours * 3600:
+            return pings, None
+        now = max(now, due)
+        schedule.pinged(now)
+        pings += 1
+        if policy.ping(now + delay, active_streams=1 if calls else 0):
+            return pings, pings
+        schedule.received(now + 2 * delay)  # the PING's answer
+
+
+def test_the_safe_keepalive_never_gets_too_many_pings_on_a_quiet_subscription() -> None:
+    pings, goaway = quiet_connection(SAFE_KEEPALIVE_TIME, calls=True)
+    assert goaway is None
+    assert pings == int(3 * 3600 // SAFE_KEEPALIVE_TIME)  # and it does ping
+
+
+def test_even_an_interval_of_exactly_five_minutes_never_gets_too_many_pings() -> None:
+    # The next PING waits for the answer to the last: they arrive > 5 min apart.
+    assert quiet_connection(GRPC_GO_MIN_PING_INTERVAL, calls=True)[1] is None
+
+
+def test_a_shorter_interval_gets_too_many_pings_at_the_fourth_ping() -> None:
+    # (Which is why the model can fail: and the real server agrees, below.)
+    assert quiet_connection(GRPC_GO_MIN_PING_INTERVAL - 1, calls=True) == (4, 4)
+    assert quiet_connection(config.MIN_KEEPALIVE_TIME, calls=True) == (4, 4)
+
+
+def test_no_pings_without_calls_unless_asked() -> None:
+    assert quiet_connection(SAFE_KEEPALIVE_TIME, calls=False) == (0, None)
+
+
+def test_pings_without_calls_are_rare_enough_for_grpc_go() -> None:
+    pings, goaway = quiet_connection(SAFE_KEEPALIVE_TIME, calls=False, without_calls=True, hours=24)
+    assert goaway is None
+    assert pings >= 10
+
+
+def test_the_liftbridge_client_keeps_alive_safely_by_default() -> None:
+    client = LiftbridgeClient(["127.0.0.1:9292"])
+    channel_config = client._channel_config
+    assert channel_config.keepalive_time == SAFE_KEEPALIVE_TIME
+    assert channel_config.keepalive_time >= GRPC_GO_MIN_PING_INTERVAL
+    assert not channel_config.keepalive_without_calls
+    assert LiftbridgeClient(["x:1"], keepalive_time=None)._channel_config.keepalive_time is None
+
+
+def test_keepalive_time_below_the_floor_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 10"):
+        ChannelConfig(keepalive_time=5)
+
+
+# -- dead peers, for real ---------------------------------------------------------------------
+
+pytestmark = pytest.mark.anyio
+KEEPALIVE = (0.4, 0.4)  # keepalive_time, keepalive_timeout
+
+
+def fast_config() -> ChannelConfig:
+    time, timeout = KEEPALIVE
+    return ChannelConfig(keepalive_time=time, keepalive_timeout=timeout)
+
+
+async def test_a_peer_that_stops_answering_fails_the_calls_in_flight_in_time(
+    fast_keepalive: None,
+) -> None:
+    peer_module = pytest.importorskip("peer")
+    peer = peer_module.PeerServer()
+    path = peer_module.path
+    try:
+        async with (
+            tcp_proxy(peer.port) as proxy,
+            Channel.open("127.0.0.1", proxy.port, config=fast_config()) as channel,
+        ):
+            request = uuid.uuid4().hex
+            failures: List[Tuple[GRPCError, float]] = []
+            stalled_at = math.inf
+
+            async def unary() -> None:
+                with pytest.raises(GRPCError) as caught:
+                    await channel.unary_unary(path("Hang"), request.encode())
+                failures.append((caught.value, anyio.current_time() - stalled_at))
+
+            async def streaming() -> None:
+                with pytest.raises(GRPCError) as caught:  # noqa: PT012
+                    async with channel.unary_stream(path("Forever"), b"") as stream:
+                        async for _ in stream:
+                            streaming_started.set()
+                failures.append((caught.value, anyio.current_time() - stalled_at))
+
+            streaming_started = anyio.Event()
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(unary)
+                    tasks.start_soon(streaming)
+                    await anyio.to_thread.run_sync(peer.event("started", request).wait, 5)
+                    await streaming_started.wait()
+                    proxy.stall()
+                    stalled_at = anyio.current_time()
+            assert len(failures) == 2
+            for error, after in failures:
+                assert error.status is Status.UNAVAILABLE
+                assert "keepalive" in error.message
+                assert after < sum(KEEPALIVE) + SLACK
+            # A new connection (the proxy forwards new ones) serves the next call.
+            assert await channel.unary_unary(path("Echo"), b"again") == b"again"
+            assert proxy.connections == 2
+    finally:
+        peer.stop(None)
+
+
+async def test_a_call_on_a_connection_that_died_while_idle_fails_in_time(
+    fast_keepalive: None,
+) -> None:
+    peer_module = pytest.importorskip("peer")
+    peer = peer_module.PeerServer()
+    path = peer_module.path
+    try:
+        async with (
+            tcp_proxy(peer.port) as proxy,
+            Channel.open("127.0.0.1", proxy.port, config=fast_config()) as channel,
+        ):
+            assert await channel.unary_unary(path("Echo"), b"up") == b"up"
+            proxy.stall()
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                await channel.unary_unary(path("Echo"), b"into the void")
+            assert caught.value.status is Status.UNAVAILABLE
+            # The keepalive task looks again at most an interval later.
+            assert anyio.current_time() - started < KEEPALIVE[0] + sum(KEEPALIVE) + SLACK
+    finally:
+        peer.stop(None)
+
+
+async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
+    peer_module = pytest.importorskip("peer")
+    peer = peer_module.PeerServer()
+    path = peer_module.path
+    try:
+        async with tcp_proxy(peer.port) as proxy, Channel.open("127.0.0.1", proxy.port) as channel:
+            request = uuid.uuid4().hex
+            failures: List[GRPCError] = []
+
+            async def unary() -> None:
+                with pytest.raises(GRPCError) as caught:
+                    await channel.unary_unary(path("Hang"), request.encode())
+                failures.append(caught.value)
+
+            # No keepalive: the socket's end alone must do it.
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(unary)
+                    await anyio.to_thread.run_sync(peer.event("started", request).wait, 5)
+                    await proxy.cut()
+            assert failures[0].status is Status.UNAVAILABLE
+            assert await channel.unary_unary(path("Echo"), b"again") == b"again"
+    finally:
+        peer.stop(None)
+
+
+# -- the real server's policy -----------------------------------------------------------------
+
+
+async def test_liftbridge_enforces_the_modelled_policy(
+    liftbridge_server: LiftbridgeServer, stream_name: str, fast_keepalive: None
+) -> None:
+    # A quiet subscription, pinged every 0.3 s instead of every 5 min: the
+    # server must answer the fourth PING with GOAWAY too_many_pings, as the
+    # model does. (Then the model's verdict on 310 s can be trusted.)
+    interval = 0.3
+    predicted = quiet_connection(interval, calls=True, delay=0.001)
+    assert predicted == (4, 4)
+    async with LiftbridgeClient([liftbridge_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+    host, port = liftbridge_server.broker.rsplit(":", 1)
+    channel_config = ChannelConfig(keepalive_time=interval, keepalive_timeout=5)
+    async with Channel.open(host, int(port), config=channel_config) as channel:
+        request = wire.SubscribeRequest(stream=stream_name, partition=0).encode()
+        pings: List[float] = []
+        with anyio.fail_after(30), pytest.raises(GRPCError) as caught:  # noqa: PT012
+            async with channel.unary_stream("/proto.API/Subscribe", request) as stream:
+                assert await stream.receive() == b""  # the handshake, then silence
+                protocol = channel._connection.protocol  # type: ignore[union-attr]
+                ping = protocol.ping
+
+                def counting_ping(data: bytes) -> None:
+                    pings.append(anyio.current_time())
+                    ping(data)
+
+                protocol.ping = counting_ping  # type: ignore[method-assign]
+                await stream.receive()
+        assert caught.value.status is Status.UNAVAILABLE
+        assert len(pings) == predicted[1]
+        # The channel backs off, as grpc clients do.
+        assert channel._keepalive_time == 2 * interval
