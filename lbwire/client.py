@@ -188,6 +188,10 @@ class LiftbridgeClient:
             broker is noticed. None: no PINGs. The default, 310 s, is what
             Liftbridge (grpc-go) accepts: it closes connections that ping
             more often than every 5 minutes (see `lbwire.grpc.keepalive`).
+        idle_timeout: Close a broker connection no call has used for this
+            many seconds (it reopens on the next call); None keeps them.
+            Each broker gets one HTTP/2 connection that multiplexes every
+            call, queued when the server's stream limit is reached.
 
     Raises:
         ValueError: No brokers, or a malformed broker address or option.
@@ -216,6 +220,7 @@ class LiftbridgeClient:
         cursor_convention: CursorConvention = CursorConvention.NEXT,
         partitioner: Optional[Partitioner] = None,
         keepalive_time: Optional[float] = SAFE_KEEPALIVE_TIME,
+        idle_timeout: Optional[float] = 300.0,
     ) -> None:
         if isinstance(brokers, str):
             brokers = [brokers]
@@ -264,6 +269,10 @@ class LiftbridgeClient:
         )
         self._metadata = MetadataCache()
         self._channels: Dict[Address, Channel] = {}
+        self._last_used: Dict[Address, float] = {}
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ErrorInvalidArgument(f"idle_timeout must be positive, not {idle_timeout}")
+        self.idle_timeout = idle_timeout
         # The broker that calls any broker can serve go to while its
         # connection is open (see _any_broker).
         self._any_address: Optional[Address] = None
@@ -284,6 +293,8 @@ class LiftbridgeClient:
         await tg.__aenter__()
         self._task_group = tg
         self._publish_session_lock = anyio.Lock()
+        if self.idle_timeout is not None:
+            tg.start_soon(self._close_idle_channels, self.idle_timeout)
         return self
 
     async def __aexit__(
@@ -323,7 +334,21 @@ class LiftbridgeClient:
 
     # ------------------------------------------------------------------ plumbing
 
+    async def _close_idle_channels(self, idle_timeout: float) -> None:
+        """Close connections no call used for `idle_timeout` s (they reopen on use)."""
+        while True:
+            await anyio.sleep(idle_timeout / 4)
+            now = anyio.current_time()
+            for address, channel in list(self._channels.items()):
+                idle_for = now - self._last_used.get(address, now)
+                if channel.active_calls == 0 and idle_for >= idle_timeout:
+                    logger.debug("Closing the idle connection to %s", format_address(address))
+                    del self._channels[address]
+                    self._last_used.pop(address, None)
+                    await channel.aclose()
+
     def _channel(self, address: Address) -> Channel:
+        self._last_used[address] = anyio.current_time()
         channel = self._channels.get(address)
         if channel is None:
             if self._task_group is None:
@@ -1350,6 +1375,7 @@ class LiftbridgeClient:
         stop_offset: Optional[int] = None,
         stop_timestamp: Optional[float] = None,
         consumer: Optional[wire.Consumer] = None,
+        reverse: bool = False,
     ) -> AsyncIterator[Message]:
         """Read messages from a stream partition.
 
@@ -1375,6 +1401,9 @@ class LiftbridgeClient:
             stop_timestamp: Stop at this time, seconds since the epoch
                 (implies STOP_TIMESTAMP).
             consumer: Consumer-group membership (used by `lbwire.consumer`).
+            reverse: Read from the newest message backwards. Liftbridge v1.9.0
+                (the API lbwire speaks) has no reverse subscriptions, so this
+                raises `ErrorInvalidArgument` rather than silently reading forwards.
 
         Yields:
             Messages, decompressed when they were published compressed.
@@ -1388,6 +1417,11 @@ class LiftbridgeClient:
             ErrorUnavailable: The partition stayed unreachable for
                 `resubscribe_wait_time`.
         """
+        if reverse:
+            raise ErrorInvalidArgument(
+                "Reverse subscriptions need a server on liftbridge-api v2 (builds after "
+                "v1.9.0); the v1 API lbwire speaks has no reverse field"
+            )
         partition = partition or 0
         if partition < 0:
             raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")

@@ -609,6 +609,12 @@ class Channel:
         connection = self._connection
         return connection is not None and connection.usable
 
+    @property
+    def active_calls(self) -> int:
+        """Number of calls in progress on the current connection."""
+        connection = self._connection
+        return 0 if connection is None else len(connection.calls)
+
     async def aclose(self) -> None:
         """Close the connection; calls in progress end with UNAVAILABLE.
 

@@ -106,3 +106,44 @@ async def test_calls_after_the_block_raise_runtime_error(broker: str, stream: st
         await client.publish(b"x", stream=stream)
     with pytest.raises(RuntimeError, match="not open"):
         await client.publish_async(b"x", stream=stream)
+
+
+async def test_idle_connection_is_closed_and_reopened_on_the_next_call(broker: str) -> None:
+    async with LiftbridgeClient([broker], idle_timeout=0.2) as client:
+        await client.get_metadata()
+        assert len(client._channels) == 1
+        with anyio.fail_after(HANG_GUARD):
+            while client._channels:  # noqa: ASYNC110 - closed by the client's own task
+                await anyio.sleep(0.05)
+        metadata = await client.get_metadata()
+        assert metadata.brokers
+        assert len(client._channels) == 1
+
+
+async def test_connection_with_a_call_in_progress_is_not_closed_as_idle(
+    broker: str, stream_name: str
+) -> None:
+    async with LiftbridgeClient([broker], idle_timeout=0.2) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        seen = []
+        with anyio.fail_after(HANG_GUARD):
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+            await publish_values(client, stream_name, [b"first"])
+            async for msg in subscription:
+                seen.append(msg.value)
+                if len(seen) == 1:
+                    # Well past the idle timeout while only the subscription runs.
+                    deadline = anyio.current_time() + 1.0
+                    while anyio.current_time() < deadline:  # noqa: ASYNC110
+                        await anyio.sleep(0.1)
+                    async with LiftbridgeClient([broker]) as other:
+                        await other.publish(b"second", stream=stream_name)
+                else:
+                    break
+            await subscription.aclose()
+        assert seen == [b"first", b"second"]
+
+
+async def test_non_positive_idle_timeout_is_refused(broker: str) -> None:
+    with pytest.raises(ValueError, match="idle_timeout"):
+        LiftbridgeClient([broker], idle_timeout=0)
