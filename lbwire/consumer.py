@@ -183,6 +183,9 @@ class Consumer:
     ) -> Optional[bool]:
         """Commit what was processed, leave the group, and end every task."""
         tg, self._task_group = self._task_group, None
+        if tg is not None:
+            # Stop polling and reading first, so nothing reassigns meanwhile.
+            tg.cancel_scope.cancel()
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 self._mark_last_processed()
@@ -196,7 +199,6 @@ class Consumer:
                     logger.info("Leaving group %s failed: %s", self.group_id, error)
         finally:
             if tg is not None:
-                tg.cancel_scope.cancel()
                 await tg.__aexit__(exc_type, exc, traceback)
             if self._send is not None:
                 self._send.close()
@@ -254,9 +256,17 @@ class Consumer:
     # ------------------------------------------------------------------ membership
 
     async def _join(self) -> None:
-        response = await self.client.join_consumer_group(
-            self.group_id, self.consumer_id, self.streams
-        )
+        try:
+            response = await self.client.join_consumer_group(
+                self.group_id, self.consumer_id, self.streams
+            )
+        except LiftbridgeError as error:
+            if "already a member" not in str(error):
+                raise
+            # An earlier attempt got through (its answer was lost, or the
+            # coordinator moved): we are in; learn the group's state instead.
+            await self._refresh_group()
+            return
         self.coordinator = response.coordinator
         self.epoch = response.epoch
         # Timeouts come in nanoseconds (Go durations).
@@ -308,8 +318,19 @@ class Consumer:
     async def _refresh_group_quietly(self) -> None:
         try:
             await self._refresh_group()
+        except ErrorNotFound:
+            # The group went away while its coordinator was unreachable (its
+            # members timed out, ours included): join it anew.
+            await self._rejoin_quietly()
         except LiftbridgeError as error:
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
+            await anyio.sleep(0.1)
+
+    async def _rejoin_quietly(self) -> None:
+        try:
+            await self._rejoin()
+        except LiftbridgeError as error:
+            logger.debug("Rejoining group %s failed: %s", self.group_id, error)
             await anyio.sleep(0.1)
 
     async def _rejoin(self) -> None:
@@ -343,7 +364,8 @@ class Consumer:
                     await self.client._store_cursor(key[0], key[1], self.cursor_id, offset)
                 except LiftbridgeError as error:
                     logger.info("Commit of revoked %s failed: %s", key, error)
-        assert self._task_group is not None
+        if self._task_group is None:
+            return  # closing
         for key in sorted(wanted - set(self._tasks)):
             scope = anyio.CancelScope()
             self._tasks[key] = scope

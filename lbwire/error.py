@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple, Type
 
-from .grpc import GRPCError, Status
+from .grpc.status import GRPCError, Status
 
 __all__ = [
     "ErrorAckTimeout",

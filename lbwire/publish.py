@@ -8,7 +8,7 @@ awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Generator, Optional
+from typing import TYPE_CHECKING, Any, Dict, Generator, Optional
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -21,7 +21,10 @@ from .error import (
     PublishAsyncError,
     from_grpc_error,
 )
-from .grpc import Channel, GRPCError
+from .grpc.status import GRPCError
+
+if TYPE_CHECKING:
+    from .grpc.channel import Channel
 
 __all__ = ["PendingAck", "PublishSession"]
 

@@ -4,9 +4,15 @@ The sans-IO core is :mod:`lbwire.grpc.protocol`; :class:`Channel` is the anyio
 transport over it. This layer never knows about protobuf.
 """
 
-from .channel import Channel, StreamStreamCall, UnaryStreamCall
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .config import ChannelConfig
 from .status import GRPCError, Metadata, MetadataValue, Status
+
+if TYPE_CHECKING:
+    from .channel import Channel, StreamStreamCall, UnaryStreamCall
 
 __all__ = [
     "Channel",
@@ -18,3 +24,15 @@ __all__ = [
     "StreamStreamCall",
     "UnaryStreamCall",
 ]
+
+_TRANSPORT = ("Channel", "StreamStreamCall", "UnaryStreamCall")
+
+
+def __getattr__(name: str) -> Any:
+    # The transport (h2, asyncio, ssl: ~60 ms) loads with its first use, so
+    # that importing lbwire's exceptions and types stays cheap.
+    if name in _TRANSPORT:
+        from . import channel
+
+        return getattr(channel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

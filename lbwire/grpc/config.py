@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import ssl
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["ChannelConfig"]
 
@@ -88,7 +90,7 @@ class ChannelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 65_535 <= value <= _MAX_WINDOW:
                 raise ValueError(f"{name} must be an int in [65535, 2**31-1]")
-        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+        if self.ssl_context is not None and not _is_ssl_context(self.ssl_context):
             raise TypeError("ssl_context must be an ssl.SSLContext or None")
         if self.server_hostname is not None and self.ssl_context is None:
             raise ValueError("server_hostname needs an ssl_context")
@@ -101,3 +103,9 @@ def _positive(name: str, value: float) -> None:
         raise TypeError(f"{name} must be a number")
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be positive and finite")
+
+
+def _is_ssl_context(value: object) -> bool:
+    import ssl  # only with TLS: ssl costs ~10 ms to import
+
+    return isinstance(value, ssl.SSLContext)

@@ -20,6 +20,30 @@ from lbwire.types import AckPolicy, Message
 #: never a speed expectation (a failover with FAST_FAILOVER takes 5 to 10 s).
 HANG_GUARD = 45.0
 
+#: Server settings for quick failure detection (v1.9.0 defaults: 10 s, 3 s,
+#: 15 s, 15 s). Followers of a caught-up partition ask their leader for data
+#: every `replica.max.idle.wait` minus up to 2 s of jitter, each request
+#: failing after `replica.fetch.timeout`. After `replica.max.leader.timeout`
+#: without an answer they report the leader; two reports of a three-replica
+#: partition elect a new one. The dead leader stays in the ISR until the new
+#: leader's `replica.max.lag.time` runs out, and until then nothing new is
+#: committed, so readers wait for it too.
+#:
+#: The leader timeout must stay well above idle wait + fetch timeout: a
+#: follower's first requests to a new leader can fail for a round (epoch
+#: mismatch while Raft applies the change), and v1.9.0 never forgets the
+#: witnesses of a partition's failover, so one spurious report moves the
+#: leadership again at once, possibly to the dead broker still in the ISR. A
+#: follower that could not ask the new leader where to truncate cuts its log
+#: to its own high watermark, which trails; made leader by such a second
+#: failover, it loses acked messages (seen with a 2 s leader timeout).
+FAST_FAILOVER = {
+    "clustering.replica.max.idle.wait": "1500ms",
+    "clustering.replica.fetch.timeout": "1s",
+    "clustering.replica.max.leader.timeout": "4s",
+    "clustering.replica.max.lag.time": "3s",
+}
+
 
 async def high_watermark_at(node: LiftbridgeServer, stream: str, partition: int = 0) -> int:
     """The partition's high watermark as `node` knows it (its own log's).
