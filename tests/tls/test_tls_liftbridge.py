@@ -308,6 +308,11 @@ async def test_v190_publish_async_reports_the_refusal_but_stores_the_message(
             with pytest.raises(PublishAsyncError, match="call Publish on resource") as caught:
                 await pending
         assert caught.value.code == WirePublishAsyncError.Code.PERMISSION_DENIED
+        # The server publishes the message after sending the refusal: wait
+        # until it is stored before reading.
+        with anyio.fail_after(30):
+            while (await owner.get_partition_metadata(stream, 0)).newest_offset < 0:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
         assert [m.value for m in await read_all(owner, stream)] == [b"refused?"]
 
 
