@@ -77,6 +77,8 @@ DEFAULT_START_TIMEOUT = 60.0
 DEFAULT_STOP_TIMEOUT = 10.0
 _BUILD_TIMEOUT = 1800.0
 _POLL_INTERVAL = 0.05
+#: How long a single node may take to elect itself before it is launched again.
+_ELECTION_GRACE = 20.0
 _LOG_TAIL_LINES = 40
 
 _BECAME_LEADER = "Server became metadata leader"
@@ -664,11 +666,29 @@ class LiftbridgeServer:
 
         """
         deadline = time.monotonic() + self._start_timeout
+        relaunched = False
         while True:
             self._launch()
             try:
-                self._wait_ready(deadline)
+                if self._membership is None and not relaunched:
+                    # A lone v1.9.0 node restarted on its data after a kill
+                    # sometimes never elects itself (seen in about 1 of 50
+                    # restarts); a second launch on the same data does.
+                    attempt_deadline = min(deadline, time.monotonic() + _ELECTION_GRACE)
+                    self._wait_ready(attempt_deadline)
+                else:
+                    self._wait_ready(deadline)
             except LiftbridgeStartError:
+                if (
+                    not relaunched
+                    and self._membership is None
+                    and self.running
+                    and time.monotonic() < deadline
+                ):
+                    logger.warning("Liftbridge %s: not ready, launching it again", self.broker)
+                    relaunched = True
+                    self.kill()
+                    continue
                 # Another process may have taken a port between our probe and
                 # the server's bind: pick new ports, unless they are pinned
                 # (restarts, cluster members).
