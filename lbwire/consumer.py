@@ -158,7 +158,10 @@ class Consumer:
         return out
 
     async def wait_assigned(self) -> None:
-        """Wait until the coordinator has answered this member at least once."""
+        """Wait until the coordinator has answered this member at least once.
+
+        Also returns if the member failed for good; iterating then raises why.
+        """
         await self._assigned.wait()
 
     # ------------------------------------------------------------------ life cycle
@@ -280,6 +283,9 @@ class Consumer:
         if group is None:
             raise ErrorNotFound(f"Consumer group {self.group_id!r} does not exist")
         self.coordinator, self.epoch = group.coordinator, group.epoch
+        logger.debug(
+            "Group %s: coordinator %s epoch %d", self.group_id, self.coordinator, self.epoch
+        )
 
     async def _assignment_loop(self) -> None:
         last_answer = anyio.current_time()
@@ -289,27 +295,47 @@ class Consumer:
                 response = await self.client.fetch_consumer_group_assignments(
                     self.group_id, self.consumer_id, self.epoch, coordinator=self.coordinator
                 )
-            except ErrorNotFound:
-                # The group vanished (its streams were deleted) or forgot us.
-                await self._rejoin()
-                continue
             except LiftbridgeError as error:
+                logger.debug(
+                    "Assignments of %s from %s failed: %s",
+                    self.consumer_id,
+                    self.coordinator,
+                    error,
+                )
                 text = str(error).lower()
-                if "not a member" in text:
-                    await self._rejoin()
-                    continue
-                if "epoch" in text or "not the consumer group coordinator" in text:
+                if isinstance(error, ErrorNotFound):
+                    # Deleted with its streams, or created by a Raft entry
+                    # this coordinator has not applied yet: the metadata
+                    # leader knows which (and we rejoin only in the first case).
                     await self._refresh_group_quietly()
-                    continue
-                if not isinstance(error, (ErrorUnavailable, ErrorDeadlineExceeded)):
-                    raise
-                if anyio.current_time() - last_answer > self._coordinator_timeout:
-                    await self._report_coordinator()
-                    last_answer = anyio.current_time()
-                await anyio.sleep(min(interval, 0.5))
-                await self._refresh_group_quietly()
+                    await anyio.sleep(0.1)
+                elif "not a member" in text:
+                    await self._rejoin_quietly()  # our membership timed out
+                elif "epoch" in text or "not the consumer group coordinator" in text:
+                    await self._refresh_group_quietly()
+                elif isinstance(error, (ErrorUnavailable, ErrorDeadlineExceeded)):
+                    if anyio.current_time() - last_answer > self._coordinator_timeout:
+                        await self._report_coordinator()
+                        last_answer = anyio.current_time()
+                    await anyio.sleep(min(interval, 0.5))
+                    await self._refresh_group_quietly()
+                else:
+                    # Not something waiting mends (permission denied...): the
+                    # iterator raises it.
+                    assert self._send is not None
+                    self._assigned.set()  # wait_assigned() must not wait forever
+                    await self._send.send(error)
+                    return
                 continue
             last_answer = anyio.current_time()
+            if response.epoch != self.epoch or not self._assigned.is_set():
+                logger.debug(
+                    "Group %s epoch %d: %s reads %s",
+                    self.group_id,
+                    response.epoch,
+                    self.consumer_id,
+                    [(a.stream, list(a.partitions)) for a in response.assignments],
+                )
             self.epoch = response.epoch
             await self._reconcile(response.assignments)
             self._assigned.set()
