@@ -123,24 +123,45 @@ def _describe_tls_error(exc: ssl.SSLError) -> str:
             f"certificate verify failed: {detail} (the server's certificate is not "
             f"signed by a CA the ssl_context trusts)"
         )
-    if "ALERT_" in reason:
+    alert = _tls_alert(exc)
+    if alert is not None:
         # Alerts the server sent: after the handshake, those about the
         # certificate the client sent (or did not send).
-        alert = reason.split("ALERT_", 1)[1].replace("_", " ").lower()
         if alert == "certificate required":
             return (
                 "the server requires a client certificate and none was sent "
                 "(TLS alert: certificate required)"
             )
-        if "certificate" in alert or alert in ("unknown ca", "access denied"):
+        if _is_certificate_alert(alert):
             return f"the server rejected the client certificate (TLS alert: {alert})"
         return f"the server refused the TLS connection (TLS alert: {alert})"
     if reason in _NOT_TLS:
         return (
-            f"the server does not speak TLS (a plaintext server? then give no "
-            f"ssl_context): {exc}"
+            f"the server does not speak TLS (a plaintext server? then give no ssl_context): {exc}"
         )
     return f"TLS error: {exc}"
+
+
+def _tls_alert(exc: ssl.SSLError) -> Optional[str]:
+    """The TLS alert the peer sent ("unknown ca"...), if that is what failed."""
+    reason = str(exc.reason or "")
+    if "ALERT_" not in reason:
+        return None
+    return reason.split("ALERT_", 1)[1].replace("_", " ").lower()
+
+
+def _is_certificate_alert(alert: str) -> bool:
+    return "certificate" in alert or alert in ("unknown ca", "access denied")
+
+
+def _is_certificate_refusal(exc: BaseException) -> bool:
+    """Whether a TLS failure is a refused certificate, which retrying cannot mend."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    if not isinstance(exc, ssl.SSLError):
+        return False
+    alert = _tls_alert(exc)
+    return alert is not None and _is_certificate_alert(alert)
 
 
 def _describe_failure(exc: BaseException, *, tls: bool, answered: bool) -> str:
@@ -304,7 +325,9 @@ class _Connection:
                 return "connection closed by peer"
             return f"connection closed by peer: {self._describe(exc)}"
         except _CONNECTION_ERRORS as exc:
-            return f"connection lost: {self._describe(exc)}"
+            error = self._lost(exc)
+            self._terminate(error)
+            return error.message
         except GRPCError as exc:  # a failed flush
             return exc.message
         return self.error.message if self.error is not None else "connection closed"
@@ -476,8 +499,7 @@ class _Connection:
                     await self._stream.send(data)
                     data = protocol.data_to_send()
         except _CONNECTION_ERRORS as exc:
-            reason = f"connection lost: {self._describe(exc)}"
-            self._terminate(GRPCError(Status.UNAVAILABLE, reason))
+            self._terminate(self._lost(exc))
             self._scope.cancel()
             # The first failure names the cause (the reader may have seen the
             # server's TLS alert that broke this write).
@@ -506,6 +528,13 @@ class _Connection:
         if event is not None:
             self._capacity_event = None
             event.set()
+
+    def _lost(self, exc: BaseException) -> GRPCError:
+        """The error that ends every call when the connection broke with `exc`."""
+        # A refused certificate (a TLS alert after a TLS 1.3 handshake) is
+        # UNAUTHENTICATED, which callers do not retry, unlike UNAVAILABLE.
+        status = Status.UNAUTHENTICATED if _is_certificate_refusal(exc) else Status.UNAVAILABLE
+        return GRPCError(status, f"connection lost: {self._describe(exc)}")
 
     def _describe(self, exc: BaseException) -> str:
         tls = self._channel.config.ssl_context is not None
@@ -785,7 +814,10 @@ class Channel:
             why = _describe_failure(exc, tls=ssl_context is not None, answered=True)
             if isinstance(exc, anyio.EndOfStream):  # only TLS handshakes raise it here
                 why = "the server closed the connection during the TLS handshake"
-            raise GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {why}") from exc
+            # A refused certificate is a configuration error, not an outage:
+            # UNAUTHENTICATED, so that callers do not retry it like UNAVAILABLE.
+            status = Status.UNAUTHENTICATED if _is_certificate_refusal(exc) else Status.UNAVAILABLE
+            raise GRPCError(status, f"failed to connect to {where}: {why}") from exc
         protocol = ClientProtocol(
             authority=self._authority,
             scheme="http" if ssl_context is None else "https",

@@ -103,11 +103,17 @@ def mtls_peer(pki: PKI) -> Iterator[TLSPeer]:
     peer.stop()
 
 
-async def call_error(peer: TLSPeer, context: Optional[ssl.SSLContext], **kwargs: Any) -> GRPCError:
+async def call_error(
+    peer: TLSPeer,
+    context: Optional[ssl.SSLContext],
+    status: Status = Status.UNAVAILABLE,
+    **kwargs: Any,
+) -> GRPCError:
+    """The error a call raises; a refused certificate is UNAUTHENTICATED (not retried)."""
     async with peer.channel(context, **kwargs) as channel:
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary(ECHO, b"secret")
-    assert caught.value.status is Status.UNAVAILABLE
+    assert caught.value.status is status
     return caught.value
 
 
@@ -136,7 +142,7 @@ async def test_untrusted_server_certificate_is_refused_naming_the_cause(
     pki: PKI, tls_peer: TLSPeer
 ) -> None:
     other_ca = type(pki.server_ca)()
-    error = await call_error(tls_peer, pki.context(trust=other_ca))
+    error = await call_error(tls_peer, pki.context(trust=other_ca), Status.UNAUTHENTICATED)
     assert "certificate verify failed" in error.message
     assert "not signed by a CA the ssl_context trusts" in error.message
     assert f"127.0.0.1:{tls_peer.port}" in error.message
@@ -145,7 +151,9 @@ async def test_untrusted_server_certificate_is_refused_naming_the_cause(
 async def test_wrong_server_host_name_is_refused_naming_the_name(
     pki: PKI, tls_peer: TLSPeer
 ) -> None:
-    error = await call_error(tls_peer, pki.context(), server_hostname="elsewhere.test")
+    error = await call_error(
+        tls_peer, pki.context(), Status.UNAUTHENTICATED, server_hostname="elsewhere.test"
+    )
     assert "certificate verify failed: hostname mismatch" in error.message
     assert "'elsewhere.test'" in error.message
 

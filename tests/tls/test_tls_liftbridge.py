@@ -19,7 +19,12 @@ import trustme
 from tls_support import CLIENT_NAME, PKI
 
 from lbwire.client import LiftbridgeClient, StartPosition, StopPosition
-from lbwire.error import ErrorPermissionDenied, ErrorUnavailable, PublishAsyncError
+from lbwire.error import (
+    ErrorPermissionDenied,
+    ErrorUnavailable,
+    LiftbridgeError,
+    PublishAsyncError,
+)
 from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer, TLSFiles
 from lbwire.types import Message
@@ -125,12 +130,25 @@ async def read_all(client: LiftbridgeClient, stream: str, **kwargs: Any) -> list
         ]
 
 
-async def connect_error(client: LiftbridgeClient) -> str:
-    """The message of the ErrorUnavailable the client's first call raises."""
+async def connect_error(
+    client: LiftbridgeClient, expected: type[LiftbridgeError] = ErrorUnavailable
+) -> str:
+    """The message of the `expected` error the client's first call raises."""
     async with client:
-        with pytest.raises(ErrorUnavailable) as caught:
+        with pytest.raises(expected) as caught:
             await client.get_metadata()
     return str(caught.value)
+
+
+async def certificate_error(client: LiftbridgeClient) -> str:
+    """The message of the error a refused certificate raises: at once, not after retries.
+
+    Retries are for ErrorUnavailable only; a refused certificate raises
+    ErrorPermissionDenied (UNAUTHENTICATED), which no retry policy repeats.
+    """
+    message = await connect_error(client, ErrorPermissionDenied)
+    assert client.retry_policy.attempts > 1  # the default policy, which would retry
+    return message
 
 
 # -- working connections ----------------------------------------------------------------------
@@ -184,10 +202,8 @@ async def test_mutual_tls_client_reconnects_after_a_server_restart(
 # -- refused connections: the error names the cause ------------------------------------------
 
 
-async def test_missing_client_certificate_is_named(
-    pki: PKI, mtls_server: LiftbridgeServer
-) -> None:
-    message = await connect_error(tls_client(pki, mtls_server, retry_policy=ONE_TRY))
+async def test_missing_client_certificate_is_named(pki: PKI, mtls_server: LiftbridgeServer) -> None:
+    message = await certificate_error(tls_client(pki, mtls_server))
     assert "the server requires a client certificate and none was sent" in message
 
 
@@ -195,28 +211,22 @@ async def test_client_certificate_from_an_unknown_ca_is_named(
     pki: PKI, mtls_server: LiftbridgeServer
 ) -> None:
     stranger = trustme.CA().issue_cert("stranger.test", common_name="stranger")
-    message = await connect_error(
-        tls_client(pki, mtls_server, cert=stranger, retry_policy=ONE_TRY)
-    )
+    message = await certificate_error(tls_client(pki, mtls_server, cert=stranger))
     assert "the server rejected the client certificate (TLS alert: unknown ca)" in message
 
 
 async def test_untrusted_server_certificate_is_named(
     pki: PKI, mtls_server: LiftbridgeServer
 ) -> None:
-    client = tls_client(
-        pki, mtls_server, cert=pki.client, trust=trustme.CA(), retry_policy=ONE_TRY
-    )
-    message = await connect_error(client)
+    client = tls_client(pki, mtls_server, cert=pki.client, trust=trustme.CA())
+    message = await certificate_error(client)
     assert "certificate verify failed: unable to get local issuer certificate" in message
     assert mtls_server.broker in message
 
 
 async def test_wrong_server_host_name_is_named(pki: PKI, tls_server: LiftbridgeServer) -> None:
-    client = tls_client(
-        pki, tls_server, tls_server_hostname="elsewhere.test", retry_policy=ONE_TRY
-    )
-    message = await connect_error(client)
+    client = tls_client(pki, tls_server, tls_server_hostname="elsewhere.test")
+    message = await certificate_error(client)
     assert "certificate verify failed: hostname mismatch" in message
     assert "'elsewhere.test'" in message
 
@@ -308,6 +318,7 @@ async def test_v190_publish_async_reports_the_refusal_but_stores_the_message(
             with pytest.raises(PublishAsyncError, match="call Publish on resource") as caught:
                 await pending
         assert caught.value.code == WirePublishAsyncError.Code.PERMISSION_DENIED
+        assert isinstance(caught.value, ErrorPermissionDenied)
         # The server publishes the message after sending the refusal: wait
         # until it is stored before reading.
         with anyio.fail_after(30):
