@@ -11,7 +11,7 @@ programmer would catch.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type
+from typing import Dict, Optional, Tuple, Type, cast
 
 from .grpc.status import GRPCError, Status
 
@@ -36,6 +36,7 @@ __all__ = [
     "LiftbridgeError",
     "PublishAsyncError",
     "from_grpc_error",
+    "publish_async_error",
 ]
 
 
@@ -148,6 +149,54 @@ class PublishAsyncError(LiftbridgeError):
         super().__init__(message)
         self.code = code
         self.correlation_id = correlation_id
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        # Keyword-only arguments: the default (cls, args) would lose them.
+        return (_rebuild_refusal, (type(self), self.message, self.code, self.correlation_id))
+
+
+def _rebuild_refusal(
+    cls: Type[PublishAsyncError], message: str, code: int, correlation_id: str
+) -> PublishAsyncError:
+    return cls(message, code=code, correlation_id=correlation_id)
+
+
+def _refusal_class(base: Type[LiftbridgeError]) -> Type[PublishAsyncError]:
+    """A PublishAsyncError that is also `base`, so one `except` catches both paths."""
+    name = "PublishAsync" + base.__name__[len("Error") :]
+    cls = type(
+        name,
+        (PublishAsyncError, base),
+        {
+            "__doc__": f"A PublishAsync refusal that is also {base.__name__}.",
+            "__module__": __name__,
+        },
+    )
+    return cast(Type[PublishAsyncError], cls)
+
+
+# PublishAsyncError.Code (liftbridge-api) to the class a unary Publish refused
+# for the same reason raises: `except ErrorReadonly` works for both paths.
+_ASYNC_REFUSALS: Dict[int, Type[PublishAsyncError]] = {
+    1: _refusal_class(ErrorInvalidArgument),  # BAD_REQUEST
+    2: _refusal_class(ErrorNotFound),  # NOT_FOUND
+    3: _refusal_class(ErrorInternal),  # INTERNAL
+    4: _refusal_class(ErrorReadonly),  # READONLY
+    5: _refusal_class(ErrorIncorrectOffset),  # INCORRECT_OFFSET
+    6: _refusal_class(ErrorEncryptionFailed),  # ENCRYPTION_FAILED
+    7: _refusal_class(ErrorPermissionDenied),  # PERMISSION_DENIED
+}
+globals().update({cls.__name__: cls for cls in _ASYNC_REFUSALS.values()})  # for pickle
+
+
+def publish_async_error(code: int, message: str, correlation_id: str = "") -> PublishAsyncError:
+    """The exception for a message the server refused on a PublishAsync stream.
+
+    It is a `PublishAsyncError` (with `code`) and also the class that names
+    the cause, e.g. `ErrorPermissionDenied` for code PERMISSION_DENIED.
+    """
+    cls = _ASYNC_REFUSALS.get(code, PublishAsyncError)
+    return cls(message or "publish refused", code=code, correlation_id=correlation_id)
 
 
 # The single status-to-exception table.  Entries keyed by (status, text) are

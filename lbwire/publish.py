@@ -18,8 +18,8 @@ from .error import (
     ErrorAckTimeout,
     ErrorUnavailable,
     LiftbridgeError,
-    PublishAsyncError,
     from_grpc_error,
+    publish_async_error,
 )
 from .grpc.status import GRPCError
 
@@ -133,12 +133,7 @@ class PublishSession:
         err = response.asyncError
         if err is not None:
             item._resolve(
-                None,
-                PublishAsyncError(
-                    err.message or "publish refused",
-                    code=int(err.code),
-                    correlation_id=response.correlationId,
-                ),
+                None, publish_async_error(int(err.code), err.message, response.correlationId)
             )
         else:
             item._resolve(response.ack, None)

@@ -8,7 +8,14 @@ from client_support import HANG_GUARD, read_all, wait_until
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorAckTimeout, ErrorMessageSizeExceeded, PublishAsyncError
+from lbwire.error import (
+    ErrorAckTimeout,
+    ErrorIncorrectOffset,
+    ErrorMessageSizeExceeded,
+    ErrorNotFound,
+    ErrorReadonly,
+    PublishAsyncError,
+)
 from lbwire.types import AckPolicy
 
 pytestmark = pytest.mark.anyio
@@ -140,6 +147,8 @@ async def test_publish_async_error_fails_only_its_own_awaiter(
         assert (await after).offset == 1
     assert caught.value.code == wire.PublishAsyncErrorCode.NOT_FOUND
     assert caught.value.correlation_id == "refused"
+    # Also the class a unary publish refused for the same reason raises.
+    assert isinstance(caught.value, ErrorNotFound)
 
 
 async def test_publish_async_to_readonly_partition_raises_publish_async_error(
@@ -150,6 +159,7 @@ async def test_publish_async_to_readonly_partition_raises_publish_async_error(
     with anyio.fail_after(HANG_GUARD), pytest.raises(PublishAsyncError, match="readonly") as caught:
         await pending
     assert caught.value.code == wire.PublishAsyncErrorCode.READONLY
+    assert isinstance(caught.value, ErrorReadonly)
 
 
 async def test_publish_async_wrong_expected_offset_raises_publish_async_error(
@@ -162,6 +172,7 @@ async def test_publish_async_wrong_expected_offset_raises_publish_async_error(
     with anyio.fail_after(HANG_GUARD), pytest.raises(PublishAsyncError) as caught:
         await pending
     assert caught.value.code == wire.PublishAsyncErrorCode.INCORRECT_OFFSET
+    assert isinstance(caught.value, ErrorIncorrectOffset)
     ok = await client.publish_async(b"y", stream=stream_name, expected_offset=0)
     assert (await ok).offset == 0
 
