@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from dataclasses import dataclass
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -149,6 +150,15 @@ if not TYPE_CHECKING:
         return sorted(set(globals()) | {"AutoOffset", "Consumer"})
 
 
+@dataclass
+class _Pooled:
+    """A pooled Subscribe connection and how many subscriptions use it."""
+
+    channel: Channel
+    users: int = 0
+    idle_since: float = 0.0
+
+
 class LiftbridgeClient:
     """Asynchronous Liftbridge client for asyncio and trio.
 
@@ -190,8 +200,12 @@ class LiftbridgeClient:
             more often than every 5 minutes (see `lbwire.grpc.keepalive`).
         idle_timeout: Close a broker connection no call has used for this
             many seconds (it reopens on the next call); None keeps them.
-            Each broker gets one HTTP/2 connection that multiplexes every
-            call, queued when the server's stream limit is reached.
+        max_conns_per_broker: Most connections to one broker for Subscribe
+            calls (Liftbridge's client guide: a pool of 2 by default). A
+            subscription takes an idle pooled connection, else a new one while
+            the pool is below this limit, else shares the least busy one.
+            Every other call goes over one more connection of its own per
+            broker. Each is an HTTP/2 connection that multiplexes its calls.
 
     Raises:
         ValueError: No brokers, or a malformed broker address or option.
@@ -221,6 +235,7 @@ class LiftbridgeClient:
         partitioner: Optional[Partitioner] = None,
         keepalive_time: Optional[float] = SAFE_KEEPALIVE_TIME,
         idle_timeout: Optional[float] = 300.0,
+        max_conns_per_broker: int = 2,
     ) -> None:
         if isinstance(brokers, str):
             brokers = [brokers]
@@ -270,6 +285,12 @@ class LiftbridgeClient:
         self._metadata = MetadataCache()
         self._channels: Dict[Address, Channel] = {}
         self._last_used: Dict[Address, float] = {}
+        if max_conns_per_broker < 1:
+            raise ErrorInvalidArgument(
+                f"max_conns_per_broker must be at least 1, not {max_conns_per_broker}"
+            )
+        self.max_conns_per_broker = max_conns_per_broker
+        self._pools: Dict[Address, List[_Pooled]] = {}
         if idle_timeout is not None and idle_timeout <= 0:
             raise ErrorInvalidArgument(f"idle_timeout must be positive, not {idle_timeout}")
         self.idle_timeout = idle_timeout
@@ -326,6 +347,8 @@ class LiftbridgeClient:
         self._closed = True
         session, self._publish_session = self._publish_session, None
         channels, self._channels = list(self._channels.values()), {}
+        pools, self._pools = list(self._pools.values()), {}
+        channels += [pooled.channel for pool in pools for pooled in pool]
         with anyio.CancelScope(shield=True):
             if session is not None:
                 await session.aclose()
@@ -346,25 +369,51 @@ class LiftbridgeClient:
                     del self._channels[address]
                     self._last_used.pop(address, None)
                     await channel.aclose()
+            for address, pool in list(self._pools.items()):
+                for pooled in [p for p in pool if p.users == 0]:
+                    if now - pooled.idle_since >= idle_timeout:
+                        logger.debug("Closing an idle subscription connection to %s", address)
+                        pool.remove(pooled)
+                        await pooled.channel.aclose()
+                if not pool:
+                    del self._pools[address]
 
     def _channel(self, address: Address) -> Channel:
+        """The broker's connection for every call but Subscribe."""
         self._last_used[address] = anyio.current_time()
         channel = self._channels.get(address)
         if channel is None:
-            if self._task_group is None:
-                raise RuntimeError(
-                    "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
-                )
-            # The transport (h2, ssl) is imported with the first channel, not
-            # with this module: 20 ms of `import lbwire.client` once
-            # lbwire.grpc and lbwire.error stop importing it eagerly.
-            from .grpc.channel import Channel
-
-            channel = Channel(
-                address[0], address[1], task_group=self._task_group, config=self._channel_config
-            )
-            self._channels[address] = channel
+            channel = self._channels[address] = self._new_channel(address)
         return channel
+
+    def _new_channel(self, address: Address) -> Channel:
+        if self._task_group is None:
+            raise RuntimeError(
+                "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
+            )
+        # The transport (h2, ssl) is imported with the first channel, not
+        # with this module: 20 ms of `import lbwire.client` once
+        # lbwire.grpc and lbwire.error stop importing it eagerly.
+        from .grpc.channel import Channel
+
+        return Channel(
+            address[0], address[1], task_group=self._task_group, config=self._channel_config
+        )
+
+    def _take_pooled(self, address: Address) -> _Pooled:
+        """A pooled connection for one Subscribe call; give it back with `_give_back`."""
+        pool = self._pools.setdefault(address, [])
+        pooled = min(pool, key=lambda p: p.users, default=None)
+        if pooled is None or (pooled.users and len(pool) < self.max_conns_per_broker):
+            pooled = _Pooled(self._new_channel(address))
+            pool.append(pooled)
+        pooled.users += 1
+        return pooled
+
+    def _give_back(self, pooled: _Pooled) -> None:
+        pooled.users -= 1
+        if pooled.users == 0:
+            pooled.idle_since = anyio.current_time()
 
     def _any_broker(self) -> Address:
         """The broker for a call any broker can serve (a publish, metadata...).
@@ -1552,10 +1601,10 @@ class LiftbridgeClient:
             address = self._metadata.random_isr(stream, partition)
         if address is None:
             address = await self._leader(stream, partition)
-        channel = self._channel(address)
+        pooled = self._take_pooled(address)
         handshake_done = False
         try:
-            async with channel.unary_stream(_API + "Subscribe", request.encode()) as call:
+            async with pooled.channel.unary_stream(_API + "Subscribe", request.encode()) as call:
                 # The server's first message is an empty handshake: it says
                 # the subscription exists. Setup errors come instead of it.
                 with anyio.fail_after(setup_timeout):
@@ -1616,6 +1665,8 @@ class LiftbridgeClient:
             if status == Status.NOT_FOUND:
                 self._metadata.forget(stream)
             raise from_grpc_error(exc, default=ErrorChannelClosed) from None
+        finally:
+            self._give_back(pooled)
         if not handshake_done:
             return
         raise ErrorChannelClosed(f"Server ended the subscription to {stream!r}/{partition}")

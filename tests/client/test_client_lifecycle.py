@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import anyio
 import pytest
@@ -36,9 +37,7 @@ async def test_exit_ends_every_background_task(broker: str, stream_name: str) ->
             await publish_values(client, stream_name, [b"a", b"b"])
             # Open: a PublishAsync session and a subscription, mid-stream.
             await (await client.publish_async(b"c", stream=stream_name))
-            subscription = client.subscribe(
-                stream_name, start_position=StartPosition.EARLIEST
-            )
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
             assert (await subscription.__anext__()).offset == 0
             assert running_tasks() > before
         assert running_tasks() == before
@@ -147,3 +146,85 @@ async def test_connection_with_a_call_in_progress_is_not_closed_as_idle(
 async def test_non_positive_idle_timeout_is_refused(broker: str) -> None:
     with pytest.raises(ValueError, match="idle_timeout"):
         LiftbridgeClient([broker], idle_timeout=0)
+
+
+def connections_to(port: int) -> int:
+    """ESTABLISHED TCP connections from this process to `port` (Linux /proc).
+
+    Counted by the operating system, not by the client's own bookkeeping.
+    """
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+                    count += 1
+    return count
+
+
+async def test_subscriptions_share_a_pool_of_max_conns_per_broker_connections(
+    broker: str, stream_name: str
+) -> None:
+    port = int(broker.rsplit(":", 1)[1])
+    async with LiftbridgeClient([broker], max_conns_per_broker=2, idle_timeout=0.3) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"a"])
+        unary_only = connections_to(port)
+        assert unary_only == 1
+        subscriptions = [
+            client.subscribe(stream_name, start_position=StartPosition.EARLIEST) for _ in range(3)
+        ]
+        with anyio.fail_after(HANG_GUARD):
+            for subscription in subscriptions:
+                assert (await subscription.__anext__()).value == b"a"
+        # Two pooled connections (the limit) carry the three subscriptions;
+        # the other calls keep their own connection.
+        assert connections_to(port) == 3
+        (pool,) = client._pools.values()
+        assert sorted(pooled.users for pooled in pool) == [1, 2]
+        # The subscriptions still work side by side on shared connections.
+        await publish_values(client, stream_name, [b"b"])
+        with anyio.fail_after(HANG_GUARD):
+            for subscription in subscriptions:
+                assert (await subscription.__anext__()).value == b"b"
+        for subscription in subscriptions:
+            await subscription.aclose()
+        # Idle pooled connections are closed like the others.
+        with anyio.fail_after(HANG_GUARD):
+            while connections_to(port):  # noqa: ASYNC110 - closed by the client's own task
+                await anyio.sleep(0.05)
+        assert not client._pools
+
+
+async def test_one_pooled_connection_carries_every_subscription(
+    broker: str, stream_name: str
+) -> None:
+    port = int(broker.rsplit(":", 1)[1])
+    async with LiftbridgeClient([broker], max_conns_per_broker=1) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"a"])
+        subscriptions = [
+            client.subscribe(stream_name, start_position=StartPosition.EARLIEST) for _ in range(4)
+        ]
+        with anyio.fail_after(HANG_GUARD):
+            for subscription in subscriptions:
+                assert (await subscription.__anext__()).value == b"a"
+        assert connections_to(port) == 2
+        for subscription in subscriptions:
+            await subscription.aclose()
+
+
+def test_max_conns_per_broker_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_conns_per_broker must be at least 1, not 0"):
+        LiftbridgeClient(["127.0.0.1:1"], max_conns_per_broker=0)
