@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import anyio
 import anyio.to_thread
@@ -291,8 +291,7 @@ def _build_liftbridge(go: str, target: Path) -> str:
                     if line.strip() and not line.startswith(("$ ", "exit status"))
                 ]
                 logger.warning(
-                    "`go install %s` failed (%s); falling back to "
-                    "`go mod download` + `go build`",
+                    "`go install %s` failed (%s); falling back to `go mod download` + `go build`",
                     spec,
                     " ".join(go_says[-2:]) or f"exit status {code}",
                 )
@@ -341,9 +340,7 @@ def binary_version(binary: str) -> str:
     try:
         key = (binary, os.stat(binary).st_mtime_ns)
     except OSError as exc:
-        raise LiftbridgeNotFound(
-            f"cannot use Liftbridge binary {binary}: {exc}"
-        ) from exc
+        raise LiftbridgeNotFound(f"cannot use Liftbridge binary {binary}: {exc}") from exc
     if key not in _version_cache:
         try:
             done = subprocess.run(
@@ -520,6 +517,62 @@ atexit.register(_kill_leftovers)
 # One node
 
 
+class _Managed:
+    """Sync and async context management for servers and clusters.
+
+    Entering starts (and closes again if the start fails, keeping the logs
+    the error points at); leaving closes. The async forms run the blocking
+    work in a worker thread, shielded: a cancelled test must not leave
+    processes behind.
+    """
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _keep_logs(self) -> None:
+        raise NotImplementedError
+
+    def _start_or_close(self) -> None:
+        try:
+            self.start()
+        except BaseException:
+            self._keep_logs()
+            self.close()
+            raise
+
+    def __enter__(self: _M) -> _M:
+        self._start_or_close()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self: _M) -> _M:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._start_or_close)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.close)
+
+
+_M = TypeVar("_M", bound=_Managed)
+
+
 @dataclass
 class _Membership:
     """How a node belongs to a LiftbridgeCluster."""
@@ -531,7 +584,7 @@ class _Membership:
     peers: list[str]
 
 
-class LiftbridgeServer:
+class LiftbridgeServer(_Managed):
     """One real Liftbridge node on 127.0.0.1, for the length of a ``with`` block.
 
     The server gets free ports for gRPC and embedded NATS (``port`` pins the
@@ -639,9 +692,7 @@ class LiftbridgeServer:
 
     def log_text(self, *, current_run: bool = False) -> str:
         """Return the log; with ``current_run``, only what the last start wrote."""
-        return self._log_bytes(self._log_start if current_run else 0).decode(
-            errors="replace"
-        )
+        return self._log_bytes(self._log_start if current_run else 0).decode(errors="replace")
 
     def _log_bytes(self, offset: int = 0) -> bytes:
         try:
@@ -858,26 +909,8 @@ class LiftbridgeServer:
                 if not self._keep_files:
                     shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def __enter__(self) -> LiftbridgeServer:
-        self._start_or_close()
-        return self
-
-    def _start_or_close(self) -> None:
-        try:
-            self.start()
-        except BaseException:
-            # Keep the log of a failed start: the error message points at it.
-            self._keep_files = True
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
+    def _keep_logs(self) -> None:
+        self._keep_files = True
 
     # -- async twins (blocking waits run in a worker thread) --------------
 
@@ -902,19 +935,6 @@ class LiftbridgeServer:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.close)
 
-    async def __aenter__(self) -> LiftbridgeServer:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._start_or_close)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.aclose()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LiftbridgeServer {self.broker} {state} log={self._workdir}>"
@@ -928,7 +948,7 @@ async def _await(awaitable: Awaitable[bool]) -> bool:
 # A cluster
 
 
-class LiftbridgeCluster:
+class LiftbridgeCluster(_Managed):
     """``size`` Liftbridge nodes on 127.0.0.1 forming one cluster.
 
     Each node embeds its own NATS server; the NATS servers are joined by
@@ -1028,9 +1048,7 @@ class LiftbridgeCluster:
 
     def _node_launched(self, node: LiftbridgeServer) -> None:
         index = self.nodes.index(node)
-        self._marks[index] = {
-            i: len(other._log_bytes()) for i, other in enumerate(self.nodes)
-        }
+        self._marks[index] = {i: len(other._log_bytes()) for i, other in enumerate(self.nodes)}
 
     def _not_joined_reason(self, node: LiftbridgeServer) -> Optional[str]:
         """Why ``node`` is not (yet) a replicating member, or None if it is."""
@@ -1087,40 +1105,9 @@ class LiftbridgeCluster:
         for node in self.nodes:
             node.close()
 
-    def __enter__(self) -> LiftbridgeCluster:
-        self._start_or_close()
-        return self
-
-    def _start_or_close(self) -> None:
-        try:
-            self.start()
-        except BaseException:
-            for node in self.nodes:
-                node._keep_files = True
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> LiftbridgeCluster:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._start_or_close)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.close)
+    def _keep_logs(self) -> None:
+        for node in self.nodes:
+            node._keep_logs()
 
     def __repr__(self) -> str:
         return f"<LiftbridgeCluster {self.brokers}>"

@@ -84,9 +84,7 @@ def pytest_runtest_makereport(
             nodes = value.nodes if isinstance(value, LiftbridgeCluster) else [value]
             for node in nodes:
                 if isinstance(node, LiftbridgeServer) and node._workdir is not None:
-                    sections.append(
-                        f"{node!r}\nlog: {node.log_path}\n{node.log_tail(30)}"
-                    )
+                    sections.append(f"{node!r}\nlog: {node.log_path}\n{node.log_tail(30)}")
         if sections:
             report.sections.append(("Liftbridge log", "\n\n".join(sections)))
     return report

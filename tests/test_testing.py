@@ -226,9 +226,7 @@ async def test_async_context_manager_runs_ready_check() -> None:
         ("", True),
     ],
 )
-def test_telemetry_key_for_every_build_but_v1_releases(
-    version: str, needs_key: bool
-) -> None:
+def test_telemetry_key_for_every_build_but_v1_releases(version: str, needs_key: bool) -> None:
     assert needs_telemetry_key(version) is needs_key
     config = testing._liftbridge_config(
         version=version,
@@ -342,9 +340,7 @@ def test_build_falls_back_to_go_build_when_go_install_fails(
     build_log = (binary.parent / "build.log").read_text()
     assert "403 Forbidden" in build_log
     assert "go build -o" in build_log
-    assert [
-        p.name for p in binary.parent.iterdir() if p.name.startswith(".build")
-    ] == []
+    assert [p.name for p in binary.parent.iterdir() if p.name.startswith(".build")] == []
 
 
 def test_failed_build_shows_the_build_log(

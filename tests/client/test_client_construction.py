@@ -38,8 +38,9 @@ def saturated_port() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=5), socket.create_connection(
-            ("127.0.0.1", port), timeout=5
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5),
+            socket.create_connection(("127.0.0.1", port), timeout=5),
         ):
             yield port
 
@@ -60,8 +61,19 @@ async def test_empty_broker_list_raises_value_error() -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["localhost", "localhost:", ":9292", "host:port", "host:0", "host:70000", "::1:9292",
-     "[::1]9292", "[::1", "bad host:9292", ""],
+    [
+        "localhost",
+        "localhost:",
+        ":9292",
+        "host:port",
+        "host:0",
+        "host:70000",
+        "::1:9292",
+        "[::1]9292",
+        "[::1",
+        "bad host:9292",
+        "",
+    ],
 )
 async def test_malformed_broker_address_raises_value_error(address: str) -> None:
     with pytest.raises(ValueError, match="broker address"):
@@ -78,8 +90,15 @@ async def test_invalid_compression_method_raises_value_error(broker: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "option", ["connect_timeout", "rpc_timeout", "ack_timeout", "publish_async_ack_timeout",
-               "max_publish_size", "max_message_size"],
+    "option",
+    [
+        "connect_timeout",
+        "rpc_timeout",
+        "ack_timeout",
+        "publish_async_ack_timeout",
+        "max_publish_size",
+        "max_message_size",
+    ],
 )
 async def test_non_positive_limit_raises_value_error(broker: str, option: str) -> None:
     with pytest.raises(ValueError, match=option):

@@ -84,17 +84,17 @@ async def test_member_reads_every_partition_from_earliest(
 
 
 @pytest.mark.anyio
-async def test_two_members_split_the_partitions(
-    client: LiftbridgeClient, stream_name: str
-) -> None:
+async def test_two_members_split_the_partitions(client: LiftbridgeClient, stream_name: str) -> None:
     await make_stream(client, stream_name, 4, 0)
     group = "g-" + stream_name
     async with client.consumer(group, [stream_name], consumer_id="a") as a:
         await a.wait_assigned()
         async with client.consumer(group, [stream_name], consumer_id="b") as b:
             await wait_for(
-                lambda: len(a.assignments.get(stream_name, [])) == 2
-                and len(b.assignments.get(stream_name, [])) == 2,
+                lambda: (
+                    len(a.assignments.get(stream_name, [])) == 2
+                    and len(b.assignments.get(stream_name, [])) == 2
+                ),
                 "a 2/2 split",
             )
             assert sorted(a.assignments[stream_name] + b.assignments[stream_name]) == [0, 1, 2, 3]
@@ -111,7 +111,10 @@ async def test_member_leaving_hands_its_partitions_over_with_committed_progress(
     ) as a:
         await a.wait_assigned()
         async with client.consumer(
-            group, [stream_name], consumer_id="b", auto_offset=AutoOffset.EARLIEST,
+            group,
+            [stream_name],
+            consumer_id="b",
+            auto_offset=AutoOffset.EARLIEST,
             auto_checkpoint_interval=None,
         ) as b:
             await wait_for(lambda: len(b.assignments.get(stream_name, [])) == 1, "b assigned")

@@ -98,9 +98,10 @@ async def test_resume_with_last_processed_convention_starts_after_the_cursor(
 async def test_both_conventions_resume_at_the_same_place_from_their_own_cursors(
     broker: str, five_messages: str
 ) -> None:
-    async with LiftbridgeClient([broker]) as gufo_style, LiftbridgeClient(
-        [broker], cursor_convention=CursorConvention.LAST_PROCESSED
-    ) as go_style:
+    async with (
+        LiftbridgeClient([broker]) as gufo_style,
+        LiftbridgeClient([broker], cursor_convention=CursorConvention.LAST_PROCESSED) as go_style,
+    ):
         await gufo_style.set_cursor(five_messages, 0, "gufo", 1)
         await go_style.set_cursor(five_messages, 0, "go", 1)
         assert await resumed_offsets(gufo_style, five_messages, "gufo") == [2, 3, 4]
@@ -184,9 +185,7 @@ async def test_resume_works_with_several_cursor_partitions(
     for n, cursor_id in enumerate(ids):
         await cursor_client.set_cursor(stream_name, 0, cursor_id, n)
     for n, cursor_id in enumerate(ids):
-        assert await resumed_offsets(cursor_client, stream_name, cursor_id) == list(
-            range(n + 1, 6)
-        )
+        assert await resumed_offsets(cursor_client, stream_name, cursor_id) == list(range(n + 1, 6))
 
 
 async def test_missing_cursor_reads_as_minus_one_on_every_cursor_partition(

@@ -67,9 +67,7 @@ async def test_ack_policy_none_returns_none_and_stores_the_message(
     assert (message.offset, message.value) == (0, b"unacked")
 
 
-async def test_unknown_ack_policy_raises_value_error(
-    client: LiftbridgeClient, stream: str
-) -> None:
+async def test_unknown_ack_policy_raises_value_error(client: LiftbridgeClient, stream: str) -> None:
     with pytest.raises(ValueError, match="ack policy"):
         await client.publish(b"x", stream=stream, ack_policy=7)  # type: ignore[arg-type]
 
@@ -88,9 +86,7 @@ async def test_ack_timeout_raises_error_ack_timeout(
 # -- message content --------------------------------------------------------
 
 
-async def test_key_and_headers_reach_the_subscriber(
-    client: LiftbridgeClient, stream: str
-) -> None:
+async def test_key_and_headers_reach_the_subscriber(client: LiftbridgeClient, stream: str) -> None:
     headers = {"trace": b"abc", "empty": b"", "binary": bytes(range(256))}
     await client.publish(b"v", stream=stream, key=b"the-key", headers=headers)
     (message,) = await read_all(client, stream)

@@ -402,9 +402,7 @@ async def test_publish_with_ack_to_readonly_partition_raises_error_readonly(
     assert (await client.get_partition_metadata(stream, 0)).newest_offset == -1
 
 
-async def test_readonly_off_allows_publishing_again(
-    client: LiftbridgeClient, stream: str
-) -> None:
+async def test_readonly_off_allows_publishing_again(client: LiftbridgeClient, stream: str) -> None:
     await client.set_stream_readonly(stream)
     await client.set_stream_readonly(stream, readonly=False)
     assert not (await partitions_of(client, stream))[0].readonly

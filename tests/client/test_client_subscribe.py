@@ -119,8 +119,9 @@ async def test_start_offset_alone_implies_offset_position(
 async def test_start_offset_zero_reads_from_the_first_message(
     client: LiftbridgeClient, five_messages: str
 ) -> None:
-    messages = await read_all(client, five_messages, start_position=StartPosition.NEW_ONLY,
-                              start_offset=0)
+    messages = await read_all(
+        client, five_messages, start_position=StartPosition.NEW_ONLY, start_offset=0
+    )
     assert offsets(messages) == [0, 1, 2, 3, 4]
 
 
@@ -197,9 +198,7 @@ async def test_stop_offset_beyond_the_newest_waits_for_it_then_ends(
 
     async def consume() -> None:
         received.extend(
-            await collect(
-                client.subscribe(five_messages, start_offset=3, stop_offset=6)
-            )
+            await collect(client.subscribe(five_messages, start_offset=3, stop_offset=6))
         )
 
     with anyio.fail_after(HANG_GUARD):
@@ -213,9 +212,7 @@ async def test_stop_latest_ends_at_the_newest_message(
     client: LiftbridgeClient, five_messages: str
 ) -> None:
     messages = await collect(
-        client.subscribe(
-            five_messages, start_offset=1, stop_position=StopPosition.STOP_LATEST
-        )
+        client.subscribe(five_messages, start_offset=1, stop_position=StopPosition.STOP_LATEST)
     )
     assert offsets(messages) == [1, 2, 3, 4]
 
@@ -286,9 +283,7 @@ async def test_stop_position_without_its_value_raises_value_error(
 # -- reading ------------------------------------------------------------------
 
 
-async def test_handshake_message_is_never_yielded(
-    client: LiftbridgeClient, stream: str
-) -> None:
+async def test_handshake_message_is_never_yielded(client: LiftbridgeClient, stream: str) -> None:
     await publish_values(client, stream, [b"only"])
     messages = await read_all(client, stream)
     assert [(m.offset, m.value, m.stream) for m in messages] == [(0, b"only", stream)]
@@ -345,9 +340,7 @@ async def test_subscribe_to_missing_partition_raises_not_found(
         await read_all(client, stream, partition=2)
 
 
-async def test_negative_partition_raises_value_error(
-    client: LiftbridgeClient, stream: str
-) -> None:
+async def test_negative_partition_raises_value_error(client: LiftbridgeClient, stream: str) -> None:
     with pytest.raises(ValueError, match="Partition"):
         await read_all(client, stream, partition=-1)
 
@@ -391,9 +384,7 @@ async def test_breaking_out_of_the_loop_ends_the_call_on_the_server(
     )
     await publish_values(client, stream_name, [b"a", b"b"])
     with anyio.fail_after(HANG_GUARD):
-        async for message in client.subscribe(
-            stream_name, start_position=StartPosition.EARLIEST
-        ):
+        async for message in client.subscribe(stream_name, start_position=StartPosition.EARLIEST):
             assert message.offset == 0
             break
     # The abandoned generator is finalized (its call cancelled) when collected:
