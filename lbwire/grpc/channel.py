@@ -350,16 +350,20 @@ class _Connection:
         if protocol.has_data_to_send:
             if self._woke and self.error is None:
                 # As in _read_loop: let the woken caller's write carry ours.
-                if not self._write_scheduled:
-                    self._write_scheduled = True
-                    assert self._socket is not None
-                    self._socket.loop.call_soon(self._scheduled_write)
+                self._schedule_write()
             else:
                 self._write_now()
         if self.error is not None:
             self._end(self.error.message)
         elif protocol.draining and not self.calls:
             self._end("connection drained after GOAWAY")
+
+    def _schedule_write(self) -> None:
+        """asyncio: write what is queued once this pass of the event loop is over."""
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            assert self._socket is not None
+            self._socket.loop.call_soon(self._scheduled_write)
 
     def _scheduled_write(self) -> None:
         self._write_scheduled = False
@@ -508,6 +512,23 @@ class _Connection:
             raise GRPCError(first.status, first.message) from exc
         finally:
             self._writing = False
+
+    async def flush_soon(self) -> None:
+        """Like :meth:`flush`, but on asyncio merge this write with the pass's others.
+
+        For messages of streaming calls: a task publishing many messages in a
+        row (or many tasks woken together) then costs one system call for all
+        of them instead of one each. The write happens as soon as the running
+        task yields to the event loop; flow control still bounds what waits.
+        """
+        asyncio_socket = self._socket
+        if asyncio_socket is None:
+            await self.flush()
+            return
+        if asyncio_socket.write_paused:
+            await asyncio_socket.wait_drained()
+        if self.protocol.has_data_to_send:
+            self._schedule_write()
 
     async def wait_window(self) -> None:
         """Wait until the peer opens a flow-control window (or the connection fails)."""
@@ -956,7 +977,7 @@ class _Call:
         if sent < len(data):
             await self._send_rest(data, sent, end)
         else:
-            await self._connection.flush()
+            await self._connection.flush_soon()
 
     async def _send_rest(self, data: bytes, sent: int, end: bool) -> None:
         connection = self._connection

@@ -59,6 +59,36 @@ async def test_bidi_echoes_while_sending(channel: Channel) -> None:
     assert call.status is Status.OK
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio writes each message at once
+async def test_messages_sent_in_a_row_share_one_write_on_asyncio(channel: Channel) -> None:
+    # On asyncio, messages of streaming calls are written once the sending
+    # task yields: a burst costs one system call, not one per message.
+    async with channel.stream_stream(path("Bidi")) as call:
+        await call.send_message(b"warm-up")
+        assert await call.receive() == b"warm-up"
+        connection = channel._connection
+        assert connection is not None
+        assert connection._socket is not None
+        transport = connection._socket.transport
+        assert transport is not None
+        writes: List[int] = []
+        write = transport.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(len(data))
+            write(data)
+
+        transport.write = counting_write  # type: ignore[method-assign]
+        for i in range(100):
+            await call.send_message(b"m%03d" % i)
+        assert writes == []  # not yet: the task has not yielded
+        received = [await call.receive() for _ in range(100)]
+        assert received == [b"m%03d" % i for i in range(100)]
+        assert len(writes) == 1
+        assert writes[0] >= 100 * (9 + 5 + 4)  # DATA frame header, gRPC prefix, payload
+        await call.end()
+
+
 async def test_bidi_sends_and_receives_concurrently(channel: Channel) -> None:
     count = 2000
     received: List[bytes] = []
