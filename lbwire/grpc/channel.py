@@ -220,6 +220,8 @@ class _Connection:
         self.error: Optional[GRPCError] = None  # set once the connection failed
         self._writing = False
         self._write_scheduled = False
+        # (byte stream) Set when queued data waits for the writer task.
+        self._write_wanted = anyio.Event()
         # Whether handling the last read woke a call's task.
         self._woke = False
         self._window_event: Optional[anyio.Event] = None
@@ -271,6 +273,7 @@ class _Connection:
                     if self._keepalive is not None:
                         tasks.start_soon(self._keepalive_loop, self._keepalive)
                     if self._socket is None:
+                        tasks.start_soon(self._write_loop)
                         reason = await self._read_loop()
                     else:
                         await self._ended.wait()
@@ -514,21 +517,34 @@ class _Connection:
             self._writing = False
 
     async def flush_soon(self) -> None:
-        """Like :meth:`flush`, but on asyncio merge this write with the pass's others.
+        """Like :meth:`flush`, but merge this write with others queued meanwhile.
 
         For messages of streaming calls: a task publishing many messages in a
         row (or many tasks woken together) then costs one system call for all
         of them instead of one each. The write happens as soon as the running
-        task yields to the event loop; flow control still bounds what waits.
+        task yields (asyncio: a ``call_soon`` callback; otherwise the
+        connection's writer task); flow control still bounds what waits.
         """
+        if not self.protocol.has_data_to_send:
+            return
         asyncio_socket = self._socket
         if asyncio_socket is None:
-            await self.flush()
+            # The writer task sends it (a byte stream has no call_soon).
+            self._write_wanted.set()
             return
         if asyncio_socket.write_paused:
             await asyncio_socket.wait_drained()
-        if self.protocol.has_data_to_send:
-            self._schedule_write()
+        self._schedule_write()
+
+    async def _write_loop(self) -> None:
+        """(byte stream) Send what :meth:`flush_soon` queued, a batch at a time."""
+        while True:
+            await self._write_wanted.wait()
+            self._write_wanted = anyio.Event()
+            try:
+                await self.flush()
+            except GRPCError:
+                return  # the connection failed: flush() ended its calls
 
     async def wait_window(self) -> None:
         """Wait until the peer opens a flow-control window (or the connection fails)."""

@@ -59,26 +59,41 @@ async def test_bidi_echoes_while_sending(channel: Channel) -> None:
     assert call.status is Status.OK
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio writes each message at once
-async def test_messages_sent_in_a_row_share_one_write_on_asyncio(channel: Channel) -> None:
-    # On asyncio, messages of streaming calls are written once the sending
-    # task yields: a burst costs one system call, not one per message.
+class _CountingSocket:
+    """Stands in for the trio connection's raw socket, counting its sends."""
+
+    def __init__(self, sock: socket.socket, sizes: List[int]) -> None:
+        self._sock = sock
+        self._sizes = sizes
+
+    def send(self, data: bytes) -> int:
+        self._sizes.append(len(data))
+        return self._sock.send(data)
+
+
+async def test_messages_sent_in_a_row_share_one_write(channel: Channel, anyio_backend: str) -> None:
+    # Messages of streaming calls are written once the sending task yields:
+    # a burst costs one system call, not one per message.
     async with channel.stream_stream(path("Bidi")) as call:
         await call.send_message(b"warm-up")
         assert await call.receive() == b"warm-up"
         connection = channel._connection
         assert connection is not None
-        assert connection._socket is not None
-        transport = connection._socket.transport
-        assert transport is not None
         writes: List[int] = []
-        write = transport.write
+        if anyio_backend == "asyncio":
+            assert connection._socket is not None
+            transport = connection._socket.transport
+            assert transport is not None
+            write = transport.write
 
-        def counting_write(data: bytes) -> None:
-            writes.append(len(data))
-            write(data)
+            def counting_write(data: bytes) -> None:
+                writes.append(len(data))
+                write(data)
 
-        transport.write = counting_write  # type: ignore[method-assign]
+            transport.write = counting_write  # type: ignore[method-assign]
+        else:
+            assert connection._raw_socket is not None
+            connection._raw_socket = _CountingSocket(connection._raw_socket, writes)  # type: ignore[assignment]
         for i in range(100):
             await call.send_message(b"m%03d" % i)
         assert writes == []  # not yet: the task has not yielded
