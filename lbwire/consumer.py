@@ -15,7 +15,6 @@ before a reassignment is delivered again to the partition's next owner.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from enum import IntEnum
 from types import TracebackType
@@ -34,6 +33,7 @@ from typing import (
 import anyio
 
 from . import wire
+from ._log import LazyLogger
 from .error import (
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AutoOffset", "Consumer"]
 
-logger = logging.getLogger("lbwire.consumer")
+logger = LazyLogger("lbwire.consumer")
 
 _Key = Tuple[str, int]
 

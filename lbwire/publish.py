@@ -7,13 +7,13 @@ awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, Dict, Generator, Optional
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import wire
+from ._log import LazyLogger
 from .error import (
     ErrorAckTimeout,
     ErrorUnavailable,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PendingAck", "PublishSession"]
 
-logger = logging.getLogger("lbwire.publish")
+logger = LazyLogger("lbwire.publish")
 
 _PATH = "/proto.API/PublishAsync"
 
