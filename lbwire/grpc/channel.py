@@ -154,14 +154,20 @@ def _is_certificate_alert(alert: str) -> bool:
     return "certificate" in alert or alert in ("unknown ca", "access denied")
 
 
-def _is_certificate_refusal(exc: BaseException) -> bool:
-    """Whether a TLS failure is a refused certificate, which retrying cannot mend."""
+def _failure_status(exc: BaseException) -> Status:
+    """The status of calls a connection failure ends.
+
+    A refused certificate (verification failed, or the server's alert) is a
+    configuration error: UNAUTHENTICATED, which callers do not retry, unlike
+    UNAVAILABLE.
+    """
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return True
-    if not isinstance(exc, ssl.SSLError):
-        return False
-    alert = _tls_alert(exc)
-    return alert is not None and _is_certificate_alert(alert)
+        return Status.UNAUTHENTICATED
+    if isinstance(exc, ssl.SSLError):
+        alert = _tls_alert(exc)
+        if alert is not None and _is_certificate_alert(alert):
+            return Status.UNAUTHENTICATED
+    return Status.UNAVAILABLE
 
 
 def _describe_failure(exc: BaseException, *, tls: bool, answered: bool) -> str:
@@ -568,10 +574,8 @@ class _Connection:
 
     def _lost(self, exc: BaseException) -> GRPCError:
         """The error that ends every call when the connection broke with `exc`."""
-        # A refused certificate (a TLS alert after a TLS 1.3 handshake) is
-        # UNAUTHENTICATED, which callers do not retry, unlike UNAVAILABLE.
-        status = Status.UNAUTHENTICATED if _is_certificate_refusal(exc) else Status.UNAVAILABLE
-        return GRPCError(status, f"connection lost: {self._describe(exc)}")
+        # (With TLS 1.3 the server's certificate alert comes after the handshake.)
+        return GRPCError(_failure_status(exc), f"connection lost: {self._describe(exc)}")
 
     def _describe(self, exc: BaseException) -> str:
         tls = self._channel.config.ssl_context is not None
@@ -851,10 +855,7 @@ class Channel:
             why = _describe_failure(exc, tls=ssl_context is not None, answered=True)
             if isinstance(exc, anyio.EndOfStream):  # only TLS handshakes raise it here
                 why = "the server closed the connection during the TLS handshake"
-            # A refused certificate is a configuration error, not an outage:
-            # UNAUTHENTICATED, so that callers do not retry it like UNAVAILABLE.
-            status = Status.UNAUTHENTICATED if _is_certificate_refusal(exc) else Status.UNAVAILABLE
-            raise GRPCError(status, f"failed to connect to {where}: {why}") from exc
+            raise GRPCError(_failure_status(exc), f"failed to connect to {where}: {why}") from exc
         protocol = ClientProtocol(
             authority=self._authority,
             scheme="http" if ssl_context is None else "https",

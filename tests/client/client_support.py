@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from typing import Any, Callable
 
 import anyio
+from asyncutil import aclosing
 
 from lbwire.client import LiftbridgeClient
 from lbwire.types import Message, StartPosition, StopPosition
@@ -14,15 +14,6 @@ from lbwire.types import Message, StartPosition, StopPosition
 #: Upper bound on anything that waits for the server: a guard against hangs,
 #: never a speed expectation.
 HANG_GUARD = 20.0
-
-
-@asynccontextmanager
-async def aclosing(agen: Any) -> AsyncIterator[Any]:
-    """`contextlib.aclosing` (Python 3.10+), for 3.9 too."""
-    try:
-        yield agen
-    finally:
-        await agen.aclose()
 
 
 async def read_all(

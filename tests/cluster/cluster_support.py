@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import anyio
+from asyncutil import aclosing
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
@@ -98,15 +98,6 @@ async def poll_until(check: Callable[[], Awaitable[bool]]) -> None:
         if await check():
             return
         await anyio.sleep(0.05)
-
-
-@asynccontextmanager
-async def aclosing(agen: Any) -> AsyncIterator[Any]:
-    """`contextlib.aclosing` (Python 3.10+), for 3.9 too."""
-    try:
-        yield agen
-    finally:
-        await agen.aclose()
 
 
 class Subscriber:

@@ -15,16 +15,16 @@ partition 0's leader; lbwire hashes as the server does).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import lzma
 import zlib
-from typing import Any, AsyncIterator, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import anyio
 import pytest
 
 pytest.importorskip("gufo.liftbridge.client")
+from asyncutil import aclosing
 from gufo.liftbridge.client import LiftbridgeClient as GufoClient
 from gufo.liftbridge.error import LiftbridgeError as GufoError
 from gufo.liftbridge.types import StartPosition as GufoStart
@@ -71,15 +71,6 @@ def server() -> Iterator[LiftbridgeServer]:
         yield server
 
 
-@contextlib.asynccontextmanager
-async def _closing(gen: Any) -> AsyncIterator[Any]:
-    """contextlib.aclosing, which Python 3.9 lacks."""
-    try:
-        yield gen
-    finally:
-        await gen.aclose()
-
-
 async def read_messages(client: Any, stream: str, count: int, **kwargs: Any) -> List[Any]:
     """The first `count` messages of a partition (from EARLIEST unless told)."""
     kwargs.setdefault("partition", 0)
@@ -87,7 +78,7 @@ async def read_messages(client: Any, stream: str, count: int, **kwargs: Any) -> 
     got: List[Any] = []
     if count == 0:
         return got
-    async with _closing(client.subscribe(stream, **kwargs)) as messages:
+    async with aclosing(client.subscribe(stream, **kwargs)) as messages:
         async for msg in messages:
             got.append(msg)
             if len(got) == count:
@@ -103,7 +94,7 @@ async def process_with_cursor(
     Returns the offsets processed, in order.
     """
     done: List[int] = []
-    async with _closing(
+    async with aclosing(
         client.subscribe(
             stream, partition=0, start_position=StartPosition.RESUME, cursor_id=cursor_id
         )
