@@ -54,18 +54,30 @@ class GRPCError(Exception):
         message: the human-readable status message (``grpc-message``, decoded),
             possibly empty.
         trailers: the trailing metadata the server sent with the status, if any.
+        not_processed: True when the transport knows the server never began
+            processing the call (its stream lay beyond a GOAWAY's last stream id,
+            or the server refused it with RST_STREAM REFUSED_STREAM), so sending
+            it again cannot duplicate its effect.
 
     """
 
     status: Status
     message: str
     trailers: Metadata
+    not_processed: bool
 
-    def __init__(self, status: Status, message: str = "", trailers: Metadata = ()) -> None:
-        super().__init__(status, message, trailers)
+    def __init__(
+        self,
+        status: Status,
+        message: str = "",
+        trailers: Metadata = (),
+        not_processed: bool = False,
+    ) -> None:
+        super().__init__(status, message, trailers, not_processed)
         self.status = status
         self.message = message
         self.trailers = trailers
+        self.not_processed = not_processed
 
     def __str__(self) -> str:
         if self.message:

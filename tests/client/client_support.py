@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 from typing import Any, Callable
 
 import anyio
-from asyncutil import aclosing
+from helpers import aclosing
 
 from lbwire.client import LiftbridgeClient
 from lbwire.types import Message, StartPosition, StopPosition

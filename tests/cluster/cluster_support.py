@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import anyio
-from asyncutil import aclosing
+from helpers import aclosing
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient

@@ -24,7 +24,7 @@ import anyio
 import pytest
 
 pytest.importorskip("gufo.liftbridge.client")
-from asyncutil import aclosing
+from helpers import aclosing
 from gufo.liftbridge.client import LiftbridgeClient as GufoClient
 from gufo.liftbridge.error import LiftbridgeError as GufoError
 from gufo.liftbridge.types import StartPosition as GufoStart
