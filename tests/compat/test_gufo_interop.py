@@ -24,10 +24,10 @@ import anyio
 import pytest
 
 pytest.importorskip("gufo.liftbridge.client")
-from helpers import aclosing
 from gufo.liftbridge.client import LiftbridgeClient as GufoClient
 from gufo.liftbridge.error import LiftbridgeError as GufoError
 from gufo.liftbridge.types import StartPosition as GufoStart
+from helpers import aclosing
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorNotFound, LiftbridgeError
