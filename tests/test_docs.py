@@ -47,10 +47,22 @@ def built_page(site: Path, page: str) -> Path:
     return site / stem / "index.html"
 
 
-def run_program(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+#: Runs a program's `main` on the backend named by its second argument.
+ON_BACKEND = (
+    "import runpy, sys, anyio; anyio.run(runpy.run_path(sys.argv[1])['main'], backend=sys.argv[2])"
+)
+
+
+def run_program(
+    path: Path, env: dict[str, str], backend: str = "asyncio"
+) -> subprocess.CompletedProcess[str]:
+    """Run a program as a reader would (on trio: its `main` under trio.run)."""
     python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, str(path)]
+    if backend != "asyncio":
+        command = [sys.executable, "-c", ON_BACKEND, str(path), backend]
     result = subprocess.run(
-        [sys.executable, str(path)],
+        command,
         env={**os.environ, **env, "PYTHONPATH": python_path},
         capture_output=True,
         text=True,
@@ -101,16 +113,29 @@ def test_site_builds_strict_with_every_nav_page(tmp_path: Path) -> None:
 # -- the programs the pages include ----------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize(
-    "program",
-    ["first_program.py", "consumer_group.py", "pipelined_publish.py"],
+    ("program", "expected"),
+    [
+        ("first_program.py", "1: b'liftbridge'"),
+        ("consumer_group.py", "member b: partition"),
+        ("pipelined_publish.py", "bulk done, last offset 1099"),
+    ],
 )
-def test_snippet_runs(program: str, liftbridge_server: LiftbridgeServer, stream_name: str) -> None:
+def test_snippet_runs(
+    program: str,
+    expected: str,
+    backend: str,
+    liftbridge_server: LiftbridgeServer,
+    stream_name: str,
+) -> None:
+    pytest.importorskip(backend)
     result = run_program(
         SNIPPETS / program,
         {"LIFTBRIDGE_BROKERS": liftbridge_server.broker, "LIFTBRIDGE_STREAM": stream_name},
+        backend,
     )
-    assert result.stdout.strip()
+    assert expected in result.stdout
 
 
 def test_cursor_subscriber_examples_are_the_ones_the_cookbook_includes() -> None:
