@@ -4,7 +4,8 @@ Every message class describes its fields in ``_FIELDS`` (number, name, kind and,
 for enums and nested messages, the Python class). ``WireMessage`` encodes and
 decodes any such class from that table. The two hot paths of the client,
 ``Message.decode`` and ``PublishRequest.encode``, are written out by hand in
-``messages.py`` and checked against this generic code by the tests.
+``messages.py`` and checked against this generic code by the tests. The message
+classes themselves are generated into ``_generated.py`` by ``scripts/gen_wire.py``.
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ class WireMessage:
         """
         buf = as_bytes(data)
         msg = cls()
-        msg._merge(buf, 0, len(buf), 0)
+        msg.merge_range(buf, 0, len(buf))
         return msg
 
     @classmethod
@@ -322,8 +323,14 @@ class WireMessage:
         """Alias of ``decode()``, for code written against protobuf classes."""
         return cls.decode(data)
 
-    def _merge(self, buf: bytes, pos: int, end: int, depth: int) -> int:
-        """Merge the fields encoded in ``buf[pos:end]`` into ``self``."""
+    def merge_range(self, buf: bytes, pos: int, end: int, depth: int = 0) -> int:
+        """Merge the fields encoded in ``buf[pos:end]`` into ``self``; return ``end``.
+
+        For decoders that hold a larger buffer (nested messages, envelopes,
+        gRPC frames): no slice is copied. ``depth`` is the nesting level of
+        ``self`` (0 for an outermost message). Raises ``DecodeError`` like
+        ``decode()``.
+        """
         cls = type(self)
         if depth > MAX_DEPTH:
             raise DecodeError(f"{cls.__name__}: nesting deeper than {MAX_DEPTH}")
@@ -357,6 +364,9 @@ class WireMessage:
         except DecodeError as exc:
             raise DecodeError(f"{cls.__name__}.{where} > {exc}") from None
         return pos
+
+    #: The generic decoder under its older name (the wire tests call it).
+    _merge = merge_range
 
     # -- comparison and display -------------------------------------------
 
@@ -606,7 +616,7 @@ def _dec_message(
     if sub is None:
         sub = f.type()
         setattr(msg, f.name, sub)
-    sub._merge(buf, pos, pos + n, depth + 1)
+    sub.merge_range(buf, pos, pos + n, depth + 1)
     return pos + n
 
 
@@ -641,7 +651,7 @@ def _dec_rep_message(
 ) -> int:
     n, pos = read_length(buf, pos, end)
     sub = f.type()
-    sub._merge(buf, pos, pos + n, depth + 1)
+    sub.merge_range(buf, pos, pos + n, depth + 1)
     getattr(msg, f.name).append(sub)
     return pos + n
 
@@ -700,7 +710,7 @@ def _dec_map_int32_message(
             n, pos = read_length(buf, pos, stop)
             if value is None:
                 value = f.type()
-            value._merge(buf, pos, pos + n, depth + 2)
+            value.merge_range(buf, pos, pos + n, depth + 2)
             pos += n
         else:
             number = tag >> 3
