@@ -706,16 +706,26 @@ class Schema:
 
 
 def docstring(comment: list[str], fallback: str, indent: str) -> list[str]:
-    """A docstring from the comment above a declaration (first line = summary)."""
-    lines = [line for line in comment if not set(line) <= {"-", " "}] or [fallback]
+    """A docstring from the comment above a declaration.
+
+    Its first paragraph becomes the summary line when it fits on one line;
+    otherwise ``fallback`` is the summary and the whole comment the body.
+    """
+    lines = [line.replace('"""', "'''").rstrip() for line in comment]
+    lines = [line for line in lines if not (line and set(line) <= {"-", " "})]
     while lines and not lines[-1]:
         lines.pop()
-    summary = lines[0].replace('"""', "'''").rstrip()
+    while lines and not lines[0]:
+        lines.pop(0)
+    if not lines:
+        return [f'{indent}"""{fallback}"""']
+    first = lines.index("") if "" in lines else len(lines)
+    summary = " ".join(lines[:first])
     if summary[-1] not in ".!?:":
         summary += "."
-    body = [line.replace('"""', "'''").rstrip() for line in lines[1:]]
-    while body and not body[0]:
-        body.pop(0)
+    body = lines[first + 1 :]
+    if len(indent) + len(summary) + 6 > LINE_LENGTH:
+        summary, body = fallback, lines
     if not body:
         return [f'{indent}"""{summary}"""']
     out = [f'{indent}"""{summary}', ""]
@@ -784,8 +794,7 @@ def generate(proto: ProtoFile, source: str = "protos/liftbridge/api.proto") -> s
     ]
     for enum in proto.enums:
         out += ["", "", f"class {schema.python_name(enum)}(IntEnum):"]
-        fallback = f"``{enum.full_name}``"
-        out += docstring(enum.comment, fallback, "    ")
+        out += docstring(enum.comment, f"``{enum.full_name}``.", "    ")
         out.append("")
         out += [f"    {name} = {number}" for name, number in enum.values]
 
@@ -794,7 +803,7 @@ def generate(proto: ProtoFile, source: str = "protos/liftbridge/api.proto") -> s
         py = schema.python_name(msg)
         table = tables[msg.full_name]
         out += ["", "", f"class {py}(WireMessage):"]
-        out += docstring(msg.comment, f"``{msg.full_name}``", "    ")
+        out += docstring(msg.comment, f"``{msg.full_name}``.", "    ")
         out.append("")
         out += tuple_lines("__slots__", [f'"{n}"' for n in sorted(f.name for f in table)], "    ")
         for item in [*proto.enums, *proto.messages]:

@@ -473,9 +473,9 @@ class SubscribeRequest(WireMessage):
 
 
 class Message(WireMessage):
-    """One message of a stream partition, as streamed by Subscribe (and the payload.
+    """One message of a stream partition, as streamed by Subscribe.
 
-    of a NATS publish envelope).
+    Also the payload of a NATS publish envelope.
     """
 
     __slots__ = (
