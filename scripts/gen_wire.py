@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import keyword
 import re
 import sys
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ ALL_SCALARS = set(SCALARS) | {
     "sfixed64",
 }
 REPEATED_SCALARS = {"int32": ("K_REP_INT32", "int"), "string": ("K_REP_STRING", "str")}
+
+#: Names a field cannot take: the methods every message class has.
+RESERVED_NAMES = {"encode", "decode", "SerializeToString", "FromString", "merge_range"}
 
 LINE_LENGTH = 100
 
@@ -663,8 +667,12 @@ class Schema:
                 raise ProtoError(
                     f"{f.where}: field number {f.number} is used by {seen_numbers[f.number]} too"
                 )
-            if f.name in seen_names or not f.name.isidentifier() or f.name.startswith("_"):
-                raise ProtoError(f"{f.where}: field name {f.name!r} is a duplicate or invalid")
+            if f.name in seen_names:
+                raise ProtoError(f"{f.where}: field name {f.name!r} is used twice")
+            if keyword.iskeyword(f.name) or f.name.startswith("_") or f.name in RESERVED_NAMES:
+                raise ProtoError(
+                    f"{f.where}: field name {f.name!r} cannot be a Python attribute of a message"
+                )
             seen_numbers[f.number] = f.name
             seen_names.add(f.name)
         return [self.py_field(msg, f) for f in sorted(msg.fields, key=lambda f: f.number)]

@@ -241,6 +241,18 @@ BODY = 'syntax = "proto3";\n'
             id="duplicate-number",
         ),
         pytest.param(
+            BODY + "message A {\n  string encode = 1;\n}\n",
+            "test.proto:3:3",
+            "field name 'encode' cannot be a Python attribute",
+            id="method-name",
+        ),
+        pytest.param(
+            BODY + "message A {\n  string from = 1;\n}\n",
+            "test.proto:3:3",
+            "field name 'from' cannot be a Python attribute",
+            id="keyword",
+        ),
+        pytest.param(
             BODY + "enum E {\n  A = 1;\n}\n",
             "test.proto:2:1",
             "first value of a proto3 enum must be 0",
