@@ -500,7 +500,8 @@ class Schema:
     def __init__(self, proto: ProtoFile) -> None:
         self.proto = proto
         self.types: dict[str, Union[ProtoMessage, ProtoEnum]] = {}
-        for item in [*proto.messages, *proto.enums]:
+        declared: list[Union[ProtoMessage, ProtoEnum]] = [*proto.messages, *proto.enums]
+        for item in declared:
             if item.full_name in self.types:
                 raise ProtoError(f"{item.where}: {item.full_name} is defined twice")
             self.types[item.full_name] = item
@@ -814,7 +815,8 @@ def generate(proto: ProtoFile, source: str = "protos/liftbridge/api.proto") -> s
         out += docstring(msg.comment, f"``{msg.full_name}``.", "    ")
         out.append("")
         out += tuple_lines("__slots__", [f'"{n}"' for n in sorted(f.name for f in table)], "    ")
-        for item in [*proto.enums, *proto.messages]:
+        nested: list[Union[ProtoMessage, ProtoEnum]] = [*proto.enums, *proto.messages]
+        for item in nested:
             if item.parent == msg.full_name:
                 out.append(f"    {item.name} = {schema.python_name(item)}")
         entries = []
