@@ -19,8 +19,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Union
 
-from ._codec import DecodeError, as_bytes
 from ._generated import Ack, Message
+from ._primitives import DecodeError, as_bytes
 from .messages import decode_message_range
 
 __all__ = [

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 from typing import Optional, Union, cast
 
-from ._codec import (
-    M,
-    _Malformed,
+from ._codec import M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
+from ._generated import Ack, AckError, AckPolicy, Message, PublishRequest, PublishResponse
+from ._primitives import (
+    Malformed,
     as_bytes,
-    decode_str_bytes_entry,
     decode_varint,
     decode_varint8,
-    encode_str_bytes_map,
     encode_varint,
-    enum_value,
     skip_field,
     to_int32,
 )
-from ._generated import Ack, AckError, AckPolicy, Message, PublishRequest, PublishResponse
 
 __all__ = ["decode_message_range"]
 
@@ -161,7 +158,7 @@ def decode_message_range(buf: bytes, start: int = 0, end: Optional[int] = None) 
                 msg.correlationId = correlation_id
                 msg.ackPolicy = ack_policy
                 return msg
-    except (IndexError, UnicodeDecodeError, _Malformed):
+    except (IndexError, UnicodeDecodeError, Malformed):
         pass
     # Anything unusual, every error included, goes through the generic decoder:
     # it handles the corner cases (long tags, unknown fields >= 16) and words
@@ -174,7 +171,7 @@ def decode_message_range(buf: bytes, start: int = 0, end: Optional[int] = None) 
 def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
     """Decode ``buf[pos:end]`` as an ``Ack`` if it is the usual shape, else return None.
 
-    None, or an IndexError, UnicodeDecodeError or _Malformed, means: ask the
+    None, or an IndexError, UnicodeDecodeError or Malformed, means: ask the
     generic decoder (which also words the error).
     """
     offset = reception = commit = 0
@@ -353,7 +350,7 @@ def _decode_ack(cls: type[M], data: Union[bytes, bytearray, memoryview]) -> M:
     end = len(buf)
     try:
         ack = _ack_fast(buf, 0, end)
-    except (IndexError, UnicodeDecodeError, _Malformed):
+    except (IndexError, UnicodeDecodeError, Malformed):
         ack = None
     if ack is None:
         ack = Ack()
@@ -372,7 +369,7 @@ def _decode_publish_response(cls: type[M], data: Union[bytes, bytearray, memoryv
     end = len(buf)
     try:
         response = _publish_response_fast(buf, end)
-    except (IndexError, UnicodeDecodeError, _Malformed):
+    except (IndexError, UnicodeDecodeError, Malformed):
         response = None
     if response is None:
         response = PublishResponse()
