@@ -1,11 +1,12 @@
-"""Protobuf (proto3) wire-format primitives and the table-driven message base.
+"""The table-driven protobuf (proto3) codec every message class inherits.
 
 Every message class describes its fields in ``_FIELDS`` (number, name, kind and,
 for enums and nested messages, the Python class). ``WireMessage`` encodes and
-decodes any such class from that table. The two hot paths of the client,
-``Message.decode`` and ``PublishRequest.encode``, are written out by hand in
-``messages.py`` and checked against this generic code by the tests. The message
-classes themselves are generated into ``_generated.py`` by ``scripts/gen_wire.py``.
+decodes any such class from that table. The message classes are generated into
+``_generated.py`` by ``scripts/gen_wire.py``; the client's hot paths
+(``Message``, ``Ack`` and ``PublishResponse`` decoding, ``PublishRequest``
+encoding) are written out by hand in ``messages.py`` and checked against this
+generic code by the tests. The varint primitives are in ``_primitives``.
 """
 
 from __future__ import annotations
