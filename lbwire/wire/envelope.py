@@ -19,8 +19,9 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Union
 
-from ._codec import DecodeError, as_bytes
-from .messages import Ack, Message, decode_message_range
+from ._generated import Ack, Message
+from ._primitives import DecodeError, as_bytes
+from .messages import decode_message_range
 
 __all__ = [
     "ENVELOPE_MAGIC",
@@ -137,5 +138,5 @@ def decode_ack_envelope(data: Union[bytes, bytearray, memoryview]) -> Ack:
     buf = as_bytes(data)
     start = _payload_start(buf, EnvelopeType.ACK)
     ack = Ack()
-    ack._merge(buf, start, len(buf), 0)
+    ack.merge_range(buf, start, len(buf))
     return ack
