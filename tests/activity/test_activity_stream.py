@@ -108,6 +108,38 @@ async def test_latest_starts_at_the_newest_event(
     assert content(newest) == StreamCreated(0, 0, 0, stream_name, (0,))
 
 
+async def test_a_timestamp_start_yields_the_events_from_that_time(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    names = [f"{stream_name}-{i}" for i in range(2)]
+    start = await next_activity_offset(client)
+    for name in names:
+        await client.create_stream(name)
+    first, second = await take(client.activity(start_offset=start), 2, about(*names))
+    # A millisecond early: seconds as a float cannot hold every nanosecond.
+    since = (first.timestamp - 1_000_000) / 1e9
+
+    from_then = await take(client.activity(start_timestamp=since), 2, about(*names))
+
+    assert from_then == [first, second]
+
+
+async def test_resume_starts_after_the_event_a_cursor_marks_processed(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    names = [f"{stream_name}-{i}" for i in range(2)]
+    start = await next_activity_offset(client)
+    for name in names:
+        await client.create_stream(name)
+    first, second = await take(client.activity(start_offset=start), 2, about(*names))
+    await client.wait_for_cursors(timeout=30)
+    await client.set_cursor(ACTIVITY_STREAM, 0, stream_name, first.offset)
+
+    resumed = client.activity(start_position=StartPosition.RESUME, cursor_id=stream_name)
+
+    assert await take(resumed, 1, about(*names)) == [second]
+
+
 async def newest_event_is_about(client: LiftbridgeClient, stream: str) -> bool:
     """Whether the newest stored activity event is about `stream`."""
     newest = await next_activity_offset(client) - 1
