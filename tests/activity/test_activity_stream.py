@@ -149,7 +149,11 @@ async def newest_event_is_about(client: LiftbridgeClient, stream: str) -> bool:
 async def test_new_only_yields_only_events_after_iteration_starts(
     client: LiftbridgeClient, stream_name: str
 ) -> None:
-    await client.create_stream(f"{stream_name}-before")
+    before = f"{stream_name}-before"
+    await client.create_stream(before)
+    # The server publishes the event after the call returns: wait until it is
+    # stored, or it would be new to a reader starting now.
+    await wait_until(lambda: newest_event_is_about(client, before), "the event is stored")
     later = [f"{stream_name}-after-{i}" for i in range(100)]
     seen: list[ActivityEvent] = []
 
