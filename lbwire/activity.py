@@ -19,7 +19,13 @@ it did makes its successor publish the event again. Its documentation gives
 every event a unique, strictly increasing id and keeps the stream in the order
 the changes were applied, so a repeated event always has an id at or below the
 highest id already seen. The whole de-duplication memory is therefore that
-one number: bounded, and exact for what the server documents.
+one number: bounded, and exact for what the server documents. (The server
+lets any client publish into ``__activity``; an event published there with an
+id above the server's would hide the server's next events. Do not.)
+
+Kinds this version does not know (a newer server's) are yielded as
+:class:`UnknownActivity` with the op number and the raw bytes, not skipped:
+see that class for why.
 """
 
 from __future__ import annotations
