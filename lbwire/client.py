@@ -1673,6 +1673,32 @@ class LiftbridgeClient:
             return
         raise ErrorChannelClosed(f"Server ended the subscription to {stream!r}/{partition}")
 
+    def activity(
+        self,
+        *,
+        start_position: StartPosition = StartPosition.NEW_ONLY,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        cursor_id: Optional[str] = None,
+        after_id: Optional[int] = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Read the server's activity stream as typed events, each once.
+
+        Yields `lbwire.activity.ActivityEvent` subclasses (`StreamCreated`,
+        `ConsumerJoined`, ..., `UnknownActivity`); see
+        `lbwire.activity.activity_events` for the arguments and errors.
+        """
+        from .activity import activity_events
+
+        return activity_events(
+            self,
+            start_position=start_position,
+            start_offset=start_offset,
+            start_timestamp=start_timestamp,
+            cursor_id=cursor_id,
+            after_id=after_id,
+        )
+
 
 class _MaybePublished(Exception):
     """A publish failed after it went out: not to be retried (internal signal)."""
