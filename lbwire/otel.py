@@ -624,7 +624,10 @@ def _with_context(headers: Any, context: Optional[otel_context.Context] = None) 
 
 
 def _error_type(error: BaseException) -> str:
-    return type(error).__qualname__
+    # The conventions ask for the exception's fully qualified name.
+    kind = type(error)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
 def _record_error(span: Span, error: BaseException) -> None:
