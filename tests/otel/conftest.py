@@ -52,6 +52,12 @@ async def client(liftbridge_server: LiftbridgeServer) -> AsyncIterator[Liftbridg
 
 
 @pytest.fixture
+def idle_client() -> LiftbridgeClient:
+    """A client that is never opened, so it contacts nothing (for tests without I/O)."""
+    return LiftbridgeClient(["127.0.0.1:9"])
+
+
+@pytest.fixture
 def instrumentation(
     client: LiftbridgeClient, tracer_provider: TracerProvider, meter_provider: MeterProvider
 ) -> Instrumentation:
