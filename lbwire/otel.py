@@ -1,12 +1,14 @@
 """OpenTelemetry tracing and metrics for a `LiftbridgeClient` (the `lbwire[otel]` extra).
 
-Call `instrument(client)` once after creating the client::
+Call `instrument(client)` once after creating the client:
 
-    from lbwire.otel import instrument
+```python
+from lbwire.otel import instrument
 
-    async with LiftbridgeClient(["127.0.0.1:9292"]) as client:
-        instrument(client)  # the global tracer and meter providers
-        await client.publish(b"hello", stream="orders")
+async with LiftbridgeClient(["127.0.0.1:9292"]) as client:
+    instrument(client)  # the global tracer and meter providers
+    await client.publish(b"hello", stream="orders")
+```
 
 Design:
 
