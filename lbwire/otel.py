@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol,
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation, get_meter
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
@@ -109,7 +109,7 @@ _UNARY: Dict[str, Optional[str]] = {
 }
 _WRAPPED = (*_UNARY, "publish", "publish_to_subject", "publish_async", "publish_bulk", "subscribe")
 #: The client attribute the client reads its `ClientObserver` from.
-OBSERVER_ATTRIBUTE = "observer"
+_OBSERVER_ATTRIBUTE = "observer"
 _ABSENT = object()
 
 
@@ -229,17 +229,35 @@ class Instrumentation:
             "lbwire.otel", __version__, tracer_provider, schema_url=_SCHEMA_URL
         )
         meter = get_meter("lbwire.otel", __version__, meter_provider, schema_url=_SCHEMA_URL)
-        self.sent_messages = meter.create_counter(
-            "messaging.client.sent.messages", "{message}", "Messages published"
+        # Message and byte counts are the per-message metrics: tallied in
+        # plain integers and reported when a reader collects (observable
+        # counters), since a synchronous Counter.add with attributes costs
+        # more than lbwire's whole per-message receive path.
+        self._sent: Dict[_TallyKey, List[int]] = {}
+        self._consumed: Dict[_TallyKey, List[int]] = {}
+        meter.create_observable_counter(
+            "messaging.client.sent.messages",
+            [_observe(self._sent, 0)],
+            "{message}",
+            "Messages published",
         )
-        self.sent_bytes = meter.create_counter(
-            "lbwire.client.sent.bytes", "By", "Bytes of message values published"
+        meter.create_observable_counter(
+            "lbwire.client.sent.bytes",
+            [_observe(self._sent, 1)],
+            "By",
+            "Bytes of message values published",
         )
-        self.consumed_messages = meter.create_counter(
-            "messaging.client.consumed.messages", "{message}", "Messages received"
+        meter.create_observable_counter(
+            "messaging.client.consumed.messages",
+            [_observe(self._consumed, 0)],
+            "{message}",
+            "Messages received",
         )
-        self.consumed_bytes = meter.create_counter(
-            "lbwire.client.consumed.bytes", "By", "Bytes of message values received"
+        meter.create_observable_counter(
+            "lbwire.client.consumed.bytes",
+            [_observe(self._consumed, 1)],
+            "By",
+            "Bytes of message values received",
         )
         self.acks = meter.create_counter("lbwire.client.acks", "{ack}", "Publish acks received")
         self.ack_duration = meter.create_histogram(
@@ -257,7 +275,7 @@ class Instrumentation:
         self.resubscribes = meter.create_counter(
             "lbwire.client.resubscribes", "{subscription}", "Subscriptions resumed elsewhere"
         )
-        self._previous_observer: Any = vars(client).get(OBSERVER_ATTRIBUTE, _ABSENT)
+        self._previous_observer: Any = vars(client).get(_OBSERVER_ATTRIBUTE, _ABSENT)
         self._wrap()
 
     # ------------------------------------------------------------------ wrapping
@@ -276,7 +294,7 @@ class Instrumentation:
         ):
             original = getattr(client, name)
             setattr(client, name, functools.wraps(original)(factory(original)))
-        setattr(client, OBSERVER_ATTRIBUTE, self)
+        setattr(client, _OBSERVER_ATTRIBUTE, self)
 
     def remove(self) -> None:
         """Restore the client's own methods and its previous observer."""
@@ -284,9 +302,9 @@ class Instrumentation:
         for name in _WRAPPED:
             vars(client).pop(name, None)
         if self._previous_observer is _ABSENT:
-            vars(client).pop(OBSERVER_ATTRIBUTE, None)
+            vars(client).pop(_OBSERVER_ATTRIBUTE, None)
         else:
-            setattr(client, OBSERVER_ATTRIBUTE, self._previous_observer)
+            setattr(client, _OBSERVER_ATTRIBUTE, self._previous_observer)
 
     @contextmanager
     def _span(
@@ -385,8 +403,7 @@ class Instrumentation:
             start = time.perf_counter()
             ack = await original(value, *args, **kwargs)
             latency = time.perf_counter() - start
-            self.sent_messages.add(1, metric_attributes)
-            self.sent_bytes.add(_size(value), metric_attributes)
+            _count(self._sent, metric_attributes, _size(value))
             if ack is not None:
                 span.set_attribute("messaging.liftbridge.offset", ack.offset)
                 if ack.correlationId and not correlation_id:
@@ -411,8 +428,7 @@ class Instrumentation:
             ):
                 kwargs["headers"] = _with_context(kwargs.get("headers"))
                 pending = await original(value, *args, **kwargs)
-                self.sent_messages.add(1, metric_attributes)
-                self.sent_bytes.add(_size(value), metric_attributes)
+                _count(self._sent, metric_attributes, _size(value))
                 return pending
 
         return publish_async
@@ -454,8 +470,7 @@ class Instrumentation:
                     traced.headers = _with_context(request.headers, trace.set_span_in_context(span))
                     span.end()
                     metric_attributes = _metric(message_attributes)
-                    self.sent_messages.add(1, metric_attributes)
-                    self.sent_bytes.add(len(request.value), metric_attributes)
+                    _count(self._sent, metric_attributes, len(request.value))
                     count += 1
                     yield traced
 
@@ -482,8 +497,6 @@ class Instrumentation:
 
     def _subscribe(self, original: Callable[..., Any]) -> Callable[..., Any]:
         tracer = self.tracer
-        consumed_messages = self.consumed_messages
-        consumed_bytes = self.consumed_bytes
         receive_spans = self.receive_spans
 
         async def subscribe(stream: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -492,7 +505,7 @@ class Instrumentation:
             span_attributes = _message_attributes(
                 "subscribe", "receive", stream, kwargs.get("partition") or 0, None
             )
-            metric_attributes = _metric(span_attributes)
+            tally = _tally(self._consumed, _metric(span_attributes))
             messages = original(stream, *args, **kwargs)
             try:
                 async for message in messages:
@@ -513,8 +526,8 @@ class Instrumentation:
                         tracer.start_span(
                             span_name, kind=SpanKind.CONSUMER, attributes=attributes, links=links
                         ).end()
-                    consumed_messages.add(1, metric_attributes)
-                    consumed_bytes.add(len(message.value), metric_attributes)
+                    tally[0] += 1
+                    tally[1] += len(message.value)
                     yield message
             finally:
                 await messages.aclose()
@@ -577,6 +590,38 @@ _METRIC_KEYS = (
     "messaging.destination.partition.id",
     "messaging.consumer.group.name",
 )
+
+
+#: A tally's attributes, hashable: sorted (key, value) pairs.
+_TallyKey = Tuple[Tuple[str, AttributeValue], ...]
+
+
+def _tally(tallies: Dict[_TallyKey, List[int]], attributes: _Attributes) -> List[int]:
+    """The [messages, bytes] tally of an attribute set, created at zero."""
+    key = tuple(sorted(attributes.items()))
+    tally = tallies.get(key)
+    if tally is None:
+        tally = tallies[key] = [0, 0]
+    return tally
+
+
+def _count(tallies: Dict[_TallyKey, List[int]], attributes: _Attributes, size: int) -> None:
+    tally = _tally(tallies, attributes)
+    tally[0] += 1
+    tally[1] += size
+
+
+def _observe(
+    tallies: Dict[_TallyKey, List[int]], index: int
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """An observable counter's callback: the tallies' totals (0: messages, 1: bytes)."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        # A reader may collect from its own thread: list() copies the items
+        # in one step, so a tally created meanwhile cannot break the loop.
+        return [Observation(tally[index], dict(key)) for key, tally in list(tallies.items())]
+
+    return observe
 
 
 def _metric(attributes: _Attributes) -> _Attributes:
