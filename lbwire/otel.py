@@ -74,7 +74,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol,
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation, get_meter
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Histogram,
+    Meter,
+    MeterProvider,
+    Observation,
+    get_meter_provider,
+)
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
@@ -228,7 +235,11 @@ class Instrumentation:
         self.tracer = trace.get_tracer(
             "lbwire.otel", __version__, tracer_provider, schema_url=_SCHEMA_URL
         )
-        meter = get_meter("lbwire.otel", __version__, meter_provider, schema_url=_SCHEMA_URL)
+        # The provider's get_meter takes a schema URL in every API since 1.20;
+        # opentelemetry.metrics.get_meter only from 1.22.
+        meter = (meter_provider or get_meter_provider()).get_meter(
+            "lbwire.otel", __version__, _SCHEMA_URL
+        )
         # Message and byte counts are the per-message metrics: tallied in
         # plain integers and reported when a reader collects (observable
         # counters), since a synchronous Counter.add with attributes costs
@@ -260,11 +271,11 @@ class Instrumentation:
             "Bytes of message values received",
         )
         self.acks = meter.create_counter("lbwire.client.acks", "{ack}", "Publish acks received")
-        self.ack_duration = meter.create_histogram(
-            "lbwire.client.ack.duration", "s", "Time from publishing a message to its ack"
+        self.ack_duration = _seconds_histogram(
+            meter, "lbwire.client.ack.duration", "Time from publishing a message to its ack"
         )
-        self.operation_duration = meter.create_histogram(
-            "messaging.client.operation.duration", "s", "Duration of lbwire calls"
+        self.operation_duration = _seconds_histogram(
+            meter, "messaging.client.operation.duration", "Duration of lbwire calls"
         )
         self.retries = meter.create_counter(
             "lbwire.client.retries", "{retry}", "Calls tried again after a failure"
@@ -590,6 +601,21 @@ _METRIC_KEYS = (
     "messaging.destination.partition.id",
     "messaging.consumer.group.name",
 )
+
+
+#: Bucket bounds (s) the semantic conventions give for messaging durations.
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+
+def _seconds_histogram(meter: Meter, name: str, description: str) -> Histogram:
+    try:
+        return meter.create_histogram(
+            name, "s", description, explicit_bucket_boundaries_advisory=_DURATION_BUCKETS
+        )
+    except TypeError:
+        # The advice appeared in opentelemetry-api 1.23; older SDKs use their
+        # default buckets (meant for milliseconds) unless a View sets them.
+        return meter.create_histogram(name, "s", description)
 
 
 #: A tally's attributes, hashable: sorted (key, value) pairs.

@@ -21,24 +21,27 @@ def ids(context: SpanContext | None) -> tuple[int, int]:
     return context.trace_id, context.span_id
 
 
-def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    """The data points of metric `name` (empty if it was never recorded)."""
+def collect(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    """Every metric's data points, by name, from one collection.
+
+    One collection per check: SDK 1.20 reports a cumulative histogram with no
+    new measurement since the previous collection as empty.
+    """
+    points: dict[str, list[Any]] = {}
     data = reader.get_metrics_data()
-    points: list[Any] = []
     if data is None:
         return points
     for resource in data.resource_metrics:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
-                if metric.name == name:
-                    points.extend(metric.data.data_points)
+                points.setdefault(metric.name, []).extend(metric.data.data_points)
     return points
 
 
-def metric_total(reader: InMemoryMetricReader, name: str, **attributes: Any) -> float:
+def total(points: dict[str, list[Any]], name: str, **attributes: Any) -> float:
     """Sum of a counter's points (or a histogram's counts) whose attributes include these."""
-    total = 0.0
-    for point in metric_points(reader, name):
+    result = 0.0
+    for point in points.get(name, []):
         if all(point.attributes.get(k) == v for k, v in attributes.items()):
-            total += point.count if hasattr(point, "count") else point.value
-    return total
+            result += point.count if hasattr(point, "count") else point.value
+    return result

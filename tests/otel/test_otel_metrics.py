@@ -7,7 +7,7 @@ import pytest
 from helpers import aclosing
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from otel_support import metric_points, metric_total
+from otel_support import collect, total
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorNotFound, ErrorUnavailable
@@ -39,16 +39,17 @@ async def test_counts_match_what_was_published_and_received(
                 if received == 4:
                     break
     where = {"messaging.destination.name": stream, "messaging.destination.partition.id": "0"}
-    assert metric_total(metrics, "messaging.client.sent.messages", **where) == 4
-    assert metric_total(metrics, "lbwire.client.sent.bytes", **where) == 10
-    assert metric_total(metrics, "messaging.client.consumed.messages", **where) == 4
-    assert metric_total(metrics, "lbwire.client.consumed.bytes", **where) == 10
+    points = collect(metrics)
+    assert total(points, "messaging.client.sent.messages", **where) == 4
+    assert total(points, "lbwire.client.sent.bytes", **where) == 10
+    assert total(points, "messaging.client.consumed.messages", **where) == 4
+    assert total(points, "lbwire.client.consumed.bytes", **where) == 10
     # AckPolicy.NONE gets no ack.
-    assert metric_total(metrics, "lbwire.client.acks", **where) == 3
-    assert metric_total(metrics, "lbwire.client.ack.duration", **where) == 3
+    assert total(points, "lbwire.client.acks", **where) == 3
+    assert total(points, "lbwire.client.ack.duration", **where) == 3
     assert (
-        metric_total(
-            metrics,
+        total(
+            points,
             "messaging.client.operation.duration",
             **{"messaging.operation.name": "publish"},
         )
@@ -66,10 +67,11 @@ async def test_a_failed_call_is_measured_with_its_error_type(
     with pytest.raises(ErrorNotFound):
         await client.publish(b"x", stream=stream_name)
     where = {"messaging.destination.name": stream_name}
-    assert metric_total(metrics, "messaging.client.sent.messages", **where) == 0
+    points = collect(metrics)
+    assert total(points, "messaging.client.sent.messages", **where) == 0
     assert (
-        metric_total(
-            metrics,
+        total(
+            points,
             "messaging.client.operation.duration",
             **where,
             **{"error.type": "lbwire.error.ErrorNotFound"},
@@ -90,8 +92,9 @@ async def test_publish_bulk_counts_each_message(
         async for _ in client.publish_bulk(requests):
             pass
     where = {"messaging.destination.name": stream}
-    assert metric_total(metrics, "messaging.client.sent.messages", **where) == 5
-    assert metric_total(metrics, "lbwire.client.sent.bytes", **where) == 10
+    points = collect(metrics)
+    assert total(points, "messaging.client.sent.messages", **where) == 5
+    assert total(points, "lbwire.client.sent.bytes", **where) == 10
 
 
 # -- the observer: what the client reports that its public API does not show --
@@ -109,10 +112,11 @@ def test_retries_are_counted_by_method_and_error(
     observer.on_retry("FetchMetadata", 1, ErrorUnavailable("down"))
     observer.on_retry("FetchMetadata", 2, ErrorUnavailable("down"))
     observer.on_retry("Publish", 1, ErrorUnavailable("down"))
-    assert metric_total(metrics, "lbwire.client.retries") == 3
+    points = collect(metrics)
+    assert total(points, "lbwire.client.retries") == 3
     assert (
-        metric_total(
-            metrics,
+        total(
+            points,
             "lbwire.client.retries",
             **{
                 "messaging.operation.name": "FetchMetadata",
@@ -128,8 +132,9 @@ def test_reconnects_are_counted_by_broker(
 ) -> None:
     observer.on_reconnect("127.0.0.1:9292")
     observer.on_reconnect("[::1]:9293")
+    points = collect(metrics)
     [first, second] = sorted(
-        metric_points(metrics, "lbwire.client.reconnects"),
+        points["lbwire.client.reconnects"],
         key=lambda p: p.attributes["server.port"],
     )
     assert dict(first.attributes) == {
@@ -145,7 +150,8 @@ def test_resubscribes_are_counted_by_stream_and_partition(
 ) -> None:
     observer.on_resubscribe("orders", 2, ErrorUnavailable("leader lost"))
     where = {"messaging.destination.name": "orders", "messaging.destination.partition.id": "2"}
-    assert metric_total(metrics, "lbwire.client.resubscribes", **where) == 1
+    points = collect(metrics)
+    assert total(points, "lbwire.client.resubscribes", **where) == 1
 
 
 def test_pipelined_acks_are_counted_and_timed(
@@ -154,6 +160,7 @@ def test_pipelined_acks_are_counted_and_timed(
     observer.on_ack("orders", 0, 0.004)
     observer.on_ack("orders", 0, 0.006)
     where = {"messaging.destination.name": "orders", "messaging.destination.partition.id": "0"}
-    assert metric_total(metrics, "lbwire.client.acks", **where) == 2
-    [latency] = metric_points(metrics, "lbwire.client.ack.duration")
+    points = collect(metrics)
+    assert total(points, "lbwire.client.acks", **where) == 2
+    [latency] = points["lbwire.client.ack.duration"]
     assert (latency.count, round(latency.sum, 6)) == (2, 0.01)
