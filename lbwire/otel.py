@@ -47,8 +47,10 @@ Design:
   in `Message.headers`.
 - **Subscribe path cost.** Per message: one membership test of the headers,
   an extraction only when they carry a context, one span started and ended
-  (`receive_spans=False` drops it) and two counter additions with attribute
-  sets built once per subscription.
+  (`receive_spans=False` drops it; a sampler that drops the trace makes it a
+  non-recording span) and two integer additions: message and byte counts are
+  tallied per attribute set and reported through observable counters when a
+  metric reader collects, instead of a synchronous counter call per message.
 
 Metrics (instrument names; attributes `messaging.system`,
 `messaging.destination.name` and, where known, `messaging.destination.partition.id`):
