@@ -26,8 +26,10 @@ Design:
   wrappers would record everything twice.
 - **Events the public API cannot see** (retries, reconnects, resubscribes,
   acks of pipelined publishes) reach the instrumentation through
-  `ClientObserver`, a small protocol the client calls when it has an
-  observer in its `observer` attribute; `instrument` installs one.
+  `lbwire.observer.ClientObserver` (re-exported here), a small protocol the
+  client calls when it has an observer in its `observer` attribute;
+  `instrument` installs its `Instrumentation` there. That module imports no
+  OpenTelemetry, so the client can name the protocol.
 - **Spans follow the OpenTelemetry messaging semantic conventions** (1.27+):
   a PRODUCER span per publish (`messaging.operation.type` "send"), a CLIENT
   span per unary call, a CONSUMER span per received message ("receive"),
@@ -72,7 +74,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -89,6 +91,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from .error import ErrorInvalidArgument
+from .observer import ClientObserver
 
 if TYPE_CHECKING:
     from .client import LiftbridgeClient
@@ -120,26 +123,6 @@ _WRAPPED = (*_UNARY, "publish", "publish_to_subject", "publish_async", "publish_
 #: The client attribute the client reads its `ClientObserver` from.
 _OBSERVER_ATTRIBUTE = "observer"
 _ABSENT = object()
-
-
-class ClientObserver(Protocol):
-    """What a `LiftbridgeClient` reports that its public API does not show.
-
-    The client calls these, when its `observer` attribute is set, from the
-    task where the event happens; they must be quick and must not raise.
-    """
-
-    def on_retry(self, method: str, attempt: int, error: BaseException) -> None:
-        """A call failed and is tried again: `attempt` failures so far (1 after the first)."""
-
-    def on_reconnect(self, broker: str) -> None:
-        """A broker connection (`host:port`) was made again after an earlier one was lost."""
-
-    def on_resubscribe(self, stream: str, partition: int, error: BaseException) -> None:
-        """A subscription lost its broker or leader (`error`) and resumes elsewhere."""
-
-    def on_ack(self, stream: str, partition: int, latency: float) -> None:
-        """An ack arrived for a pipelined publish sent `latency` seconds earlier."""
 
 
 class _BytesSetter(Setter[Dict[str, bytes]]):
@@ -307,7 +290,8 @@ class Instrumentation:
         ):
             original = getattr(client, name)
             setattr(client, name, functools.wraps(original)(factory(original)))
-        setattr(client, _OBSERVER_ATTRIBUTE, self)
+        observer: ClientObserver = self  # checked by mypy: the protocol is met
+        setattr(client, _OBSERVER_ATTRIBUTE, observer)
 
     def remove(self) -> None:
         """Restore the client's own methods and its previous observer."""

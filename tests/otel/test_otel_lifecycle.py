@@ -20,7 +20,7 @@ from lbwire.otel import instrument, uninstrument
 def test_importing_lbwire_client_does_not_import_opentelemetry() -> None:
     # A process of its own: this one imported opentelemetry for the other tests.
     code = (
-        "import sys, lbwire.client\n"
+        "import sys, lbwire.client, lbwire.observer\n"
         "leaked = sorted(m for m in sys.modules if m.split('.')[0] == 'opentelemetry')\n"
         "assert not leaked, leaked\n"
     )
