@@ -102,6 +102,13 @@ def metric_attributes_of(attributes: Attributes) -> Attributes:
     return {key: attributes[key] for key in METRIC_KEYS if key in attributes}
 
 
+def name_span(operation: str, destination: Any) -> str:
+    """`operation destination`, the conventions' span name, or the operation alone."""
+    if isinstance(destination, str) and destination:
+        return f"{operation} {destination}"
+    return operation
+
+
 def base_attributes(operation: str, operation_type: Optional[str]) -> Attributes:
     attributes: Attributes = {
         "messaging.system": SYSTEM,

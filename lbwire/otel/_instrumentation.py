@@ -28,6 +28,7 @@ from ._conventions import (
     count_message,
     error_type,
     metric_attributes_of,
+    name_span,
     observe_tallies,
     record_error,
     seconds_histogram,
@@ -211,7 +212,7 @@ class Instrumentation:
             cursor = arguments.get("cursor_id")
             if isinstance(cursor, str):
                 attributes["messaging.liftbridge.cursor_id"] = cursor
-            span_name = f"{name} {destination}" if destination else name
+            span_name = name_span(name, destination)
             with self._span(
                 span_name, SpanKind.CLIENT, attributes, metric_attributes_of(attributes)
             ):
@@ -257,7 +258,7 @@ class Instrumentation:
             attributes["messaging.message.id"] = str(correlation_id)
         metric_attributes = metric_attributes_of(attributes)
         with self._span(
-            f"{operation} {destination}", SpanKind.PRODUCER, attributes, metric_attributes
+            name_span(operation, destination), SpanKind.PRODUCER, attributes, metric_attributes
         ) as span:
             kwargs["headers"] = with_context(kwargs.get("headers"))
             start = time.perf_counter()
@@ -284,7 +285,10 @@ class Instrumentation:
             attributes["messaging.message.id"] = str(kwargs["correlation_id"])
             metric_attributes = metric_attributes_of(attributes)
             with self._span(
-                f"publish_async {stream}", SpanKind.PRODUCER, attributes, metric_attributes
+                name_span("publish_async", stream),
+                SpanKind.PRODUCER,
+                attributes,
+                metric_attributes,
             ):
                 kwargs["headers"] = with_context(kwargs.get("headers"))
                 pending = await original(value, *args, **kwargs)
@@ -321,7 +325,7 @@ class Instrumentation:
                     )
                     message_attributes["messaging.message.id"] = request.correlationId
                     span = tracer.start_span(
-                        f"create {request.stream}",
+                        name_span("create", request.stream),
                         context=batch_context,
                         kind=SpanKind.PRODUCER,
                         attributes=message_attributes,
@@ -361,7 +365,7 @@ class Instrumentation:
 
         async def subscribe(stream: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             fields = propagate.get_global_textmap().fields
-            span_name = f"receive {stream}"
+            span_name = name_span("receive", stream)
             span_attributes = attributes_for_message(
                 "subscribe", "receive", stream, kwargs.get("partition") or 0, None
             )

@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import finished, ids
 
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorNotFound
+from lbwire.error import ErrorInvalidArgument, ErrorNotFound
 from lbwire.otel import Instrumentation, message_context
 from lbwire.types import Message, StartPosition, StopPosition
 
@@ -255,3 +255,14 @@ async def test_receive_spans_can_be_turned_off(
     await client.publish(b"x", stream=stream)
     assert len(await read_all(client, stream)) == 1
     assert finished(spans, SpanKind.CONSUMER) == []
+
+
+async def test_a_refused_publish_raises_unchanged_and_its_span_says_why(
+    client: LiftbridgeClient, instrumentation: Instrumentation, spans: InMemorySpanExporter
+) -> None:
+    with pytest.raises(ErrorInvalidArgument, match="needs a stream"):
+        await client.publish(b"x")
+    [span] = finished(spans, SpanKind.PRODUCER)
+    assert span.name == "publish"
+    assert span.status.status_code == StatusCode.ERROR
+    assert "messaging.destination.name" not in dict(span.attributes or {})
