@@ -1,0 +1,7 @@
+"""``python -m lbwire.cli``: the `lbwire` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
