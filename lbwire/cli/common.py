@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import os
 import ssl
 import sys
-from datetime import datetime, timezone
+import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence, Type
 
 if TYPE_CHECKING:
@@ -200,8 +201,17 @@ def make_client(args: argparse.Namespace, **options: Any) -> LiftbridgeClient:
 
 def iso_time(ns: int) -> str:
     """A timestamp in ns since the epoch as ISO-8601 UTC with microseconds."""
-    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return f"{_utc_second(seconds)}.{rest // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_second(seconds: int) -> str:
+    # Consecutive messages mostly share their second: formatted once.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _text(data: bytes) -> Optional[str]:
@@ -240,7 +250,7 @@ def message_json(msg: Message) -> str:
         "encoding": encoding,
         "value": value,
     }
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _encode_json(record)
 
 
 def print_table(rows: List[List[str]], header: List[str]) -> None:

@@ -6,8 +6,9 @@ import argparse
 import re
 import sys
 import time
+from collections import deque
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, List, Optional
 
 from .common import (
     EXIT_NOT_FOUND,
@@ -175,34 +176,38 @@ async def _pub(args: argparse.Namespace) -> int:
     partitioner = KeyPartitioner() if key and args.partition is None else None
     values = _arg_values(args.values) if args.values else _stdin_lines()
     progress = _Progress(live=not args.quiet and (args.progress or sys.stderr.isatty()))
-    send, receive = anyio.create_memory_object_stream[Any](args.in_flight)
-
-    async def confirm() -> None:
-        # Acks are awaited in publishing order; the bounded stream holds back
-        # the publisher while `--in-flight` messages wait for theirs.
-        async with receive:
-            async for pending in receive:
-                await pending
-                progress.count += 1
+    # Acks are awaited in publishing order in this task: handing each one to
+    # another task would wake the event loop per message, and each wake-up
+    # would send one message alone instead of a batch.
+    pending: Deque[Any] = deque()
 
     try:
         async with make_client(args) as client, anyio.create_task_group() as display:
             if progress.live:
                 display.start_soon(progress.show)
-            async with anyio.create_task_group() as acks:
-                acks.start_soon(confirm)
-                async with send:
-                    async for value in values:
-                        pending = await client.publish_async(
-                            value,
-                            stream=args.stream,
-                            key=key,
-                            partition=args.partition,
-                            headers=headers,
-                            ack_policy=ack_policy,
-                            partitioner=partitioner,
-                        )
-                        await send.send(pending)
+            async for value in values:
+                if len(pending) >= args.in_flight:
+                    await pending.popleft()
+                    progress.count += 1
+                pending.append(
+                    await client.publish_async(
+                        value,
+                        stream=args.stream,
+                        key=key,
+                        partition=args.partition,
+                        headers=headers,
+                        ack_policy=ack_policy,
+                        partitioner=partitioner,
+                    )
+                )
+                while pending[0].done:
+                    await pending.popleft()  # done: returns the ack or raises at once
+                    progress.count += 1
+                    if not pending:
+                        break
+            while pending:
+                await pending.popleft()
+                progress.count += 1
             display.cancel_scope.cancel()
     except Exception as exc:
         if isinstance(leaf(exc), ErrorNotFound):
@@ -309,21 +314,31 @@ text, else "base64" for all three.
 
 
 class _Printer:
-    """Writes messages to stdout; flushed by its owner, not per message."""
+    """Writes messages to stdout in batches; its owner flushes it as well."""
 
     def __init__(self, fmt: str) -> None:
         self.out = sys.stdout.buffer
         self.json = fmt == "json"
+        self.parts: List[bytes] = []
         self.written = 0
         self.last_offset = -1
 
     def write(self, msg: Message) -> None:
         if self.json:
-            self.out.write(message_json(msg).encode() + b"\n")
+            self.parts.append(message_json(msg).encode())
         else:
-            self.out.write(msg.value + b"\n")
+            self.parts.append(msg.value)
         self.written += 1
         self.last_offset = msg.offset
+        if len(self.parts) >= 512:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.parts.append(b"")
+            self.out.write(b"\n".join(self.parts))
+            self.parts.clear()
+        self.out.flush()
 
     async def flush_periodically(self, commit: Optional[Any] = None) -> None:
         """Flush what was written (and commit it) a few times a second."""
@@ -334,7 +349,7 @@ class _Printer:
             await anyio.sleep(0.1)
             if self.written != flushed:
                 flushed = self.written
-                self.out.flush()
+                self.flush()
                 if commit is not None:
                     await commit(self.last_offset)
 
@@ -389,7 +404,7 @@ async def _sub(args: argparse.Namespace) -> int:
         finally:
             # Also on Ctrl-C: what was printed is committed before exiting.
             with anyio.CancelScope(shield=True):
-                printer.out.flush()
+                printer.flush()
                 if printer.written:
                     await commit(printer.last_offset)
     return 0
@@ -457,6 +472,6 @@ async def _group_consume(args: argparse.Namespace) -> int:
                     if args.count is not None and printer.written >= args.count:
                         break
             finally:
-                printer.out.flush()
+                printer.flush()
             flusher.cancel_scope.cancel()
     return 0
