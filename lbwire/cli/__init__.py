@@ -152,7 +152,16 @@ def _join_dashed_values(argv: List[str]) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run `lbwire` with `argv` (default: the command line); return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(_join_dashed_values(sys.argv[1:] if argv is None else list(argv)))
+    args, extra = parser.parse_known_args(
+        _join_dashed_values(sys.argv[1:] if argv is None else list(argv))
+    )
+    # argparse gives a `nargs="*"` positional only the words before the first
+    # option; `pub demo --key k a b` means values a and b, so they join it here.
+    spill = getattr(args, "spill_into", None)
+    if extra and spill and not any(word.startswith("-") for word in extra):
+        getattr(args, spill).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     run = getattr(args, "run", None)
     if run is None:
         parser.print_usage(sys.stderr)

@@ -117,12 +117,40 @@ def connection_options() -> argparse.ArgumentParser:
 
 
 def run_async(command: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
-    """Wrap an async command so `main` can call it; it runs on asyncio."""
+    """Wrap an async command so `main` can call it; it runs on asyncio.
+
+    Ctrl-C cancels the command (asyncio's runner does that); SIGTERM is made
+    to do the same here, so `finally` blocks (a subscription's last cursor
+    commit) run either way, and both end as KeyboardInterrupt.
+    """
 
     def run(args: argparse.Namespace) -> int:
+        import signal
+
         import anyio
 
-        return anyio.run(command, args)
+        terminated = False
+        result = 0
+
+        async def watch_sigterm(scope: anyio.CancelScope) -> None:
+            nonlocal terminated
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    terminated = True
+                    scope.cancel()
+                    return
+
+        async def supervise() -> None:
+            nonlocal result
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch_sigterm, tg.cancel_scope)
+                result = await command(args)
+                tg.cancel_scope.cancel()
+
+        anyio.run(supervise)
+        if terminated:
+            raise KeyboardInterrupt
+        return result
 
     return run
 

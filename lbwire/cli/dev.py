@@ -94,18 +94,20 @@ def _dev(args: argparse.Namespace) -> int:
         )
         sys.stderr.write("lbwire: starting Liftbridge on 127.0.0.1 ...\n")
         sys.stderr.flush()
-        with server:
-            sys.stdout.write(f"Liftbridge {server.broker} is ready\n")
-            sys.stdout.write(f"export LBWIRE_BROKERS={server.broker}\n")
-            sys.stdout.flush()
-            sys.stderr.write(f"lbwire: log {server.log_path}; Ctrl-C stops it\n")
-            sys.stderr.flush()
-            try:
+        try:
+            with server:
+                sys.stdout.write(f"Liftbridge {server.broker} is ready\n")
+                sys.stdout.write(f"export LBWIRE_BROKERS={server.broker}\n")
+                sys.stdout.flush()
+                sys.stderr.write(f"lbwire: log {server.log_path}; Ctrl-C stops it\n")
+                sys.stderr.flush()
                 while server.running:
                     time.sleep(0.2)
-            except KeyboardInterrupt:
-                sys.stderr.write("lbwire: stopping Liftbridge\n")
-                return 0
-            raise CommandError(f"Liftbridge exited on its own; its log: {server.log_path}")
+        except KeyboardInterrupt:
+            # Ctrl-C (or SIGTERM) is how `dev` is meant to end: leaving the
+            # block above has stopped the server and deleted its data.
+            sys.stderr.write("lbwire: Liftbridge stopped\n")
+            return 0
+        raise CommandError(f"Liftbridge exited on its own; its log: {server.log_path}")
     except (LiftbridgeNotFound, LiftbridgeStartError) as exc:
         raise CommandError(str(exc)) from None

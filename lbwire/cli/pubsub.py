@@ -87,7 +87,7 @@ partition the key hashes to (CRC-32, as go-liftbridge does).
         help="show the live rate line even when stderr is not a terminal",
     )
     pub.add_argument("-q", "--quiet", action="store_true", help="no progress or count line")
-    pub.set_defaults(run=run_async(_pub))
+    pub.set_defaults(run=run_async(_pub), spill_into="values")
 
 
 def _headers(pairs: List[str]) -> Dict[str, bytes]:
@@ -162,7 +162,7 @@ class _Progress:
 async def _pub(args: argparse.Namespace) -> int:
     import anyio
 
-    from ..error import ErrorNotFound
+    from ..error import ErrorNotFound, ErrorReadonly
     from ..partitioning import KeyPartitioner
     from ..types import AckPolicy
 
@@ -183,6 +183,12 @@ async def _pub(args: argparse.Namespace) -> int:
 
     try:
         async with make_client(args) as client, anyio.create_task_group() as display:
+            # Checked first: the error comes before stdin is read, and an
+            # unreachable cluster is reported as such (a PublishAsync stream
+            # that fails to open says less).
+            metadata = await client.get_metadata(args.stream)
+            if not any(s.name == args.stream and s.partitions for s in metadata.metadata):
+                raise ErrorNotFound(args.stream)
             if progress.live:
                 display.start_soon(progress.show)
             async for value in values:
@@ -210,11 +216,17 @@ async def _pub(args: argparse.Namespace) -> int:
                 progress.count += 1
             display.cancel_scope.cancel()
     except Exception as exc:
-        if isinstance(leaf(exc), ErrorNotFound):
+        cause = leaf(exc)
+        if isinstance(cause, ErrorNotFound):
             raise CommandError(
                 f"stream {args.stream!r} (or its partition) does not exist; "
                 f"`lbwire stream create {args.stream}` creates it",
                 EXIT_NOT_FOUND,
+            ) from None
+        if isinstance(cause, ErrorReadonly):
+            raise CommandError(
+                f"stream {args.stream!r} is read-only ({cause}); "
+                f"`lbwire stream readonly {args.stream} --off` makes it writable"
             ) from None
         raise
     if not args.quiet:
@@ -303,6 +315,7 @@ text, else "base64" for all three.
     sub.add_argument(
         "--reverse", action="store_true", help="read from the newest message backwards"
     )
+    sub.add_argument("--resume", action="store_true", help="resume the partition if it is paused")
     sub.add_argument(
         "--cursor",
         metavar="ID",
@@ -357,7 +370,7 @@ class _Printer:
 async def _sub(args: argparse.Namespace) -> int:
     import anyio
 
-    from ..error import ErrorInvalidArgument, ErrorNotFound
+    from ..error import ErrorInvalidArgument, ErrorNotFound, ErrorPartitionPaused
     from ..types import StartPosition
 
     start = parse_from(args.start or "new")
@@ -378,7 +391,9 @@ async def _sub(args: argparse.Namespace) -> int:
         if args.reverse:
             start["reverse"] = True
         try:
-            messages: Any = client.subscribe(args.stream, partition=args.partition, **start)
+            messages: Any = client.subscribe(
+                args.stream, partition=args.partition, resume=args.resume, **start
+            )
             async with anyio.create_task_group() as flusher:
                 flusher.start_soon(printer.flush_periodically, commit)
                 try:
@@ -399,6 +414,11 @@ async def _sub(args: argparse.Namespace) -> int:
                 raise CommandError(
                     f"stream {args.stream!r} partition {args.partition} does not exist",
                     EXIT_NOT_FOUND,
+                ) from None
+            if isinstance(cause, ErrorPartitionPaused):
+                raise CommandError(
+                    f"stream {args.stream!r} partition {args.partition} is paused "
+                    "(--resume resumes it)"
                 ) from None
             raise
         finally:
@@ -446,7 +466,7 @@ printed and on exit; --from applies to partitions the group has no position for.
     )
     consume.add_argument("--consumer-id", help="this member's id (default: a random one)")
     _output_options(consume)
-    consume.set_defaults(run=run_async(_group_consume))
+    consume.set_defaults(run=run_async(_group_consume), spill_into="streams")
 
 
 async def _group_consume(args: argparse.Namespace) -> int:
