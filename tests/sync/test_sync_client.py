@@ -212,3 +212,42 @@ def test_ctrl_c_during_subscribe_cancels_it_cleanly(liftbridge_server, stream_na
             process.communicate()
     assert process.returncode == 0, err.decode()
     assert out.decode().splitlines() == ["interrupted", "offset 1", "threads 1"]
+
+
+BLOCKED_CALL_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading
+    from lbwire.sync import LiftbridgeClient
+    with LiftbridgeClient([sys.argv[1]]) as client:
+        try:
+            print("waiting", flush=True)
+            client.wait_for_stream(sys.argv[2])  # never created: blocks
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        print("brokers", len(client.get_metadata().brokers), flush=True)
+    print("threads", threading.active_count(), flush=True)
+    """
+)
+
+
+def test_ctrl_c_during_a_blocking_call_cancels_it(liftbridge_server, stream_name):
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_CALL_SCRIPT, liftbridge_server.broker, stream_name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"waiting\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=HANG_GUARD)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert out.decode().splitlines() == ["interrupted", "brokers 1", "threads 1"]
