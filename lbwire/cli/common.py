@@ -190,16 +190,17 @@ def brokers_of(args: argparse.Namespace) -> List[str]:
 
 
 def _ssl_context(args: argparse.Namespace) -> Optional[ssl.SSLContext]:
-    if not (args.tls or args.ca or args.cert or args.tls_server_hostname):
+    if not (args.tls or args.ca or args.cert or args.key_file or args.tls_server_hostname):
         return None
     if args.key_file and not args.cert:
         raise CommandError("--tls-key needs --cert", EXIT_USAGE)
+    for option, path in (("--ca", args.ca), ("--cert", args.cert), ("--tls-key", args.key_file)):
+        if path and not os.path.isfile(path):
+            raise CommandError(f"cannot read {option} {path}: no such file", EXIT_USAGE)
     try:
         context = ssl.create_default_context(cafile=args.ca)
         if args.cert:
             context.load_cert_chain(args.cert, args.key_file)
-    except FileNotFoundError as exc:
-        raise CommandError(f"cannot read {exc.filename}: no such file", EXIT_USAGE) from None
     except (OSError, ssl.SSLError) as exc:
         raise CommandError(f"cannot load TLS files: {exc}", EXIT_USAGE) from None
     return context
