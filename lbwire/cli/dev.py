@@ -29,7 +29,7 @@ cursors enabled and listens on loopback only.
 examples:
   lbwire dev                    # 127.0.0.1:9292, the default of every command
   lbwire dev --port 0           # a free port; then export the printed line
-  eval "$(lbwire dev --port 0 & sleep 5)"   # not recommended: prefer a second terminal
+  lbwire dev --streams orders,refunds
 """,
         formatter_class=formatter(),
     )
@@ -38,6 +38,12 @@ examples:
         type=int,
         default=9292,
         help="gRPC port on 127.0.0.1 (default: 9292; 0 picks a free one)",
+    )
+    dev.add_argument(
+        "--streams",
+        default="demo",
+        metavar="NAME,...",
+        help='streams to create once the server is up (default: demo; "" for none)',
     )
     dev.add_argument(
         "--keep-logs",
@@ -83,11 +89,21 @@ def _binary() -> str:
     return found[0]
 
 
+async def _create_streams(broker: str, streams: List[str]) -> None:
+    from ..client import LiftbridgeClient
+
+    async with LiftbridgeClient([broker]) as client:
+        for name in streams:
+            await client.create_stream(name, wait_for_stream=True)
+            sys.stderr.write(f"lbwire: created stream {name!r}\n")
+
+
 def _dev(args: argparse.Namespace) -> int:
     from ..testing import LiftbridgeNotFound, LiftbridgeServer, LiftbridgeStartError
 
     if not 0 <= args.port < 65536:
         raise CommandError(f"--port must be in 0-65535, not {args.port}", EXIT_USAGE)
+    streams = [name.strip() for name in args.streams.split(",") if name.strip()]
     try:
         server = LiftbridgeServer(
             binary=_binary(), port=args.port or None, keep_files=args.keep_logs
@@ -96,6 +112,10 @@ def _dev(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         try:
             with server:
+                if streams:
+                    import anyio
+
+                    anyio.run(_create_streams, server.broker, streams)
                 sys.stdout.write(f"Liftbridge {server.broker} is ready\n")
                 sys.stdout.write(f"export LBWIRE_BROKERS={server.broker}\n")
                 sys.stdout.flush()

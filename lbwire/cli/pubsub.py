@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
@@ -50,6 +51,7 @@ def _register_pub(commands: Any) -> None:
 examples:
   lbwire pub demo hello world              # two messages
   seq 1 100000 | lbwire pub demo           # one message per line, pipelined
+  lbwire pub new-stream --create hello     # create the stream if it is missing
   lbwire pub orders --key customer-7 --header source=shop '{"total": 12}'
   tail -F app.log | lbwire pub logs --ack none
 
@@ -68,6 +70,9 @@ partition the key hashes to (CRC-32, as go-liftbridge does).
         help="message header (repeatable)",
     )
     pub.add_argument("--partition", type=int, help="partition to publish to")
+    pub.add_argument(
+        "--create", action="store_true", help="create the stream first if it does not exist"
+    )
     pub.add_argument(
         "--ack",
         choices=["none", "leader", "all"],
@@ -162,7 +167,7 @@ class _Progress:
 async def _pub(args: argparse.Namespace) -> int:
     import anyio
 
-    from ..error import ErrorNotFound, ErrorReadonly
+    from ..error import ErrorAlreadyExists, ErrorNotFound, ErrorReadonly
     from ..partitioning import KeyPartitioner
     from ..types import AckPolicy
 
@@ -188,7 +193,10 @@ async def _pub(args: argparse.Namespace) -> int:
             # that fails to open says less).
             metadata = await client.get_metadata(args.stream)
             if not any(s.name == args.stream and s.partitions for s in metadata.metadata):
-                raise ErrorNotFound(args.stream)
+                if not args.create:
+                    raise ErrorNotFound(args.stream)
+                with contextlib.suppress(ErrorAlreadyExists):  # created meanwhile: fine
+                    await client.create_stream(args.stream, wait_for_stream=True)
             if progress.live:
                 display.start_soon(progress.show)
             async for value in values:
@@ -220,7 +228,7 @@ async def _pub(args: argparse.Namespace) -> int:
         if isinstance(cause, ErrorNotFound):
             raise CommandError(
                 f"stream {args.stream!r} (or its partition) does not exist; "
-                f"`lbwire stream create {args.stream}` creates it",
+                f"--create or `lbwire stream create {args.stream}` creates it",
                 EXIT_NOT_FOUND,
             ) from None
         if isinstance(cause, ErrorReadonly):

@@ -109,6 +109,13 @@ def test_unreachable_broker_exits_3_with_one_line(lbwire_popen, args):
     assert time.monotonic() - started < 20
 
 
+def test_pub_create_makes_a_missing_stream(lbwire, stream_name):
+    lbwire("pub", stream_name, "--create", "first")
+    lbwire("pub", stream_name, "--create", "second")
+    read = lbwire("sub", stream_name, "--from", "earliest", "--count", "2")
+    assert read.stdout == b"first\nsecond\n"
+
+
 def test_missing_stream_exits_4(lbwire, stream_name):
     for args in (("sub", stream_name, "--count", "1"), ("pub", stream_name, "x")):
         done = lbwire(*args, check=False)
@@ -192,6 +199,10 @@ def test_dev_runs_a_server_until_sigterm(lbwire_popen):
     assert ready.startswith("Liftbridge 127.0.0.1:"), ready
     assert export.startswith("export LBWIRE_BROKERS=127.0.0.1:")
     broker = export.strip().split("=", 1)[1]
+    # `lbwire dev` creates the stream "demo", so `lbwire pub demo` works at once.
+    publish = lbwire_popen("pub", "demo", "hi", brokers=broker)
+    _, err = publish.communicate(timeout=60)
+    assert publish.returncode == 0, err
 
     check = lbwire_popen("metadata", "--format", "json", brokers=broker)
     out, _ = check.communicate(timeout=60)
@@ -207,7 +218,7 @@ def test_dev_runs_a_server_until_sigterm(lbwire_popen):
 
 
 def test_dev_stops_on_ctrl_c(lbwire_popen):
-    process = lbwire_popen("dev", "--port", "0")
+    process = lbwire_popen("dev", "--port", "0", "--streams", "")
     assert process.stdout is not None
     assert process.stdout.readline().startswith(b"Liftbridge 127.0.0.1:")
     process.send_signal(signal.SIGINT)
