@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import sys
 from typing import Any, Dict, List
@@ -402,15 +403,29 @@ async def _activity(args: argparse.Namespace) -> int:
                 "(its LiftbridgeClient has no activity())",
                 EXIT_UNSUPPORTED,
             )
+        # The shape of activity() is not settled yet: accept an async
+        # iterator, or an awaitable of one or of a plain iterable.
         events = follow()
+        if inspect.isawaitable(events):
+            events = await events
         seen = 0
+
+        def show(event: Any) -> bool:
+            nonlocal seen
+            line = _event_json(event) if args.format == "json" else str(event)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            seen += 1
+            return args.count is not None and seen >= args.count
+
+        if not hasattr(events, "__aiter__"):
+            for event in events:
+                if show(event):
+                    break
+            return 0
         try:
             async for event in events:
-                line = _event_json(event) if args.format == "json" else str(event)
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
-                seen += 1
-                if args.count is not None and seen >= args.count:
+                if show(event):
                     break
         finally:
             aclose = getattr(events, "aclose", None)
