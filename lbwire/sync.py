@@ -445,10 +445,19 @@ class LiftbridgeClient:
             self._portal.call(self._portal.stop, True)
         self._portal_cm.__exit__(None, None, None)
 
-    if TYPE_CHECKING:
-        # The wrappers below are made from the method names; to a type
-        # checker they are whatever the async client's methods return.
-        def __getattr__(self, name: str) -> Any: ...
+    def __getattr__(self, name: str) -> Any:
+        """The async client's settings (`broker_seeds`, `rpc_timeout`...), read-only.
+
+        The methods are wrappers made from their names below; to a type
+        checker they, like these settings, are Any.
+        """
+        client = self.__dict__.get("_client")
+        if name.startswith("_") or client is None:
+            raise AttributeError(name)
+        value = getattr(client, name)
+        if callable(value):
+            raise AttributeError(f"lbwire.sync.LiftbridgeClient has no method {name!r}")
+        return value
 
 
 def _blocking(name: str) -> Callable[..., Any]:

@@ -7,12 +7,13 @@ import base64
 import functools
 import json
 import os
-import ssl
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence, Type
 
 if TYPE_CHECKING:
+    import ssl
+
     from ..client import LiftbridgeClient
     from ..types import Message
 
@@ -194,6 +195,8 @@ def _ssl_context(args: argparse.Namespace) -> Optional[ssl.SSLContext]:
         return None
     if args.key_file and not args.cert:
         raise CommandError("--tls-key needs --cert", EXIT_USAGE)
+    import ssl
+
     for option, path in (("--ca", args.ca), ("--cert", args.cert), ("--tls-key", args.key_file)):
         if path and not os.path.isfile(path):
             raise CommandError(f"cannot read {option} {path}: no such file", EXIT_USAGE)

@@ -52,6 +52,23 @@ def test_wrappers_carry_the_async_names_and_docs():
         assert method.__doc__ == getattr(AsyncLiftbridgeClient, name).__doc__
 
 
+def test_every_public_method_of_the_async_client_is_here():
+    public = [
+        name
+        for name, value in vars(AsyncLiftbridgeClient).items()
+        if not name.startswith("_") and callable(value)
+    ]
+    assert public
+    assert [name for name in public if not hasattr(LiftbridgeClient, name)] == []
+
+
+def test_settings_of_the_async_client_are_readable(client, liftbridge_server):
+    assert client.broker_seeds == [liftbridge_server.broker]
+    assert client.rpc_timeout > 0
+    with pytest.raises(AttributeError):
+        client.no_such_setting  # noqa: B018
+
+
 def test_subscribe_iterates_many_messages_in_order(client, stream_name):
     client.create_stream(stream_name, wait_for_stream=True)
     requests = [
