@@ -183,7 +183,7 @@ def formatter() -> Type[argparse.HelpFormatter]:
 
 def brokers_of(args: argparse.Namespace) -> List[str]:
     """The seed brokers from `--brokers`, `$LBWIRE_BROKERS` or the default."""
-    text = args.brokers or os.environ.get("LBWIRE_BROKERS") or DEFAULT_BROKERS
+    text = getattr(args, "brokers", None) or os.environ.get("LBWIRE_BROKERS") or DEFAULT_BROKERS
     brokers = [b.strip() for b in text.split(",") if b.strip()]
     if not brokers:
         raise CommandError("--brokers names no broker", EXIT_USAGE)

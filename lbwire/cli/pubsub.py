@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import queue
 import re
 import sys
+import threading
 import time
 from collections import deque
 from datetime import datetime
@@ -105,21 +108,47 @@ def _headers(pairs: List[str]) -> Dict[str, bytes]:
     return headers
 
 
+def _read_stdin(chunks: queue.Queue[bytes]) -> None:
+    """Move stdin to `chunks` in a daemon thread, ending with b"" at EOF."""
+    try:
+        fd = sys.stdin.fileno()
+        while True:
+            # os.read returns what is there, so lines typed or piped slowly go
+            # out at once; and it holds no lock of sys.stdin's, which the
+            # interpreter's shutdown would otherwise wait for in vain.
+            chunk = os.read(fd, 1 << 16)
+            chunks.put(chunk)
+            if not chunk:
+                return
+    except (OSError, ValueError):
+        chunks.put(b"")
+
+
 async def _stdin_lines() -> AsyncIterator[bytes]:
-    """Lines of stdin without their line ends, read in chunks off the event loop."""
+    """Lines of stdin without their line ends.
+
+    A daemon thread reads stdin: a read that waits for input which never
+    comes must not keep Ctrl-C or SIGTERM from ending the process, and an
+    event-loop worker thread blocked in it would be waited for at exit.
+    """
     import anyio.to_thread
 
-    stdin: Any = sys.stdin.buffer  # a BufferedReader, which has read1
+    chunks: queue.Queue[bytes] = queue.Queue(maxsize=4)
+    threading.Thread(target=_read_stdin, args=(chunks,), name="lbwire-stdin", daemon=True).start()
     rest = b""
-    while True:
-        # read1 returns what is there, so lines typed or piped slowly go out at once.
-        chunk: bytes = await anyio.to_thread.run_sync(stdin.read1, 1 << 16)
-        if not chunk:
-            break
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(chunks.get, abandon_on_cancel=True)
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line[:-1] if line.endswith(b"\r") else line
+    finally:
+        # Wakes an abandoned `chunks.get` so its worker thread can end.
+        with contextlib.suppress(queue.Full):
+            chunks.put_nowait(b"")
     if rest:
         yield rest
 
@@ -141,7 +170,8 @@ class _Progress:
 
     def _rate(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return f"{self.count:,} messages in {elapsed:.1f} s ({self.count / elapsed:,.0f} msg/s)"
+        noun = "message" if self.count == 1 else "messages"
+        return f"{self.count:,} {noun} in {elapsed:.1f} s ({self.count / elapsed:,.0f} msg/s)"
 
     async def show(self) -> None:
         """Redraw the line until cancelled; inputs that end quickly never show it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import subprocess
 from datetime import datetime, timezone
 
 import pytest
@@ -221,3 +222,19 @@ def test_pub_ack_policies(lbwire, stream_name, ack):
     lbwire("stream", "create", stream_name)
     lbwire("pub", stream_name, "--ack", ack, input="1\n2\n3\n")
     assert lbwire("sub", stream_name, "--from", "earliest", "--count", "3").stdout == b"1\n2\n3\n"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_pub_waiting_for_more_input_stops_on_a_signal(lbwire, lbwire_popen, stream_name, signum):
+    lbwire("stream", "create", stream_name)
+    process = lbwire_popen("pub", stream_name, stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    process.stdin.write(b"first\n")
+    process.stdin.flush()
+    # Returns once "first" is stored; stdin stays open, so pub waits for more.
+    assert lbwire("sub", stream_name, "--from", "earliest", "--count", "1").stdout == b"first\n"
+    process.send_signal(signum)
+    # stdin stays open until the end: EOF would end pub normally.
+    assert process.wait(timeout=30) == 130
+    assert process.stderr is not None
+    assert process.stderr.read() == b""
