@@ -95,6 +95,10 @@ _PLAIN = ("get_publish_request",)
 _END = object()
 
 
+def _name_thread() -> None:
+    threading.current_thread().name = "lbwire-sync"
+
+
 class _Pump:
     """Runs one async iterator in a task of the loop thread; the caller's thread takes its items.
 
@@ -299,11 +303,12 @@ class LiftbridgeClient:
         self._lock = threading.Lock()
         self._closed = False
         self._pumps: Set[_Pump] = set()
-        self._portal_cm: ContextManager[BlockingPortal] = start_blocking_portal(
-            backend, name="lbwire-sync"
-        )
+        self._portal_cm: ContextManager[BlockingPortal] = start_blocking_portal(backend)
         self._portal = self._portal_cm.__enter__()
         try:
+            # Named here, not with start_blocking_portal(name=...), which
+            # anyio releases before 4.5 do not take.
+            self._portal.call(_name_thread)
             self._client: AsyncLiftbridgeClient = self._portal.call(
                 functools.partial(AsyncLiftbridgeClient, brokers, **options)
             )
