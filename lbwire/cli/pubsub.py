@@ -29,7 +29,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..types import Message
 
-__all__ = ["parse_from", "register"]
+__all__ = ["parse_from", "parse_until", "register"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
@@ -312,6 +312,35 @@ def parse_from(text: str, now: Optional[float] = None) -> Dict[str, Any]:
     return {"start_timestamp": moment.timestamp()}
 
 
+def parse_until(text: str, now: Optional[float] = None) -> Dict[str, Any]:
+    """`subscribe` keyword arguments for an `--until` value.
+
+    `latest` (the newest message when the subscription starts), an offset,
+    an ISO-8601 time, or a relative time such as `-5m`.
+
+    Raises:
+        CommandError: The value is none of these.
+    """
+    from ..types import StopPosition
+
+    word = text.strip().lower()
+    if word == "latest":
+        return {"stop_position": StopPosition.STOP_LATEST}
+    try:
+        start = parse_from(text, now)
+    except CommandError:
+        start = {}
+    if "start_offset" in start:
+        return {"stop_offset": start["start_offset"]}
+    if "start_timestamp" in start:
+        return {"stop_timestamp": start["start_timestamp"]}
+    raise CommandError(
+        f"--until wants latest, an offset, an ISO-8601 time or a relative time "
+        f"like -5m, not {text!r}",
+        EXIT_USAGE,
+    )
+
+
 def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     parser.add_argument(
@@ -336,6 +365,7 @@ examples:
   lbwire sub demo --from -5m               # received in the last five minutes
   lbwire sub demo --from 2026-11-30T12:00:00Z
   lbwire sub demo --cursor reports         # resume, and commit as it goes
+  lbwire sub demo --from earliest --until latest   # what is there now, then exit
 
 In json output, `encoding` is "utf-8" when key, value and header values are all
 text, else "base64" for all three.
@@ -349,6 +379,12 @@ text, else "base64" for all three.
         default=None,
         metavar="WHERE",
         help="earliest, latest, new (default), OFFSET, an ISO-8601 time or -5m/-2h/-1d",
+    )
+    sub.add_argument(
+        "--until",
+        metavar="WHERE",
+        help="stop after this message: latest (the newest when starting), OFFSET, "
+        "an ISO-8601 time or -5m/-2h/-1d",
     )
     sub.add_argument(
         "--reverse", action="store_true", help="read from the newest message backwards"
@@ -412,6 +448,7 @@ async def _sub(args: argparse.Namespace) -> int:
     from ..types import StartPosition
 
     start = parse_from(args.start or "new")
+    stop = parse_until(args.until) if args.until else {}
     if args.count is not None and args.count < 1:
         raise CommandError("--count must be at least 1", EXIT_USAGE)
     printer = _Printer(args.format)
@@ -430,7 +467,7 @@ async def _sub(args: argparse.Namespace) -> int:
             start["reverse"] = True
         try:
             messages: Any = client.subscribe(
-                args.stream, partition=args.partition, resume=args.resume, **start
+                args.stream, partition=args.partition, resume=args.resume, **start, **stop
             )
             async with anyio.create_task_group() as flusher:
                 flusher.start_soon(printer.flush_periodically, commit)

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from lbwire.cli.pubsub import parse_from
-from lbwire.types import StartPosition
+from lbwire.cli.pubsub import parse_from, parse_until
+from lbwire.types import StartPosition, StopPosition
 
 
 def lines(data: bytes) -> list[str]:
@@ -125,6 +125,23 @@ def test_parse_from_understands_every_form():
     assert parse_from("-1.5s", now=10.0) == {"start_timestamp": 8.5}
     assert parse_from("1970-01-01T00:01:00Z") == {"start_timestamp": 60.0}
     assert parse_from("1970-01-01T01:00:00+01:00") == {"start_timestamp": 0.0}
+
+
+def test_parse_until_understands_every_form():
+    assert parse_until("latest") == {"stop_position": StopPosition.STOP_LATEST}
+    assert parse_until("7") == {"stop_offset": 7}
+    assert parse_until("-1m", now=100.0) == {"stop_timestamp": 40.0}
+    assert parse_until("1970-01-01T00:00:10Z") == {"stop_timestamp": 10.0}
+
+
+def test_sub_until_latest_prints_what_is_there_and_exits(lbwire, stream_name):
+    lbwire("stream", "create", stream_name)
+    assert lbwire("sub", stream_name, "--from", "earliest", "--until", "latest").stdout == b""
+    lbwire("pub", stream_name, "a", "b", "c")
+    assert lbwire("sub", stream_name, "--from", "earliest", "--until", "latest").stdout == (
+        b"a\nb\nc\n"
+    )
+    assert lbwire("sub", stream_name, "--from", "earliest", "--until", "1").stdout == b"a\nb\n"
 
 
 def test_cursor_set_then_get_round_trips(lbwire, stream_name):
