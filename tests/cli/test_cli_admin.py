@@ -225,3 +225,17 @@ def test_dev_stops_on_ctrl_c(lbwire_popen):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert b"Liftbridge stopped" in err
+
+
+def test_dev_on_a_taken_port_says_so(lbwire_popen):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = lbwire_popen("dev", "--port", str(port))
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    text = err.decode()
+    assert text.splitlines()[-1].startswith("lbwire: error: cannot start Liftbridge")
+    assert "in use" in text
+    assert "Traceback" not in text
