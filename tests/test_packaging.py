@@ -204,6 +204,33 @@ def test_wheel_alone_runs_the_cursor_example_against_a_real_server(
     assert resumed == list(range(cursor, 8))
 
 
+@pytest.mark.slow
+@pytest.mark.server
+def test_wheel_installs_the_lbwire_command(
+    wheel_env: Path, liftbridge_server: LiftbridgeServer, stream_name: str, tmp_path: Path
+) -> None:
+    command = wheel_env.parent / ("lbwire.exe" if os.name == "nt" else "lbwire")
+    env = clean_env(LBWIRE_BROKERS=liftbridge_server.broker)
+    published = subprocess.run(
+        [str(command), "pub", stream_name, "--create"],
+        input="".join(f"{i}\n" for i in range(1, 1001)),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=PIP_TIMEOUT,
+        check=False,
+    )
+    assert published.returncode == 0, published.stderr
+    assert "published 1,000 messages" in published.stderr
+    read = run(
+        [str(command), "sub", stream_name, "--from", "earliest", "--count", "1000"],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert read.split() == [str(i) for i in range(1, 1001)]
+
+
 # -- grpcio is never imported -----------------------------------------------------------------
 
 _USE_EVERYTHING = """

@@ -1,0 +1,512 @@
+"""A blocking Liftbridge client, for scripts, notebooks and threaded programs.
+
+`LiftbridgeClient` here has the methods of `lbwire.client.LiftbridgeClient`,
+blocking instead of async: it runs the async client on an event loop in a
+private thread (an anyio blocking portal) and hands each call to it::
+
+    from lbwire.sync import LiftbridgeClient
+
+    with LiftbridgeClient(["127.0.0.1:9292"]) as client:
+        client.create_stream("events", wait_for_stream=True)
+        client.publish(b"hello", stream="events")
+        for message in client.subscribe("events", start_position=StartPosition.EARLIEST):
+            print(message.value)
+
+`subscribe` and `publish_bulk` return plain iterators, and `consumer` a
+consumer group member that is a context manager and an iterator. One client
+may be used from several threads at once. Ctrl-C (KeyboardInterrupt) while a
+call or an iteration blocks cancels that call or subscription in the event
+loop before it propagates; `close()` (also from another thread) ends every
+subscription, closes the connections and stops the thread.
+
+How the two sides meet: every task group or cancel scope the async client
+opens must be left by the task that entered it, so the client's `async with`
+block, each subscription and each consumer run in one long-lived task of
+their own in the loop thread, never split across portal calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import threading
+from concurrent.futures import CancelledError, Future
+from types import TracebackType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    ContextManager,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Type,
+    TypeVar,
+)
+
+import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from .client import LiftbridgeClient as AsyncLiftbridgeClient
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
+    from .consumer import Consumer as AsyncConsumer
+    from .types import Message
+
+__all__ = ["Consumer", "LiftbridgeClient"]
+
+_T = TypeVar("_T")
+
+#: Methods that are coroutines on the async client: they block here.
+_BLOCKING_CALLS = (
+    "get_metadata",
+    "get_partition_metadata",
+    "wait_for_stream",
+    "wait_for_cursors",
+    "create_stream",
+    "delete_stream",
+    "pause_stream",
+    "set_stream_readonly",
+    "publish",
+    "publish_to_subject",
+    "set_cursor",
+    "get_cursor",
+    "join_consumer_group",
+    "leave_consumer_group",
+    "fetch_consumer_group_assignments",
+    "report_consumer_group_coordinator",
+    "fetch_consumer_group_metadata",
+)
+#: Async generators on the async client: plain iterators here.
+_ITERATORS = ("subscribe", "publish_bulk", "activity")
+#: Plain methods on the async client: called as they are.
+_PLAIN = ("get_publish_request",)
+
+_END = object()
+
+
+def _name_thread() -> None:
+    threading.current_thread().name = "lbwire-sync"
+
+
+class _Pump:
+    """Runs one async iterator in a task of the loop thread; the caller's thread takes its items.
+
+    Items cross in batches (everything buffered at the time) so that a fast
+    subscription costs one thread hand-off per batch, not per message.
+    """
+
+    def __init__(self, owner: LiftbridgeClient, agen: AsyncIterator[Any], buffer: int) -> None:
+        self._owner = owner
+        self._portal = owner.portal
+        self._agen = agen
+        self._scope: Optional[anyio.CancelScope] = None
+        self._receive: Optional[MemoryObjectReceiveStream[Any]] = None
+        self._future: Optional[Future[None]] = None
+        self._buffer = buffer
+
+    def start(self) -> None:
+        self._future, _ = self._portal.start_task(self._run)
+
+    async def _run(self, *, task_status: TaskStatus[None]) -> None:
+        send, receive = anyio.create_memory_object_stream[Any](self._buffer)
+        self._receive = receive
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            task_status.started()
+            async with send:
+                try:
+                    async for item in self._agen:
+                        await send.send(item)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:  # handed to the iterating thread
+                    await send.send(_Failure(exc))
+                finally:
+                    aclose = getattr(self._agen, "aclose", None)
+                    if aclose is not None:
+                        with anyio.CancelScope(shield=True):
+                            await aclose()
+
+    async def _take(self) -> List[Any]:
+        assert self._receive is not None
+        try:
+            batch = [await self._receive.receive()]
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return [_END]
+        while True:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except anyio.WouldBlock:
+                return batch
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                batch.append(_END)
+                return batch
+
+    def batches(self) -> Iterator[List[Any]]:
+        while True:
+            try:
+                yield self._owner.run(self._take)
+            except RuntimeError:
+                if not self._owner.closed:
+                    raise
+                return  # closed from another thread: the iteration ends
+
+    async def _cancel(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._receive is not None:
+            self._receive.close()
+
+    def cancel(self) -> None:
+        """Cancel the iteration in the loop thread and wait until it has ended."""
+        try:
+            self._portal.call(self._cancel)
+        except RuntimeError:
+            return  # the portal has stopped: everything in it has ended
+        if self._future is not None:
+            with contextlib.suppress(CancelledError, Exception):
+                self._future.result()
+
+
+class _Failure:
+    """An exception raised by the async iterator, carried to the iterating thread."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class Consumer:
+    """A consumer group member (see `lbwire.consumer.Consumer`), blocking.
+
+    Use it as a context manager (joining the group), then iterate it::
+
+        with client.consumer("billing", ["orders"]) as consumer:
+            for message in consumer:
+                handle(message)
+
+    As in the async consumer, a message counts as processed when the next one
+    is asked for; positions are committed periodically, on `checkpoint()`
+    and on leaving the block.
+    """
+
+    def __init__(self, owner: LiftbridgeClient, consumer: AsyncConsumer) -> None:
+        self._owner = owner
+        self._consumer = consumer
+        self._stop: Optional[anyio.Event] = None
+        self._future: Optional[Future[None]] = None
+
+    async def _hold(self, *, task_status: TaskStatus[None]) -> None:
+        # The consumer's task group is entered and left by this one task.
+        self._stop = anyio.Event()
+        async with self._consumer:
+            task_status.started()
+            await self._stop.wait()
+
+    def __enter__(self) -> Consumer:
+        self._future, _ = self._owner.portal.start_task(self._hold)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Commit what was processed and leave the group."""
+        stop, future = self._stop, self._future
+        self._future = None
+        if stop is None or future is None:
+            return
+        try:
+            self._owner.portal.call(stop.set)
+        except RuntimeError:
+            return  # the client has closed, and the member with it
+        future.result()
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        if self._future is None:
+            raise RuntimeError("Use the consumer inside 'with client.consumer(...)'")
+        try:
+            message: Message = self._owner.run(self._consumer.__anext__)
+        except StopAsyncIteration:
+            raise StopIteration from None
+        return message
+
+    def checkpoint(self) -> None:
+        """Commit the positions processed since the last commit."""
+        self._owner.run(self._consumer.checkpoint)
+
+    def wait_assigned(self) -> None:
+        """Wait until the coordinator has answered this member at least once."""
+        self._owner.run(self._consumer.wait_assigned)
+
+    @property
+    def assignments(self) -> Dict[str, List[int]]:
+        """The partitions this member currently reads, by stream."""
+        return self._owner.portal.call(lambda: self._consumer.assignments)
+
+    @property
+    def consumer_id(self) -> str:
+        """The member's id in the group."""
+        return self._consumer.consumer_id
+
+    @property
+    def cursor_id(self) -> str:
+        """The cursor id the group's committed positions are stored under."""
+        return self._consumer.cursor_id
+
+
+class LiftbridgeClient:
+    """Blocking Liftbridge client: the async client's methods, run on a private loop thread.
+
+    Takes the arguments of `lbwire.client.LiftbridgeClient`, plus:
+
+    Args:
+        backend: The anyio backend of the private event loop ("asyncio" or "trio").
+        subscription_buffer: Messages a subscription reads ahead of its iterator.
+
+    The client opens on construction and must be closed: use it as a context
+    manager or call `close()`. Methods raise what the async ones raise, and
+    RuntimeError once the client is closed.
+    """
+
+    def __init__(
+        self,
+        brokers: Iterable[str],
+        *,
+        backend: str = "asyncio",
+        subscription_buffer: int = 256,
+        **options: Any,
+    ) -> None:
+        if subscription_buffer < 1:
+            raise ValueError(f"subscription_buffer must be at least 1, not {subscription_buffer}")
+        self._buffer = subscription_buffer
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pumps: Set[_Pump] = set()
+        self._portal_cm: ContextManager[BlockingPortal] = start_blocking_portal(backend)
+        self._portal = self._portal_cm.__enter__()
+        try:
+            # Named here, not with start_blocking_portal(name=...), which
+            # anyio releases before 4.5 do not take.
+            self._portal.call(_name_thread)
+            self._client: AsyncLiftbridgeClient = self._portal.call(
+                functools.partial(AsyncLiftbridgeClient, brokers, **options)
+            )
+            self._stop: anyio.Event = self._portal.call(anyio.Event)
+            self._host, _ = self._portal.start_task(self._hold_open)
+        except BaseException:
+            self._stop_portal()
+            raise
+
+    async def _hold_open(self, *, task_status: TaskStatus[None]) -> None:
+        # The client's task group is entered and left by this one task.
+        async with self._client:
+            task_status.started()
+            await self._stop.wait()
+
+    @property
+    def portal(self) -> BlockingPortal:
+        """The portal to the client's event loop thread (for lbwire's own wrappers)."""
+        return self._portal
+
+    @property
+    def async_client(self) -> AsyncLiftbridgeClient:
+        """The async client this one drives (use it only from the loop thread)."""
+        return self._client
+
+    def run(self, func: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        """Run `func(*args, **kwargs)` in the loop thread and wait for its result.
+
+        KeyboardInterrupt while waiting cancels the call there first.
+
+        Raises:
+            RuntimeError: The client is closed.
+        """
+        if self._closed:
+            raise RuntimeError("LiftbridgeClient is closed")
+        try:
+            future: Future[_T] = self._portal.start_task_soon(
+                functools.partial(func, *args, **kwargs)
+            )
+        except RuntimeError:
+            raise RuntimeError("LiftbridgeClient is closed") from None
+        try:
+            return future.result()
+        except CancelledError:
+            raise RuntimeError("LiftbridgeClient was closed during the call") from None
+        except BaseException:
+            if not future.done():  # interrupted while waiting (Ctrl-C)
+                future.cancel()
+            raise
+
+    def iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        """Iterate `agen` (from the async client) in the loop thread, as a plain iterator.
+
+        Closing the returned generator (or leaving it on an exception, or
+        KeyboardInterrupt) cancels the iteration in the loop thread; closing
+        the client ends it.
+        """
+        pump = _Pump(self, agen, self._buffer)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("LiftbridgeClient is closed")
+            self._pumps.add(pump)
+        try:
+            pump.start()
+            for batch in pump.batches():
+                for item in batch:
+                    if item is _END:
+                        return
+                    if isinstance(item, _Failure):
+                        raise item.error
+                    yield item
+        finally:
+            # Also on break, close() of the iterator, and KeyboardInterrupt.
+            pump.cancel()
+            with self._lock:
+                self._pumps.discard(pump)
+
+    def consumer(self, group_id: str, streams: Sequence[str], **options: Any) -> Consumer:
+        """A blocking consumer group member.
+
+        Arguments as for `lbwire.client.LiftbridgeClient.consumer`.
+        """
+        return Consumer(self, self._client.consumer(group_id, streams, **options))
+
+    def publish_async(self, value: bytes, **options: Any) -> Future[Any]:
+        """Send a message on the pipelined PublishAsync stream; returns at once.
+
+        Returns:
+            A `concurrent.futures.Future` of the Ack (None for AckPolicy.NONE):
+            `.result()` raises what awaiting the async `PendingAck` raises.
+        """
+        pending = self.run(self._client.publish_async, value, **options)
+
+        async def wait() -> Any:
+            return await pending
+
+        return self._portal.start_task_soon(wait)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self) -> LiftbridgeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """End every subscription, close every connection and stop the loop thread.
+
+        Safe to call more than once and from any thread; calls blocked in
+        other threads then fail.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pumps = list(self._pumps)
+        for pump in pumps:
+            pump.cancel()
+        try:
+            self._portal.call(self._stop.set)
+            self._host.result()
+        finally:
+            self._stop_portal()
+
+    def _stop_portal(self) -> None:
+        # Calls still running in other threads are cancelled, not awaited.
+        with contextlib.suppress(RuntimeError):
+            self._portal.call(self._portal.stop, True)
+        self._portal_cm.__exit__(None, None, None)
+
+    def __getattr__(self, name: str) -> Any:
+        """The async client's settings (`broker_seeds`, `rpc_timeout`...), read-only.
+
+        The methods are wrappers made from their names below; to a type
+        checker they, like these settings, are Any.
+        """
+        client = self.__dict__.get("_client")
+        if name.startswith("_") or client is None:
+            raise AttributeError(name)
+        value = getattr(client, name)
+        if callable(value):
+            raise AttributeError(f"lbwire.sync.LiftbridgeClient has no method {name!r}")
+        return value
+
+
+def _blocking(name: str) -> Callable[..., Any]:
+    def method(self: LiftbridgeClient, *args: Any, **kwargs: Any) -> Any:
+        return self.run(getattr(self.async_client, name), *args, **kwargs)
+
+    return method
+
+
+def _iterator(name: str) -> Callable[..., Any]:
+    def method(self: LiftbridgeClient, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if self.closed:
+            raise RuntimeError("LiftbridgeClient is closed")
+        # The async generator is only created here; it runs in the pump's task.
+        return self.iterate(getattr(self.async_client, name)(*args, **kwargs))
+
+    return method
+
+
+def _plain(name: str) -> Callable[..., Any]:
+    def method(self: LiftbridgeClient, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.async_client, name)(*args, **kwargs)
+
+    return method
+
+
+def _install() -> None:
+    kinds = {
+        **dict.fromkeys(_BLOCKING_CALLS, _blocking),
+        **dict.fromkeys(_ITERATORS, _iterator),
+        **dict.fromkeys(_PLAIN, _plain),
+    }
+    for name, make in kinds.items():
+        original = getattr(AsyncLiftbridgeClient, name, None)
+        if original is None:
+            continue  # e.g. activity(), in lbwire versions that have it
+        if make is _iterator and not inspect.isasyncgenfunction(original):
+            make = _blocking if inspect.iscoroutinefunction(original) else _plain
+        method = make(name)
+        method.__name__ = name
+        method.__qualname__ = f"LiftbridgeClient.{name}"
+        method.__doc__ = original.__doc__
+        method.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(LiftbridgeClient, name, method)
+
+
+_install()
