@@ -1,27 +1,18 @@
-"""Publishing: request building, unary publishes, and the pipelined PublishAsync stream.
+"""Publishing: request building, unary publishes, and the client's PublishAsync session.
 
 `Publisher` turns `LiftbridgeClient`'s publish arguments into requests and
 sends them. Unary publishes go to any broker (the server forwards them to
 NATS); a publish that failed is sent again only when the transport says the
 server never began it (`LiftbridgeError.not_processed`), so no message is
-stored twice. Pipelined publishes share one long-lived PublishAsync stream
-per client (`PublishSession`); a reader task in the client's task group
-dispatches each PublishResponse to the `PendingAck` of the same correlation
-id, as go-liftbridge's PublishAsync does.
+stored twice. Pipelined publishes share the client's one long-lived
+PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
+`PublishMethods` is the client's public publishing facet.
 """
 
 from __future__ import annotations
 
 import os
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    AsyncIterator,
-    Dict,
-    Generator,
-    Iterable,
-    Optional,
-)
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional
 
 import anyio
 
@@ -36,25 +27,20 @@ from .error import (
     ErrorNotFound,
     ErrorUnavailable,
     LiftbridgeError,
-    from_grpc_error,
-    publish_async_error,
 )
-from .grpc import GRPCError
 from .retry import retrying
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import TaskGroup
 
     from ._pool import ConnectionRegistry
     from ._routing import Router
-    from .grpc import Channel
+    from .publish import PendingAck, PublishSession
 
-__all__ = ["PendingAck", "PublishSession", "Publisher"]
+__all__ = ["PublishMethods", "Publisher", "new_correlation_id"]
 
 logger = LazyLogger("lbwire.publish")
-
-_PATH = "/proto.API/PublishAsync"
 
 
 def new_correlation_id() -> str:
@@ -278,6 +264,9 @@ class Publisher:
             if session is None or session.closed:
                 if self._task_group is None:
                     raise RuntimeError("LiftbridgeClient is not open")
+                # Imported on first use, as many programs never pipeline.
+                from .publish import PublishSession
+
                 channel = self.connections.channel(self.router.any_broker())
                 session = PublishSession(channel, self._task_group)
                 await session.start()
@@ -319,154 +308,223 @@ def _not_processed(error: LiftbridgeError) -> bool:
     return error.not_processed
 
 
-class PendingAck:
-    """The outcome of one pipelined publish: `await` it for the Ack.
+class PublishMethods:
+    """The publishing methods of `LiftbridgeClient` (which inherits them).
 
-    Awaiting returns the Ack (None for AckPolicy.NONE) and raises
-    `PublishAsyncError` when the server refused the message,
-    `ErrorAckTimeout` when no ack came within the ack timeout, and
-    `ErrorUnavailable` when the stream broke before the ack came.
+    Each checks its arguments and delegates to the client's `Publisher`.
     """
 
-    # One per published message. The Event is made only when someone waits
-    # before the ack came: with many publishes in flight most acks are in by
-    # the time they are awaited, and an Event costs more than the rest of
-    # this constructor.
-    __slots__ = ("_ack", "_deadline", "_done", "_error", "_event", "_session", "correlation_id")
+    _publisher: Publisher
+    publish_async_ack_timeout: float
 
-    def __init__(
-        self, session: Optional[PublishSession], correlation_id: str, deadline: float
-    ) -> None:
-        self.correlation_id = correlation_id
-        self._session = session
-        self._deadline = deadline
-        self._done = False
-        self._event: Optional[anyio.Event] = None
-        self._ack: Optional[wire.Ack] = None
-        self._error: Optional[LiftbridgeError] = None
+    def get_publish_request(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        expected_offset: Optional[int] = None,
+    ) -> wire.PublishRequest:
+        """Build a PublishRequest, as `publish` would send it (for `publish_bulk`).
 
-    def resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
-        """Settle the outcome (called by the session that sent the message)."""
-        self._ack, self._error = ack, error
-        self._done = True
-        event = self._event
-        if event is not None:
-            event.set()
+        Raises:
+            ValueError: A bad value, header or ack policy.
+        """
+        return self._publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
 
-    @property
-    def done(self) -> bool:
-        """Whether the ack (or an error) has arrived."""
-        return self._done
+    async def publish(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        wait_for_stream: bool = False,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        expected_offset: Optional[int] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> Optional[Ack]:
+        """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
-    async def wait(self) -> Optional[wire.Ack]:
-        """Wait for the ack; see the class docstring for the errors."""
-        if not self._done:
-            event = self._event
-            if event is None:
-                event = self._event = anyio.Event()
-            with anyio.move_on_after(self._deadline - anyio.current_time()):
-                await event.wait()
-            if not self._done:
-                if self._session is not None:
-                    self._session.forget(self.correlation_id)
-                raise ErrorAckTimeout(f"No ack for correlation id {self.correlation_id!r} in time")
-        if self._error is not None:
-            raise self._error
-        return self._ack
+        The server waits for the ack only when the call carries a deadline,
+        so lbwire sends `ack_timeout` as the deadline for LEADER and ALL.
 
-    def __await__(self) -> Generator[Any, None, Optional[wire.Ack]]:
-        return self.wait().__await__()
+        Args:
+            value: Payload.
+            stream: Stream name.
+            key: Message key (also what the key partitioner hashes).
+            partition: Partition; when None, the partitioner (argument or
+                client default) chooses, else partition 0.
+            headers: Message headers.
+            ack_inbox: NATS subject for the ack (server-chosen if None).
+            correlation_id: Id to correlate the ack with the message.
+            ack_policy: LEADER, ALL or NONE.
+            wait_for_stream: Retry while the stream does not exist yet.
+            auto_compress: Compress with the client's compression method.
+            partitioner: Partitioner for this message.
+            expected_offset: Optimistic concurrency: the offset the message
+                must get (the stream must have it enabled).
+            ack_timeout: Seconds to wait for the ack (client default if None).
 
+        Returns:
+            The Ack, or None for AckPolicy.NONE.
 
-class PublishSession:
-    """A PublishAsync stream and the acks awaited on it."""
+        Raises:
+            ValueError: Bad arguments, before anything is sent.
+            ErrorMessageSizeExceeded: The message is larger than allowed.
+            ErrorNotFound: No such stream or partition.
+            ErrorReadonly: The partition is read-only.
+            ErrorIncorrectOffset: `expected_offset` did not match.
+            ErrorAckTimeout: No ack within the ack timeout.
+            ErrorUnavailable: No broker could be reached, or the connection
+                broke after the message went out: it may or may not be
+                stored, and is not sent again (that could store it twice).
+        """
+        if not stream:
+            raise ErrorInvalidArgument("publish needs a stream name")
+        publisher = self._publisher
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=await publisher.partition(stream, key, value, partition, partitioner),
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        return await publisher.publish(request, ack_timeout, wait_for_stream)
 
-    def __init__(self, channel: Channel, task_group: TaskGroup) -> None:
-        self._channel = channel
-        self._task_group = task_group
-        self._pending: Dict[str, PendingAck] = {}
-        self._call: Any = None
-        self._scope: Optional[anyio.CancelScope] = None
-        self._send_lock = anyio.Lock()
-        self.closed = False
+    async def publish_to_subject(
+        self,
+        value: bytes,
+        subject: str,
+        *,
+        key: Optional[bytes] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        ack_timeout: Optional[float] = None,
+    ) -> Optional[Ack]:
+        """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
-    async def start(self) -> None:
-        """Open the stream; its reader runs in the client's task group."""
-        await self._task_group.start(self._run)
+        Returns:
+            The first Ack, or None for AckPolicy.NONE.
 
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        error: LiftbridgeError = ErrorUnavailable("PublishAsync stream closed")
-        try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                async with self._channel.stream_stream(_PATH) as call:
-                    self._call = call
-                    task_status.started()
-                    async for data in call:
-                        self._dispatch(wire.PublishResponse.decode(data))
-        except GRPCError as exc:
-            error = from_grpc_error(exc)
-            logger.debug("PublishAsync stream ended: %s", exc)
-        finally:
-            self.closed = True
-            pending, self._pending = self._pending, {}
-            for item in pending.values():
-                item.resolve(None, error)
+        Raises:
+            ValueError: Bad arguments.
+            ErrorAckTimeout: No ack within the ack timeout.
+        """
+        if not subject:
+            raise ErrorInvalidArgument("publish_to_subject needs a subject")
+        template = self._publisher.request(
+            value,
+            stream=None,
+            key=key,
+            partition=None,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=False,
+            expected_offset=None,
+        )
+        request = wire.PublishToSubjectRequest(
+            key=template.key,
+            value=template.value,
+            subject=subject,
+            headers=template.headers,
+            ackInbox=template.ackInbox,
+            correlationId=template.correlationId,
+            ackPolicy=template.ackPolicy,
+        )
+        return await self._publisher.publish_to_subject(request, ack_timeout)
 
-    def _dispatch(self, response: wire.PublishResponse) -> None:
-        item = self._pending.pop(response.correlationId, None)
-        if item is None:
-            return  # its awaiter timed out and left
-        err = response.asyncError
-        if err is not None:
-            item.resolve(
-                None, publish_async_error(int(err.code), err.message, response.correlationId)
-            )
-        else:
-            item.resolve(response.ack, None)
-
-    def forget(self, correlation_id: str) -> None:
-        """Stop waiting for an ack (its awaiter gave up)."""
-        self._pending.pop(correlation_id, None)
-
-    async def send(
-        self, request: wire.PublishRequest, encoded: bytes, timeout: float
+    async def publish_async(
+        self,
+        value: bytes,
+        *,
+        stream: str,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        expected_offset: Optional[int] = None,
+        ack_timeout: Optional[float] = None,
     ) -> PendingAck:
-        """Send one request; returns at once with the awaitable for its ack."""
-        if self.closed or self._call is None:
-            raise ErrorUnavailable("PublishAsync stream is closed")
-        correlation_id = request.correlationId
-        if request.ackPolicy == wire.AckPolicy.NONE:
-            item = PendingAck(None, correlation_id, 0.0)
-            item.resolve(None, None)  # the server sends nothing back
-        else:
-            item = PendingAck(self, correlation_id, anyio.current_time() + timeout)
-            self._pending[correlation_id] = item
-        # Senders take turns: a message the stream's flow-control window cannot
-        # take at once is sent in parts, across awaits, and no other message
-        # may go out between them (StreamStreamCall.send_message does not
-        # serialize its callers). Uncontended, the lock is taken without
-        # `async with`, whose checkpoint in a shielded cancel scope costs a
-        # scheduler pass per publish.
-        lock = self._send_lock
-        try:
-            try:
-                lock.acquire_nowait()
-            except anyio.WouldBlock:
-                await lock.acquire()
-            try:
-                await self._call.send_message(encoded)
-            finally:
-                lock.release()
-        except BaseException as exc:
-            self._pending.pop(correlation_id, None)
-            if isinstance(exc, GRPCError):
-                raise from_grpc_error(exc) from None
-            raise
-        return item
+        """Send a message on the pipelined PublishAsync stream without waiting.
 
-    async def aclose(self) -> None:
-        """End the stream; acks still awaited fail with ErrorUnavailable."""
-        self.closed = True
-        if self._scope is not None:
-            self._scope.cancel()
+        Returns:
+            An awaitable `PendingAck`: `await` it for the Ack (None for
+            AckPolicy.NONE); it raises `PublishAsyncError` if the server
+            refused the message and `ErrorAckTimeout` if no ack came in time.
+        """
+        publisher = self._publisher
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=await publisher.partition(stream, key, value, partition, partitioner),
+            headers=headers,
+            ack_inbox=None,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        return await publisher.publish_async(request, timeout)
+
+    async def publish_bulk(
+        self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
+    ) -> AsyncIterator[wire.PublishResponse]:
+        """Publish many requests pipelined on one PublishAsync stream.
+
+        As in gufo-liftbridge, the items are PublishResponses: `item.ack`
+        is the Ack. Requests with AckPolicy.NONE get no response.
+
+        Args:
+            iter_req: Requests, e.g. from `get_publish_request`.
+            wait: Wait up to `publish_async_ack_timeout` for every ack and
+                raise `ErrorAckTimeout` for a missing one; with False, a
+                missing ack ends the iteration quietly instead.
+
+        Yields:
+            PublishResponses, in the order the requests were sent.
+
+        Raises:
+            PublishAsyncError: The server refused a message (gufo-liftbridge
+                leaves these unreported).
+            ErrorAckTimeout: With `wait`, an ack missing after
+                `publish_async_ack_timeout`.
+        """
+        async for response in self._publisher.publish_bulk(iter_req, wait):
+            yield response

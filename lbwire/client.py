@@ -5,17 +5,18 @@ metadata cache to `lbwire._routing`, connections to `lbwire._pool`,
 publishing to `lbwire._publish`, subscriptions to `lbwire._subscribe`,
 cursors to `lbwire._cursors`. The wire format is in `lbwire.wire`, the
 transport in `lbwire.grpc`.
+
+The names gufo.liftbridge.client exposes besides the client (its errors,
+types, request classes, `decompress`) are imported here too, as
+`X as X`, because programs import them from this module.
 """
 
 from __future__ import annotations
 
-from random import random
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
-    AsyncIterator,
-    Dict,
     Iterable,
     List,
     Optional,
@@ -24,50 +25,42 @@ from typing import (
     TypeVar,
 )
 
-import anyio
-
-from . import wire
 from ._address import parse_broker
+from ._admin import AdminMethods
 from ._cursors import CursorStore
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
 from ._pool import ConnectionInfo, ConnectionRegistry
-from ._publish import Publisher
+from ._publish import Publisher, PublishMethods
 from ._routing import CURSOR_STREAM, Router
-from ._subscribe import Subscriptions
+from ._subscribe import SubscribeMethods, Subscriptions
 from .compression import compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
-from .error import (
-    ErrorDeadlineExceeded,
-    ErrorInvalidArgument,
-    ErrorNoMetadataLeader,
-    ErrorNotFound,
-)
+from .error import ErrorInvalidArgument
 from .error import ErrorMessageSizeExceeded as ErrorMessageSizeExceeded
+from .error import ErrorNoMetadataLeader as ErrorNoMetadataLeader
+from .error import ErrorNotFound as ErrorNotFound
 from .error import ErrorUnavailable as ErrorUnavailable
 from .error import LiftbridgeError as LiftbridgeError
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
-from .metadata import MetadataCache, to_public_partition
+from .metadata import MetadataCache
 from .partitioning import KeyPartitioner, RoundRobinPartitioner
 from .retry import RetryPolicy
-
-# gufo.liftbridge.client exposes these names too (the errors and decompress
-# above as well); programs import them from it.
+from .types import Ack as Ack
 from .types import (
-    Ack,
     AckPolicy,
     Broker,
     CursorConvention,
-    Message,
-    Metadata,
     Partitioner,
-    PartitionMetadata,
     StartPosition,
     StopPosition,
     StreamMetadata,
 )
+from .types import Message as Message
+from .types import Metadata as Metadata
+from .types import PartitionMetadata as PartitionMetadata
 from .wire import (
     CreateStreamRequest,
     DeleteStreamRequest,
@@ -86,7 +79,6 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ._publish import PendingAck
     from .consumer import AutoOffset, Consumer
 
 __all__ = [
@@ -141,7 +133,7 @@ if not TYPE_CHECKING:
         return sorted(set(globals()) | {"AutoOffset", "Consumer"})
 
 
-class LiftbridgeClient:
+class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     """Asynchronous Liftbridge client for asyncio and trio.
 
     Use it as an async context manager: the connections' background tasks
@@ -352,11 +344,6 @@ class LiftbridgeClient:
     # with gufo-liftbridge's. Keep their names and signatures until it
     # captures at a public hook (ConnectionRegistry.channel_factory) instead.
 
-    async def _call_any(
-        self, method: str, request: Any, response_type: Type[_R], **kwargs: Any
-    ) -> _R:
-        return await self._router.call_any(method, request, response_type, **kwargs)
-
     async def _cursor_leader_call(
         self,
         stream: str,
@@ -369,12 +356,6 @@ class LiftbridgeClient:
         return await self._router.call_cursor_leader(
             stream, partition, cursor_id, method, request, response_type
         )
-
-    def _subscribe_once(
-        self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
-    ) -> AsyncIterator[Message]:
-        # The whole (resuming) subscription, despite the name kept for the seam.
-        return self._subscriptions.messages(request, setup_timeout)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -414,437 +395,6 @@ class LiftbridgeClient:
         self._closed = True
         await self._publisher.aclose()
         await self._connections.aclose()
-
-    # ------------------------------------------------------------------ metadata
-
-    async def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
-    ) -> Metadata:
-        """Fetch cluster metadata, and refresh the client's cache with it.
-
-        Args:
-            stream: Only this stream's metadata, if set.
-            wait_for_stream: Wait until `stream` exists and every partition
-                has a leader.
-
-        Raises:
-            ErrorUnavailable: No broker could be reached within the retry policy.
-        """
-        router = self._router
-        if wait_for_stream:
-            response = await router.wait_for_stream(stream)
-        else:
-            response = await router.refresh(*([stream] if stream else []))
-        return router.metadata.to_public(response)
-
-    async def get_partition_metadata(
-        self, stream: str, partition: int, wait_for_stream: bool = False
-    ) -> PartitionMetadata:
-        """Fetch one partition's metadata from its leader (high watermark, newest offset).
-
-        Raises:
-            ErrorNotFound: No such stream or partition.
-            ErrorPartitionPaused: The partition is paused (its leader serves
-                no partition metadata until it is resumed).
-        """
-        if wait_for_stream:
-            await self.wait_for_stream(stream)
-        response = await self._router.call_leader(
-            stream,
-            partition,
-            "FetchPartitionMetadata",
-            wire.FetchPartitionMetadataRequest(stream=stream, partition=partition),
-            wire.FetchPartitionMetadataResponse,
-        )
-        if response.metadata is None:
-            raise ErrorNotFound(f"No metadata for {stream!r} partition {partition}")
-        return to_public_partition(response.metadata)
-
-    async def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
-        """Wait until `stream` exists and each of its partitions has a leader.
-
-        Args:
-            stream: Stream name.
-            timeout: Give up after this many seconds (None: wait on).
-
-        Raises:
-            ErrorDeadlineExceeded: `timeout` passed first.
-        """
-        try:
-            with anyio.fail_after(timeout):
-                await self.get_metadata(stream, wait_for_stream=True)
-        except TimeoutError:
-            raise ErrorDeadlineExceeded(
-                f"Stream {stream!r} was not ready within {timeout} s"
-            ) from None
-
-    async def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
-        """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
-        await self.wait_for_stream(CURSOR_STREAM, timeout=timeout)
-
-    # ------------------------------------------------------------------ streams
-
-    async def create_stream(
-        self,
-        name: str,
-        *,
-        subject: Optional[str] = None,
-        group: Optional[str] = None,
-        replication_factor: int = 1,
-        minisr: int = 0,
-        partitions: int = 1,
-        enable_compact: Optional[bool] = False,
-        retention_max_age: int = 0,
-        retention_max_bytes: int = 0,
-        segment_max_age: int = 0,
-        segment_max_bytes: int = 0,
-        auto_pause_time: int = 0,
-        auto_pause_disable_if_subscribers: bool = False,
-        wait_for_stream: bool = False,
-        retention_max_messages: int = 0,
-        cleaner_interval: int = 0,
-        compact_max_goroutines: int = 0,
-        optimistic_concurrency_control: Optional[bool] = None,
-        encryption: Optional[bool] = None,
-    ) -> None:
-        """Create a stream.
-
-        Durations are in seconds, as in gufo-liftbridge; 0 means the server's
-        default. The arguments after `wait_for_stream` are lbwire's additions.
-
-        Args:
-            name: Stream name.
-            subject: NATS subject (defaults to the name).
-            group: NATS queue group the partitions' subscriptions join.
-            replication_factor: Replicas per partition (-1: every broker).
-            minisr: Minimum in-sync replicas for a write to be committed.
-            partitions: Number of partitions.
-            enable_compact: Compaction on/off (None: server default).
-            retention_max_age: Delete messages older than this (s).
-            retention_max_bytes: Keep at most this many bytes per partition.
-            segment_max_age: Roll segments after this long (s).
-            segment_max_bytes: Roll segments after this many bytes.
-            auto_pause_time: Pause idle partitions after this long (s).
-            auto_pause_disable_if_subscribers: Never auto-pause while subscribed.
-            wait_for_stream: Return only once the stream is ready.
-            retention_max_messages: Keep at most this many messages per partition.
-            cleaner_interval: How often (s) the log cleaner runs.
-            compact_max_goroutines: Concurrency of compaction.
-            optimistic_concurrency_control: Enable `expected_offset` checks.
-            encryption: Encrypt data at rest (needs the server's key).
-
-        Raises:
-            ValueError: Invalid arguments (before anything is sent).
-            ErrorAlreadyExists: A stream with this name exists.
-            ErrorInvalidArgument: The server refused the arguments.
-        """
-        if not name:
-            raise ErrorInvalidArgument("Stream name must not be empty")
-        if partitions < 1:
-            raise ErrorInvalidArgument(f"partitions must be at least 1, not {partitions}")
-        if replication_factor == 0 or replication_factor < -1:
-            raise ErrorInvalidArgument(
-                f"replication_factor must be -1 or at least 1, not {replication_factor}"
-            )
-
-        def ms(seconds: int) -> Optional[int]:
-            return seconds * 1000 if seconds else None
-
-        request = wire.CreateStreamRequest(
-            subject=subject or name,
-            name=name,
-            group=group or "",
-            replicationFactor=replication_factor,
-            partitions=partitions,
-            retentionMaxBytes=retention_max_bytes or None,
-            retentionMaxMessages=retention_max_messages or None,
-            retentionMaxAge=ms(retention_max_age),
-            cleanerInterval=ms(cleaner_interval),
-            segmentMaxBytes=segment_max_bytes or None,
-            segmentMaxAge=ms(segment_max_age),
-            compactMaxGoroutines=compact_max_goroutines or None,
-            compactEnabled=enable_compact,
-            autoPauseTime=ms(auto_pause_time),
-            autoPauseDisableIfSubscribers=(
-                True if auto_pause_time and auto_pause_disable_if_subscribers else None
-            ),
-            minIsr=minisr or None,
-            optimisticConcurrencyControl=optimistic_concurrency_control,
-            encryption=encryption,
-        )
-        while True:
-            try:
-                await self._call_any("CreateStream", request, wire.CreateStreamResponse)
-                break
-            except ErrorNoMetadataLeader:
-                logger.info("No metadata leader while creating %r; retrying", name)
-                dev = self.metadata_leader_dev
-                await anyio.sleep(max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()))
-        self._router.metadata.forget(name)
-        if wait_for_stream:
-            await self.wait_for_stream(name)
-
-    async def delete_stream(self, name: str) -> None:
-        """Delete a stream and all its data.
-
-        Raises:
-            ErrorNotFound: No such stream.
-        """
-        await self._call_any(
-            "DeleteStream", wire.DeleteStreamRequest(name=name), wire.DeleteStreamResponse
-        )
-        self._router.metadata.forget(name)
-
-    async def pause_stream(
-        self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
-    ) -> None:
-        """Pause a stream's partitions (all when `partitions` is None).
-
-        A paused partition resumes when it is published to; with `resume_all`
-        every paused partition of the stream resumes then.
-
-        Raises:
-            ErrorNotFound: No such stream or partition.
-        """
-        await self._call_any(
-            "PauseStream",
-            wire.PauseStreamRequest(
-                name=name, partitions=list(partitions or ()), resumeAll=resume_all
-            ),
-            wire.PauseStreamResponse,
-        )
-        self._router.metadata.forget(name)
-
-    async def set_stream_readonly(
-        self, name: str, *, partitions: Optional[Sequence[int]] = None, readonly: bool = True
-    ) -> None:
-        """Make a stream's partitions read-only, or writable again.
-
-        Raises:
-            ErrorNotFound: No such stream or partition.
-        """
-        await self._call_any(
-            "SetStreamReadonly",
-            wire.SetStreamReadonlyRequest(
-                name=name, partitions=list(partitions or ()), readonly=readonly
-            ),
-            wire.SetStreamReadonlyResponse,
-        )
-        self._router.metadata.forget(name)
-
-    # ------------------------------------------------------------------ publishing
-
-    def get_publish_request(
-        self,
-        value: bytes,
-        *,
-        stream: Optional[str] = None,
-        key: Optional[bytes] = None,
-        partition: Optional[int] = None,
-        headers: Optional[Dict[str, bytes]] = None,
-        ack_inbox: Optional[str] = None,
-        correlation_id: Optional[str] = None,
-        ack_policy: AckPolicy = AckPolicy.LEADER,
-        auto_compress: bool = False,
-        expected_offset: Optional[int] = None,
-    ) -> wire.PublishRequest:
-        """Build a PublishRequest, as `publish` would send it (for `publish_bulk`).
-
-        Raises:
-            ValueError: A bad value, header or ack policy.
-        """
-        return self._publisher.request(
-            value,
-            stream=stream,
-            key=key,
-            partition=partition,
-            headers=headers,
-            ack_inbox=ack_inbox,
-            correlation_id=correlation_id,
-            ack_policy=ack_policy,
-            auto_compress=auto_compress,
-            expected_offset=expected_offset,
-        )
-
-    async def publish(
-        self,
-        value: bytes,
-        *,
-        stream: Optional[str] = None,
-        key: Optional[bytes] = None,
-        partition: Optional[int] = None,
-        headers: Optional[Dict[str, bytes]] = None,
-        ack_inbox: Optional[str] = None,
-        correlation_id: Optional[str] = None,
-        ack_policy: AckPolicy = AckPolicy.LEADER,
-        wait_for_stream: bool = False,
-        auto_compress: bool = False,
-        partitioner: Optional[Partitioner] = None,
-        expected_offset: Optional[int] = None,
-        ack_timeout: Optional[float] = None,
-    ) -> Optional[Ack]:
-        """Publish one message and, unless the ack policy is NONE, wait for its ack.
-
-        The server waits for the ack only when the call carries a deadline,
-        so lbwire sends `ack_timeout` as the deadline for LEADER and ALL.
-
-        Args:
-            value: Payload.
-            stream: Stream name.
-            key: Message key (also what the key partitioner hashes).
-            partition: Partition; when None, the partitioner (argument or
-                client default) chooses, else partition 0.
-            headers: Message headers.
-            ack_inbox: NATS subject for the ack (server-chosen if None).
-            correlation_id: Id to correlate the ack with the message.
-            ack_policy: LEADER, ALL or NONE.
-            wait_for_stream: Retry while the stream does not exist yet.
-            auto_compress: Compress with the client's compression method.
-            partitioner: Partitioner for this message.
-            expected_offset: Optimistic concurrency: the offset the message
-                must get (the stream must have it enabled).
-            ack_timeout: Seconds to wait for the ack (client default if None).
-
-        Returns:
-            The Ack, or None for AckPolicy.NONE.
-
-        Raises:
-            ValueError: Bad arguments, before anything is sent.
-            ErrorMessageSizeExceeded: The message is larger than allowed.
-            ErrorNotFound: No such stream or partition.
-            ErrorReadonly: The partition is read-only.
-            ErrorIncorrectOffset: `expected_offset` did not match.
-            ErrorAckTimeout: No ack within the ack timeout.
-            ErrorUnavailable: No broker could be reached, or the connection
-                broke after the message went out: it may or may not be
-                stored, and is not sent again (that could store it twice).
-        """
-        if not stream:
-            raise ErrorInvalidArgument("publish needs a stream name")
-        publisher = self._publisher
-        request = publisher.request(
-            value,
-            stream=stream,
-            key=key,
-            partition=await publisher.partition(stream, key, value, partition, partitioner),
-            headers=headers,
-            ack_inbox=ack_inbox,
-            correlation_id=correlation_id,
-            ack_policy=ack_policy,
-            auto_compress=auto_compress,
-            expected_offset=expected_offset,
-        )
-        return await publisher.publish(request, ack_timeout, wait_for_stream)
-
-    async def publish_to_subject(
-        self,
-        value: bytes,
-        subject: str,
-        *,
-        key: Optional[bytes] = None,
-        headers: Optional[Dict[str, bytes]] = None,
-        ack_inbox: Optional[str] = None,
-        correlation_id: Optional[str] = None,
-        ack_policy: AckPolicy = AckPolicy.LEADER,
-        ack_timeout: Optional[float] = None,
-    ) -> Optional[Ack]:
-        """Publish a Liftbridge message to a NATS subject (and the streams on it).
-
-        Returns:
-            The first Ack, or None for AckPolicy.NONE.
-
-        Raises:
-            ValueError: Bad arguments.
-            ErrorAckTimeout: No ack within the ack timeout.
-        """
-        if not subject:
-            raise ErrorInvalidArgument("publish_to_subject needs a subject")
-        template = self._publisher.request(
-            value,
-            stream=None,
-            key=key,
-            partition=None,
-            headers=headers,
-            ack_inbox=ack_inbox,
-            correlation_id=correlation_id,
-            ack_policy=ack_policy,
-            auto_compress=False,
-            expected_offset=None,
-        )
-        request = wire.PublishToSubjectRequest(
-            key=template.key,
-            value=template.value,
-            subject=subject,
-            headers=template.headers,
-            ackInbox=template.ackInbox,
-            correlationId=template.correlationId,
-            ackPolicy=template.ackPolicy,
-        )
-        return await self._publisher.publish_to_subject(request, ack_timeout)
-
-    async def publish_async(
-        self,
-        value: bytes,
-        *,
-        stream: str,
-        key: Optional[bytes] = None,
-        partition: Optional[int] = None,
-        headers: Optional[Dict[str, bytes]] = None,
-        correlation_id: Optional[str] = None,
-        ack_policy: AckPolicy = AckPolicy.LEADER,
-        auto_compress: bool = False,
-        partitioner: Optional[Partitioner] = None,
-        expected_offset: Optional[int] = None,
-        ack_timeout: Optional[float] = None,
-    ) -> PendingAck:
-        """Send a message on the pipelined PublishAsync stream without waiting.
-
-        Returns:
-            An awaitable `PendingAck`: `await` it for the Ack (None for
-            AckPolicy.NONE); it raises `PublishAsyncError` if the server
-            refused the message and `ErrorAckTimeout` if no ack came in time.
-        """
-        publisher = self._publisher
-        request = publisher.request(
-            value,
-            stream=stream,
-            key=key,
-            partition=await publisher.partition(stream, key, value, partition, partitioner),
-            headers=headers,
-            ack_inbox=None,
-            correlation_id=correlation_id,
-            ack_policy=ack_policy,
-            auto_compress=auto_compress,
-            expected_offset=expected_offset,
-        )
-        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
-        return await publisher.publish_async(request, timeout)
-
-    async def publish_bulk(
-        self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
-    ) -> AsyncIterator[wire.PublishResponse]:
-        """Publish many requests pipelined on one PublishAsync stream.
-
-        As in gufo-liftbridge, the items are PublishResponses: `item.ack`
-        is the Ack. Requests with AckPolicy.NONE get no response.
-
-        Args:
-            iter_req: Requests, e.g. from `get_publish_request`.
-            wait: Wait up to `publish_async_ack_timeout` for every ack and
-                raise `ErrorAckTimeout` for a missing one; with False, a
-                missing ack ends the iteration quietly instead.
-
-        Yields:
-            PublishResponses, in the order the requests were sent.
-
-        Raises:
-            PublishAsyncError: The server refused a message (gufo-liftbridge
-                leaves these unreported).
-            ErrorAckTimeout: With `wait`, an ack missing after
-                `publish_async_ack_timeout`.
-        """
-        async for response in self._publisher.publish_bulk(iter_req, wait):
-            yield response
 
     # ------------------------------------------------------------------ cursors
 
@@ -902,171 +452,3 @@ class LiftbridgeClient:
             auto_checkpoint_interval=auto_checkpoint_interval,
             max_buffered=max_buffered,
         )
-
-    async def join_consumer_group(
-        self, group_id: str, consumer_id: str, streams: Sequence[str]
-    ) -> wire.JoinConsumerGroupResponse:
-        """Add a member to a consumer group (created if needed).
-
-        Returns:
-            The coordinator's broker id, the group epoch and the timeouts (ns).
-        """
-        return await self._call_any(
-            "JoinConsumerGroup",
-            wire.JoinConsumerGroupRequest(
-                groupId=group_id, consumerId=consumer_id, streams=list(streams)
-            ),
-            wire.JoinConsumerGroupResponse,
-        )
-
-    async def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
-        """Remove a member from a consumer group.
-
-        Raises:
-            ErrorNotFound: No such group.
-        """
-        await self._call_any(
-            "LeaveConsumerGroup",
-            wire.LeaveConsumerGroupRequest(groupId=group_id, consumerId=consumer_id),
-            wire.LeaveConsumerGroupResponse,
-        )
-
-    async def fetch_consumer_group_assignments(
-        self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
-    ) -> wire.FetchConsumerGroupAssignmentsResponse:
-        """Ask the group's coordinator (a broker id) for a member's partitions.
-
-        This is also the member's heartbeat.
-
-        Raises:
-            ErrorNotFound: No such group.
-            LiftbridgeError: Not a member, stale epoch or not the coordinator
-                (FailedPrecondition; the message says which).
-        """
-        address = await self._router.broker_address(coordinator)
-        return await self._router.call(
-            address,
-            "FetchConsumerGroupAssignments",
-            wire.FetchConsumerGroupAssignmentsRequest(
-                groupId=group_id, consumerId=consumer_id, epoch=epoch
-            ),
-            wire.FetchConsumerGroupAssignmentsResponse,
-            timeout=self.rpc_timeout,
-        )
-
-    async def report_consumer_group_coordinator(
-        self, group_id: str, consumer_id: str, coordinator: str, epoch: int
-    ) -> None:
-        """Report a group's coordinator as failed (a majority of members moves it)."""
-        await self._call_any(
-            "ReportConsumerGroupCoordinator",
-            wire.ReportConsumerGroupCoordinatorRequest(
-                groupId=group_id, consumerId=consumer_id, coordinator=coordinator, epoch=epoch
-            ),
-            wire.ReportConsumerGroupCoordinatorResponse,
-        )
-
-    async def fetch_consumer_group_metadata(
-        self, group_id: str
-    ) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
-        response = await self._call_any(
-            "FetchMetadata",
-            wire.FetchMetadataRequest(groups=[group_id]),
-            wire.FetchMetadataResponse,
-        )
-        self._router.metadata.update_brokers(response.brokers)
-        for group in response.groupMetadata:
-            if group.groupId == group_id and group.error == wire.ConsumerGroupMetadataError.OK:
-                return group
-        return None
-
-    # ------------------------------------------------------------------ subscribing
-
-    async def subscribe(
-        self,
-        stream: str,
-        *,
-        partition: Optional[int] = None,
-        start_position: StartPosition = StartPosition.NEW_ONLY,
-        start_offset: Optional[int] = None,
-        start_timestamp: Optional[float] = None,
-        resume: bool = False,
-        cursor_id: Optional[str] = None,
-        timeout: Optional[int] = None,
-        allow_isr: bool = False,
-        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
-        stop_offset: Optional[int] = None,
-        stop_timestamp: Optional[float] = None,
-        consumer: Optional[wire.Consumer] = None,
-        reverse: bool = False,
-    ) -> AsyncIterator[Message]:
-        """Read messages from a stream partition.
-
-        Goes to the partition leader (or a random in-sync replica with
-        `allow_isr`). When the broker fails or leadership moves, the
-        subscription resumes on the new leader at the next unseen offset:
-        no message is lost or repeated. With a stop position, the iterator
-        ends after the stop message.
-
-        Args:
-            stream: Stream name.
-            partition: Partition (0 if None).
-            start_position: Where to start; RESUME reads the cursor `cursor_id`.
-            start_offset: Start offset (implies OFFSET, as in gufo-liftbridge).
-            start_timestamp: Start time in seconds since the epoch (implies TIMESTAMP).
-            resume: Resume the partition if it is paused.
-            cursor_id: Cursor to resume from with RESUME.
-            timeout: Seconds allowed to set the subscription up (None: the
-                retry policy's bound).
-            allow_isr: Read from a random in-sync replica.
-            stop_position: Where to stop (lbwire addition).
-            stop_offset: Stop after this offset (implies STOP_OFFSET).
-            stop_timestamp: Stop at this time, seconds since the epoch
-                (implies STOP_TIMESTAMP).
-            consumer: Consumer-group membership (used by `lbwire.consumer`).
-            reverse: Read from the newest message backwards. Liftbridge v1.9.0
-                (the API lbwire speaks) has no reverse subscriptions, so this
-                raises `ErrorInvalidArgument` rather than silently reading forwards.
-
-        Yields:
-            Messages, decompressed when they were published compressed.
-
-        Raises:
-            ValueError: RESUME without `cursor_id`, a negative partition or
-                stop offset, or inconsistent positions.
-            ErrorNotFound: No such stream or partition (or it was deleted).
-            ErrorPartitionPaused: The partition is paused (and `resume` is
-                false), or was paused while reading.
-            ErrorUnavailable: The partition stayed unreachable for
-                `resubscribe_wait_time`.
-        """
-        if reverse:
-            raise ErrorInvalidArgument(
-                "Reverse subscriptions need a server on liftbridge-api v2 (builds after "
-                "v1.9.0); the v1 API lbwire speaks has no reverse field"
-            )
-        request = await self._subscriptions.request(
-            stream,
-            partition=partition,
-            start_position=start_position,
-            start_offset=start_offset,
-            start_timestamp=start_timestamp,
-            resume=resume,
-            cursor_id=cursor_id,
-            allow_isr=allow_isr,
-            stop_position=stop_position,
-            stop_offset=stop_offset,
-            stop_timestamp=stop_timestamp,
-            consumer=consumer,
-        )
-        messages = self._subscribe_once(request, float(timeout) if timeout else None)
-        try:
-            async for message in messages:
-                yield message
-        finally:
-            # Closed here, not left to the garbage collector: without
-            # reference counting (PyPy) a subscription closed at `yield`
-            # would keep its call open until a collection, possibly after
-            # the event loop ended.
-            await messages.aclose()  # type: ignore[attr-defined]

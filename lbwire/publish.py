@@ -1,10 +1,187 @@
-"""Pipelined publishing over Liftbridge's PublishAsync stream (see `lbwire._publish`).
+"""Pipelined publishing over Liftbridge's PublishAsync bidirectional stream.
 
-Kept as a module path for the names it always exported.
+One long-lived stream per client carries many publishes in flight; a reader
+task in the client's task group dispatches each PublishResponse to the
+awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 """
 
 from __future__ import annotations
 
-from ._publish import PendingAck, PublishSession
+from typing import TYPE_CHECKING, Any, Dict, Generator, Optional
+
+import anyio
+
+from . import wire
+from ._log import LazyLogger
+from .error import (
+    ErrorAckTimeout,
+    ErrorUnavailable,
+    LiftbridgeError,
+    from_grpc_error,
+    publish_async_error,
+)
+from .grpc import GRPCError
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from .grpc import Channel
 
 __all__ = ["PendingAck", "PublishSession"]
+
+logger = LazyLogger("lbwire.publish")
+
+_PATH = "/proto.API/PublishAsync"
+
+
+class PendingAck:
+    """The outcome of one pipelined publish: `await` it for the Ack.
+
+    Awaiting returns the Ack (None for AckPolicy.NONE) and raises
+    `PublishAsyncError` when the server refused the message,
+    `ErrorAckTimeout` when no ack came within the ack timeout, and
+    `ErrorUnavailable` when the stream broke before the ack came.
+    """
+
+    # One per published message. The Event is made only when someone waits
+    # before the ack came: with many publishes in flight most acks are in by
+    # the time they are awaited, and an Event costs more than the rest of
+    # this constructor.
+    __slots__ = ("_ack", "_deadline", "_done", "_error", "_event", "_session", "correlation_id")
+
+    def __init__(
+        self, session: Optional[PublishSession], correlation_id: str, deadline: float
+    ) -> None:
+        self.correlation_id = correlation_id
+        self._session = session
+        self._deadline = deadline
+        self._done = False
+        self._event: Optional[anyio.Event] = None
+        self._ack: Optional[wire.Ack] = None
+        self._error: Optional[LiftbridgeError] = None
+
+    def resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
+        """Settle the outcome (called by the session that sent the message)."""
+        self._ack, self._error = ack, error
+        self._done = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    @property
+    def done(self) -> bool:
+        """Whether the ack (or an error) has arrived."""
+        return self._done
+
+    async def wait(self) -> Optional[wire.Ack]:
+        """Wait for the ack; see the class docstring for the errors."""
+        if not self._done:
+            event = self._event
+            if event is None:
+                event = self._event = anyio.Event()
+            with anyio.move_on_after(self._deadline - anyio.current_time()):
+                await event.wait()
+            if not self._done:
+                if self._session is not None:
+                    self._session.forget(self.correlation_id)
+                raise ErrorAckTimeout(f"No ack for correlation id {self.correlation_id!r} in time")
+        if self._error is not None:
+            raise self._error
+        return self._ack
+
+    def __await__(self) -> Generator[Any, None, Optional[wire.Ack]]:
+        return self.wait().__await__()
+
+
+class PublishSession:
+    """A PublishAsync stream and the acks awaited on it."""
+
+    def __init__(self, channel: Channel, task_group: TaskGroup) -> None:
+        self._channel = channel
+        self._task_group = task_group
+        self._pending: Dict[str, PendingAck] = {}
+        self._call: Any = None
+        self._scope: Optional[anyio.CancelScope] = None
+        self._send_lock = anyio.Lock()
+        self.closed = False
+
+    async def start(self) -> None:
+        """Open the stream; its reader runs in the client's task group."""
+        await self._task_group.start(self._run)
+
+    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        error: LiftbridgeError = ErrorUnavailable("PublishAsync stream closed")
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                async with self._channel.stream_stream(_PATH) as call:
+                    self._call = call
+                    task_status.started()
+                    async for data in call:
+                        self._dispatch(wire.PublishResponse.decode(data))
+        except GRPCError as exc:
+            error = from_grpc_error(exc)
+            logger.debug("PublishAsync stream ended: %s", exc)
+        finally:
+            self.closed = True
+            pending, self._pending = self._pending, {}
+            for item in pending.values():
+                item.resolve(None, error)
+
+    def _dispatch(self, response: wire.PublishResponse) -> None:
+        item = self._pending.pop(response.correlationId, None)
+        if item is None:
+            return  # its awaiter timed out and left
+        err = response.asyncError
+        if err is not None:
+            item.resolve(
+                None, publish_async_error(int(err.code), err.message, response.correlationId)
+            )
+        else:
+            item.resolve(response.ack, None)
+
+    def forget(self, correlation_id: str) -> None:
+        """Stop waiting for an ack (its awaiter gave up)."""
+        self._pending.pop(correlation_id, None)
+
+    async def send(
+        self, request: wire.PublishRequest, encoded: bytes, timeout: float
+    ) -> PendingAck:
+        """Send one request; returns at once with the awaitable for its ack."""
+        if self.closed or self._call is None:
+            raise ErrorUnavailable("PublishAsync stream is closed")
+        correlation_id = request.correlationId
+        if request.ackPolicy == wire.AckPolicy.NONE:
+            item = PendingAck(None, correlation_id, 0.0)
+            item.resolve(None, None)  # the server sends nothing back
+        else:
+            item = PendingAck(self, correlation_id, anyio.current_time() + timeout)
+            self._pending[correlation_id] = item
+        # Senders take turns: a message the stream's flow-control window cannot
+        # take at once is sent in parts, across awaits, and no other message
+        # may go out between them (StreamStreamCall.send_message does not
+        # serialize its callers). Uncontended, the lock is taken without
+        # `async with`, whose checkpoint in a shielded cancel scope costs a
+        # scheduler pass per publish.
+        lock = self._send_lock
+        try:
+            try:
+                lock.acquire_nowait()
+            except anyio.WouldBlock:
+                await lock.acquire()
+            try:
+                await self._call.send_message(encoded)
+            finally:
+                lock.release()
+        except BaseException as exc:
+            self._pending.pop(correlation_id, None)
+            if isinstance(exc, GRPCError):
+                raise from_grpc_error(exc) from None
+            raise
+        return item
+
+    async def aclose(self) -> None:
+        """End the stream; acks still awaited fail with ErrorUnavailable."""
+        self.closed = True
+        if self._scope is not None:
+            self._scope.cancel()
