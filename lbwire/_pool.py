@@ -171,8 +171,7 @@ class ConnectionRegistry:
         ]
 
     async def aclose(self) -> None:
-        """Close every connection; calls in progress fail."""
-        self._task_group = None
+        """Close every connection; calls in progress fail, later calls reconnect."""
         records = list(self._calls.values())
         records += [r for pool in self._pools.values() for r in pool]
         self._calls, self._pools = {}, {}

@@ -71,9 +71,12 @@ class Publisher:
         self._task_group = task_group
         self._session_lock = anyio.Lock()
 
+    def stop(self) -> None:
+        """Open no new PublishAsync stream (the task group is closing)."""
+        self._task_group = None
+
     async def aclose(self) -> None:
         """End the PublishAsync stream; acks still awaited fail."""
-        self._task_group = None
         session, self._session = self._session, None
         if session is not None:
             with anyio.CancelScope(shield=True):

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     Iterable,
     List,
     Optional,
@@ -328,7 +329,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         """
         return self._connections.info()
 
-    def add_connection_listener(self, callback: Any) -> None:
+    def add_connection_listener(self, callback: Callable[[str], None]) -> None:
         """Test hook: call `callback("host:port")` each time a call takes a connection."""
         self._connections.add_listener(callback)
 
@@ -383,6 +384,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         # Calls after the block fail with "not open" instead of starting
         # tasks in the ended task group.
         tg, self._task_group = self._task_group, None
+        self._connections.stop()
+        self._publisher.stop()
         try:
             await self.close()
         finally:
