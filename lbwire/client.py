@@ -338,9 +338,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         """The client's metadata cache (read it only: the client owns it)."""
         return self._router.metadata
 
-    # ------------------------------------------------------------------ request seams
+    # ------------------------------------------------------------------ request seam
 
-    # tests/compat/test_api_surface.py replaces these three on the class to
+    # tests/compat/test_api_surface.py replaces this (as `_call_any` of
+    # AdminMethods and `_subscribe_once` of SubscribeMethods) on the class to
     # capture the requests lbwire sends, without a server, and compares them
     # with gufo-liftbridge's. Keep their names and signatures until it
     # captures at a public hook (ConnectionRegistry.channel_factory) instead.

@@ -292,7 +292,9 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], 
     # status, as the join's refusal comes with whatever Raft apply returned.
     (None, "already a member", ErrorAlreadyMember),
     (Status.FAILED_PRECONDITION, "not a member", ErrorNotMember),
-    (Status.FAILED_PRECONDITION, "group epoch differs", ErrorStaleEpoch),
+    # "client-provided group epoch differs from broker group epoch", and Raft's
+    # "proposed group epoch N is less than current epoch M".
+    (None, "group epoch", ErrorStaleEpoch),
     (Status.FAILED_PRECONDITION, "not the consumer group coordinator", ErrorNotCoordinator),
     (Status.FAILED_PRECONDITION, "not currently assigned", ErrorNotAssigned),
     (Status.INTERNAL, "no known metadata leader", ErrorNoMetadataLeader),
