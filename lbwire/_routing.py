@@ -25,7 +25,7 @@ from .error import (
     LiftbridgeError,
     from_grpc_error,
 )
-from .grpc import GRPCError, Status
+from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
 from .retry import RetryPolicy, retrying
@@ -146,11 +146,14 @@ class Router:
                 f"{method} to {format_address(address)} got no answer within {timeout} s"
             ) from None
         except GRPCError as exc:
-            message = None
-            if exc.status == Status.DEADLINE_EXCEEDED:
+            error = from_grpc_error(exc)
+            if isinstance(error, ErrorDeadlineExceeded):
                 # The transport's own text names neither the call nor the broker.
-                message = f"{method} to {format_address(address)} got no answer within {timeout} s"
-            raise from_grpc_error(exc, message=message) from None
+                error = ErrorDeadlineExceeded(
+                    f"{method} to {format_address(address)} got no answer within {timeout} s",
+                    status=exc.status,
+                )
+            raise error from None
         return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
 
     async def call_any(
