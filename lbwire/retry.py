@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Optional, Tuple, Type, TypeVar
 
 import anyio
 
@@ -59,6 +59,7 @@ def is_transient(error: LiftbridgeError) -> bool:
 async def retrying(
     attempt: Callable[[int], Awaitable[T]],
     policy: RetryPolicy,
+    retry_on: Optional[Tuple[Type[LiftbridgeError], ...]] = None,
     *,
     retry_if: Callable[[LiftbridgeError], bool] = is_transient,
 ) -> T:
@@ -66,7 +67,15 @@ async def retrying(
 
     A `LiftbridgeError` is retried when `retry_if` says so (by default: when
     it is transient); the last one is re-raised when attempts or time run out.
+    `retry_on`, kept for callers of lbwire 0.1, retries exactly those classes
+    instead.
     """
+    if retry_on is not None:
+        classes = retry_on
+
+        def retry_if(error: LiftbridgeError) -> bool:
+            return isinstance(error, classes)
+
     deadline = anyio.current_time() + policy.max_time
     failures = 0
     while True:

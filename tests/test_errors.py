@@ -223,3 +223,17 @@ def test_a_subscription_paused_while_reading_is_partition_paused() -> None:
     error = _subscribe_error(Status.FAILED_PRECONDITION, "paused", handshake_done=True)
     assert isinstance(error, ErrorPartitionPaused)
     assert not error.transient
+
+
+@pytest.mark.anyio
+async def test_retrying_with_listed_classes_retries_those_as_before() -> None:
+    policy = RetryPolicy(attempts=2, initial_backoff=0, max_backoff=0)
+    calls = []
+
+    async def not_found(n: int) -> str:
+        calls.append(n)
+        raise ErrorNotFound("no such stream")
+
+    with pytest.raises(ErrorNotFound):
+        await retrying(not_found, policy, (ErrorNotFound,))
+    assert calls == [0, 1]
