@@ -276,14 +276,6 @@ class Publisher:
                 self._session = session
             return session
 
-    async def publish_async(self, request: wire.PublishRequest, timeout: float) -> PendingAck:
-        """Send one request on the PublishAsync stream; the result awaits its ack."""
-        if not request.correlationId:
-            request.correlationId = new_correlation_id()
-        encoded = self.encode(request)
-        session = await self.session()
-        return await session.send(request, encoded, timeout)
-
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool
     ) -> AsyncIterator[wire.PublishResponse]:
@@ -408,11 +400,13 @@ class PublishMethods:
         if not stream:
             raise ErrorInvalidArgument("publish needs a stream name")
         publisher = self._publisher
+        if partition is None and (partitioner or publisher.options.partitioner):
+            partition = await publisher.partition(stream, key, value, partition, partitioner)
         request = publisher.request(
             value,
             stream=stream,
             key=key,
-            partition=await publisher.partition(stream, key, value, partition, partitioner),
+            partition=partition,
             headers=headers,
             ack_inbox=ack_inbox,
             correlation_id=correlation_id,
@@ -491,20 +485,26 @@ class PublishMethods:
             refused the message and `ErrorAckTimeout` if no ack came in time.
         """
         publisher = self._publisher
+        if partition is None and (partitioner or publisher.options.partitioner):
+            partition = await publisher.partition(stream, key, value, partition, partitioner)
         request = publisher.request(
             value,
             stream=stream,
             key=key,
-            partition=await publisher.partition(stream, key, value, partition, partitioner),
+            partition=partition,
             headers=headers,
             ack_inbox=None,
-            correlation_id=correlation_id,
+            correlation_id=correlation_id or new_correlation_id(),
             ack_policy=ack_policy,
             auto_compress=auto_compress,
             expected_offset=expected_offset,
         )
+        # Sent from here rather than through one more coroutine: this is the
+        # pipelined (per-message) path.
+        encoded = publisher.encode(request)
+        session = await publisher.session()
         timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
-        return await publisher.publish_async(request, timeout)
+        return await session.send(request, encoded, timeout)
 
     async def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
