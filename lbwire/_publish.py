@@ -12,7 +12,7 @@ PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional, Protocol
 
 import anyio
 
@@ -38,6 +38,18 @@ if TYPE_CHECKING:
     from ._routing import Router
     from .publish import PendingAck, PublishSession
 
+    class PublishOptions(Protocol):
+        """The client's publish options (its public attributes of these names)."""
+
+        compression_method: Optional[str]
+        compression_threshold: int
+        encoding_header: str
+        max_publish_size: int
+        partitioner: Optional[Partitioner]
+        ack_timeout: float
+        publish_async_ack_timeout: float
+
+
 __all__ = ["PublishMethods", "Publisher", "new_correlation_id"]
 
 logger = LazyLogger("lbwire.publish")
@@ -58,7 +70,9 @@ class Publisher:
             timeouts, partitioner, size limit), which users may change.
     """
 
-    def __init__(self, router: Router, connections: ConnectionRegistry, options: Any) -> None:
+    def __init__(
+        self, router: Router, connections: ConnectionRegistry, options: PublishOptions
+    ) -> None:
         self.router = router
         self.connections = connections
         self.options = options
