@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     AsyncGenerator,
+    AsyncIterator,
     Dict,
     List,
     Optional,
@@ -33,24 +34,67 @@ from typing import (
 import anyio
 
 from . import wire
+from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
 from .error import (
+    ErrorAlreadyMember,
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
+    ErrorNotAssigned,
+    ErrorNotCoordinator,
     ErrorNotFound,
+    ErrorNotMember,
+    ErrorStaleEpoch,
     ErrorUnavailable,
     LiftbridgeError,
 )
 from .types import Message, StartPosition
 
 if TYPE_CHECKING:
-    # Annotations only: anyio.streams.memory costs 9 ms to import (-X importtime,
-    # 2-core dev VM); anyio loads it when the first consumer makes its stream.
+    # Annotations only: anyio loads anyio.streams.memory when the first
+    # consumer makes its stream, not with this module.
+    from typing import Protocol
+
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .client import LiftbridgeClient
+    from ._cursors import CursorStore
+
+    class GroupClient(Protocol):
+        """What a consumer needs of `LiftbridgeClient` (no import of it: no cycle)."""
+
+        @property
+        def cursor_store(self) -> CursorStore: ...
+
+        async def join_consumer_group(
+            self, group_id: str, consumer_id: str, streams: Sequence[str]
+        ) -> wire.JoinConsumerGroupResponse: ...
+
+        async def leave_consumer_group(self, group_id: str, consumer_id: str) -> None: ...
+
+        async def fetch_consumer_group_assignments(
+            self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
+        ) -> wire.FetchConsumerGroupAssignmentsResponse: ...
+
+        async def fetch_consumer_group_metadata(
+            self, group_id: str
+        ) -> Optional[wire.ConsumerGroupMetadata]: ...
+
+        async def report_consumer_group_coordinator(
+            self, group_id: str, consumer_id: str, coordinator: str, epoch: int
+        ) -> None: ...
+
+        def subscribe(
+            self,
+            stream: str,
+            *,
+            partition: Optional[int] = ...,
+            start_position: StartPosition = ...,
+            start_offset: Optional[int] = ...,
+            consumer: Optional[wire.Consumer] = ...,
+        ) -> AsyncIterator[Message]: ...
+
 
 __all__ = ["AutoOffset", "Consumer"]
 
@@ -104,7 +148,7 @@ class Consumer:
 
     def __init__(
         self,
-        client: LiftbridgeClient,
+        client: GroupClient,
         group_id: str,
         streams: Sequence[str],
         *,
@@ -170,9 +214,7 @@ class Consumer:
         """Join the group and start polling for assignments."""
         await self._join()
         self._send, self._receive = anyio.create_memory_object_stream[object](self._max_buffered)
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._task_group = tg
+        tg = self._task_group = await open_task_group()
         tg.start_soon(self._assignment_loop)
         if self.auto_checkpoint_interval:
             tg.start_soon(self._checkpoint_loop, self.auto_checkpoint_interval)
@@ -184,7 +226,10 @@ class Consumer:
         exc: Optional[BaseException],
         traceback: Optional[TracebackType],
     ) -> Optional[bool]:
-        """Commit what was processed, leave the group, and end every task."""
+        """Commit what was processed, leave the group, and end every task.
+
+        An exception of the block comes out as itself (see `lbwire._lifecycle`).
+        """
         tg, self._task_group = self._task_group, None
         if tg is not None:
             # Stop polling and reading first, so nothing reassigns meanwhile.
@@ -202,7 +247,7 @@ class Consumer:
                     logger.info("Leaving group %s failed: %s", self.group_id, error)
         finally:
             if tg is not None:
-                await tg.__aexit__(exc_type, exc, traceback)
+                await close_task_group(tg, exc_type, exc, traceback)
             if self._send is not None:
                 self._send.close()
             if self._receive is not None:
@@ -245,7 +290,7 @@ class Consumer:
         for key, offset in list(self._processed.items()):
             if self._committed.get(key) == offset:
                 continue
-            await self.client._store_cursor(key[0], key[1], self.cursor_id, offset)
+            await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
             self._committed[key] = offset
 
     async def _checkpoint_loop(self, interval: float) -> None:
@@ -263,9 +308,7 @@ class Consumer:
             response = await self.client.join_consumer_group(
                 self.group_id, self.consumer_id, self.streams
             )
-        except LiftbridgeError as error:
-            if "already a member" not in str(error):
-                raise
+        except ErrorAlreadyMember:
             # An earlier attempt got through (its answer was lost, or the
             # coordinator moved): we are in; learn the group's state instead.
             await self._refresh_group()
@@ -302,16 +345,15 @@ class Consumer:
                     self.coordinator,
                     error,
                 )
-                text = str(error).lower()
                 if isinstance(error, ErrorNotFound):
                     # Deleted with its streams, or created by a Raft entry
                     # this coordinator has not applied yet: the metadata
                     # leader knows which (and we rejoin only in the first case).
                     await self._refresh_group_quietly()
                     await anyio.sleep(0.1)
-                elif "not a member" in text:
+                elif isinstance(error, ErrorNotMember):
                     await self._rejoin_quietly()  # our membership timed out
-                elif "epoch" in text or "not the consumer group coordinator" in text:
+                elif isinstance(error, (ErrorStaleEpoch, ErrorNotCoordinator)):
                     await self._refresh_group_quietly()
                 elif isinstance(error, (ErrorUnavailable, ErrorDeadlineExceeded)):
                     if anyio.current_time() - last_answer > self._coordinator_timeout:
@@ -387,7 +429,7 @@ class Consumer:
             offset = self._processed.pop(key, None)
             if offset is not None and self._committed.pop(key, None) != offset:
                 try:
-                    await self.client._store_cursor(key[0], key[1], self.cursor_id, offset)
+                    await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
                 except LiftbridgeError as error:
                     logger.info("Commit of revoked %s failed: %s", key, error)
         if self._task_group is None:
@@ -402,25 +444,27 @@ class Consumer:
         assert self._send is not None
         with scope:
             try:
-                stored = await self.client._load_cursor(stream, partition, self.cursor_id)
-                kwargs: Dict[str, object] = {}
+                stored = await self.client.cursor_store.load(stream, partition, self.cursor_id)
+                start_offset: Optional[int] = None
+                start_position = StartPosition.NEW_ONLY
                 if stored >= 0:
-                    kwargs["start_offset"] = stored + 1
+                    start_offset = stored + 1
                 elif self.auto_offset == AutoOffset.NONE:
                     raise ErrorNotFound(
                         f"Group {self.group_id!r} has no committed position for "
                         f"{stream!r}/{partition} (auto_offset=NONE)"
                     )
                 else:
-                    kwargs["start_position"] = _AUTO_START[self.auto_offset]
+                    start_position = _AUTO_START[self.auto_offset]
                 membership = wire.Consumer(
                     groupId=self.group_id, groupEpoch=self.epoch, consumerId=self.consumer_id
                 )
                 messages = self.client.subscribe(
                     stream,
                     partition=partition,
+                    start_position=start_position,
+                    start_offset=start_offset,
                     consumer=membership,
-                    **kwargs,  # type: ignore[arg-type]
                 )
                 try:
                     async for msg in messages:
@@ -429,11 +473,11 @@ class Consumer:
                     # Not left to the garbage collector, which without
                     # reference counting (PyPy) may run after the loop ended.
                     await cast(AsyncGenerator[Message, None], messages).aclose()
-            except ErrorChannelClosed:
-                return  # the server handed the partition to a member of a newer epoch
+            except (ErrorChannelClosed, ErrorNotAssigned):
+                # The server handed the partition to a member of a newer
+                # epoch; the next poll reconciles.
+                return
             except LiftbridgeError as error:
-                if "not currently assigned" in str(error):
-                    return  # a newer epoch owns it; the next poll reconciles
                 await self._send.send(error)
             finally:
                 if self._tasks.get(key) is scope:

@@ -7,36 +7,56 @@ catches them keeps working.  lbwire adds finer classes below them where the
 server says more, and mixes in the matching built-in exception
 (`ValueError`, `TimeoutError`, `PermissionError`) where that is what a Python
 programmer would catch.
+
+Every decision from a gRPC status or the server's message text to an
+exception is made here (`from_grpc_error`, `subscribe_error`); callers decide
+by class, never by reading the text.
+
+Transient and permanent errors: each class says, with its `transient`
+attribute, whether trying the same call again (after fresh metadata) can
+succeed: a broker that could not be reached, a leader that moved, an
+election under way. The retry helpers retry exactly the transient ones.
+Independently, `not_processed` says the transport knows the server never
+began the call, so a publish may be sent again without being stored twice.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type, cast
+from typing import ClassVar, Dict, Optional, Tuple, Type, cast
 
 from .grpc.status import GRPCError, Status
 
 __all__ = [
     "ErrorAckTimeout",
     "ErrorAlreadyExists",
+    "ErrorAlreadyMember",
     "ErrorChannelClosed",
     "ErrorDeadlineExceeded",
     "ErrorEncryptionFailed",
     "ErrorEndOfPartition",
+    "ErrorGroupMembership",
     "ErrorIncorrectOffset",
     "ErrorInternal",
     "ErrorInvalidArgument",
+    "ErrorLeaderMoved",
     "ErrorMessageSizeExceeded",
     "ErrorNoMetadataLeader",
+    "ErrorNotAssigned",
+    "ErrorNotCoordinator",
     "ErrorNotFound",
     "ErrorNotLeader",
+    "ErrorNotMember",
     "ErrorPartitionPaused",
     "ErrorPermissionDenied",
     "ErrorReadonly",
+    "ErrorSegmentClosed",
+    "ErrorStaleEpoch",
     "ErrorUnavailable",
     "LiftbridgeError",
     "PublishAsyncError",
     "from_grpc_error",
     "publish_async_error",
+    "subscribe_error",
 ]
 
 
@@ -46,14 +66,25 @@ class LiftbridgeError(Exception):
     Attributes:
         status: The gRPC status the server (or the transport) ended the call
             with, when the error came from a call; None otherwise.
+        not_processed: True when the transport knows the server never began
+            the call (so sending it again cannot duplicate its effect).
+        transient: Class attribute: whether the same call may succeed when
+            tried again (after fresh metadata); the retry helpers retry
+            exactly these.
     """
 
     status: Optional[Status] = None
+    not_processed: bool = False
+    transient: ClassVar[bool] = False
 
-    def __init__(self, message: str = "", *, status: Optional[Status] = None) -> None:
+    def __init__(
+        self, message: str = "", *, status: Optional[Status] = None, not_processed: bool = False
+    ) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
+        if not_processed:
+            self.not_processed = True
 
     @property
     def message(self) -> str:
@@ -76,6 +107,8 @@ class ErrorChannelClosed(LiftbridgeError):
 class ErrorUnavailable(LiftbridgeError):
     """No broker could be reached, or the connection broke mid-call."""
 
+    transient = True
+
 
 class ErrorMessageSizeExceeded(LiftbridgeError, ValueError):
     """A message is larger than the client or the server accepts."""
@@ -84,6 +117,8 @@ class ErrorMessageSizeExceeded(LiftbridgeError, ValueError):
 class ErrorNoMetadataLeader(LiftbridgeError):
     """The cluster has no metadata leader (an election is under way)."""
 
+    transient = True
+
 
 class ErrorInvalidArgument(LiftbridgeError, ValueError):
     """The server refused a request's arguments (bad name, subject, offset...)."""
@@ -91,6 +126,8 @@ class ErrorInvalidArgument(LiftbridgeError, ValueError):
 
 class ErrorNotLeader(LiftbridgeError):
     """The broker asked is not the partition leader (metadata was stale)."""
+
+    transient = True
 
 
 class ErrorPartitionPaused(LiftbridgeError):
@@ -135,6 +172,54 @@ class ErrorEndOfPartition(LiftbridgeError):
 
 class ErrorInternal(LiftbridgeError):
     """The server reported an internal error."""
+
+
+class ErrorLeaderMoved(ErrorInternal):
+    """A subscription's partition leadership moved: resume on the new leader.
+
+    `LiftbridgeClient.subscribe` resumes instead of raising this.
+    """
+
+    transient = True
+
+
+class ErrorSegmentClosed(ErrorInternal):
+    """The log closed the segment a subscription was reading.
+
+    The log cleaner replaced it (a new subscription gets past it), or the
+    partition was paused. `LiftbridgeClient.subscribe` resumes, or raises
+    `ErrorPartitionPaused`, instead of raising this.
+    """
+
+    transient = True
+
+
+class ErrorGroupMembership(LiftbridgeError):
+    """A consumer-group call was refused because of the member's standing.
+
+    Its subclasses say why; a member mends each by joining again or by
+    refreshing what it knows of the group.
+    """
+
+
+class ErrorAlreadyMember(ErrorGroupMembership):
+    """The consumer is already a member of the group (an earlier join got through)."""
+
+
+class ErrorNotMember(ErrorGroupMembership):
+    """The consumer is not (or no longer) a member of the group."""
+
+
+class ErrorStaleEpoch(ErrorGroupMembership):
+    """The member's group epoch differs from the coordinator's."""
+
+
+class ErrorNotCoordinator(ErrorGroupMembership):
+    """The broker asked is not the group's coordinator (it moved)."""
+
+
+class ErrorNotAssigned(ErrorGroupMembership):
+    """The partition is assigned to a member of a newer group epoch."""
 
 
 class PublishAsyncError(LiftbridgeError):
@@ -202,7 +287,16 @@ def publish_async_error(code: int, message: str, correlation_id: str = "") -> Pu
 # The single status-to-exception table.  Entries keyed by (status, text) are
 # tried first: Liftbridge reuses generic codes for specific conditions and the
 # text is the only thing that tells them apart (server/api.go, v1.9.0).
-_BY_STATUS_AND_TEXT: Tuple[Tuple[Status, str, Type[LiftbridgeError]], ...] = (
+_BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], ...] = (
+    # Consumer groups (server/metadata.go, api.go, partition.go). None: any
+    # status, as the join's refusal comes with whatever Raft apply returned.
+    (None, "already a member", ErrorAlreadyMember),
+    (Status.FAILED_PRECONDITION, "not a member", ErrorNotMember),
+    # "client-provided group epoch differs from broker group epoch", and Raft's
+    # "proposed group epoch N is less than current epoch M".
+    (None, "group epoch", ErrorStaleEpoch),
+    (Status.FAILED_PRECONDITION, "not the consumer group coordinator", ErrorNotCoordinator),
+    (Status.FAILED_PRECONDITION, "not currently assigned", ErrorNotAssigned),
     (Status.INTERNAL, "no known metadata leader", ErrorNoMetadataLeader),
     # Metadata changes are forwarded to the metadata leader over NATS; when it
     # just died and Raft has not noticed yet, NATS answers "no responders".
@@ -247,21 +341,81 @@ _BY_STATUS: Dict[Status, Type[LiftbridgeError]] = {
 
 
 def from_grpc_error(
-    exc: GRPCError, *, default: Type[LiftbridgeError] = LiftbridgeError
+    exc: GRPCError,
+    *,
+    default: Type[LiftbridgeError] = LiftbridgeError,
+    message: Optional[str] = None,
 ) -> LiftbridgeError:
     """Turn a gRPC-level error into the lbwire exception that names its cause.
 
     Args:
         exc: The error the gRPC layer raised.
         default: The class for statuses the table does not know.
+        message: Text to use instead of the server's (e.g. one that names
+            the call and the broker).
 
     Returns:
-        An exception instance (not raised) carrying the status and message.
+        An exception instance (not raised) carrying the status, the message
+        and the transport's `not_processed` flag.
     """
     text = exc.message.lower()
     cls = next(
-        (c for status, needle, c in _BY_STATUS_AND_TEXT if exc.status == status and needle in text),
+        (
+            c
+            for status, needle, c in _BY_STATUS_AND_TEXT
+            if (status is None or exc.status == status) and needle in text
+        ),
         None,
     ) or _BY_STATUS.get(exc.status, default)
-    message = exc.message or exc.status.name
-    return cls(message, status=exc.status)
+    if message is None:
+        message = exc.message or exc.status.name
+    return cls(message, status=exc.status, not_processed=exc.not_processed)
+
+
+def subscribe_error(
+    exc: GRPCError, *, where: str, handshake_done: bool, explicit_stop_offset: bool
+) -> Optional[LiftbridgeError]:
+    """The exception for a Subscribe call that ended with `exc`, or None.
+
+    None means the subscription simply ended: its stop position was reached,
+    a read-only partition's end, or an implied stop before the start.
+
+    Args:
+        exc: The error the gRPC layer raised.
+        where: `stream/partition`, for the messages.
+        handshake_done: Whether the server had confirmed the subscription
+            (its first, empty message) before the error.
+        explicit_stop_offset: Whether the request asked for STOP_OFFSET.
+    """
+    status, text = exc.status, exc.message
+    lowered = text.lower()
+    if status == Status.RESOURCE_EXHAUSTED:
+        if "larger than max" in text:
+            # Our own receive limit, not the server's end of stream.
+            return ErrorMessageSizeExceeded(
+                f"A message of {where} exceeds max_message_size: {text}", status=status
+            )
+        return None  # stop position reached, end of read-only partition, or empty
+    if status == Status.UNAVAILABLE:
+        return ErrorUnavailable(text, status=status, not_processed=exc.not_processed)
+    if "segment has been closed" in text:
+        # v1.9.0: Internal before the handshake, Unknown after it.
+        return ErrorSegmentClosed(text, status=status)
+    if not handshake_done:
+        if status == Status.FAILED_PRECONDITION and "leader" in lowered:
+            return ErrorLeaderMoved(text, status=status)
+        if (
+            status == Status.INVALID_ARGUMENT
+            and not explicit_stop_offset
+            and "stop offset is before start offset" in lowered
+        ):
+            # The implied stop (newest message, end of a read-only partition,
+            # stop time) lies before the start, e.g. NEW_ONLY on a read-only
+            # partition: nothing to read.
+            return None
+        return from_grpc_error(exc)
+    if status == Status.INTERNAL:
+        return ErrorLeaderMoved(text, status=status)  # log closed: leadership moved
+    if status == Status.FAILED_PRECONDITION:
+        return ErrorPartitionPaused(f"Partition {where} was paused: {text}", status=status)
+    return from_grpc_error(exc, default=ErrorChannelClosed)

@@ -1,16 +1,20 @@
-"""The one retry helper: bounded attempts, bounded time, jittered exponential backoff."""
+"""The one retry helper: bounded attempts, bounded time, jittered exponential backoff.
+
+What is retried is decided by the exception's class (`LiftbridgeError.transient`),
+not by lists of exception types at each call site.
+"""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Tuple, Type, TypeVar
+from typing import Awaitable, Callable, Optional, Tuple, Type, TypeVar
 
 import anyio
 
 from .error import LiftbridgeError
 
-__all__ = ["RetryPolicy", "retrying"]
+__all__ = ["RetryPolicy", "is_transient", "retrying"]
 
 T = TypeVar("T")
 
@@ -47,22 +51,39 @@ class RetryPolicy:
         return ceiling / 2 + random.random() * ceiling / 2
 
 
+def is_transient(error: LiftbridgeError) -> bool:
+    """Whether trying the failed call again may succeed (the class says so)."""
+    return error.transient
+
+
 async def retrying(
     attempt: Callable[[int], Awaitable[T]],
     policy: RetryPolicy,
-    retry_on: Tuple[Type[LiftbridgeError], ...],
+    retry_on: Optional[Tuple[Type[LiftbridgeError], ...]] = None,
+    *,
+    retry_if: Callable[[LiftbridgeError], bool] = is_transient,
 ) -> T:
     """Call `attempt(n)` (n = 0, 1, ...) until it succeeds or the policy gives up.
 
-    Only exceptions of the `retry_on` classes are retried; the last one is
-    re-raised when attempts or time run out.
+    A `LiftbridgeError` is retried when `retry_if` says so (by default: when
+    it is transient); the last one is re-raised when attempts or time run out.
+    `retry_on`, kept for callers of lbwire 0.1, retries exactly those classes
+    instead.
     """
+    if retry_on is not None:
+        classes = retry_on
+
+        def retry_if(error: LiftbridgeError) -> bool:
+            return isinstance(error, classes)
+
     deadline = anyio.current_time() + policy.max_time
     failures = 0
     while True:
         try:
             return await attempt(failures)
-        except retry_on:
+        except LiftbridgeError as error:
+            if not retry_if(error):
+                raise
             failures += 1
             pause = policy.backoff(failures)
             if failures >= policy.attempts or anyio.current_time() + pause > deadline:

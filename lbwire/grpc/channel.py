@@ -969,16 +969,21 @@ class _Call:
     async def _wait_for_connection(self) -> _Connection:
         """Connect if needed, and wait for a free stream (max concurrent streams)."""
         channel = self._channel
-        with anyio.CancelScope(deadline=self._deadline) as scope:
-            connection = await channel._get_connection()
-            while not connection.protocol.can_start_call:
-                if not connection.usable:
-                    connection = await channel._get_connection()
-                else:  # SETTINGS_MAX_CONCURRENT_STREAMS reached: queue
-                    await connection.wait_capacity()
-            return connection
-        assert scope.cancelled_caught
-        raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        try:
+            with anyio.CancelScope(deadline=self._deadline) as scope:
+                connection = await channel._get_connection()
+                while not connection.protocol.can_start_call:
+                    if not connection.usable:
+                        connection = await channel._get_connection()
+                    else:  # SETTINGS_MAX_CONCURRENT_STREAMS reached: queue
+                        await connection.wait_capacity()
+                return connection
+            assert scope.cancelled_caught
+            raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        except GRPCError as exc:
+            # No stream was opened: the server never saw this call.
+            exc.not_processed = True
+            raise
 
     async def _send(self, payload: bytes, end: bool) -> None:
         """Send one message, waiting for flow-control window as needed."""

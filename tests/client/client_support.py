@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, Callable
+from typing import Any
 
 import anyio
-from helpers import aclosing
+from helpers import HANG_GUARD, aclosing
 
 from lbwire.client import LiftbridgeClient
 from lbwire.types import Message, StartPosition, StopPosition
 
-#: Upper bound on anything that waits for the server: a guard against hangs,
-#: never a speed expectation.
-HANG_GUARD = 20.0
+__all__ = ["HANG_GUARD", "collect", "partition_of", "publish_values", "read_all"]
 
 
 async def read_all(
@@ -38,20 +35,6 @@ async def collect(subscription: Any, limit: int | None = None) -> list[Message]:
                 if limit is not None and len(out) >= limit:
                     break
     return out
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll `condition` until it holds; fail after HANG_GUARD seconds.
-
-    For state only the server knows (a cleaner run, an auto-pause, a log
-    line): there is no event to wait for, so the state itself is polled.
-    """
-    with anyio.move_on_after(HANG_GUARD):
-        while True:
-            if await condition():
-                return
-            await anyio.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}")
 
 
 async def publish_values(

@@ -7,18 +7,24 @@ conditions, bounded by generous guards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+from helpers import HANG_GUARD, wait_until
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
 from lbwire.consumer import AutoOffset, Consumer
-from lbwire.error import ErrorNotFound, LiftbridgeError
+from lbwire.error import (
+    ErrorAlreadyMember,
+    ErrorGroupMembership,
+    ErrorNotFound,
+    ErrorNotMember,
+    ErrorStaleEpoch,
+    LiftbridgeError,
+)
 from lbwire.testing import LiftbridgeServer
-
-GUARD = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +49,9 @@ async def make_stream(client: LiftbridgeClient, name: str, partitions: int, per:
             await client.publish(f"{p}-{i}".encode(), stream=name, partition=p)
 
 
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll the consumer's view (updated by its own assignment loop) until true."""
-    with anyio.fail_after(GUARD):
-        while not condition():  # noqa: ASYNC110 - state changes in another task, no event
-            await anyio.sleep(0.05)
-
-
 async def take(consumer: Consumer, count: int) -> list[wire.Message]:
     out = []
-    with anyio.fail_after(GUARD):
+    with anyio.fail_after(HANG_GUARD):
         async for msg in consumer:
             out.append(msg)
             if len(out) == count:
@@ -90,7 +89,7 @@ async def test_two_members_split_the_partitions(client: LiftbridgeClient, stream
     async with client.consumer(group, [stream_name], consumer_id="a") as a:
         await a.wait_assigned()
         async with client.consumer(group, [stream_name], consumer_id="b") as b:
-            await wait_for(
+            await wait_until(
                 lambda: (
                     len(a.assignments.get(stream_name, [])) == 2
                     and len(b.assignments.get(stream_name, [])) == 2
@@ -117,14 +116,14 @@ async def test_member_leaving_hands_its_partitions_over_with_committed_progress(
             auto_offset=AutoOffset.EARLIEST,
             auto_checkpoint_interval=None,
         ) as b:
-            await wait_for(lambda: len(b.assignments.get(stream_name, [])) == 1, "b assigned")
+            await wait_until(lambda: len(b.assignments.get(stream_name, [])) == 1, "b assigned")
             (b_partition,) = b.assignments[stream_name]
             read_by_b = [m for m in await take(b, 4)]
             assert all(m.partition == b_partition for m in read_by_b)
             assert [m.offset for m in read_by_b] == [0, 1, 2, 3]
         # b committed offsets 0-3 on exit (the 4th was handed out, then b asked
         # for no more, so it counts as processed) and left the group.
-        await wait_for(lambda: len(a.assignments.get(stream_name, [])) == 2, "a takes over")
+        await wait_until(lambda: len(a.assignments.get(stream_name, [])) == 2, "a takes over")
         rest = await take(a, 10 + 6)
     from_b_partition = sorted(m.offset for m in rest if m.partition == b_partition)
     assert from_b_partition == list(range(4, 10)), "resumed after b's committed position"
@@ -142,7 +141,7 @@ async def test_committed_positions_are_go_style_group_cursors(
         await take(c, 3)
         await c.checkpoint()
     # go-liftbridge's convention: the last processed offset under __group:<id>.
-    assert await client._load_cursor(stream_name, 0, f"__group:{group}") in (1, 2)
+    assert await client.cursor_store.load(stream_name, 0, f"__group:{group}") in (1, 2)
 
 
 @pytest.mark.anyio
@@ -153,8 +152,9 @@ async def test_auto_offset_none_without_committed_position_raises_not_found(
     async with client.consumer(
         "g-" + stream_name, [stream_name], auto_offset=AutoOffset.NONE
     ) as consumer:
-        with pytest.raises(ErrorNotFound, match="no committed position"), anyio.fail_after(GUARD):
-            await consumer.__anext__()
+        with anyio.fail_after(HANG_GUARD):
+            with pytest.raises(ErrorNotFound, match="no committed position"):
+                await consumer.__anext__()
 
 
 @pytest.mark.anyio
@@ -163,7 +163,7 @@ async def test_new_member_starts_after_the_committed_position(
 ) -> None:
     await make_stream(client, stream_name, 1, 6)
     group = "g-" + stream_name
-    await client._store_cursor(stream_name, 0, f"__group:{group}", 2)
+    await client.cursor_store.store(stream_name, 0, f"__group:{group}", 2)
     async with client.consumer(group, [stream_name], auto_offset=AutoOffset.EARLIEST) as c:
         messages = await take(c, 3)
     assert [m.offset for m in messages] == [3, 4, 5]
@@ -195,6 +195,59 @@ async def test_raw_group_rpcs_join_fetch_and_leave(
 
 
 @pytest.mark.anyio
+async def test_a_left_member_is_told_it_is_not_a_member(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 0)
+    group = "g-" + stream_name
+    await client.join_consumer_group(group, "m1", [stream_name])
+    joined = await client.join_consumer_group(group, "m2", [stream_name])
+    await client.leave_consumer_group(group, "m1")
+    refreshed = await client.fetch_consumer_group_metadata(group)
+    assert refreshed is not None
+    with pytest.raises(ErrorNotMember) as caught:
+        await client.fetch_consumer_group_assignments(
+            group, "m1", refreshed.epoch, coordinator=joined.coordinator
+        )
+    assert isinstance(caught.value, ErrorGroupMembership)
+    await client.leave_consumer_group(group, "m2")
+
+
+@pytest.mark.anyio
+async def test_joining_twice_raises_already_member(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 0)
+    group = "g-" + stream_name
+    await client.join_consumer_group(group, "m1", [stream_name])
+    with pytest.raises(ErrorAlreadyMember):
+        await client.join_consumer_group(group, "m1", [stream_name])
+    await client.leave_consumer_group(group, "m1")
+
+
+class _UserError(Exception):
+    """An error of the user's own code inside the consumer's block."""
+
+
+@pytest.mark.anyio
+async def test_error_raised_in_the_consumer_block_propagates_unwrapped(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    # Not an ExceptionGroup: `except` around the block sees the error itself,
+    # as around `async with LiftbridgeClient(...)`.
+    await make_stream(client, stream_name, 1, 0)
+
+    async def block() -> None:
+        async with client.consumer("g-" + stream_name, [stream_name]) as consumer:
+            await consumer.wait_assigned()
+            raise _UserError("from the block")
+
+    with pytest.raises(_UserError) as caught:
+        await block()
+    assert type(caught.value) is _UserError
+
+
+@pytest.mark.anyio
 async def test_fetching_with_a_stale_epoch_is_refused(
     client: LiftbridgeClient, stream_name: str
 ) -> None:
@@ -203,7 +256,7 @@ async def test_fetching_with_a_stale_epoch_is_refused(
     first = await client.join_consumer_group(group, "m1", [stream_name])
     second = await client.join_consumer_group(group, "m2", [stream_name])
     assert second.epoch != first.epoch
-    with pytest.raises(LiftbridgeError, match="epoch"):
+    with pytest.raises(ErrorStaleEpoch, match="epoch"):
         await client.fetch_consumer_group_assignments(
             group, "m1", first.epoch, coordinator=first.coordinator
         )

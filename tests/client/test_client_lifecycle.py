@@ -9,6 +9,7 @@ import anyio
 import pytest
 import sniffio
 from client_support import HANG_GUARD, publish_values
+from helpers import wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorNotFound, ErrorUnavailable
@@ -110,13 +111,11 @@ async def test_calls_after_the_block_raise_runtime_error(broker: str, stream: st
 async def test_idle_connection_is_closed_and_reopened_on_the_next_call(broker: str) -> None:
     async with LiftbridgeClient([broker], idle_timeout=0.2) as client:
         await client.get_metadata()
-        assert len(client._channels) == 1
-        with anyio.fail_after(HANG_GUARD):
-            while client._channels:  # noqa: ASYNC110 - closed by the client's own task
-                await anyio.sleep(0.05)
+        assert len(client.connection_info()) == 1
+        await wait_until(lambda: not client.connection_info(), "the idle connection is closed")
         metadata = await client.get_metadata()
         assert metadata.brokers
-        assert len(client._channels) == 1
+        assert [c.connected for c in client.connection_info()] == [True]
 
 
 async def test_connection_with_a_call_in_progress_is_not_closed_as_idle(
@@ -191,8 +190,8 @@ async def test_subscriptions_share_a_pool_of_max_conns_per_broker_connections(
         # Two pooled connections (the limit) carry the three subscriptions;
         # the other calls keep their own connection.
         assert connections_to(port) == 3
-        (pool,) = client._pools.values()
-        assert sorted(pooled.users for pooled in pool) == [1, 2]
+        pooled = [c.subscriptions for c in client.connection_info() if c.for_subscriptions]
+        assert sorted(pooled) == [1, 2]
         # The subscriptions still work side by side on shared connections.
         await publish_values(client, stream_name, [b"b"])
         with anyio.fail_after(HANG_GUARD):
@@ -201,10 +200,8 @@ async def test_subscriptions_share_a_pool_of_max_conns_per_broker_connections(
         for subscription in subscriptions:
             await subscription.aclose()
         # Idle pooled connections are closed like the others.
-        with anyio.fail_after(HANG_GUARD):
-            while connections_to(port):  # noqa: ASYNC110 - closed by the client's own task
-                await anyio.sleep(0.05)
-        assert not client._pools
+        await wait_until(lambda: not connections_to(port), "idle connections are closed")
+        assert not client.connection_info()
 
 
 async def test_one_pooled_connection_carries_every_subscription(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from client_support import HANG_GUARD, read_all, wait_until
+from client_support import HANG_GUARD, read_all
+from helpers import wait_until
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient

@@ -6,14 +6,8 @@ import zlib
 
 import anyio
 import pytest
-from client_support import (
-    HANG_GUARD,
-    collect,
-    partition_of,
-    publish_values,
-    read_all,
-    wait_until,
-)
+from client_support import HANG_GUARD, collect, partition_of, publish_values, read_all
+from helpers import wait_until
 
 from lbwire.client import KeyPartitioner, LiftbridgeClient, RoundRobinPartitioner
 from lbwire.error import (

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from client_support import aclosing, collect, publish_values, read_all, wait_until
+from client_support import collect, publish_values, read_all
+from helpers import aclosing, wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (

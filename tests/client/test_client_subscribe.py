@@ -6,14 +6,8 @@ import gc
 
 import anyio
 import pytest
-from client_support import (
-    HANG_GUARD,
-    aclosing,
-    collect,
-    publish_values,
-    read_all,
-    wait_until,
-)
+from client_support import HANG_GUARD, collect, publish_values, read_all
+from helpers import aclosing, wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorInvalidArgument, ErrorNotFound, ErrorPartitionPaused

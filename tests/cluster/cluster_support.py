@@ -83,13 +83,16 @@ async def wait_until_client_sees_death(client: LiftbridgeClient, node: Liftbridg
     fails with ErrorUnavailable rather than being sent again elsewhere: the
     client cannot tell it from a publish the broker forwarded before dying.
     """
-    channel = client._channels.get(address(node))
-    if channel is not None:
+    broker = f"{node.host}:{node.port}"
 
-        async def closed() -> bool:
-            return not channel.connected
+    async def closed() -> bool:
+        return not any(
+            c.connected
+            for c in client.connection_info()
+            if c.broker == broker and not c.for_subscriptions
+        )
 
-        await poll_until(closed)
+    await poll_until(closed)
 
 
 async def poll_until(check: Callable[[], Awaitable[bool]]) -> None:

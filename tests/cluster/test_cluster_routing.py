@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import pytest
 from cluster_support import (
@@ -79,18 +77,12 @@ async def test_each_partition_is_read_from_its_leader(
 
         # Every broker the client talks to from here on, in order.
         contacted: list[tuple[str, int]] = []
-        channel_for, pooled_for = client._channel, client._take_pooled
 
-        def recording_channel(broker: tuple[str, int]) -> Channel:
-            contacted.append(broker)
-            return channel_for(broker)
+        def record(broker: str) -> None:
+            host, port = broker.rsplit(":", 1)
+            contacted.append((host, int(port)))
 
-        def recording_pooled(broker: tuple[str, int]) -> Any:  # subscriptions' connections
-            contacted.append(broker)
-            return pooled_for(broker)
-
-        monkeypatch.setattr(client, "_channel", recording_channel)
-        monkeypatch.setattr(client, "_take_pooled", recording_pooled)
+        client.add_connection_listener(record)
         with anyio.fail_after(HANG_GUARD):
             for partition in range(PARTITIONS):
                 leader = address(node_by_id(shared_cluster, metadata.partitions[partition].leader))

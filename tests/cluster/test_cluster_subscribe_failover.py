@@ -76,14 +76,14 @@ async def test_subscription_to_a_replica_resumes_when_that_replica_dies(
         leader = await partition_leader(client, fresh_cluster, stream_name)
         follower = next(node for node in fresh_cluster.nodes if node is not leader)
         # The client picks a random in-sync replica: make the first pick the follower.
-        real_random_isr = client._metadata.random_isr
+        real_random_isr = client.cached_metadata.random_isr
         picks: list[Any] = []
 
         def first_the_follower(stream: str, partition: int) -> Any:
             picks.append(real_random_isr(stream, partition) if picks else address(follower))
             return picks[-1]
 
-        monkeypatch.setattr(client._metadata, "random_isr", first_the_follower)
+        monkeypatch.setattr(client.cached_metadata, "random_isr", first_the_follower)
 
         # LEADER acks: with ALL, publishing would wait for the dead replica to
         # leave the ISR (replica.max.lag.time).

@@ -1,0 +1,341 @@
+"""The client's cluster-administration methods: metadata, streams, consumer groups.
+
+`AdminMethods` is one facet of `LiftbridgeClient` (which inherits it): each
+method checks its arguments, builds the request and delegates the call to
+the client's `Router`. It holds no state of its own.
+"""
+
+from __future__ import annotations
+
+from random import random
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Type, TypeVar
+
+import anyio
+
+from . import wire
+from ._log import LazyLogger
+from ._routing import CURSOR_STREAM
+from .error import ErrorDeadlineExceeded, ErrorInvalidArgument, ErrorNoMetadataLeader, ErrorNotFound
+from .metadata import to_public_partition
+from .types import Metadata, PartitionMetadata
+
+if TYPE_CHECKING:
+    from ._routing import Router
+
+__all__ = ["AdminMethods"]
+
+logger = LazyLogger("lbwire")
+
+_R = TypeVar("_R")
+
+
+class AdminMethods:
+    """Metadata, stream and consumer-group calls of `LiftbridgeClient`."""
+
+    _router: Router
+    metadata_leader_timeout: float
+    metadata_leader_dev: float
+
+    async def _call_any(
+        self, method: str, request: Any, response_type: Type[_R], **kwargs: Any
+    ) -> _R:
+        # A seam: tests/compat/test_api_surface.py replaces it on
+        # LiftbridgeClient to capture the requests sent, without a server, and
+        # compares them with gufo-liftbridge's. Keep its name and signature
+        # until it captures at a public hook (ConnectionRegistry.channel_factory).
+        return await self._router.call_any(method, request, response_type, **kwargs)
+
+    # ------------------------------------------------------------------ metadata
+
+    async def get_metadata(
+        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+    ) -> Metadata:
+        """Fetch cluster metadata, and refresh the client's cache with it.
+
+        Args:
+            stream: Only this stream's metadata, if set.
+            wait_for_stream: Wait until `stream` exists and every partition
+                has a leader.
+
+        Raises:
+            ErrorUnavailable: No broker could be reached within the retry policy.
+        """
+        router = self._router
+        if wait_for_stream:
+            response = await router.wait_for_stream(stream)
+        else:
+            response = await router.refresh(*([stream] if stream else []))
+        return router.metadata.to_public(response)
+
+    async def get_partition_metadata(
+        self, stream: str, partition: int, wait_for_stream: bool = False
+    ) -> PartitionMetadata:
+        """Fetch one partition's metadata from its leader (high watermark, newest offset).
+
+        Raises:
+            ErrorNotFound: No such stream or partition.
+            ErrorPartitionPaused: The partition is paused (its leader serves
+                no partition metadata until it is resumed).
+        """
+        if wait_for_stream:
+            await self.wait_for_stream(stream)
+        response = await self._router.call_leader(
+            stream,
+            partition,
+            "FetchPartitionMetadata",
+            wire.FetchPartitionMetadataRequest(stream=stream, partition=partition),
+            wire.FetchPartitionMetadataResponse,
+        )
+        if response.metadata is None:
+            raise ErrorNotFound(f"No metadata for {stream!r} partition {partition}")
+        return to_public_partition(response.metadata)
+
+    async def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
+        """Wait until `stream` exists and each of its partitions has a leader.
+
+        Args:
+            stream: Stream name.
+            timeout: Give up after this many seconds (None: wait on).
+
+        Raises:
+            ErrorDeadlineExceeded: `timeout` passed first.
+        """
+        try:
+            with anyio.fail_after(timeout):
+                await self.get_metadata(stream, wait_for_stream=True)
+        except TimeoutError:
+            raise ErrorDeadlineExceeded(
+                f"Stream {stream!r} was not ready within {timeout} s"
+            ) from None
+
+    async def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
+        """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
+        await self.wait_for_stream(CURSOR_STREAM, timeout=timeout)
+
+    # ------------------------------------------------------------------ streams
+
+    async def create_stream(
+        self,
+        name: str,
+        *,
+        subject: Optional[str] = None,
+        group: Optional[str] = None,
+        replication_factor: int = 1,
+        minisr: int = 0,
+        partitions: int = 1,
+        enable_compact: Optional[bool] = False,
+        retention_max_age: int = 0,
+        retention_max_bytes: int = 0,
+        segment_max_age: int = 0,
+        segment_max_bytes: int = 0,
+        auto_pause_time: int = 0,
+        auto_pause_disable_if_subscribers: bool = False,
+        wait_for_stream: bool = False,
+        retention_max_messages: int = 0,
+        cleaner_interval: int = 0,
+        compact_max_goroutines: int = 0,
+        optimistic_concurrency_control: Optional[bool] = None,
+        encryption: Optional[bool] = None,
+    ) -> None:
+        """Create a stream.
+
+        Durations are in seconds, as in gufo-liftbridge; 0 means the server's
+        default. The arguments after `wait_for_stream` are lbwire's additions.
+
+        Args:
+            name: Stream name.
+            subject: NATS subject (defaults to the name).
+            group: NATS queue group the partitions' subscriptions join.
+            replication_factor: Replicas per partition (-1: every broker).
+            minisr: Minimum in-sync replicas for a write to be committed.
+            partitions: Number of partitions.
+            enable_compact: Compaction on/off (None: server default).
+            retention_max_age: Delete messages older than this (s).
+            retention_max_bytes: Keep at most this many bytes per partition.
+            segment_max_age: Roll segments after this long (s).
+            segment_max_bytes: Roll segments after this many bytes.
+            auto_pause_time: Pause idle partitions after this long (s).
+            auto_pause_disable_if_subscribers: Never auto-pause while subscribed.
+            wait_for_stream: Return only once the stream is ready.
+            retention_max_messages: Keep at most this many messages per partition.
+            cleaner_interval: How often (s) the log cleaner runs.
+            compact_max_goroutines: Concurrency of compaction.
+            optimistic_concurrency_control: Enable `expected_offset` checks.
+            encryption: Encrypt data at rest (needs the server's key).
+
+        Raises:
+            ValueError: Invalid arguments (before anything is sent).
+            ErrorAlreadyExists: A stream with this name exists.
+            ErrorInvalidArgument: The server refused the arguments.
+        """
+        if not name:
+            raise ErrorInvalidArgument("Stream name must not be empty")
+        if partitions < 1:
+            raise ErrorInvalidArgument(f"partitions must be at least 1, not {partitions}")
+        if replication_factor == 0 or replication_factor < -1:
+            raise ErrorInvalidArgument(
+                f"replication_factor must be -1 or at least 1, not {replication_factor}"
+            )
+
+        def ms(seconds: int) -> Optional[int]:
+            return seconds * 1000 if seconds else None
+
+        request = wire.CreateStreamRequest(
+            subject=subject or name,
+            name=name,
+            group=group or "",
+            replicationFactor=replication_factor,
+            partitions=partitions,
+            retentionMaxBytes=retention_max_bytes or None,
+            retentionMaxMessages=retention_max_messages or None,
+            retentionMaxAge=ms(retention_max_age),
+            cleanerInterval=ms(cleaner_interval),
+            segmentMaxBytes=segment_max_bytes or None,
+            segmentMaxAge=ms(segment_max_age),
+            compactMaxGoroutines=compact_max_goroutines or None,
+            compactEnabled=enable_compact,
+            autoPauseTime=ms(auto_pause_time),
+            autoPauseDisableIfSubscribers=(
+                True if auto_pause_time and auto_pause_disable_if_subscribers else None
+            ),
+            minIsr=minisr or None,
+            optimisticConcurrencyControl=optimistic_concurrency_control,
+            encryption=encryption,
+        )
+        while True:
+            try:
+                await self._call_any("CreateStream", request, wire.CreateStreamResponse)
+                break
+            except ErrorNoMetadataLeader:
+                logger.info("No metadata leader while creating %r; retrying", name)
+                dev = self.metadata_leader_dev
+                await anyio.sleep(max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()))
+        self._router.metadata.forget(name)
+        if wait_for_stream:
+            await self.wait_for_stream(name)
+
+    async def delete_stream(self, name: str) -> None:
+        """Delete a stream and all its data.
+
+        Raises:
+            ErrorNotFound: No such stream.
+        """
+        await self._call_any(
+            "DeleteStream", wire.DeleteStreamRequest(name=name), wire.DeleteStreamResponse
+        )
+        self._router.metadata.forget(name)
+
+    async def pause_stream(
+        self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
+    ) -> None:
+        """Pause a stream's partitions (all when `partitions` is None).
+
+        A paused partition resumes when it is published to; with `resume_all`
+        every paused partition of the stream resumes then.
+
+        Raises:
+            ErrorNotFound: No such stream or partition.
+        """
+        await self._call_any(
+            "PauseStream",
+            wire.PauseStreamRequest(
+                name=name, partitions=list(partitions or ()), resumeAll=resume_all
+            ),
+            wire.PauseStreamResponse,
+        )
+        self._router.metadata.forget(name)
+
+    async def set_stream_readonly(
+        self, name: str, *, partitions: Optional[Sequence[int]] = None, readonly: bool = True
+    ) -> None:
+        """Make a stream's partitions read-only, or writable again.
+
+        Raises:
+            ErrorNotFound: No such stream or partition.
+        """
+        await self._call_any(
+            "SetStreamReadonly",
+            wire.SetStreamReadonlyRequest(
+                name=name, partitions=list(partitions or ()), readonly=readonly
+            ),
+            wire.SetStreamReadonlyResponse,
+        )
+        self._router.metadata.forget(name)
+
+    async def join_consumer_group(
+        self, group_id: str, consumer_id: str, streams: Sequence[str]
+    ) -> wire.JoinConsumerGroupResponse:
+        """Add a member to a consumer group (created if needed).
+
+        Returns:
+            The coordinator's broker id, the group epoch and the timeouts (ns).
+        """
+        return await self._call_any(
+            "JoinConsumerGroup",
+            wire.JoinConsumerGroupRequest(
+                groupId=group_id, consumerId=consumer_id, streams=list(streams)
+            ),
+            wire.JoinConsumerGroupResponse,
+        )
+
+    async def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
+        """Remove a member from a consumer group.
+
+        Raises:
+            ErrorNotFound: No such group.
+        """
+        await self._call_any(
+            "LeaveConsumerGroup",
+            wire.LeaveConsumerGroupRequest(groupId=group_id, consumerId=consumer_id),
+            wire.LeaveConsumerGroupResponse,
+        )
+
+    async def fetch_consumer_group_assignments(
+        self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
+    ) -> wire.FetchConsumerGroupAssignmentsResponse:
+        """Ask the group's coordinator (a broker id) for a member's partitions.
+
+        This is also the member's heartbeat.
+
+        Raises:
+            ErrorNotFound: No such group.
+            LiftbridgeError: Not a member, stale epoch or not the coordinator
+                (FailedPrecondition; the message says which).
+        """
+        address = await self._router.broker_address(coordinator)
+        return await self._router.call(
+            address,
+            "FetchConsumerGroupAssignments",
+            wire.FetchConsumerGroupAssignmentsRequest(
+                groupId=group_id, consumerId=consumer_id, epoch=epoch
+            ),
+            wire.FetchConsumerGroupAssignmentsResponse,
+            timeout=self._router.rpc_timeout,
+        )
+
+    async def report_consumer_group_coordinator(
+        self, group_id: str, consumer_id: str, coordinator: str, epoch: int
+    ) -> None:
+        """Report a group's coordinator as failed (a majority of members moves it)."""
+        await self._call_any(
+            "ReportConsumerGroupCoordinator",
+            wire.ReportConsumerGroupCoordinatorRequest(
+                groupId=group_id, consumerId=consumer_id, coordinator=coordinator, epoch=epoch
+            ),
+            wire.ReportConsumerGroupCoordinatorResponse,
+        )
+
+    async def fetch_consumer_group_metadata(
+        self, group_id: str
+    ) -> Optional[wire.ConsumerGroupMetadata]:
+        """The group's coordinator and epoch, or None if the group does not exist."""
+        response = await self._call_any(
+            "FetchMetadata",
+            wire.FetchMetadataRequest(groups=[group_id]),
+            wire.FetchMetadataResponse,
+        )
+        self._router.metadata.update_brokers(response.brokers)
+        for group in response.groupMetadata:
+            if group.groupId == group_id and group.error == wire.ConsumerGroupMetadataError.OK:
+                return group
+        return None

@@ -1,0 +1,87 @@
+"""Cursors: the stored positions of named readers, kept in the `__cursors` stream.
+
+`CursorStore.store` and `load` move the raw stored value; the client's
+`set_cursor`/`get_cursor` apply its `CursorConvention` on top, and consumer
+groups store the last processed offset through `store` directly, as
+go-liftbridge does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from . import wire
+from .error import ErrorInvalidArgument
+from .types import CursorConvention
+
+__all__ = ["CursorStore"]
+
+#: `Router.call_cursor_leader`'s signature: (stream, partition, cursor id,
+#: method, request, response type) -> response.
+CursorCall = Callable[[str, int, str, str, Any, Any], Awaitable[Any]]
+
+
+class CursorStore:
+    """Stores and loads cursors at the leader of their `__cursors` partition.
+
+    Args:
+        call: Makes one cursor call (`Router.call_cursor_leader`).
+        convention: What `set_processed` stores and `resume_offset` reads.
+    """
+
+    def __init__(self, call: CursorCall, convention: CursorConvention) -> None:
+        self._call = call
+        self.convention = convention
+
+    async def store(self, stream: str, partition: int, cursor_id: str, value: int) -> None:
+        """Store `value` as the cursor, with no convention applied."""
+        await self._call(
+            stream,
+            partition,
+            cursor_id,
+            "SetCursor",
+            wire.SetCursorRequest(
+                stream=stream, partition=partition, cursorId=cursor_id, offset=value
+            ),
+            wire.SetCursorResponse,
+        )
+
+    async def load(self, stream: str, partition: int, cursor_id: str) -> int:
+        """The stored cursor value (-1 when there is none), with no convention applied."""
+        response = await self._call(
+            stream,
+            partition,
+            cursor_id,
+            "FetchCursor",
+            wire.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id),
+            wire.FetchCursorResponse,
+        )
+        offset: int = response.offset
+        return offset
+
+    async def set_processed(self, stream: str, partition: int, cursor_id: str, offset: int) -> None:
+        """Store that the message at `offset` was processed, by the convention."""
+        _check(partition, cursor_id)
+        if offset < 0:
+            raise ErrorInvalidArgument(f"Cursor offset must not be negative, not {offset}")
+        stored = offset + 1 if self.convention == CursorConvention.NEXT else offset
+        await self.store(stream, partition, cursor_id, stored)
+
+    async def get(self, stream: str, partition: int, cursor_id: str) -> int:
+        """The stored value (-1 when there is none), after checking the arguments."""
+        _check(partition, cursor_id)
+        return await self.load(stream, partition, cursor_id)
+
+    async def resume_offset(self, stream: str, partition: int, cursor_id: str) -> int:
+        """The offset a subscription with StartPosition.RESUME starts at."""
+        stored = await self.get(stream, partition, cursor_id)
+        if stored < 0:
+            return 0
+        return stored if self.convention == CursorConvention.NEXT else stored + 1
+
+
+def _check(partition: int, cursor_id: str) -> None:
+    if not cursor_id:
+        raise ErrorInvalidArgument("cursor_id must not be empty")
+    if partition < 0:
+        raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")

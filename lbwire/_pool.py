@@ -1,0 +1,207 @@
+"""The client's connections: one registry of every broker connection, and its reaper.
+
+Each broker has one connection for every call but Subscribe, and a pool of
+up to `max_per_broker` connections that Subscribe calls share (Liftbridge's
+client guide: a pool of 2 by default). Each is one `BrokerConnection`
+record; one task closes the records no call has used for `idle_timeout`
+seconds, whatever their purpose. A closed connection reopens on the next
+call (the channel reconnects by itself after a break).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional
+
+import anyio
+
+from ._address import Address, format_address
+from ._log import LazyLogger
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from .grpc import Channel, ChannelConfig
+
+__all__ = ["BrokerConnection", "ConnectionInfo", "ConnectionRegistry"]
+
+logger = LazyLogger("lbwire")
+
+
+class ConnectionInfo(NamedTuple):
+    """A snapshot of one of the client's connections (see `LiftbridgeClient.connection_info`).
+
+    Attributes:
+        broker: The broker's `host:port`.
+        for_subscriptions: True for a pooled Subscribe connection, False for
+            the connection of every other call.
+        connected: Whether its HTTP/2 connection is open right now.
+        subscriptions: Subscriptions using it (0 for the other one).
+    """
+
+    broker: str
+    for_subscriptions: bool
+    connected: bool
+    subscriptions: int
+
+
+class BrokerConnection:
+    """One connection to a broker: its channel, its purpose and when it was last used."""
+
+    # A plain class: `dataclasses` adds to `import lbwire.client`.
+    __slots__ = ("address", "channel", "for_subscriptions", "last_used", "subscriptions")
+
+    def __init__(self, address: Address, channel: Channel, *, for_subscriptions: bool) -> None:
+        self.address = address
+        self.channel = channel
+        self.for_subscriptions = for_subscriptions
+        self.subscriptions = 0
+        self.last_used = anyio.current_time()
+
+    def idle_since(self, now: float) -> Optional[float]:
+        """Seconds without a call, or None while a call uses the connection."""
+        if self.subscriptions or self.channel.active_calls:
+            return None
+        return now - self.last_used
+
+
+class ConnectionRegistry:
+    """Every connection of one client, by broker; the only owner of its channels.
+
+    Args:
+        config: Settings of every channel.
+        max_per_broker: Most pooled Subscribe connections to one broker.
+        idle_timeout: Close connections unused this long (None: never).
+    """
+
+    #: Test hook: how channels are made, `(host, port, task_group=, config=)`
+    #: like `lbwire.grpc.Channel` (None: that class). Tests set it to wrap
+    #: the real channel; nothing else should.
+    channel_factory: Optional[Callable[..., Channel]] = None
+
+    def __init__(
+        self, config: ChannelConfig, *, max_per_broker: int, idle_timeout: Optional[float]
+    ) -> None:
+        self.config = config
+        self.max_per_broker = max_per_broker
+        self.idle_timeout = idle_timeout
+        self._calls: Dict[Address, BrokerConnection] = {}
+        self._pools: Dict[Address, List[BrokerConnection]] = {}
+        self._task_group: Optional[TaskGroup] = None
+        self._listeners: List[Callable[[str], None]] = []
+
+    def start(self, task_group: TaskGroup) -> None:
+        """Make connections in `task_group` from now on; start the idle reaper."""
+        self._task_group = task_group
+        if self.idle_timeout is not None:
+            task_group.start_soon(self._close_idle, self.idle_timeout)
+
+    def stop(self) -> None:
+        """Refuse new connections (the task group is closing)."""
+        self._task_group = None
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """Call `callback("host:port")` whenever a call takes a connection."""
+        self._listeners.append(callback)
+
+    def _taken(self, address: Address) -> None:
+        for callback in self._listeners:
+            callback(format_address(address))
+
+    def _new_channel(self, address: Address) -> Channel:
+        if self._task_group is None:
+            raise RuntimeError(
+                "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
+            )
+        factory = type(self).channel_factory
+        if factory is None:
+            # The transport (h2, ssl) is imported with the first channel, not
+            # with the client module.
+            from .grpc import Channel
+
+            factory = Channel
+        return factory(address[0], address[1], task_group=self._task_group, config=self.config)
+
+    def channel(self, address: Address) -> Channel:
+        """The broker's connection for every call but Subscribe."""
+        if self._listeners:
+            self._taken(address)
+        record = self._calls.get(address)
+        if record is None:
+            record = BrokerConnection(address, self._new_channel(address), for_subscriptions=False)
+            self._calls[address] = record
+        else:
+            record.last_used = anyio.current_time()
+        return record.channel
+
+    def is_connected(self, address: Address) -> bool:
+        """Whether the broker's (non-Subscribe) connection is open right now."""
+        record = self._calls.get(address)
+        return record is not None and record.channel.connected
+
+    def take_subscription(self, address: Address) -> BrokerConnection:
+        """A pooled connection for one Subscribe call; return it with `give_back`.
+
+        An idle pooled connection, else a new one while the pool is below
+        its limit, else the least busy one.
+        """
+        if self._listeners:
+            self._taken(address)
+        pool = self._pools.setdefault(address, [])
+        record = min(pool, key=lambda r: r.subscriptions, default=None)
+        if record is None or (record.subscriptions and len(pool) < self.max_per_broker):
+            record = BrokerConnection(address, self._new_channel(address), for_subscriptions=True)
+            pool.append(record)
+        record.subscriptions += 1
+        return record
+
+    def give_back(self, record: BrokerConnection) -> None:
+        """A subscription taken with `take_subscription` ended."""
+        record.subscriptions -= 1
+        record.last_used = anyio.current_time()
+
+    def info(self) -> List[ConnectionInfo]:
+        """A snapshot of every connection (for tests and diagnostics)."""
+        records = list(self._calls.values())
+        records += [r for pool in self._pools.values() for r in pool]
+        return [
+            ConnectionInfo(
+                format_address(r.address), r.for_subscriptions, r.channel.connected, r.subscriptions
+            )
+            for r in records
+        ]
+
+    async def aclose(self) -> None:
+        """Close every connection; calls in progress fail, later calls reconnect."""
+        records = list(self._calls.values())
+        records += [r for pool in self._pools.values() for r in pool]
+        self._calls, self._pools = {}, {}
+        with anyio.CancelScope(shield=True):
+            for record in records:
+                await record.channel.aclose()
+
+    async def _close_idle(self, idle_timeout: float) -> None:
+        """Close connections no call used for `idle_timeout` s (they reopen on use)."""
+        while True:
+            await anyio.sleep(idle_timeout / 4)
+            now = anyio.current_time()
+            idle: List[BrokerConnection] = []
+            for address, record in list(self._calls.items()):
+                idle_for = record.idle_since(now)
+                if idle_for is not None and idle_for >= idle_timeout:
+                    del self._calls[address]
+                    idle.append(record)
+            for address, pool in list(self._pools.items()):
+                for record in list(pool):
+                    idle_for = record.idle_since(now)
+                    if idle_for is not None and idle_for >= idle_timeout:
+                        pool.remove(record)
+                        idle.append(record)
+                if not pool:
+                    del self._pools[address]
+            for record in idle:
+                logger.debug(
+                    "Closing an idle %s connection to %s",
+                    "subscription" if record.for_subscriptions else "call",
+                    format_address(record.address),
+                )
+                await record.channel.aclose()

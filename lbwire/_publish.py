@@ -1,0 +1,547 @@
+"""Publishing: request building, unary publishes, and the client's PublishAsync session.
+
+`Publisher` turns `LiftbridgeClient`'s publish arguments into requests and
+sends them. Unary publishes go to any broker (the server forwards them to
+NATS); a publish that failed is sent again only when the transport says the
+server never began it (`LiftbridgeError.not_processed`), so no message is
+stored twice. Pipelined publishes share the client's one long-lived
+PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
+`PublishMethods` is the client's public publishing facet.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional, Protocol
+
+import anyio
+
+from . import wire
+from ._log import LazyLogger
+from .compression import compress
+from .error import (
+    ErrorAckTimeout,
+    ErrorDeadlineExceeded,
+    ErrorInvalidArgument,
+    ErrorMessageSizeExceeded,
+    ErrorNotFound,
+    ErrorUnavailable,
+    LiftbridgeError,
+)
+from .retry import retrying
+from .types import Ack, AckPolicy, Partitioner
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ._pool import ConnectionRegistry
+    from ._routing import Router
+    from .publish import PendingAck, PublishSession
+
+    class PublishOptions(Protocol):
+        """The client's publish options (its public attributes of these names)."""
+
+        compression_method: Optional[str]
+        compression_threshold: int
+        encoding_header: str
+        max_publish_size: int
+        partitioner: Optional[Partitioner]
+        ack_timeout: float
+        publish_async_ack_timeout: float
+
+
+__all__ = ["PublishMethods", "Publisher", "new_correlation_id"]
+
+logger = LazyLogger("lbwire.publish")
+
+
+def new_correlation_id() -> str:
+    """32 random hex digits, like uuid.uuid4().hex, cheaper and without importing uuid."""
+    return os.urandom(16).hex()
+
+
+class Publisher:
+    """Publishes for one client.
+
+    Args:
+        router: Where calls go.
+        connections: For the PublishAsync stream's channel.
+        options: The client, read for its publish options (compression,
+            timeouts, partitioner, size limit), which users may change.
+    """
+
+    def __init__(
+        self, router: Router, connections: ConnectionRegistry, options: PublishOptions
+    ) -> None:
+        self.router = router
+        self.connections = connections
+        self.options = options
+        self._session: Optional[PublishSession] = None
+        self._session_lock: Optional[anyio.Lock] = None
+        self._task_group: Optional[TaskGroup] = None
+
+    def start(self, task_group: TaskGroup) -> None:
+        """Run the PublishAsync reader in `task_group` from now on."""
+        self._task_group = task_group
+        self._session_lock = anyio.Lock()
+
+    def stop(self) -> None:
+        """Open no new PublishAsync stream (the task group is closing)."""
+        self._task_group = None
+
+    async def aclose(self) -> None:
+        """End the PublishAsync stream; acks still awaited fail."""
+        session, self._session = self._session, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.aclose()
+
+    # ------------------------------------------------------------------ requests
+
+    def request(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str],
+        key: Optional[bytes],
+        partition: Optional[int],
+        headers: Optional[Dict[str, bytes]],
+        ack_inbox: Optional[str],
+        correlation_id: Optional[str],
+        ack_policy: AckPolicy,
+        auto_compress: bool,
+        expected_offset: Optional[int],
+    ) -> wire.PublishRequest:
+        """A PublishRequest, after checking every argument."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ErrorInvalidArgument(f"Message value must be bytes, not {type(value).__name__}")
+        try:
+            ack_policy = AckPolicy(ack_policy)
+        except ValueError:
+            raise ErrorInvalidArgument(
+                f"Unknown ack policy {ack_policy!r}: use AckPolicy.LEADER, ALL or NONE"
+            ) from None
+        value = bytes(value)
+        out_headers: Dict[str, bytes] = {}
+        options = self.options
+        method = options.compression_method
+        if auto_compress and method is not None and len(value) >= options.compression_threshold:
+            value = compress(value, method)
+            out_headers[options.encoding_header] = method.encode()
+        if headers:
+            for name, hvalue in headers.items():
+                if not isinstance(name, str) or not isinstance(hvalue, (bytes, bytearray)):
+                    raise ErrorInvalidArgument(
+                        f"Header {name!r}: names must be str and values bytes"
+                    )
+                out_headers[name] = bytes(hvalue)
+        if partition is not None and partition < 0:
+            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
+        if expected_offset is not None and expected_offset < 0:
+            raise ErrorInvalidArgument(
+                f"expected_offset must not be negative, not {expected_offset} "
+                "(None skips the check)"
+            )
+        return wire.PublishRequest(
+            key=key or b"",
+            value=value,
+            stream=stream or "",
+            partition=partition or 0,
+            headers=out_headers,
+            ackInbox=ack_inbox or "",
+            correlationId=correlation_id or "",
+            ackPolicy=ack_policy,
+            # -1 tells a stream with optimistic concurrency control not to
+            # check; 0 would demand offset 0 (go-liftbridge sends -1 too).
+            expectedOffset=-1 if expected_offset is None else expected_offset,
+        )
+
+    def encode(self, request: Any) -> bytes:
+        """The request's encoding, refused when larger than `max_publish_size`."""
+        encoded: bytes = request.encode()
+        limit = self.options.max_publish_size
+        if len(encoded) > limit:
+            raise ErrorMessageSizeExceeded(
+                f"Message of {len(encoded)} bytes exceeds max_publish_size "
+                f"({limit} bytes); the server would refuse it"
+            )
+        return encoded
+
+    async def partition(
+        self,
+        stream: str,
+        key: Optional[bytes],
+        value: bytes,
+        partition: Optional[int],
+        partitioner: Optional[Partitioner],
+    ) -> Optional[int]:
+        """`partition`, or the one the partitioner (argument or default) chooses."""
+        partitioner = partitioner or self.options.partitioner
+        if partition is not None or partitioner is None:
+            return partition
+        count = await self.router.partition_count(stream)
+        chosen = partitioner(stream, key, bytes(value), count)
+        if not 0 <= chosen < count:
+            raise ErrorInvalidArgument(
+                f"Partitioner chose partition {chosen} of {stream!r}, which has {count}"
+            )
+        return chosen
+
+    # ------------------------------------------------------------------ unary
+
+    async def publish(
+        self, request: wire.PublishRequest, ack_timeout: Optional[float], wait_for_stream: bool
+    ) -> Optional[Ack]:
+        """Publish one request and wait for its ack (see `LiftbridgeClient.publish`)."""
+        encoded = self.encode(request)
+        wait = ack_timeout if ack_timeout is not None else self.options.ack_timeout
+        # The server waits for the ack only when the call carries a deadline;
+        # unacked publishes carry none, so it takes its fire-and-forget path.
+        timeout = None if request.ackPolicy == AckPolicy.NONE else wait
+        while True:
+            try:
+                response = await self._send(request, encoded, timeout)
+            except ErrorDeadlineExceeded as exc:
+                raise ErrorAckTimeout(
+                    f"No ack for the message to {request.stream!r} within {wait} s"
+                ) from exc
+            except ErrorNotFound:
+                if not wait_for_stream:
+                    raise
+                await self.router.wait_for_stream(request.stream)
+                continue
+            return response.ack
+
+    async def _send(
+        self, request: wire.PublishRequest, encoded: bytes, timeout: Optional[float]
+    ) -> wire.PublishResponse:
+        router = self.router
+
+        async def attempt(failures: int) -> wire.PublishResponse:
+            try:
+                return await router.call(
+                    router.any_broker(), "Publish", encoded, wire.PublishResponse, timeout=timeout
+                )
+            except ErrorUnavailable as exc:
+                if exc.not_processed:
+                    await router.refresh_quietly()
+                raise
+
+        # A publish that went out may be stored although its call then failed
+        # (the broker died after forwarding it): sending it again could store
+        # it twice. Only calls the transport knows the server never began
+        # (GOAWAY beyond their stream, REFUSED_STREAM, no connection) are
+        # sent again.
+        try:
+            return await retrying(attempt, self.router.policy, retry_if=_not_processed)
+        except ErrorUnavailable as exc:
+            if exc.not_processed:
+                raise
+            raise ErrorUnavailable(
+                f"Connection lost while publishing to {request.stream!r}: the message may "
+                f"or may not be stored, and was not sent again ({exc})",
+                status=exc.status,
+            ) from None
+
+    async def publish_to_subject(
+        self, request: wire.PublishToSubjectRequest, ack_timeout: Optional[float]
+    ) -> Optional[Ack]:
+        """Publish to a NATS subject (see `LiftbridgeClient.publish_to_subject`)."""
+        encoded = self.encode(request)
+        wait = ack_timeout if ack_timeout is not None else self.options.ack_timeout
+        timeout = None if request.ackPolicy == AckPolicy.NONE else wait
+        try:
+            response = await self.router.call(
+                self.router.any_broker(),
+                "PublishToSubject",
+                encoded,
+                wire.PublishToSubjectResponse,
+                timeout=timeout,
+            )
+        except ErrorDeadlineExceeded as exc:
+            raise ErrorAckTimeout(
+                f"No ack from subject {request.subject!r} within {wait} s"
+            ) from exc
+        return response.ack
+
+    # ------------------------------------------------------------------ pipelined
+
+    async def session(self) -> PublishSession:
+        """The client's long-lived PublishAsync stream, opened on first use."""
+        session = self._session
+        if session is not None and not session.closed:
+            # Open: no lock, whose checkpoint would cost every publish_async.
+            return session
+        if self._session_lock is None or self._task_group is None:
+            raise RuntimeError(
+                "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
+            )
+        async with self._session_lock:
+            session = self._session
+            if session is None or session.closed:
+                if self._task_group is None:
+                    raise RuntimeError("LiftbridgeClient is not open")
+                # Imported on first use, as many programs never pipeline.
+                from .publish import PublishSession
+
+                channel = self.connections.channel(self.router.any_broker())
+                session = PublishSession(channel, self._task_group)
+                await session.start()
+                self._session = session
+            return session
+
+    async def publish_bulk(
+        self, requests: Iterable[wire.PublishRequest], wait: bool
+    ) -> AsyncIterator[wire.PublishResponse]:
+        """Pipeline `requests`, then yield their responses in order (see the client's)."""
+        session = await self.session()
+        timeout = self.options.publish_async_ack_timeout
+        pending = []
+        for request in requests:
+            if not request.correlationId:
+                request.correlationId = new_correlation_id()
+            encoded = self.encode(request)
+            pending.append(await session.send(request, encoded, timeout))
+        for item in pending:
+            try:
+                ack = await item
+            except ErrorAckTimeout:
+                if wait:
+                    raise
+                return
+            if ack is not None:
+                yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)
+
+
+def _not_processed(error: LiftbridgeError) -> bool:
+    return error.not_processed
+
+
+class PublishMethods:
+    """The publishing methods of `LiftbridgeClient` (which inherits them).
+
+    Each checks its arguments and delegates to the client's `Publisher`.
+    """
+
+    _publisher: Publisher
+    publish_async_ack_timeout: float
+
+    def get_publish_request(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        expected_offset: Optional[int] = None,
+    ) -> wire.PublishRequest:
+        """Build a PublishRequest, as `publish` would send it (for `publish_bulk`).
+
+        Raises:
+            ValueError: A bad value, header or ack policy.
+        """
+        return self._publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+
+    async def publish(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        wait_for_stream: bool = False,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        expected_offset: Optional[int] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> Optional[Ack]:
+        """Publish one message and, unless the ack policy is NONE, wait for its ack.
+
+        The server waits for the ack only when the call carries a deadline,
+        so lbwire sends `ack_timeout` as the deadline for LEADER and ALL.
+
+        Args:
+            value: Payload.
+            stream: Stream name.
+            key: Message key (also what the key partitioner hashes).
+            partition: Partition; when None, the partitioner (argument or
+                client default) chooses, else partition 0.
+            headers: Message headers.
+            ack_inbox: NATS subject for the ack (server-chosen if None).
+            correlation_id: Id to correlate the ack with the message.
+            ack_policy: LEADER, ALL or NONE.
+            wait_for_stream: Retry while the stream does not exist yet.
+            auto_compress: Compress with the client's compression method.
+            partitioner: Partitioner for this message.
+            expected_offset: Optimistic concurrency: the offset the message
+                must get (the stream must have it enabled).
+            ack_timeout: Seconds to wait for the ack (client default if None).
+
+        Returns:
+            The Ack, or None for AckPolicy.NONE.
+
+        Raises:
+            ValueError: Bad arguments, before anything is sent.
+            ErrorMessageSizeExceeded: The message is larger than allowed.
+            ErrorNotFound: No such stream or partition.
+            ErrorReadonly: The partition is read-only.
+            ErrorIncorrectOffset: `expected_offset` did not match.
+            ErrorAckTimeout: No ack within the ack timeout.
+            ErrorUnavailable: No broker could be reached, or the connection
+                broke after the message went out: it may or may not be
+                stored, and is not sent again (that could store it twice).
+        """
+        if not stream:
+            raise ErrorInvalidArgument("publish needs a stream name")
+        publisher = self._publisher
+        if partition is None and (partitioner or publisher.options.partitioner):
+            partition = await publisher.partition(stream, key, value, partition, partitioner)
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        return await publisher.publish(request, ack_timeout, wait_for_stream)
+
+    async def publish_to_subject(
+        self,
+        value: bytes,
+        subject: str,
+        *,
+        key: Optional[bytes] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        ack_timeout: Optional[float] = None,
+    ) -> Optional[Ack]:
+        """Publish a Liftbridge message to a NATS subject (and the streams on it).
+
+        Returns:
+            The first Ack, or None for AckPolicy.NONE.
+
+        Raises:
+            ValueError: Bad arguments.
+            ErrorAckTimeout: No ack within the ack timeout.
+        """
+        if not subject:
+            raise ErrorInvalidArgument("publish_to_subject needs a subject")
+        template = self._publisher.request(
+            value,
+            stream=None,
+            key=key,
+            partition=None,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=False,
+            expected_offset=None,
+        )
+        request = wire.PublishToSubjectRequest(
+            key=template.key,
+            value=template.value,
+            subject=subject,
+            headers=template.headers,
+            ackInbox=template.ackInbox,
+            correlationId=template.correlationId,
+            ackPolicy=template.ackPolicy,
+        )
+        return await self._publisher.publish_to_subject(request, ack_timeout)
+
+    async def publish_async(
+        self,
+        value: bytes,
+        *,
+        stream: str,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        expected_offset: Optional[int] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> PendingAck:
+        """Send a message on the pipelined PublishAsync stream without waiting.
+
+        Returns:
+            An awaitable `PendingAck`: `await` it for the Ack (None for
+            AckPolicy.NONE); it raises `PublishAsyncError` if the server
+            refused the message and `ErrorAckTimeout` if no ack came in time.
+        """
+        publisher = self._publisher
+        if partition is None and (partitioner or publisher.options.partitioner):
+            partition = await publisher.partition(stream, key, value, partition, partitioner)
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers=headers,
+            ack_inbox=None,
+            correlation_id=correlation_id or new_correlation_id(),
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        # Sent from here rather than through one more coroutine: this is the
+        # pipelined (per-message) path.
+        encoded = publisher.encode(request)
+        session = await publisher.session()
+        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        return await session.send(request, encoded, timeout)
+
+    async def publish_bulk(
+        self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
+    ) -> AsyncIterator[wire.PublishResponse]:
+        """Publish many requests pipelined on one PublishAsync stream.
+
+        As in gufo-liftbridge, the items are PublishResponses: `item.ack`
+        is the Ack. Requests with AckPolicy.NONE get no response.
+
+        Args:
+            iter_req: Requests, e.g. from `get_publish_request`.
+            wait: Wait up to `publish_async_ack_timeout` for every ack and
+                raise `ErrorAckTimeout` for a missing one; with False, a
+                missing ack ends the iteration quietly instead.
+
+        Yields:
+            PublishResponses, in the order the requests were sent.
+
+        Raises:
+            PublishAsyncError: The server refused a message (gufo-liftbridge
+                leaves these unreported).
+            ErrorAckTimeout: With `wait`, an ack missing after
+                `publish_async_ack_timeout`.
+        """
+        async for response in self._publisher.publish_bulk(iter_req, wait):
+            yield response

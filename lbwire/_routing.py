@@ -1,0 +1,327 @@
+"""Which broker a call goes to, and the calls that retry until it answers.
+
+The router owns the metadata cache: it refreshes it after routing errors (as
+Liftbridge's client-implementation guide prescribes), looks partition
+leaders up in it, and picks a broker for calls any broker can serve. Every
+unary call of the client goes through `call`, `call_any` or `call_leader`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Type, TypeVar
+
+import anyio
+
+from . import wire
+from ._address import Address, format_address
+from ._log import LazyLogger
+from .error import (
+    ErrorDeadlineExceeded,
+    ErrorNotFound,
+    ErrorNotLeader,
+    ErrorPartitionPaused,
+    ErrorUnavailable,
+    LiftbridgeError,
+    from_grpc_error,
+)
+from .grpc import GRPCError
+from .metadata import MetadataCache
+from .partitioning import cursor_partition
+from .retry import RetryPolicy, retrying
+
+if TYPE_CHECKING:
+    from ._pool import ConnectionRegistry
+
+__all__ = ["CURSOR_STREAM", "Router"]
+
+logger = LazyLogger("lbwire")
+
+CURSOR_STREAM = "__cursors"
+
+_API = "/proto.API/"
+_R = TypeVar("_R")
+
+
+class Router:
+    """Broker choice, leader lookup, metadata refresh and the retrying call helpers.
+
+    Args:
+        seeds: The brokers given to the client.
+        connections: The client's connection registry.
+        policy: Bounds of the retries.
+        rpc_timeout: Default deadline of unary calls (s).
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[Address],
+        connections: ConnectionRegistry,
+        *,
+        policy: RetryPolicy,
+        rpc_timeout: float,
+    ) -> None:
+        self.seeds = list(seeds)
+        self.connections = connections
+        self.policy = policy
+        self.rpc_timeout = rpc_timeout
+        self.metadata = MetadataCache()
+        # The broker that calls any broker can serve go to while its
+        # connection is open (see any_broker).
+        self._any_address: Optional[Address] = None
+
+    # ------------------------------------------------------------------ broker choice
+
+    def any_broker(self) -> Address:
+        """The broker for a call any broker can serve (a publish, metadata...).
+
+        The one chosen last, as long as its connection is open; else the
+        first of `candidates()`, which shuffles and sorts, too much work to
+        repeat for every publish.
+        """
+        address = self._any_address
+        if address is not None and self.connections.is_connected(address):
+            return address
+        address = self._any_address = self.candidates()[0]
+        return address
+
+    def any_brokers(self) -> Iterator[Address]:
+        """`any_broker()`, then the other candidates should it fail."""
+        first = self.any_broker()
+        yield first
+        for address in self.candidates():
+            if address != first:
+                self._any_address = address
+                yield address
+
+    def candidates(self) -> List[Address]:
+        """Brokers to try for a call any broker can serve: known ones first."""
+        known = self.metadata.addresses()
+        random.shuffle(known)
+        seeds = list(self.seeds)
+        random.shuffle(seeds)
+        # Brokers with an open connection first: they answer fastest. A
+        # connection whose broker died is kept but is not connected.
+        connected = self.connections.is_connected
+        return sorted(dict.fromkeys(known + seeds), key=lambda a: not connected(a))
+
+    async def subscription_broker(self, stream: str, partition: int, allow_isr: bool) -> Address:
+        """The broker to subscribe at: the leader, or a random in-sync replica."""
+        if allow_isr:
+            if self.metadata.partition(stream, partition) is None:
+                await self.refresh(stream)
+            address = self.metadata.random_isr(stream, partition)
+            if address is not None:
+                return address
+        return await self.leader(stream, partition)
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(
+        self,
+        address: Address,
+        method: str,
+        request: Any,
+        response_type: Type[_R],
+        *,
+        timeout: Optional[float],
+        send_deadline: bool = True,
+    ) -> _R:
+        """One unary call to one broker; gRPC errors become lbwire exceptions.
+
+        `request` is a wire message or its encoding. With `send_deadline`
+        false, `timeout` bounds the call on this side only and the server sees
+        a call without deadline.
+        """
+        channel = self.connections.channel(address)
+        payload = request if type(request) is bytes else request.encode()
+        try:
+            if send_deadline:
+                data = await channel.unary_unary(_API + method, payload, timeout=timeout)
+            else:
+                with anyio.fail_after(timeout):
+                    data = await channel.unary_unary(_API + method, payload)
+        except TimeoutError:
+            raise ErrorDeadlineExceeded(
+                f"{method} to {format_address(address)} got no answer within {timeout} s"
+            ) from None
+        except GRPCError as exc:
+            error = from_grpc_error(exc)
+            if isinstance(error, ErrorDeadlineExceeded):
+                # The transport's own text names neither the call nor the broker.
+                error = ErrorDeadlineExceeded(
+                    f"{method} to {format_address(address)} got no answer within {timeout} s",
+                    status=exc.status,
+                )
+            raise error from None
+        return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
+
+    async def call_any(
+        self,
+        method: str,
+        request: Any,
+        response_type: Type[_R],
+        *,
+        timeout: Optional[float] = None,
+        send_deadline: bool = True,
+    ) -> _R:
+        """A call any broker can serve: brokers are cycled on Unavailable."""
+
+        async def attempt(failures: int) -> _R:
+            last: Optional[LiftbridgeError] = None
+            for address in self.any_brokers():
+                try:
+                    return await self.call(
+                        address,
+                        method,
+                        request,
+                        response_type,
+                        timeout=timeout or self.rpc_timeout,
+                        send_deadline=send_deadline,
+                    )
+                except ErrorUnavailable as exc:
+                    logger.debug("%s to %s failed: %s", method, format_address(address), exc)
+                    last = exc
+            assert last is not None
+            raise last
+
+        try:
+            return await retrying(attempt, self.policy)
+        except ErrorUnavailable as exc:
+            seeds = ", ".join(format_address(a) for a in self.seeds)
+            raise ErrorUnavailable(f"No broker reachable (seeds: {seeds}): {exc}") from exc
+
+    async def call_leader(
+        self,
+        stream: str,
+        partition: int,
+        method: str,
+        request: Any,
+        response_type: Type[_R],
+        *,
+        timeout: Optional[float] = None,
+    ) -> _R:
+        """A call the partition leader must serve: metadata is refreshed on routing errors."""
+
+        async def attempt(failures: int) -> _R:
+            address = await self.leader(stream, partition, refresh=failures > 0)
+            try:
+                return await self.call(
+                    address, method, request, response_type, timeout=timeout or self.rpc_timeout
+                )
+            except ErrorNotLeader as exc:
+                meta = self.metadata.partition(stream, partition)
+                if failures > 0 and meta is not None and meta.paused:
+                    # The leader of a paused partition does not lead it until
+                    # it is resumed: retrying cannot help.
+                    raise ErrorPartitionPaused(
+                        f"Partition {stream!r}/{partition} is paused; publishing to it "
+                        f"or subscribing with resume=True resumes it (server: {exc})",
+                        status=exc.status,
+                    ) from None
+                raise
+
+        return await retrying(attempt, self.policy)
+
+    async def call_cursor_leader(
+        self,
+        stream: str,
+        partition: int,
+        cursor_id: str,
+        method: str,
+        request: Any,
+        response_type: Type[_R],
+    ) -> _R:
+        """A cursor call: it goes to the leader of the cursor's `__cursors` partition."""
+        count = await self.partition_count(CURSOR_STREAM)
+        target = cursor_partition(cursor_id, stream, partition, count)
+        return await self.call_leader(CURSOR_STREAM, target, method, request, response_type)
+
+    # ------------------------------------------------------------------ metadata
+
+    async def refresh(self, *streams: str) -> wire.FetchMetadataResponse:
+        """Fetch metadata (of `streams`, or of all) into the cache."""
+        # No deadline on the wire: a broker without a fresh broker list asks
+        # every Raft member and, with a member down, waits for it until the
+        # call's deadline, so a sent rpc_timeout would make it answer just as
+        # the client gives up.
+        response = await self.call_any(
+            "FetchMetadata",
+            wire.FetchMetadataRequest(streams=list(streams)),
+            wire.FetchMetadataResponse,
+            send_deadline=False,
+        )
+        self.metadata.update(response, streams)
+        return response
+
+    async def refresh_quietly(self) -> None:
+        """`refresh()`, logging instead of raising (before a retry)."""
+        try:
+            await self.refresh()
+        except LiftbridgeError as exc:
+            logger.debug("Metadata refresh failed: %s", exc)
+
+    async def leader(self, stream: str, partition: int, *, refresh: bool = False) -> Address:
+        """Address of a partition's leader, from the cache or fresh metadata."""
+        address = None if refresh else self.metadata.leader(stream, partition)
+        if address is None:
+            await self.refresh(stream)
+            address = self.metadata.leader(stream, partition)
+        if address is None:
+            if self.metadata.partition_count(stream) is None:
+                raise ErrorNotFound(f"No such stream: {stream!r}")
+            if self.metadata.partition(stream, partition) is None:
+                raise ErrorNotFound(f"No such partition: {stream!r} has no partition {partition}")
+            raise ErrorUnavailable(f"Partition {stream!r}/{partition} has no leader yet")
+        return address
+
+    async def partition_count(self, stream: str) -> int:
+        """Number of partitions of `stream`, from the cache or fresh metadata."""
+        count = self.metadata.partition_count(stream)
+        if count is None:
+            await self.refresh(stream)
+            count = self.metadata.partition_count(stream)
+        if count is None:
+            raise ErrorNotFound(f"No such stream: {stream!r}")
+        return count
+
+    async def partition_paused(self, stream: str, partition: int) -> bool:
+        """Whether fresh metadata says the partition is paused.
+
+        v1.9.0 keeps reporting a partition paused after it was resumed, so
+        only a "no" is certain; callers use this to explain an error.
+        """
+        try:
+            await self.refresh(stream)
+        except LiftbridgeError:
+            return False
+        meta = self.metadata.partition(stream, partition)
+        return meta is not None and meta.paused
+
+    async def broker_address(self, broker_id: str) -> Address:
+        """Address of a broker by id, from the cache or fresh metadata."""
+        address = self.metadata.brokers.get(broker_id)
+        if address is None:
+            await self.refresh()
+            address = self.metadata.brokers.get(broker_id)
+        if address is None:
+            raise ErrorUnavailable(f"Broker {broker_id!r} is not in the cluster metadata")
+        return address
+
+    async def wait_for_stream(self, stream: Optional[str]) -> wire.FetchMetadataResponse:
+        """Refresh until `stream` (or every stream, if None) is ready; the last answer."""
+        streams = [stream] if stream else []
+        while True:
+            response = await self.refresh(*streams)
+            if self.stream_ready(stream):
+                return response
+            await anyio.sleep(0.05)
+
+    def stream_ready(self, stream: Optional[str]) -> bool:
+        """Whether the cache knows `stream` (or every stream) with a leader per partition."""
+        streams = self.metadata.streams
+        metas = [streams.get(stream)] if stream else list(streams.values())
+        return bool(metas) and all(
+            m is not None and m.partitions and all(p.leader for p in m.partitions.values())
+            for m in metas
+        )
