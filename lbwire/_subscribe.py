@@ -365,6 +365,7 @@ class SubscribeMethods:
         """
         from .activity import activity_events
 
+        # Not a generator itself, so that bad arguments raise at the call.
         return activity_events(
             self,  # type: ignore[arg-type]
             start_position=start_position,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import threading
 from concurrent.futures import CancelledError, Future
 from types import TracebackType
@@ -90,7 +89,7 @@ _BLOCKING_CALLS = (
 #: Async generators on the async client: plain iterators here.
 _ITERATORS = ("subscribe", "publish_bulk", "activity")
 #: Plain methods on the async client: called as they are.
-_PLAIN = ("get_publish_request",)
+_PLAIN = ("get_publish_request", "connection_info", "add_connection_listener")
 
 _END = object()
 
@@ -496,11 +495,7 @@ def _install() -> None:
         **dict.fromkeys(_PLAIN, _plain),
     }
     for name, make in kinds.items():
-        original = getattr(AsyncLiftbridgeClient, name, None)
-        if original is None:
-            continue  # e.g. activity(), in lbwire versions that have it
-        if make is _iterator and not inspect.isasyncgenfunction(original):
-            make = _blocking if inspect.iscoroutinefunction(original) else _plain
+        original = getattr(AsyncLiftbridgeClient, name)
         method = make(name)
         method.__name__ = name
         method.__qualname__ = f"LiftbridgeClient.{name}"

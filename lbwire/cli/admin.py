@@ -381,7 +381,18 @@ def _register_activity(commands: Any) -> None:
         commands,
         "activity",
         help="follow the cluster's activity stream (streams created, deleted, paused...)",
-        epilog="examples:\n  lbwire activity\n  lbwire activity --format json --count 10\n",
+        epilog=(
+            "The server writes the activity stream only with "
+            "`activity.stream.enabled: true`.\n\n"
+            "examples:\n  lbwire activity\n"
+            "  lbwire activity --from earliest --format json --count 10\n"
+        ),
+    )
+    activity.add_argument(
+        "--from",
+        dest="start",
+        default="new",
+        help="earliest, latest, new (default), an offset, an ISO-8601 time or -5m",
     )
     activity.add_argument("--count", type=int, help="stop after this many events")
     activity.add_argument("--format", choices=["text", "json"], default="text")
@@ -389,46 +400,35 @@ def _register_activity(commands: Any) -> None:
 
 
 def _event_json(event: Any) -> str:
-    if dataclasses.is_dataclass(event) and not isinstance(event, type):
-        return json.dumps(dataclasses.asdict(event), default=str)
-    return json.dumps(str(event))
+    fields = dataclasses.asdict(event)
+    fields["kind"] = type(event).__name__
+    return json.dumps(fields, default=str)
+
+
+def _event_text(event: Any) -> str:
+    details = ", ".join(
+        f"{name}={value!r}"
+        for name, value in dataclasses.asdict(event).items()
+        if name not in ("offset", "id", "timestamp")
+    )
+    return f"{event.offset}: {type(event).__name__}({details})"
 
 
 async def _activity(args: argparse.Namespace) -> int:
+    from .pubsub import parse_from
+
+    start = parse_from(args.start)
     async with make_client(args) as client:
-        follow = getattr(client, "activity", None)
-        if follow is None:
-            raise CommandError(
-                "`lbwire activity` is not available in this lbwire "
-                "(its LiftbridgeClient has no activity())",
-                EXIT_UNSUPPORTED,
-            )
-        # The shape of activity() is not settled yet: accept an async
-        # iterator, or an awaitable of one or of a plain iterable.
-        events = follow()
-        if inspect.isawaitable(events):
-            events = await events
+        events = client.activity(**start)
         seen = 0
-
-        def show(event: Any) -> bool:
-            nonlocal seen
-            line = _event_json(event) if args.format == "json" else str(event)
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-            seen += 1
-            return args.count is not None and seen >= args.count
-
-        if not hasattr(events, "__aiter__"):
-            for event in events:
-                if show(event):
-                    break
-            return 0
         try:
             async for event in events:
-                if show(event):
+                line = _event_json(event) if args.format == "json" else _event_text(event)
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                seen += 1
+                if args.count is not None and seen >= args.count:
                     break
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await events.aclose()
     return 0

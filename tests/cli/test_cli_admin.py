@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
+from cli_support import COMMAND_TIMEOUT, command_env, lbwire_argv
 
-from lbwire.client import LiftbridgeClient
+from lbwire.testing import LiftbridgeServer
 
 
 def test_stream_create_list_delete(lbwire, stream_name):
@@ -150,11 +153,48 @@ def test_reverse_on_a_v1_server_is_a_clear_error(lbwire, stream_name):
     assert done.stderr.decode().startswith("lbwire: error: --reverse is not supported")
 
 
-@pytest.mark.skipif(hasattr(LiftbridgeClient, "activity"), reason="this lbwire has activity()")
-def test_activity_without_client_support_says_so(lbwire):
-    done = lbwire("activity", check=False)
-    assert done.returncode == 7
-    assert "not available in this lbwire" in done.stderr.decode()
+@pytest.fixture(scope="module")
+def activity_server() -> Iterator[LiftbridgeServer]:
+    """A real server that writes its activity stream."""
+    with LiftbridgeServer(config_overrides={"activity.stream.enabled": True}) as server:
+        yield server
+
+
+def test_activity_prints_one_event_per_change(activity_server, stream_name):
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            lbwire_argv(*args),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=command_env(activity_server.broker),
+            timeout=COMMAND_TIMEOUT,
+            check=True,
+        )
+
+    run("stream", "create", stream_name)
+    run("stream", "delete", stream_name)
+    # The command follows the stream: read until our two events have come.
+    command = subprocess.Popen(
+        lbwire_argv("activity", "--from", "earliest", "--format", "json"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=command_env(activity_server.broker),
+    )
+    ours = []
+    try:
+        assert command.stdout is not None
+        for line in command.stdout:
+            event = json.loads(line)
+            if event.get("stream") == stream_name:
+                ours.append(event)
+                if event["kind"] == "StreamDeleted":
+                    break
+    finally:
+        command.send_signal(signal.SIGINT)
+        assert command.wait(timeout=COMMAND_TIMEOUT) == 130
+    assert [event["kind"] for event in ours] == ["StreamCreated", "StreamDeleted"]
+    assert ours[0]["offset"] < ours[1]["offset"]
 
 
 HELP_PATHS = [
