@@ -26,6 +26,7 @@ SERVER_FIXTURES = frozenset(
         "liftbridge_server",
         "fresh_server",
         "server_generation",
+        "generation_server",
         # tests/cluster
         "shared_cluster",
         "fresh_cluster",
