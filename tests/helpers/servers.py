@@ -35,6 +35,12 @@ SERVER_FIXTURES = frozenset(
         "group_server",
         "cursor_server",
         "encrypting_server",
+        # tests/tls, tests/cli, tests/activity, tests/compat
+        "tls_server",
+        "mtls_server",
+        "authz_server",
+        "activity_server",
+        "server",
     }
 )
 
