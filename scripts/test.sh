@@ -4,9 +4,13 @@
 # 1. CPython 3 with the upb (C) protobuf as the reference implementation;
 # 2. the same suite with protobuf's pure-Python implementation;
 # 3. the same suite on PyPy (Debian's pypy3, installed with apt-get if missing),
-#    where tests needing grpcio (not installable on PyPy) skip with a reason.
-# Every run uses the real Liftbridge server, built once with Go and cached.
-# Set LBWIRE_SKIP_PYPY=1 to leave out step 3 on machines without apt.
+#    where tests needing grpcio (not installable on PyPy) skip with a reason;
+# 4. the server-backed tests (marker `server`, without `slow`) on CPython
+#    against the newest Liftbridge (LBWIRE_SERVER=newest), built from its source
+#    tarball in ../shared/liftbridge/ (or $LBWIRE_LIFTBRIDGE_SOURCE).
+# Runs 1-3 use the pinned Liftbridge v1.9.0. Both servers are built once with
+# Go and cached. Set LBWIRE_SKIP_PYPY=1 to leave out step 3 on machines without
+# apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,12 +36,16 @@ section "CPython environment"
 .venv/bin/python -m pip install --quiet -e '.[test,peers,dev,bench]'
 .venv/bin/python --version
 
-section "Liftbridge server"
+section "Liftbridge servers"
+# LBWIRE_SERVER picks the generation of every server the suite starts.
+export LBWIRE_SERVER=v1.9.0
 if [ -z "${LIFTBRIDGE_BIN:-}" ]; then
-    LIFTBRIDGE_BIN=$(.venv/bin/python -m lbwire.testing --install)
+    LIFTBRIDGE_BIN=$(.venv/bin/python -m lbwire.testing --install --server v1.9.0)
 fi
 export LIFTBRIDGE_BIN
-echo "LIFTBRIDGE_BIN=$LIFTBRIDGE_BIN ($("$LIFTBRIDGE_BIN" --version 2>&1 | head -n 1))"
+echo "v1.9.0: $LIFTBRIDGE_BIN ($("$LIFTBRIDGE_BIN" --version 2>&1 | head -n 1))"
+NEWEST_BIN=$(.venv/bin/python -m lbwire.testing --install --server newest)
+echo "newest: $NEWEST_BIN ($("$NEWEST_BIN" --version 2>&1 | head -n 1))"
 
 section "tests: CPython, upb protobuf"
 run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider
@@ -60,5 +68,9 @@ if [ "${LBWIRE_SKIP_PYPY:-0}" != "1" ]; then
     section "tests: PyPy"
     run_pytest .venv-pypy/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
 fi
+
+section "tests: CPython, the newest Liftbridge (server tests but slow ones)"
+LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN \
+    run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider -m "server and not slow"
 
 section "all test runs passed"

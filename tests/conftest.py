@@ -1,25 +1,31 @@
 """Shared fixtures: real Liftbridge servers, anyio backends, stream names.
 
 ``liftbridge_server`` is one server for the whole session; ``fresh_server``
-gives a test its own. When a test that uses either fails, its report gets a
-"Liftbridge log" section with the log path and last lines. Tests using them are
-marked ``server`` automatically (``-m "not server"`` deselects them).
+gives a test its own; both are of the generation ``LBWIRE_SERVER`` selects
+(v1.9.0 by default, or ``newest``), and ``server_generation`` names it. When a
+test that uses a server fails, its report gets a "Liftbridge log" section with
+the log path and last lines.
+
+Tests using a fixture of ``helpers.servers.SERVER_FIXTURES`` are marked
+``server`` automatically (``-m "not server"`` deselects them). Every test not
+marked ``server`` runs with ``LBWIRE_NO_SERVER`` set, so one that starts a
+server anyway fails loudly: ``-m "not server"`` starts no server.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import re
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.servers import SERVER_FIXTURES, generation
 
-from lbwire.testing import LiftbridgeCluster, LiftbridgeServer
-
-_SERVER_FIXTURES = {"liftbridge_server", "fresh_server"}
+from lbwire.testing import NO_SERVER_ENV, LiftbridgeCluster, LiftbridgeServer
 
 
 def _hide_tests_grpc_from_import_grpc() -> None:
@@ -51,6 +57,12 @@ def fresh_server() -> Iterator[LiftbridgeServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def server_generation(liftbridge_server: LiftbridgeServer) -> str:
+    """The generation of the servers this run uses: ``"v1.9.0"`` or ``"newest"``."""
+    return generation(liftbridge_server)
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run each anyio test on asyncio and on trio."""
@@ -69,8 +81,26 @@ def stream_name(request: pytest.FixtureRequest) -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: object) -> Generator[None, object, object]:
+    if item.get_closest_marker("server") is not None:
+        return (yield)
+    before = os.environ.get(NO_SERVER_ENV)
+    os.environ[NO_SERVER_ENV] = (
+        f"{item.nodeid} is not marked `server`: mark it, or add the fixture that "
+        f"starts the server to SERVER_FIXTURES in tests/helpers/servers.py"
+    )
+    try:
+        return (yield)
+    finally:
+        if before is None:
+            os.environ.pop(NO_SERVER_ENV, None)
+        else:
+            os.environ[NO_SERVER_ENV] = before
 
 
 @pytest.hookimpl(wrapper=True)
@@ -83,7 +113,7 @@ def pytest_runtest_makereport(
         for value in getattr(item, "funcargs", {}).values():
             nodes = value.nodes if isinstance(value, LiftbridgeCluster) else [value]
             for node in nodes:
-                if isinstance(node, LiftbridgeServer) and node._workdir is not None:
+                if isinstance(node, LiftbridgeServer) and node.log_bytes():
                     sections.append(f"{node!r}\nlog: {node.log_path}\n{node.log_tail(30)}")
         if sections:
             report.sections.append(("Liftbridge log", "\n\n".join(sections)))

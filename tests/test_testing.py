@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import anyio
@@ -18,6 +20,9 @@ import pytest
 from lbwire import testing
 from lbwire.grpc import Channel
 from lbwire.testing import (
+    NEWEST,
+    NEWEST_TARBALL,
+    NO_SERVER_ENV,
     LiftbridgeBuildError,
     LiftbridgeCluster,
     LiftbridgeNotFound,
@@ -131,10 +136,17 @@ def write_script(path: Path, body: str) -> Path:
 
 @pytest.fixture
 def no_liftbridge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No LIFTBRIDGE_BIN, an empty cache, and PATH = an empty directory."""
+    """No LIFTBRIDGE_BIN, an empty cache, and PATH = an empty directory.
+
+    Nothing can start a server here, so the suite's guard against unmarked
+    tests starting one (LBWIRE_NO_SERVER) is lifted to show lbwire's own errors.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.delenv("LIFTBRIDGE_BIN", raising=False)
+    monkeypatch.delenv("LBWIRE_SERVER", raising=False)
+    monkeypatch.delenv("LBWIRE_LIFTBRIDGE_SOURCE", raising=False)
+    monkeypatch.delenv(NO_SERVER_ENV, raising=False)
     monkeypatch.setenv("LBWIRE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(bin_dir))
     return bin_dir
@@ -157,14 +169,40 @@ def test_server_answers_fetch_metadata(liftbridge_server: LiftbridgeServer) -> N
     assert len(fetch_metadata_broker_ids(liftbridge_server.broker)) == 1
 
 
-def test_server_config_enables_cursors_without_telemetry_on_v1_9_0(
-    liftbridge_server: LiftbridgeServer,
+def test_server_config_enables_cursors_and_turns_telemetry_off_after_v1_9_0(
+    liftbridge_server: LiftbridgeServer, server_generation: str
 ) -> None:
-    config = liftbridge_server.config_path.read_text()
-    assert '"partitions": 1' in config
-    assert liftbridge_server._binary is not None
-    version = testing.binary_version(liftbridge_server._binary)
-    assert ("telemetry" in config) == needs_telemetry_key(version)
+    config = json.loads(liftbridge_server.config_path.read_text())
+    assert config["cursors"]["stream"]["partitions"] == 1
+    if server_generation == NEWEST:
+        assert config["telemetry"] == {"enabled": False}
+    else:
+        assert "telemetry" not in config  # v1.9.0 rejects unknown keys
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("version", testing.SERVER_VERSIONS)
+def test_each_server_generation_starts_with_its_config(version: str) -> None:
+    """Both generations start, whichever the run selected: the newest with
+    telemetry off in its config file (and its environment), v1.9.0 without
+    the key it would reject."""
+    with LiftbridgeServer(version=version) as server:
+        assert server.generation == version
+        config = json.loads(server.config_path.read_text())
+        assert server.pid is not None
+        if Path("/proc").is_dir():
+            with open(f"/proc/{server.pid}/environ", "rb") as environ:
+                assert b"LIFTBRIDGE_TELEMETRY_ENABLED=false" in environ.read().split(b"\0")
+        log = server.log_text()
+        if version == NEWEST:
+            assert testing.binary_version(str(server.binary)) == "dev"
+            assert config["telemetry"] == {"enabled": False}
+        else:
+            assert testing.binary_version(str(server.binary)) == "v1.9.0"
+            assert "telemetry" not in config
+        # The newest logs "Telemetry collector started" when it is on.
+        assert "elemetry" not in log
+        assert len(fetch_metadata_broker_ids(server.broker)) == 1
 
 
 def test_restart_keeps_ports_and_data(fresh_server: LiftbridgeServer) -> None:
@@ -187,6 +225,7 @@ def test_restart_keeps_ports_and_data(fresh_server: LiftbridgeServer) -> None:
     assert accepts_connections(port)
 
 
+@pytest.mark.server
 def test_close_removes_data_dir() -> None:
     with LiftbridgeServer() as server:
         data_dir = server.data_dir
@@ -195,6 +234,7 @@ def test_close_removes_data_dir() -> None:
     assert not server.running
 
 
+@pytest.mark.server
 @pytest.mark.anyio
 async def test_async_context_manager_runs_ready_check() -> None:
     calls = []
@@ -228,7 +268,7 @@ async def test_async_context_manager_runs_ready_check() -> None:
 )
 def test_telemetry_key_for_every_build_but_v1_releases(version: str, needs_key: bool) -> None:
     assert needs_telemetry_key(version) is needs_key
-    config = testing._liftbridge_config(
+    config = testing.liftbridge_config(
         version=version,
         port=1,
         nats_port=2,
@@ -240,8 +280,29 @@ def test_telemetry_key_for_every_build_but_v1_releases(version: str, needs_key: 
         assert config["telemetry"] == {"enabled": False}
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"telemetry.enabled": True},
+        {"telemetry": None},
+        {"telemetry": {"enabled": True, "interval": {"seconds": 60}}},
+        {"telemetry": "on"},
+    ],
+)
+def test_overrides_cannot_turn_telemetry_on(overrides: dict[str, object]) -> None:
+    config = testing.liftbridge_config(
+        version="dev",
+        port=1,
+        nats_port=2,
+        nats_config=Path("n.conf"),
+        data_dir=Path("d"),
+        overrides=overrides,
+    )
+    assert config["telemetry"]["enabled"] is False
+
+
 def test_config_overrides_take_dotted_or_nested_keys_and_none_removes() -> None:
-    config = testing._liftbridge_config(
+    config = testing.liftbridge_config(
         version="v1.9.0",
         port=1,
         nats_port=2,
@@ -322,7 +383,8 @@ case "$1" in
 install) echo "go: loading deprecation: @v/list: 403 Forbidden" >&2; exit 1;;
 mod) echo '{"Path": "github.com/liftbridge-io/liftbridge", "Dir": "'"$MODULE_DIR"'"}';;
 build) [ -n "$FAIL_BUILD" ] && { echo "compile error" >&2; exit 2; }
-       printf '#!/bin/sh\\necho built in %s\\n' "$PWD" > "$3"; /bin/chmod +x "$3";;
+       while [ "$1" != -o ]; do shift; done
+       printf '#!/bin/sh\\necho built in %s\\n' "$PWD" > "$2"; /bin/chmod +x "$2";;
 esac
 """
 
@@ -339,7 +401,7 @@ def test_build_falls_back_to_go_build_when_go_install_fails(
     )
     build_log = (binary.parent / "build.log").read_text()
     assert "403 Forbidden" in build_log
-    assert "go build -o" in build_log
+    assert re.search(r"go build .*-o ", build_log)
     assert [p.name for p in binary.parent.iterdir() if p.name.startswith(".build")] == []
 
 
@@ -352,6 +414,100 @@ def test_failed_build_shows_the_build_log(
     with pytest.raises(LiftbridgeBuildError, match="compile error") as failed:
         find_liftbridge()
     assert "build.log" in str(failed.value)
+
+
+def test_server_env_selects_the_generation_and_its_cache(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for version, folder in [
+        ("v1.9.0", "liftbridge-v1.9.0"),
+        (NEWEST, "liftbridge-main-50ac358b41eb"),
+    ]:
+        cached = testing.cache_dir() / folder
+        cached.mkdir(parents=True)
+        write_script(cached / "liftbridge", "")
+        monkeypatch.setenv("LBWIRE_SERVER", version)
+        assert find_liftbridge(build=False) == str(cached / "liftbridge")
+        assert find_liftbridge(build=False, version=version) == str(cached / "liftbridge")
+    monkeypatch.setenv("LBWIRE_SERVER", "v2")
+    with pytest.raises(ValueError, match=r"LBWIRE_SERVER='v2'.*v1\.9\.0, newest"):
+        find_liftbridge(build=False)
+
+
+def test_liftbridge_bin_serves_an_explicit_version_only_if_it_is_that_generation(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    old = write_script(tmp_path / "old", "echo liftbridge version v1.9.0\n")
+    monkeypatch.setenv("LIFTBRIDGE_BIN", str(old))
+    cached_newest = testing.cached_binary(NEWEST)
+    cached_newest.parent.mkdir(parents=True)
+    write_script(cached_newest, "echo liftbridge version dev\n")
+    monkeypatch.setenv("LBWIRE_SERVER", NEWEST)
+    assert find_liftbridge(build=False) == str(old)  # chosen by the environment: as it is
+    assert find_liftbridge(build=False, version="v1.9.0") == str(old)
+    assert find_liftbridge(build=False, version=NEWEST) == str(cached_newest)
+
+
+def test_newest_without_its_tarball_names_the_path_expected(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_script(no_liftbridge / "go", "exit 1\n")
+    with pytest.raises(LiftbridgeNotFound, match=NEWEST_TARBALL) as failed:
+        find_liftbridge(version=NEWEST)
+    assert str(testing.newest_source()) in str(failed.value)
+    assert "LBWIRE_LIFTBRIDGE_SOURCE" in str(failed.value)
+    # The default place: ../shared/liftbridge/ beside the checkout.
+    checkout = Path(testing.__file__).resolve().parents[2]
+    assert testing.newest_source() == checkout.parent / "shared" / "liftbridge" / NEWEST_TARBALL
+    monkeypatch.setenv("LBWIRE_LIFTBRIDGE_SOURCE", str(tmp_path))
+    assert testing.newest_source() == tmp_path / NEWEST_TARBALL
+
+
+def test_newest_is_built_from_its_source_tarball(
+    no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    (source / "liftbridge-50ac358b41eb").mkdir(parents=True)
+    (source / "liftbridge-50ac358b41eb" / "go.mod").write_text("module x\n")
+    tarball = tmp_path / NEWEST_TARBALL
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(source / "liftbridge-50ac358b41eb", arcname="liftbridge-50ac358b41eb")
+    write_script(no_liftbridge / "go", FAKE_GO)
+    monkeypatch.setenv("LBWIRE_LIFTBRIDGE_SOURCE", str(tarball))
+    binary = Path(find_liftbridge(version=NEWEST))
+    assert binary == testing.cache_dir() / "liftbridge-main-50ac358b41eb" / "liftbridge"
+    built_in = subprocess.run([binary], capture_output=True, text=True).stdout
+    assert built_in.endswith("/src/liftbridge-50ac358b41eb\n")
+    assert [p.name for p in binary.parent.iterdir() if p.name.startswith(".build")] == []
+    assert find_liftbridge(version=NEWEST) == str(binary)  # cached
+
+
+def test_tests_not_marked_server_cannot_start_one() -> None:
+    # The proof that `-m "not server"` starts no server: every test outside
+    # the marker runs with LBWIRE_NO_SERVER set (tests/conftest.py).
+    assert NO_SERVER_ENV in os.environ
+    with pytest.raises(LiftbridgeStartError, match="is not marked `server`"):
+        LiftbridgeServer().start()
+    with pytest.raises(LiftbridgeStartError, match="is not marked `server`"):
+        LiftbridgeCluster(size=3).start()
+
+
+@pytest.mark.server
+def test_tests_marked_server_may_start_one() -> None:
+    assert NO_SERVER_ENV not in os.environ
+
+
+def test_install_command_takes_the_server_generation(no_liftbridge: Path) -> None:
+    cached = testing.cached_binary(NEWEST)
+    cached.parent.mkdir(parents=True)
+    write_script(cached, "")
+    done = subprocess.run(
+        [sys.executable, "-m", "lbwire.testing", "--install", "--server", NEWEST],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == f"{cached}\n"
 
 
 def test_install_command_prints_the_binary_path(tmp_path: Path) -> None:
@@ -369,6 +525,7 @@ def test_install_command_prints_the_binary_path(tmp_path: Path) -> None:
 # -- a cluster -----------------------------------------------------------
 
 
+@pytest.mark.server
 def test_cluster_survives_losing_its_metadata_leader() -> None:
     with LiftbridgeCluster(size=3) as cluster:
         assert len(set(cluster.brokers)) == 3

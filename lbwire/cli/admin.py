@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import sys
 from typing import Any, Dict, List
@@ -12,7 +11,6 @@ from typing import Any, Dict, List
 from .common import (
     EXIT_ALREADY_EXISTS,
     EXIT_NOT_FOUND,
-    EXIT_UNSUPPORTED,
     CommandError,
     add_command,
     formatter,

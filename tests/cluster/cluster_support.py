@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import anyio
-from helpers import aclosing
+from helpers import aclosing, wait_until
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
@@ -17,7 +17,7 @@ from lbwire.testing import LiftbridgeCluster, LiftbridgeServer
 from lbwire.types import AckPolicy, Message
 
 #: Upper bound on anything that waits for the cluster: a guard against hangs,
-#: never a speed expectation (a failover with FAST_FAILOVER takes 5 to 10 s).
+#: never a speed expectation.
 HANG_GUARD = 45.0
 
 #: Server settings for quick failure detection (v1.9.0 defaults: 10 s, 3 s,
@@ -92,15 +92,17 @@ async def wait_until_client_sees_death(client: LiftbridgeClient, node: Liftbridg
             if c.broker == broker and not c.for_subscriptions
         )
 
-    await poll_until(closed)
+    await wait_until(closed, f"the client sees {node.broker} closed", timeout=HANG_GUARD)
 
 
-async def poll_until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Ask the cluster until `check` holds (for state the server announces nowhere)."""
-    while True:
-        if await check():
-            return
-        await anyio.sleep(0.05)
+async def poll_until(
+    check: Callable[[], Awaitable[bool]], what: str = "the cluster reaches the state"
+) -> None:
+    """Ask the cluster until `check` holds (for state the server announces nowhere).
+
+    `helpers.wait_until` with the cluster's hang guard; new tests call that.
+    """
+    await wait_until(check, what, timeout=HANG_GUARD, interval=0.05)
 
 
 class Subscriber:

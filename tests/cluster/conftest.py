@@ -2,10 +2,14 @@
 
 ``shared_cluster`` is one cluster per test module, for tests that kill no
 node. Tests that kill nodes get ``fresh_cluster``, a cluster of their own: a
-new cluster starts in about 1.3 s, restarting a killed node takes about 3 s,
-and a restarted node stays missing from the broker list of every broker that
-answered FetchMetadata while it was down (v1.9.0 caches that partial list for
+new cluster starts faster than a killed node restarts, and a restarted node
+stays missing from the broker list of every broker that answered
+FetchMetadata while it was down (v1.9.0 caches that partial list for
 ``metadata.cache.max.age``, 2 minutes), which would leak into later tests.
+
+Both are listed in ``helpers.servers.SERVER_FIXTURES``, so tests using them
+are marked ``server``; the clusters are of the generation ``LBWIRE_SERVER``
+selects, like every server of the suite.
 
 Both run with failure detection tuned down from v1.9.0's defaults (a follower
 reports a silent partition leader after 15 s, ``replica.max.leader.timeout``),
