@@ -452,15 +452,16 @@ def test_newest_without_its_tarball_names_the_path_expected(
     no_liftbridge: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     write_script(no_liftbridge / "go", "exit 1\n")
+    # A folder without the tarball (the checkout's own ../shared may hold one).
+    monkeypatch.setenv("LBWIRE_LIFTBRIDGE_SOURCE", str(tmp_path))
     with pytest.raises(LiftbridgeNotFound, match=NEWEST_TARBALL) as failed:
         find_liftbridge(version=NEWEST)
-    assert str(testing.newest_source()) in str(failed.value)
+    assert str(tmp_path / NEWEST_TARBALL) in str(failed.value)
     assert "LBWIRE_LIFTBRIDGE_SOURCE" in str(failed.value)
     # The default place: ../shared/liftbridge/ beside the checkout.
+    monkeypatch.delenv("LBWIRE_LIFTBRIDGE_SOURCE")
     checkout = Path(testing.__file__).resolve().parents[2]
     assert testing.newest_source() == checkout.parent / "shared" / "liftbridge" / NEWEST_TARBALL
-    monkeypatch.setenv("LBWIRE_LIFTBRIDGE_SOURCE", str(tmp_path))
-    assert testing.newest_source() == tmp_path / NEWEST_TARBALL
 
 
 def test_newest_is_built_from_its_source_tarball(
