@@ -361,6 +361,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         default=DEFAULT_OUT,
         help=f"directory for latest.json and latest.png (default {DEFAULT_OUT})",
     )
+    parser.add_argument(
+        "--server",
+        choices=("v1.9.0", "newest"),
+        default=None,
+        help="which Liftbridge to start: the pinned v1.9.0 (default, or $LBWIRE_SERVER) or "
+        "the newest, built from its source tarball (lbwire.testing)",
+    )
     parser.add_argument("--clients", help=f"comma-separated subset of {','.join(CLIENTS)}")
     parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     return parser.parse_args(argv)
@@ -388,7 +395,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import anyio
 
-    from lbwire.testing import LiftbridgeServer, binary_version, find_liftbridge
+    from lbwire.testing import (
+        NEWEST_COMMIT,
+        LiftbridgeServer,
+        binary_version,
+        find_liftbridge,
+    )
 
     from . import go_client
 
@@ -418,13 +430,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 nats = (host, int(port))
             server_text = f"external broker {broker}"
         else:
-            binary = find_liftbridge()
+            binary = find_liftbridge(version=args.server)
             log(f"Starting a throwaway Liftbridge {binary_version(binary)} on 127.0.0.1...")
-            server = LiftbridgeServer(binary=binary)
+            # lbwire.testing writes `telemetry: enabled: false` for builds after v1.9.0.
+            server = LiftbridgeServer(binary=binary, version=args.server)
             server.start()
             broker = server.broker
             nats = (server.host, server.nats_port)
-            server_text = f"Liftbridge {binary_version(binary)} (throwaway, {broker})"
+            reported = binary_version(binary)
+            if reported == "dev":  # the newest reports no version of its own
+                reported = f"main {NEWEST_COMMIT} (newest)"
+            server_text = f"Liftbridge {reported} (throwaway, {broker})"
             log(f"  {broker} (log {server.log_path})")
         log("Filling the streams...")
         anyio.run(prepare, broker, nats, sizes, scenarios)
