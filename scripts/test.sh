@@ -2,7 +2,7 @@
 # The whole lbwire test suite, from a fresh clone (README "Run the tests").
 #
 # 1. CPython 3 with the upb (C) protobuf as the reference implementation;
-# 2. the same suite with protobuf's pure-Python implementation;
+# 2. the tests that use protobuf (tests/wire, tests/compat) with its pure-Python implementation;
 # 3. the same suite on PyPy (Debian's pypy3, installed with apt-get if missing),
 #    where tests needing grpcio (not installable on PyPy) skip with a reason;
 # 4. the server-backed tests (marker `server`, without `slow`) on CPython
@@ -50,9 +50,11 @@ echo "newest: $NEWEST_BIN ($("$NEWEST_BIN" --version 2>&1 | head -n 1))"
 section "tests: CPython, upb protobuf"
 run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider
 
-section "tests: CPython, pure-Python protobuf"
+# lbwire never imports protobuf: only the tests that compare with protobuf
+# (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
+section "tests: CPython, pure-Python protobuf (the tests that use protobuf)"
 PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
-    run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+    run_pytest .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/wire tests/compat
 
 if [ "${LBWIRE_SKIP_PYPY:-0}" != "1" ]; then
     section "PyPy environment"
