@@ -8,33 +8,15 @@ marked ``server`` automatically (``-m "not server"`` deselects them).
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
-import sys
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 
 from lbwire.testing import LiftbridgeCluster, LiftbridgeServer
 
 _SERVER_FIXTURES = {"liftbridge_server", "fresh_server"}
-
-
-def _hide_tests_grpc_from_import_grpc() -> None:
-    """Make `import grpc` fail when grpcio is not installed (PyPy).
-
-    This directory is on sys.path, so `import grpc` would otherwise import
-    tests/grpc as an empty namespace package, and `pytest.importorskip("grpc")`
-    would not skip.
-    """
-    spec = importlib.util.find_spec("grpc")
-    if spec is not None and (spec.origin is None or not Path(spec.origin).is_file()):
-        sys.modules["grpc"] = None  # type: ignore[assignment]
-
-
-_hide_tests_grpc_from_import_grpc()
 
 
 @pytest.fixture(scope="session")
