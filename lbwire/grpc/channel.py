@@ -249,6 +249,14 @@ class _Connection:
         #: Whether the server's first SETTINGS arrived: a close before it
         #: usually means the server refused us (see _describe_failure).
         self.answered = False
+        # Set once the server's SETTINGS arrived or the connection failed.
+        self._answer = anyio.Event()
+        # (keepalive) Set when a call starts while the keepalive task waits
+        # for one: pings are only due while calls are in progress.
+        self._call_started: Optional[anyio.Event] = None
+        # Cancels the write in progress when the connection is given up (a
+        # write to a peer that stopped reading never returns otherwise).
+        self._write_scope: Optional[anyio.CancelScope] = None
         self._handlers: Dict[type, Callable[[Event], None]] = {
             MessageReceived: self._on_message,  # type: ignore[dict-item]
             CallEnded: self._on_call_ended,  # type: ignore[dict-item]
@@ -410,18 +418,25 @@ class _Connection:
             schedule.interval = channel._keepalive_time
             now = anyio.current_time()
             due = schedule.next_ping(bool(self.calls))
+            if due == math.inf:
+                # No PING is due until a call starts; then one may be due at
+                # once (nothing was received for a while): wake with it.
+                started = self._call_started = anyio.Event()
+                await started.wait()
+                continue
             if due > now:
-                # (Without calls none is due: look again when one may be.)
-                await anyio.sleep(min(due - now, schedule.interval))
+                await anyio.sleep(due - now)
                 continue
             schedule.pinged(now)
             event = self._ping_event = anyio.Event()
             self.protocol.ping(_PING_DATA)
-            try:
-                await self.flush()
-            except GRPCError:
-                return
             with anyio.move_on_after(timeout):
+                # Not flush(): a write to a peer that stopped reading may
+                # never finish, and the timeout must still end the wait.
+                try:
+                    await self.flush_soon()
+                except GRPCError:
+                    return
                 await event.wait()
             if not event.is_set():
                 self._terminate(
@@ -464,6 +479,7 @@ class _Connection:
 
     def _on_settings_changed(self, event: Event) -> None:
         self.answered = True
+        self._answer.set()
         self._on_window_opened(event)
         self._wake_capacity()
 
@@ -507,10 +523,19 @@ class _Connection:
                 if sent == len(data):
                     return
                 data = data[sent:]
-            with anyio.CancelScope(shield=True):
+            # Shielded from the caller's cancellation (a half-written frame
+            # would corrupt the connection), not from the connection's end.
+            with anyio.CancelScope(shield=True), anyio.CancelScope() as scope:
+                self._write_scope = scope
+                if self.error is not None:
+                    scope.cancel()
                 while data:
                     await self._stream.send(data)
                     data = protocol.data_to_send()
+            self._write_scope = None
+            if scope.cancelled_caught:
+                assert self.error is not None
+                raise GRPCError(self.error.status, self.error.message)
         except _CONNECTION_ERRORS as exc:
             self._terminate(self._lost(exc))
             self._scope.cancel()
@@ -598,6 +623,23 @@ class _Connection:
         self._wake_capacity()
         if self._ping_event is not None:
             self._ping_event.set()
+        self._answer.set()
+        if self._write_scope is not None:
+            self._write_scope.cancel()
+        if self._call_started is not None:
+            self._call_started.set()
+
+    async def wait_answered(self) -> None:
+        """Wait for the server's first SETTINGS (or the connection's failure)."""
+        await self._answer.wait()
+
+    def add_call(self, stream_id: int, call: _Call) -> None:
+        """Route the events of ``stream_id`` to ``call`` from now on."""
+        self.calls[stream_id] = call
+        started = self._call_started
+        if started is not None:
+            self._call_started = None
+            started.set()
 
     async def close(self) -> None:
         """Send GOAWAY, end every call with UNAVAILABLE and stop the reader."""
@@ -742,7 +784,7 @@ class Channel:
                 await call._wait()
             end = call._end
             if end.status is not _OK:
-                raise GRPCError(end.status, end.message, end.trailers)
+                raise GRPCError(end.status, end.message, end.trailers, end.not_processed)
             messages = call._messages
             if len(messages) != 1:
                 raise GRPCError(
@@ -824,6 +866,8 @@ class Channel:
         backend = current_backend()
         stream: Optional[anyio.abc.ByteStream] = None
         asyncio_socket: Optional[AsyncioSocket] = None
+        # One bound for TCP, TLS, our preface and the server's SETTINGS.
+        deadline = anyio.current_time() + config.connect_timeout
         try:
             with anyio.fail_after(config.connect_timeout):
                 if ssl_context is None and backend == "asyncio":
@@ -877,7 +921,22 @@ class Channel:
             raw_socket=raw_socket,
         )
         await self._task_group.start(connection.run)
-        await connection.flush()
+        try:
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                await connection.flush()
+                await connection.wait_answered()
+        except GRPCError:
+            pass  # reported below, from the connection's error
+        if connection.error is not None:
+            error = connection.error
+            raise GRPCError(error.status, f"failed to connect to {where}: {error.message}")
+        if not connection.answered:
+            await connection.close()
+            raise GRPCError(
+                Status.UNAVAILABLE,
+                f"timed out connecting to {where} after {config.connect_timeout} s: "
+                "the server sent no HTTP/2 SETTINGS",
+            )
         return connection
 
     def _forget(self, connection: _Connection) -> None:
@@ -953,7 +1012,7 @@ class _Call:
         stream_id = self._stream_id = protocol.start_call(
             self._path, timeout=timeout, metadata=self._metadata
         )
-        connection.calls[stream_id] = self
+        connection.add_call(stream_id, self)
         try:
             if request is not None:
                 data = _frame(request)
@@ -1016,7 +1075,7 @@ class _Call:
             await self._expire()
         end = self._end
         if end is not None and end.status is not _OK:
-            raise GRPCError(end.status, end.message, end.trailers)
+            raise GRPCError(end.status, end.message, end.trailers, end.not_processed)
 
     async def _expire(self) -> None:
         """The deadline passed: reset the stream, end with DEADLINE_EXCEEDED."""
@@ -1067,7 +1126,7 @@ class _Call:
             if end is not None:
                 if end.status is _OK:
                     raise StopAsyncIteration
-                raise GRPCError(end.status, end.message, end.trailers)
+                raise GRPCError(end.status, end.message, end.trailers, end.not_processed)
             if self._connection.protocol.want_message(self._stream_id):
                 with contextlib.suppress(GRPCError):
                     await self._connection.flush()

@@ -166,15 +166,23 @@ class CallEnded(Event):
     The protocol has forgotten the stream when this is emitted.
     """
 
-    __slots__ = ("message", "status", "stream_id", "trailers")
+    __slots__ = ("message", "not_processed", "status", "stream_id", "trailers")
 
     def __init__(
-        self, stream_id: int, status: Status, message: str, trailers: Metadata = ()
+        self,
+        stream_id: int,
+        status: Status,
+        message: str,
+        trailers: Metadata = (),
+        not_processed: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.status = status
         self.message = message
         self.trailers = trailers
+        #: The server never began the call (its stream was beyond a GOAWAY's
+        #: last stream id, or refused with REFUSED_STREAM): safe to send again.
+        self.not_processed = not_processed
 
 
 class WindowOpened(Event):
@@ -513,12 +521,16 @@ _MAX_STREAM_ID = 2**31 - 1
 
 
 class _ConnectionError(Exception):
-    """The peer broke HTTP/2 in a way that ends the connection (RFC 9113 5.4.1)."""
+    """The peer broke HTTP/2 in a way that ends the connection (RFC 9113 5.4.1).
 
-    def __init__(self, error_code: ErrorCodes, message: str) -> None:
+    ``preface``: the peer is no HTTP/2 server at all (the message says so).
+    """
+
+    def __init__(self, error_code: ErrorCodes, message: str, *, preface: bool = False) -> None:
         super().__init__(message)
         self.error_code = error_code
         self.message = message
+        self.preface = preface
 
 
 def _rst_stream(stream_id: int, error_code: int) -> bytes:
@@ -662,6 +674,8 @@ class ClientProtocol:
         self.draining = False
         #: True once the connection failed for good.
         self.closed = False
+        #: True once the server's first SETTINGS frame (its preface) arrived.
+        self.answered = False
         self._h2_handlers: Dict[type, _Handler] = {
             h2.events.RemoteSettingsChanged: self._on_settings_changed,  # type: ignore[dict-item]
             h2.events.ConnectionTerminated: self._on_goaway,  # type: ignore[dict-item]
@@ -975,6 +989,8 @@ class ClientProtocol:
         if self.closed:
             return out
         try:
+            if not self.answered:
+                self._check_server_preface(data)
             tail = self._inbound
             view = memoryview(data)
             if tail:
@@ -998,10 +1014,32 @@ class ClientProtocol:
             if used < len(view):
                 self._inbound = bytearray(view[used:])
         except _ConnectionError as exc:
-            self._connection_failed(exc.error_code, exc.message, out)
+            self._connection_failed(exc.error_code, exc.message, out, preface=exc.preface)
         except h2.exceptions.ProtocolError as exc:  # h2's own checks (h2 sent GOAWAY)
             self._connection_failed(ErrorCodes.PROTOCOL_ERROR, str(exc), out)
         return out
+
+    def _check_server_preface(self, data: bytes) -> None:
+        """Fail at once if the peer's first bytes are not an HTTP/2 server preface.
+
+        RFC 9113 3.4: the server's first frame is SETTINGS. A server that
+        speaks HTTP/1.1 answers the client preface with a status line, whose
+        bytes would otherwise be read as a frame header of absurd length.
+        """
+        head = bytes(self._inbound[:9]) + data[:9]
+        if head[:4] == b"HTTP"[: len(head)] and head:
+            line = (bytes(self._inbound) + data).split(b"\r\n", 1)[0][:80]
+            raise _ConnectionError(
+                ErrorCodes.PROTOCOL_ERROR,
+                f"not an HTTP/2 (gRPC) server: it answered {line.decode('latin-1')!r}",
+                preface=True,
+            )
+        if len(head) >= 9 and (head[3] != _SETTINGS or head[4] & _ACK or any(head[5:9])):
+            raise _ConnectionError(
+                ErrorCodes.PROTOCOL_ERROR,
+                "not an HTTP/2 (gRPC) server: its first frame was not SETTINGS",
+                preface=True,
+            )
 
     def _frame_length(self, header: Union[bytes, bytearray, memoryview]) -> int:
         length = int.from_bytes(header[:3], "big")
@@ -1012,11 +1050,13 @@ class ClientProtocol:
             )
         return length
 
-    def _connection_failed(self, error_code: int, message: str, out: List[Event]) -> None:
+    def _connection_failed(
+        self, error_code: int, message: str, out: List[Event], *, preface: bool = False
+    ) -> None:
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self._h2.close_connection(error_code, message.encode("utf-8", "replace")[:256])
         self._out += self._h2.data_to_send()
-        reason = f"HTTP/2 protocol error: {message}"
+        reason = message if preface else f"HTTP/2 protocol error: {message}"
         out.extend(self.fail_all(Status.UNAVAILABLE, reason))
         out.append(ConnectionClosed(reason))
 
@@ -1272,7 +1312,10 @@ class ClientProtocol:
             name = str(code)
         out.append(
             CallEnded(
-                stream_id, status_from_h2_error_code(code), f"stream reset by server ({name})"
+                stream_id,
+                status_from_h2_error_code(code),
+                f"stream reset by server ({name})",
+                not_processed=code == ErrorCodes.REFUSED_STREAM,
             )
         )
 
@@ -1324,6 +1367,7 @@ class ClientProtocol:
     def _on_settings_changed(
         self, event: h2.events.RemoteSettingsChanged, out: List[Event]
     ) -> None:
+        self.answered = True
         settings = self._h2.remote_settings
         self._max_streams = settings.max_concurrent_streams
         self._initial_window = settings.initial_window_size
@@ -1348,7 +1392,10 @@ class ClientProtocol:
             del self._streams[stream_id]
             out.append(
                 CallEnded(
-                    stream_id, Status.UNAVAILABLE, "connection going away; call was not processed"
+                    stream_id,
+                    Status.UNAVAILABLE,
+                    "connection going away; call was not processed",
+                    not_processed=True,
                 )
             )
         out.append(GoAwayReceived(code, last, bytes(event.additional_data or b"")))

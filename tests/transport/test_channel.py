@@ -7,12 +7,13 @@ import socket
 import ssl
 import threading
 import uuid
-from typing import List
+from typing import Dict, List
 
 import anyio
 import pytest
+from helpers import wait_until
+from helpers.h2peer import RawConnection, raw_server
 from peer import PeerServer, path
-from rawpeer import RawConnection, raw_server
 
 import lbwire.grpc.config
 from lbwire.grpc import Channel, ChannelConfig, GRPCError, Status
@@ -565,3 +566,51 @@ async def test_idle_connection_is_not_pinged(monkeypatch: pytest.MonkeyPatch) ->
 def test_config_is_validated(kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError):  # noqa: PT011
         ChannelConfig(**kwargs)
+
+
+async def test_a_refused_stream_is_marked_not_processed() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Refuse", b"")
+        assert caught.value.status is Status.UNAVAILABLE
+        assert caught.value.not_processed
+        # A call the server may have begun is not.
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Close", b"")
+        assert not caught.value.not_processed
+
+
+async def test_calls_beyond_goaway_last_stream_id_are_marked_not_processed() -> None:
+    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+        both_held = anyio.Event()
+
+        async def on_hold(connection: RawConnection) -> None:
+            if len(connection.held) == 2:
+                # The server processes the first call only.
+                connection.goaway(connection.held[0])
+                both_held.set()
+
+        server.on_hold = on_hold
+        results: Dict[str, object] = {}
+
+        async def call(name: str) -> None:
+            try:
+                results[name] = await channel.unary_unary("/t/Hold", name.encode())
+            except GRPCError as exc:
+                results[name] = exc
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call, "first")
+                await wait_until(lambda: len(server.requests) == 1, "the first call arrived")
+                tasks.start_soon(call, "second")
+                await both_held.wait()
+                await wait_until(lambda: "second" in results, "the second call failed")
+                first = server.connections[0]
+                first.release_held()
+                await first.flush()
+        assert results["first"] == b"first"
+        refused = results["second"]
+        assert isinstance(refused, GRPCError)
+        assert refused.status is Status.UNAVAILABLE
+        assert refused.not_processed

@@ -18,13 +18,16 @@ What is proven, and how:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
 import uuid
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import anyio
 import pytest
-from proxy import tcp_proxy
+from helpers.proxy import tcp_proxy
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
@@ -162,7 +165,7 @@ KEEPALIVE = (0.4, 0.4)  # keepalive_time, keepalive_timeout
 
 def fast_config() -> ChannelConfig:
     time, timeout = KEEPALIVE
-    return ChannelConfig(keepalive_time=time, keepalive_timeout=timeout)
+    return ChannelConfig(keepalive_time=time, keepalive_timeout=timeout, connect_timeout=1.0)
 
 
 async def test_a_peer_that_stops_answering_fails_the_calls_in_flight_in_time(
@@ -230,8 +233,8 @@ async def test_a_call_on_a_connection_that_died_while_idle_fails_in_time(
             with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
                 await channel.unary_unary(path("Echo"), b"into the void")
             assert caught.value.status is Status.UNAVAILABLE
-            # The keepalive task looks again at most an interval later.
-            assert anyio.current_time() - started < KEEPALIVE[0] + sum(KEEPALIVE) + SLACK
+            # The keepalive task wakes with the call (it was waiting for one).
+            assert anyio.current_time() - started < sum(KEEPALIVE) + SLACK
     finally:
         peer.stop(None)
 
@@ -260,6 +263,45 @@ async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
             assert await channel.unary_unary(path("Echo"), b"again") == b"again"
     finally:
         peer.stop(None)
+
+
+@contextlib.contextmanager
+def frozen(server: LiftbridgeServer) -> Iterator[None]:
+    """SIGSTOP the server's process (a hung broker: connections stay open); SIGCONT after."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+async def test_a_call_to_a_frozen_liftbridge_fails_within_keepalive(
+    fresh_server: LiftbridgeServer, stream_name: str, fast_keepalive: None
+) -> None:
+    # The real frozen peer of issue 10 item 3: a subscription on a connection
+    # the client already used, to a server that was then SIGSTOPped.
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+    host, port = fresh_server.broker.rsplit(":", 1)
+    request = wire.SubscribeRequest(stream=stream_name, partition=0).encode()
+    async with Channel.open(host, int(port), config=fast_config()) as channel:
+        await channel.unary_unary("/proto.API/FetchMetadata", b"", timeout=10)
+        with frozen(fresh_server):
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                async with channel.unary_stream("/proto.API/Subscribe", request) as stream:
+                    await stream.receive()
+            elapsed = anyio.current_time() - started
+            assert caught.value.status is Status.UNAVAILABLE
+            assert "keepalive" in caught.value.message
+            assert elapsed < sum(KEEPALIVE) + SLACK
+            # A new connection to the frozen server fails within the connect
+            # timeout too (the kernel accepts it; the server never answers).
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                await channel.unary_unary("/proto.API/FetchMetadata", b"")
+            assert caught.value.status is Status.UNAVAILABLE
+        assert await channel.unary_unary("/proto.API/FetchMetadata", b"", timeout=10) is not None
 
 
 # -- the real server's policy -----------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""A bare h2 server on loopback whose misbehaviour each test scripts.
+"""A bare h2 server on loopback whose misbehaviour each test scripts (a fake peer).
+
+Import as ``from helpers.h2peer import raw_server``.
 
 grpcio cannot be told to ignore deadlines, send GOAWAY twice or cap
 concurrent streams at 2; this server can. Requests are answered by path:
