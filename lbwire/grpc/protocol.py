@@ -1165,11 +1165,12 @@ class ClientProtocol:
                 stream, ErrorCodes.FLOW_CONTROL_ERROR, "DATA beyond the stream window", out
             )
             return
-        if stream.headers is None:
-            self._stream_error(
-                stream, ErrorCodes.PROTOCOL_ERROR, "DATA before the response headers", out
-            )
-            return
+        # (DATA may come before the response headers: a grpc-go server whose
+        # handler sends from two goroutines at once, as Liftbridge's
+        # PublishAsync does with acks and errors, can queue a message before
+        # the headers its first send is still writing. grpc-go's client takes
+        # the message, and the HEADERS that follow as the response headers;
+        # so does this core.)
         size = end - start
         if (
             stream.buffer is None

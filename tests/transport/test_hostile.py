@@ -363,11 +363,16 @@ def test_trailers_without_end_stream_fail_only_that_call() -> None:
     assert_only_a_failed(session, Status.INTERNAL)
 
 
-def test_data_before_response_headers_fails_only_that_call() -> None:
+def test_a_stream_ended_without_response_headers_fails_only_that_call() -> None:
+    # DATA before the response headers is accepted, as grpc-go's client does
+    # (test_protocol.py shows why); a stream that ends without any is broken.
     session = Session()
     third = session.pair.call()
     session.feed(h2_frame(DATA, 0, third, frame(b"early")))
+    assert third not in session.ended
+    session.feed(h2_frame(DATA, END_STREAM, third, b""))
     assert session.ended[third].status is Status.INTERNAL
+    assert "without response headers" in session.ended[third].message
     session.finish_b()
     session.check_no_credit_leaked()
 
