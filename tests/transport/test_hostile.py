@@ -30,7 +30,7 @@ from lbwire.grpc.protocol import (
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
 PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
-END_STREAM, END_HEADERS, PADDED = 0x1, 0x4, 0x8
+END_STREAM, END_HEADERS, PADDED, ACK = 0x1, 0x4, 0x8, 0x1
 MAX_FRAME = 16_384
 MAX_MESSAGE = 4 * 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -528,7 +528,14 @@ def test_frame_over_the_size_limit_is_refused_from_its_header() -> None:
         (h2_frame(DATA, PADDED, 1, b"\x09" + b"x" * 8), ErrorCodes.PROTOCOL_ERROR),
         (h2_frame(HEADERS, PADDED | END_HEADERS, 1, b"\x05ab"), ErrorCodes.PROTOCOL_ERROR),
         (h2_frame(SETTINGS, 0, 1, b""), ErrorCodes.PROTOCOL_ERROR),
-        (h2_frame(SETTINGS, 0, 0, b"\x00\x04\xff\xff\xff\xff"), ErrorCodes.PROTOCOL_ERROR),
+        # RFC 9113 6.5.2: an initial window above 2**31-1 is a flow-control error.
+        (h2_frame(SETTINGS, 0, 0, b"\x00\x04\xff\xff\xff\xff"), ErrorCodes.FLOW_CONTROL_ERROR),
+        (h2_frame(SETTINGS, 0, 0, b"\x00\x05\x00\x00\x00\x01"), ErrorCodes.PROTOCOL_ERROR),
+        (h2_frame(SETTINGS, 0, 0, b"\x00\x02\x00\x00\x00\x02"), ErrorCodes.PROTOCOL_ERROR),
+        (h2_frame(SETTINGS, 0, 0, b"\x00\x04\x00"), ErrorCodes.FRAME_SIZE_ERROR),
+        (h2_frame(SETTINGS, ACK, 0, b"\x00\x04\x00\x00\x00\x00"), ErrorCodes.FRAME_SIZE_ERROR),
+        (h2_frame(GOAWAY, 0, 0, b"\x00\x00\x00"), ErrorCodes.FRAME_SIZE_ERROR),
+        (h2_frame(GOAWAY, 0, 1, b"\x00" * 8), ErrorCodes.PROTOCOL_ERROR),
     ],
     ids=lambda value: value.name if isinstance(value, ErrorCodes) else None,
 )
