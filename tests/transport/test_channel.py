@@ -13,6 +13,7 @@ import anyio
 import pytest
 from helpers import wait_until
 from helpers.h2peer import RawConnection, raw_server
+from helpers.proxy import tcp_proxy
 from peer import PeerServer, path
 
 import lbwire.grpc.config
@@ -60,48 +61,21 @@ async def test_bidi_echoes_while_sending(channel: Channel) -> None:
     assert call.status is Status.OK
 
 
-class _CountingSocket:
-    """Stands in for the trio connection's raw socket, counting its sends."""
-
-    def __init__(self, sock: socket.socket, sizes: List[int]) -> None:
-        self._sock = sock
-        self._sizes = sizes
-
-    def send(self, data: bytes) -> int:
-        self._sizes.append(len(data))
-        return self._sock.send(data)
-
-
-async def test_messages_sent_in_a_row_share_one_write(channel: Channel, anyio_backend: str) -> None:
+async def test_messages_sent_in_a_row_share_one_write(channel: Channel) -> None:
     # Messages of streaming calls are written once the sending task yields:
     # a burst costs one system call, not one per message.
     async with channel.stream_stream(path("Bidi")) as call:
         await call.send_message(b"warm-up")
         assert await call.receive() == b"warm-up"
-        connection = channel._connection
+        connection = channel.connection
         assert connection is not None
-        writes: List[int] = []
-        if anyio_backend == "asyncio":
-            assert connection._socket is not None
-            transport = connection._socket.transport
-            assert transport is not None
-            write = transport.write
-
-            def counting_write(data: bytes) -> None:
-                writes.append(len(data))
-                write(data)
-
-            transport.write = counting_write  # type: ignore[method-assign]
-        else:
-            assert connection._raw_socket is not None
-            connection._raw_socket = _CountingSocket(connection._raw_socket, writes)  # type: ignore[assignment]
+        before = connection.transport.writes
         for i in range(100):
             await call.send_message(b"m%03d" % i)
-        assert writes == []  # not yet: the task has not yielded
+        assert connection.transport.writes == before  # not yet: the task has not yielded
         received = [await call.receive() for _ in range(100)]
         assert received == [b"m%03d" % i for i in range(100)]
-        assert len(writes) == 1
-        assert writes[0] >= 100 * (9 + 5 + 4)  # DATA frame header, gRPC prefix, payload
+        assert connection.transport.writes == before + 1
         await call.end()
 
 
@@ -324,26 +298,19 @@ async def test_outbound_message_over_max_is_resource_exhausted(peer: PeerServer)
 # -- concurrency ---------------------------------------------------------------
 
 
-async def test_200_concurrent_calls_share_one_connection(channel: Channel) -> None:
+async def test_200_concurrent_calls_share_one_connection(peer: PeerServer) -> None:
     results = {}
-    connects = 0
-    original = channel._connect
 
-    async def counting_connect() -> object:
-        nonlocal connects
-        connects += 1
-        return await original()
+    async with tcp_proxy(peer.port) as proxy, Channel.open("127.0.0.1", proxy.port) as channel:
 
-    channel._connect = counting_connect  # type: ignore[method-assign]
+        async def one(i: int) -> None:
+            results[i] = await channel.unary_unary(path("Echo"), b"%d" % i)
 
-    async def one(i: int) -> None:
-        results[i] = await channel.unary_unary(path("Echo"), b"%d" % i)
-
-    async with anyio.create_task_group() as tasks:
-        for i in range(200):
-            tasks.start_soon(one, i)
-    assert results == {i: b"%d" % i for i in range(200)}
-    assert connects == 1
+        async with anyio.create_task_group() as tasks:
+            for i in range(200):
+                tasks.start_soon(one, i)
+        assert results == {i: b"%d" % i for i in range(200)}
+        assert proxy.connections == 1
 
 
 async def test_calls_queue_at_the_servers_max_concurrent_streams() -> None:

@@ -322,20 +322,14 @@ async def test_liftbridge_enforces_the_modelled_policy(
     channel_config = ChannelConfig(keepalive_time=interval, keepalive_timeout=5)
     async with Channel.open(host, int(port), config=channel_config) as channel:
         request = wire.SubscribeRequest(stream=stream_name, partition=0).encode()
-        pings: List[float] = []
         with anyio.fail_after(30), pytest.raises(GRPCError) as caught:  # noqa: PT012
             async with channel.unary_stream("/proto.API/Subscribe", request) as stream:
                 assert await stream.receive() == b""  # the handshake, then silence
-                protocol = channel._connection.protocol  # type: ignore[union-attr]
-                ping = protocol.ping
-
-                def counting_ping(data: bytes) -> None:
-                    pings.append(anyio.current_time())
-                    ping(data)
-
-                protocol.ping = counting_ping  # type: ignore[method-assign]
+                connection = channel.connection
+                assert connection is not None
+                before = connection.protocol.pings_sent
                 await stream.receive()
         assert caught.value.status is Status.UNAVAILABLE
-        assert len(pings) == predicted[1]
+        assert connection.protocol.pings_sent - before == predicted[1]
         # The channel backs off, as grpc clients do.
-        assert channel._keepalive_time == 2 * interval
+        assert channel.keepalive_time == 2 * interval
