@@ -172,6 +172,40 @@ class Streams:
             unacked = 0
         self._connection_unacked = unacked
 
+    # -- state reports (for tests and diagnostics) -------------------------------
+
+    @property
+    def call_ids(self) -> List[int]:
+        """The stream ids of the calls in progress."""
+        return list(self._streams)
+
+    def message_buffer_size(self, stream_id: int) -> int:
+        """Bytes of a call's message in progress (0 if none, or the call ended)."""
+        stream = self._streams.get(stream_id)
+        return 0 if stream is None or stream.buffer is None else len(stream.buffer)
+
+    def stream_credit(self, stream_id: int) -> int:
+        """A call's inbound credit: its window plus credit held back or not yet returned.
+
+        No credit of the call has leaked while this, plus the credit of its
+        messages the application holds, is the configured stream window.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        return stream.receive_window + stream.unacked + stream.partial_credit
+
+    @property
+    def incomplete_frame_size(self) -> int:
+        """Bytes of a frame received in part, kept until the rest arrives."""
+        return len(self._inbound)
+
+    @property
+    def incomplete_header_block_size(self) -> int:
+        """Bytes of a header block still waiting for CONTINUATION frames."""
+        block = self._header_block
+        return 0 if block is None else int(block[3])
+
     def fail_all(self, status: Status, message: str) -> List[CallEnded]:
         """End every call in progress with ``status`` (the connection is gone)."""
         self.closed = True

@@ -112,11 +112,10 @@ class Session:
     def check_bounded(self) -> None:
         """Nothing the peer sends makes the protocol hold more than its limits."""
         client = self.client
-        assert len(client._inbound) < 9 + MAX_FRAME
-        block = client._header_block
-        assert block is None or block[3] <= MAX_HEADER_BLOCK_SIZE
-        for stream in client._streams.values():
-            assert stream.buffer is None or len(stream.buffer) < 5 + MAX_MESSAGE + MAX_FRAME
+        assert client.incomplete_frame_size < 9 + MAX_FRAME
+        assert client.incomplete_header_block_size <= MAX_HEADER_BLOCK_SIZE
+        for stream_id in client.call_ids:
+            assert client.message_buffer_size(stream_id) < 5 + MAX_MESSAGE + MAX_FRAME
         if self.closed:
             assert client.active_calls == 0
             assert client.receive_data(b"\x00" * 100) == []  # nothing more is accepted
@@ -138,10 +137,9 @@ class Session:
             return
         client = self.client
         assert client.inbound_window + client.unacknowledged_credit == self.connection_window
-        for stream in client._streams.values():
-            held = self.held.get(stream.stream_id, 0)
-            window = stream.receive_window + stream.unacked + stream.partial_credit + held
-            assert window == self.stream_window, f"call {stream.stream_id} lost credit"
+        for stream_id in client.call_ids:
+            window = client.stream_credit(stream_id) + self.held.get(stream_id, 0)
+            assert window == self.stream_window, f"call {stream_id} lost credit"
 
 
 def assert_connection_failed(session: Session, code: ErrorCodes) -> None:
@@ -274,7 +272,7 @@ def test_arbitrary_frame_headers_right_after_the_preface(header: bytes, body: by
     if any(isinstance(e, ConnectionClosed) for e in events):
         assert pair.client.receive_data(b"more") == []
     # Whatever it was, a frame longer than the limit is never buffered.
-    assert len(pair.client._inbound) < 9 + MAX_FRAME
+    assert pair.client.incomplete_frame_size < 9 + MAX_FRAME
 
 
 # -- gRPC framing ----------------------------------------------------------------
