@@ -22,7 +22,7 @@ concurrent streams at 2; this server can. Requests are answered by path:
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Callable, Dict, List, Optional, Sequence, Set
+from typing import AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 import anyio
 import anyio.abc
@@ -33,11 +33,13 @@ import h2.settings
 from anyio.abc import SocketAttribute
 from h2.errors import ErrorCodes
 
+from lbwire.grpc.testing import Transport, memory_transport
+
 OK_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 
 
 class RawConnection:
-    def __init__(self, server: RawServer, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, server: RawServer, stream: anyio.abc.ByteStream) -> None:
         self.server = server
         self.stream = stream
         self.h2 = h2.connection.H2Connection(
@@ -199,12 +201,35 @@ class RawServer:
         self.replies: Dict[bytes, Callable[[bytes], Sequence[bytes]]] = {}
         self.open_ended: Set[bytes] = set()
         self.cuts: List[int] = []
+        # (memory_server) Opens an in-memory connection to this server.
+        self.connect: Optional[Callable[[], Awaitable[Transport]]] = None
 
-    async def _serve(self, stream: anyio.abc.SocketStream) -> None:
+    async def _serve(self, stream: anyio.abc.ByteStream) -> None:
         connection = RawConnection(self, stream)
         self.connections.append(connection)
         async with stream:
             await connection.run()
+
+
+@contextlib.asynccontextmanager
+async def memory_server() -> AsyncIterator[RawServer]:
+    """The same server over in-memory connections (no sockets).
+
+    Give ``server.connect`` to a channel as its ``connect_transport``.
+    """
+    server = RawServer()
+    async with anyio.create_task_group() as tasks:
+
+        async def connect() -> Transport:
+            transport, server_end = memory_transport()
+            tasks.start_soon(server._serve, server_end)
+            return transport
+
+        server.connect = connect
+        try:
+            yield server
+        finally:
+            tasks.cancel_scope.cancel()
 
 
 @contextlib.asynccontextmanager

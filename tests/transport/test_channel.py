@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
 import threading
 import uuid
-from typing import Dict, List
+from typing import AsyncIterator, Dict, List, Tuple
 
 import anyio
 import pytest
 from helpers import wait_until
-from helpers.h2peer import RawConnection, raw_server
+from helpers.h2peer import RawConnection, RawServer, memory_server
 from helpers.proxy import tcp_proxy
 from peer import PeerServer, path
 
@@ -20,6 +21,18 @@ import lbwire.grpc.config
 from lbwire.grpc import Channel, ChannelConfig, GRPCError, Status
 
 pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def raw_channel(
+    config: ChannelConfig = ChannelConfig(),  # noqa: B008
+) -> AsyncIterator[Tuple[RawServer, Channel]]:
+    """A channel to the scripted h2 peer (a fake one: it misbehaves on request), in memory."""
+    async with memory_server() as server:
+        connect = server.connect
+        async with Channel.open("raw.test", 443, config=config, connect_transport=connect) as ch:
+            yield server, ch
+
 
 MiB = 1024 * 1024
 
@@ -173,7 +186,7 @@ async def test_deadline_fires_on_time_and_the_connection_stays_usable(
 
 
 async def test_local_deadline_resets_the_stream_when_the_server_ignores_it() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         started = anyio.current_time()
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Hang", b"", timeout=0.25)
@@ -230,10 +243,7 @@ async def test_abandoned_streams_give_their_window_back(channel: Channel) -> Non
 
 async def test_unread_messages_of_abandoned_streams_return_connection_window() -> None:
     config = ChannelConfig(stream_window_size=65_535, connection_window_size=65_535)
-    async with (
-        raw_server() as server,
-        Channel.open("127.0.0.1", server.port, config=config) as channel,
-    ):
+    async with raw_channel(config) as (_server, channel):
         with anyio.fail_after(10):
             for _ in range(10):
                 # Two 16 KiB messages stay unread each time: 320 KiB in all,
@@ -314,7 +324,7 @@ async def test_200_concurrent_calls_share_one_connection(peer: PeerServer) -> No
 
 
 async def test_calls_queue_at_the_servers_max_concurrent_streams() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         server.max_concurrent_streams = 2
 
         async def release_in_pairs(connection: RawConnection) -> None:
@@ -378,7 +388,7 @@ async def test_server_shutdown_fails_calls_in_flight_then_reconnects() -> None:
 
 
 async def test_connection_closed_mid_call_is_unavailable() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Close", b"")
         assert caught.value.status is Status.UNAVAILABLE
@@ -387,21 +397,21 @@ async def test_connection_closed_mid_call_is_unavailable() -> None:
 
 
 async def test_http_error_status_is_mapped() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (_server, channel):
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Http503", b"")
         assert caught.value.status is Status.UNAVAILABLE
 
 
 async def test_refused_stream_is_unavailable() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (_server, channel):
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Refuse", b"")
         assert caught.value.status is Status.UNAVAILABLE
 
 
 async def test_graceful_goaway_lets_calls_finish_and_moves_new_calls() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         held = anyio.Event()
 
         async def on_hold(connection: RawConnection) -> None:
@@ -489,10 +499,7 @@ async def test_keepalive_detects_a_stalled_peer(monkeypatch: pytest.MonkeyPatch)
     # The test escape hatch: below the 10 s floor a real config enforces.
     monkeypatch.setattr(lbwire.grpc.config, "MIN_KEEPALIVE_TIME", 0.01)
     config = ChannelConfig(keepalive_time=0.2, keepalive_timeout=0.3)
-    async with (
-        raw_server() as server,
-        Channel.open("127.0.0.1", server.port, config=config) as channel,
-    ):
+    async with raw_channel(config) as (server, channel):
         assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
         server.stalled.set()
         started = anyio.current_time()
@@ -506,10 +513,7 @@ async def test_keepalive_detects_a_stalled_peer(monkeypatch: pytest.MonkeyPatch)
 async def test_idle_connection_is_not_pinged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lbwire.grpc.config, "MIN_KEEPALIVE_TIME", 0.01)
     config = ChannelConfig(keepalive_time=0.05, keepalive_timeout=0.3)
-    async with (
-        raw_server() as server,
-        Channel.open("127.0.0.1", server.port, config=config) as channel,
-    ):
+    async with raw_channel(config) as (server, channel):
         assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
         server.stalled.set()  # would fail the connection if pinged
         # The absence of pings has no event to wait on: give it 6 intervals.
@@ -536,7 +540,7 @@ def test_config_is_validated(kwargs: dict) -> None:  # type: ignore[type-arg]
 
 
 async def test_a_refused_stream_is_marked_not_processed() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (_server, channel):
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Refuse", b"")
         assert caught.value.status is Status.UNAVAILABLE
@@ -548,7 +552,7 @@ async def test_a_refused_stream_is_marked_not_processed() -> None:
 
 
 async def test_calls_beyond_goaway_last_stream_id_are_marked_not_processed() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         both_held = anyio.Event()
 
         async def on_hold(connection: RawConnection) -> None:
