@@ -59,6 +59,7 @@ class Call:
         "_clock",
         "_connect",
         "_connection",
+        "_connection_hint",
         "_deadline",
         "_end",
         "_max_send",
@@ -89,7 +90,8 @@ class Call:
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
         self._messages: Deque[MessageReceived] = collections.deque()
         self._end: Optional[CallEnded] = None
-        self._connection = connection
+        # The channel's connection when the call was made (start() checks it).
+        self._connection_hint = connection
         self._connect = connect
         self._stream_id = 0
         self._parking: Optional[Parking] = None
@@ -145,7 +147,7 @@ class Call:
                 Status.RESOURCE_EXHAUSTED,
                 f"request message larger than max ({len(request)} > {self._max_send})",
             )
-        connection = self._connection
+        connection = self._connection_hint
         if connection is None or not connection.protocol.can_start_call:
             connection = await self._wait_for_connection()
         timeout = None
@@ -207,16 +209,10 @@ class Call:
         if sent < len(data):
             await self._send_rest(data, sent, end)
         else:
-            await self._current.flush_soon()
-
-    @property
-    def _current(self) -> Connection:
-        connection = self._connection
-        assert connection is not None  # (started)
-        return connection
+            await self._connection.flush_soon()
 
     async def _send_rest(self, data: bytes, sent: int, end: bool) -> None:
-        connection = self._current
+        connection = self._connection
         protocol = self._protocol
         view = memoryview(data)
         total = len(data)
@@ -233,7 +229,7 @@ class Call:
         """Half-close: tell the server no more messages will be sent."""
         await self._check()
         self._protocol.end_stream(self._stream_id)
-        await self._current.flush()
+        await self._connection.flush()
 
     async def _check(self) -> None:
         """Raise if the call failed or its deadline passed."""
@@ -245,7 +241,7 @@ class Call:
 
     async def _expire(self) -> None:
         """The deadline passed: reset the stream, end with DEADLINE_EXCEEDED."""
-        connection = self._current
+        connection = self._connection
         connection.cancel_call(self._stream_id)
         self.end_with(CallEnded(self._stream_id, Status.DEADLINE_EXCEEDED, "deadline exceeded"))
         # Messages that arrived in time but were not read are not delivered
@@ -284,7 +280,7 @@ class Call:
                     # A broken connection surfaces on the next receive; this
                     # message is delivered.
                     with contextlib.suppress(GRPCError):
-                        await self._current.flush()
+                        await self._connection.flush()
                 return message.data
             end = self._end
             if end is not None:
@@ -293,7 +289,7 @@ class Call:
                 raise _error(end)
             if self._protocol.want_message(self._stream_id):
                 with contextlib.suppress(GRPCError):
-                    await self._current.flush()
+                    await self._connection.flush()
             await self._wait()
 
     async def unary_response(self) -> bytes:
@@ -305,7 +301,7 @@ class Call:
         """
         while self._end is None:
             if self._protocol.want_message(self._stream_id):
-                await self._current.flush()
+                await self._connection.flush()
             await self._wait()
         end = self._end
         if end.status is not _OK:
@@ -326,7 +322,7 @@ class Call:
         """Cancel the call if still running (RST_STREAM CANCEL); drop unread messages."""
         if self._stream_id == 0:
             return  # never started
-        connection = self._current
+        connection = self._connection
         if self._end is None:
             connection.cancel_call(self._stream_id)
             self.end_with(CallEnded(self._stream_id, Status.CANCELLED, "call cancelled"))

@@ -85,7 +85,7 @@ class AsyncioTransport(asyncio.Protocol, Transport):
         self.loop = asyncio.get_running_loop()
         self.transport: Optional[asyncio.Transport] = None
         self.writes = 0
-        self._write_paused = False
+        self.backlogged = False
         self._drained: List[asyncio.Future[None]] = []
         self._sink: Optional[TransportSink] = None
         self._ended = self.loop.create_future()
@@ -127,14 +127,9 @@ class AsyncioTransport(asyncio.Protocol, Transport):
         self.write_nowait(data)
         await self.drained()
 
-    @property
-    def backlogged(self) -> bool:
-        """See :meth:`.base.Transport.backlogged`."""
-        return self._write_paused
-
     async def drained(self) -> None:
         """See :meth:`.base.Transport.drained`."""
-        if self._write_paused:
+        if self.backlogged:
             future = self.loop.create_future()
             self._drained.append(future)
             await future
@@ -196,7 +191,7 @@ class AsyncioTransport(asyncio.Protocol, Transport):
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         """See :meth:`asyncio.BaseProtocol.connection_lost`."""
         self._end(exc)
-        self._write_paused = False
+        self.backlogged = False
         self._wake_drained()
 
     def _end(self, exc: Optional[BaseException], *, lost: bool = True) -> None:
@@ -214,13 +209,13 @@ class AsyncioTransport(asyncio.Protocol, Transport):
 
     def pause_writing(self) -> None:
         """See :meth:`asyncio.BaseProtocol.pause_writing`."""
-        self._write_paused = True
+        self.backlogged = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         """See :meth:`asyncio.BaseProtocol.resume_writing`."""
-        self._write_paused = False
+        self.backlogged = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
         self._wake_drained()

@@ -68,6 +68,9 @@ class Transport(abc.ABC):
 
     tls: bool = False
     writes: int = 0
+    #: Whether taken bytes wait in a full buffer (see :meth:`drained`); an
+    #: attribute, not a property: it is read for every streamed message.
+    backlogged: bool = False
 
     @abc.abstractmethod
     async def run(self, sink: TransportSink) -> None:
@@ -95,11 +98,6 @@ class Transport(abc.ABC):
             OSError, anyio.BrokenResourceError, ...: the connection broke.
 
         """
-
-    @property
-    def backlogged(self) -> bool:
-        """Whether taken bytes wait in a full buffer (see :meth:`drained`)."""
-        return False
 
     async def drained(self) -> None:  # noqa: B027 (only buffering transports wait)
         """Wait until the buffer of taken bytes is below its low-water mark."""
