@@ -38,6 +38,10 @@ def _frame(payload: bytes) -> bytes:
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
+#: The parking of calls not started: nothing waits there.
+_NOT_STARTED = Parking()
+
+
 def _error(end: CallEnded) -> GRPCError:
     return GRPCError(end.status, end.message, end.trailers, end.not_processed)
 
@@ -94,7 +98,7 @@ class Call:
         self._connection_hint = connection
         self._connect = connect
         self._stream_id = 0
-        self._parking: Optional[Parking] = None
+        self._parking: Parking = _NOT_STARTED
         #: The response headers' metadata, once received (None before).
         self.initial_metadata: Optional[Metadata] = None
 
@@ -122,15 +126,13 @@ class Call:
     def deliver(self, event: MessageReceived) -> bool:
         """A message arrived; return whether the call's waiting task was woken."""
         self._messages.append(event)
-        parking = self._parking
-        return parking is not None and parking.wake()
+        return self._parking.wake()  # (a call gets messages only once started)
 
     def end_with(self, event: CallEnded) -> bool:
         """The call ended (first end wins); return whether its waiting task was woken."""
         if self._end is None:
             self._end = event
-        parking = self._parking
-        return parking is not None and parking.wake()
+        return self._parking.wake()
 
     # -- what the channel and the call shapes call ---------------------------------------
 
@@ -255,7 +257,6 @@ class Call:
 
     async def _wait(self) -> None:
         """Wait for the next event on this call, honouring the deadline."""
-        assert self._parking is not None
         await self._parking.wait(self._deadline)
         if self._end is None and self._deadline != math.inf and self._expired():
             await self._expire()

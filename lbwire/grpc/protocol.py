@@ -82,8 +82,6 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from h2.errors import ErrorCodes
-
 from . import _frames
 from ._frames import DEFAULT_WINDOW, MAX_STREAM_ID, MAX_WINDOW
 from ._hpack import HeaderDecoder, HeaderEncoder
@@ -108,7 +106,6 @@ from .metadata import (
     encode_grpc_timeout,
     encode_metadata,
 )
-from .status import Status
 
 __all__ = [
     "MAX_HEADER_BLOCK_SIZE",
@@ -277,15 +274,6 @@ class ClientProtocol(Inbound):
         self.closed = True
         self.draining = True
 
-    def fail_all(self, status: Status, message: str) -> List[CallEnded]:
-        """End every call in progress with ``status`` (the connection is gone)."""
-        self.closed = True
-        self.draining = True
-        self._header_block = None
-        ended = [CallEnded(sid, status, message) for sid in self._streams]
-        self._streams.clear()
-        return ended
-
     # -- calls --------------------------------------------------------------
 
     def start_call(
@@ -414,50 +402,3 @@ class ClientProtocol(Inbound):
             return
         stream.local_closed = True
         self._out += b"\x00\x00\x00\x00\x01" + stream.data_frame_header[2:]
-
-    def cancel(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> bool:
-        """Reset a call's stream (RST_STREAM, CANCEL by default) and forget it.
-
-        Returns whether the call was still in progress.
-        """
-        if self._streams.pop(stream_id, None) is None:
-            return False
-        if not self.closed:
-            self._out += _frames.rst_stream(stream_id, error_code)
-        return True
-
-    def consumed(self, stream_id: int, credit: int) -> bool:
-        """The application took a message: return its credit to the peer.
-
-        Credit is returned in batches (a quarter of the window at a time).
-        Returns whether a WINDOW_UPDATE was queued (then flush
-        :meth:`data_to_send`). Credit of a call that ended is ignored.
-        """
-        stream = self._streams.get(stream_id)
-        if stream is None or self.closed:
-            return False
-        unacked = stream.unacked + credit
-        if unacked < self._stream_threshold:
-            stream.unacked = unacked
-            return False
-        self._out += _frames.window_update(stream_id, unacked)
-        stream.receive_window += unacked
-        stream.unacked = 0
-        return True
-
-    def want_message(self, stream_id: int) -> bool:
-        """The application waits for the call's next message (it has taken all before).
-
-        Until a message completes, its frames are credited as they arrive,
-        and so is what arrived of it already: a message larger than the
-        stream window completes. Returns whether a WINDOW_UPDATE was queued.
-        """
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.wanted:
-            return False
-        stream.wanted = True
-        credit = stream.partial_credit
-        if not credit:
-            return False
-        stream.partial_credit = 0
-        return self.consumed(stream_id, credit)
