@@ -1,7 +1,7 @@
 """When a connection sends keepalive PINGs: plain arithmetic over a clock.
 
 Kept apart from the channel's task (which only sleeps, pings and waits) so
-that tests can play hours of a connection's life in microseconds.
+that tests can play hours of a connection's life without waiting.
 
 A keepalive PING is sent after ``interval`` seconds in which nothing was
 received, while calls are in progress (a quiet subscription is the case it is

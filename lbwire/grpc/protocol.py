@@ -24,7 +24,7 @@ private methods and swapping its decoder; one owner means none of that.
 
 **State rules.** One :class:`ClientProtocol` per connection owns:
 
-* the streams (``_streams``: stream id to :class:`~._inbound.Stream`). A
+* the streams (``_streams``: stream id to :class:`~._stream.Stream`). A
   stream is added by :meth:`~ClientProtocol.start_call` and removed exactly
   once, when its call ends: by the server (END_STREAM, RST_STREAM, a GOAWAY
   below its id), by the application (:meth:`~ClientProtocol.cancel`), by a

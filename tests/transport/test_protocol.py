@@ -732,3 +732,41 @@ def test_data_before_the_response_headers_in_separate_reads() -> None:
     events = pair.to_client()
     assert messages(events) == [b"next"]
     assert ended(events).status is Status.OK
+
+
+# -- HPACK block caches -----------------------------------------------------------------
+
+
+HEADER_LISTS = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"grpc-status", b"grpc-message", b"x-a", b"x-b", b":status"]),
+            st.sampled_from([b"0", b"1", b"200", b"ok", b"", b"v" * 300]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@given(HEADER_LISTS, st.lists(st.sampled_from([None, 0, 64, 4096]), max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_cached_decoding_matches_hpack_as_the_table_changes(
+    header_lists: List[List[Tuple[bytes, bytes]]], resizes: List[Any]
+) -> None:
+    # The decoder caches blocks that leave the table alone, deciding that from
+    # the block's bytes; it must always agree with a plain hpack decoder.
+    import hpack
+
+    from lbwire.grpc._hpack import HeaderDecoder
+
+    encoder = hpack.Encoder()
+    cached = HeaderDecoder(65536)
+    plain = hpack.Decoder()
+    for i, headers in enumerate(header_lists * 2):  # again: now mostly indexed
+        if i < len(resizes) and resizes[i] is not None:
+            encoder.header_table_size = resizes[i]
+        block = encoder.encode(headers)
+        assert cached.decode(block)[0] == plain.decode(block, raw=True)
