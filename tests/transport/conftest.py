@@ -16,11 +16,6 @@ if TYPE_CHECKING:  # imported by the fixture: grpcio may be missing (PyPy)
     from peer import PeerServer
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="session")
 def peer() -> Iterator[PeerServer]:
     """One grpcio server for the session (tests that stop it use their own)."""
