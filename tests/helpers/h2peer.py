@@ -48,11 +48,18 @@ class RawConnection:
         self.paths: Dict[int, bytes] = {}
         self.bodies: Dict[int, bytes] = {}
         self.held: List[int] = []
+        # Bytes to send before h2's next output (see queue()).
+        self.queued = bytearray()
 
     async def flush(self) -> None:
-        data = self.h2.data_to_send()
+        data = bytes(self.queued) + self.h2.data_to_send()
+        self.queued.clear()
         if data:
             await self.stream.send(data)
+
+    def queue(self, frame: bytes) -> None:
+        """Queue a hand-written frame after what h2 has queued (h2 would refuse it)."""
+        self.queued += self.h2.data_to_send() + frame
 
     def respond(self, stream_id: int, payload: bytes) -> None:
         self.h2.send_headers(stream_id, OK_HEADERS)
@@ -78,7 +85,7 @@ class RawConnection:
 
     def raw_frame(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
         """Queue a frame h2 would refuse to send (literal HPACK only)."""
-        self.h2._data_to_send += (
+        self.queue(
             len(payload).to_bytes(3, "big")
             + bytes([frame_type, flags])
             + stream_id.to_bytes(4, "big")
@@ -93,7 +100,7 @@ class RawConnection:
             + last_stream_id.to_bytes(4, "big")
             + b"\x00\x00\x00\x00"
         )
-        self.h2._data_to_send += frame
+        self.queue(frame)
 
     async def handle(self, event: h2.events.Event) -> None:
         server = self.server
