@@ -27,6 +27,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import anyio
 import pytest
+from helpers.h2peer import memory_server
 from helpers.proxy import tcp_proxy
 
 from lbwire import wire
@@ -237,6 +238,29 @@ async def test_a_call_on_a_connection_that_died_while_idle_fails_in_time(
             assert anyio.current_time() - started < sum(KEEPALIVE) + SLACK
     finally:
         peer.stop(None)
+
+
+async def test_a_call_after_a_long_idle_spell_pings_at_once(fast_keepalive: None) -> None:
+    # Nothing was received for longer than keepalive_time when the call
+    # starts: the PING is due at once, not when the keepalive task would next
+    # have looked (it used to sleep a whole interval while no call was in
+    # progress). The peer is the scripted h2 peer in memory, told to stop
+    # reading: a fake one, as only it can be frozen at a chosen moment here.
+    time, timeout = 2.0, 0.2
+    config = ChannelConfig(keepalive_time=time, keepalive_timeout=timeout)
+    async with memory_server() as server:
+        connect = server.connect
+        async with Channel.open("raw.test", 1, config=config, connect_transport=connect) as ch:
+            assert await ch.unary_unary("/t/Echo", b"up") == b"up"
+            # The idle spell itself is the condition: there is nothing to wait on.
+            await anyio.sleep(time + 0.1)
+            server.stalled.set()
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                await ch.unary_unary("/t/Hang", b"")
+            assert caught.value.status is Status.UNAVAILABLE
+            assert "keepalive" in caught.value.message
+            assert anyio.current_time() - started < timeout + SLACK
 
 
 async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
