@@ -23,10 +23,11 @@ import math
 import os
 import signal
 import uuid
-from typing import Iterator, List, Optional, Tuple
+from typing import AsyncIterator, List, Optional, Tuple
 
 import anyio
 import pytest
+from helpers import wait_until
 from helpers.h2peer import memory_server
 from helpers.proxy import tcp_proxy
 
@@ -289,15 +290,27 @@ async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
         peer.stop(None)
 
 
-@contextlib.contextmanager
-def frozen(server: LiftbridgeServer) -> Iterator[None]:
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of a process is stopped (Linux /proc state "T")."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
     """SIGSTOP the server's process (a hung broker: connections stay open); SIGCONT after."""
-    assert server.pid is not None
-    os.kill(server.pid, signal.SIGSTOP)
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
     try:
+        # The signal is delivered asynchronously: wait until every thread stopped.
+        await wait_until(lambda: all_threads_stopped(pid), "the server is stopped")
         yield
     finally:
-        os.kill(server.pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
 
 
 async def test_a_call_to_a_frozen_liftbridge_fails_within_keepalive(
@@ -311,7 +324,7 @@ async def test_a_call_to_a_frozen_liftbridge_fails_within_keepalive(
     request = wire.SubscribeRequest(stream=stream_name, partition=0).encode()
     async with Channel.open(host, int(port), config=fast_config()) as channel:
         await channel.unary_unary("/proto.API/FetchMetadata", b"", timeout=10)
-        with frozen(fresh_server):
+        async with frozen(fresh_server):
             started = anyio.current_time()
             with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
                 async with channel.unary_stream("/proto.API/Subscribe", request) as stream:
