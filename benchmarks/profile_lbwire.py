@@ -24,8 +24,11 @@ from typing import Any, Deque, Dict, List, Tuple
 
 LAYERS: List[Tuple[str, str]] = [
     (r"/(h2|hpack|hyperframe)/", "h2 / hpack / hyperframe"),
-    (r"lbwire/grpc/protocol\.py", "lbwire.grpc.protocol (sans-IO)"),
-    (r"lbwire/grpc/", "lbwire.grpc.channel (transport)"),
+    (
+        r"lbwire/grpc/(protocol|_inbound|_stream|_hpack|_frames|metadata|events)\.py",
+        "lbwire.grpc sans-IO core",
+    ),
+    (r"lbwire/grpc/", "lbwire.grpc connection, calls, backends"),
     (r"lbwire/wire/", "lbwire.wire (encode/decode)"),
     (r"lbwire/", "lbwire client layer"),
     (r"/anyio/", "anyio"),

@@ -315,6 +315,11 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         return self._connections.idle_timeout
 
     @property
+    def channel_config(self) -> ChannelConfig:
+        """The settings of every connection the client opens (frozen)."""
+        return self._connections.config
+
+    @property
     def cursor_store(self) -> CursorStore:
         """The raw cursor store (no convention applied), as consumer groups use it."""
         return self._cursors

@@ -14,33 +14,15 @@ server anyway fails loudly: ``-m "not server"`` starts no server.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import re
-import sys
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 from helpers.servers import SERVER_FIXTURES, generation
 
 from lbwire.testing import NO_SERVER_ENV, LiftbridgeCluster, LiftbridgeServer
-
-
-def _hide_tests_grpc_from_import_grpc() -> None:
-    """Make `import grpc` fail when grpcio is not installed (PyPy).
-
-    This directory is on sys.path, so `import grpc` would otherwise import
-    tests/grpc as an empty namespace package, and `pytest.importorskip("grpc")`
-    would not skip.
-    """
-    spec = importlib.util.find_spec("grpc")
-    if spec is not None and (spec.origin is None or not Path(spec.origin).is_file()):
-        sys.modules["grpc"] = None  # type: ignore[assignment]
-
-
-_hide_tests_grpc_from_import_grpc()
 
 
 @pytest.fixture(scope="session")

@@ -236,7 +236,7 @@ async def test_min_isr_holds_back_leader_acked_messages_only_on_v1_9_0(
 async def test_too_many_pings_get_goaway_from_both_but_only_v1_9_0_closes_at_once(
     generation_server: LiftbridgeServer, stream_name: str
 ) -> None:
-    # Both enforce grpc-go's PING policy alike (tests/grpc/test_keepalive.py
+    # Both enforce grpc-go's PING policy alike (tests/transport/test_keepalive.py
     # models it): a quiet subscription pinged every 0.3 s gets GOAWAY
     # too_many_pings with the answer to its fourth PING. v1.9.0 (grpc-go
     # 1.49) then closes the connection; the newest (grpc-go 1.77) keeps it

@@ -1,7 +1,10 @@
 """gRPC over HTTP/2 for lbwire: bytes in, bytes out, on anyio (asyncio or trio).
 
-The sans-IO core is :mod:`lbwire.grpc.protocol`; :class:`Channel` is the anyio
-transport over it. This layer never knows about protobuf.
+The sans-IO core is :mod:`lbwire.grpc.protocol` (it owns the whole HTTP/2
+connection); :class:`Channel` runs it over one transport per backend
+(:mod:`lbwire.grpc._backends`), one connection (:mod:`lbwire.grpc._connection`)
+and one call object per call (:mod:`lbwire.grpc._call`). This layer never
+knows about protobuf.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ _TRANSPORT = ("Channel", "StreamStreamCall", "UnaryStreamCall")
 
 
 def __getattr__(name: str) -> Any:
-    # The transport (h2, asyncio, ssl: ~60 ms) loads with its first use, so
-    # that importing lbwire's exceptions and types stays cheap.
+    # The transport (asyncio, ssl, hpack) loads with its first use, so that
+    # importing lbwire's exceptions and types stays cheap.
     if name in _TRANSPORT:
         from . import channel
 

@@ -1,7 +1,7 @@
 """When a connection sends keepalive PINGs: plain arithmetic over a clock.
 
 Kept apart from the channel's task (which only sleeps, pings and waits) so
-that tests can play hours of a connection's life in microseconds.
+that tests can play hours of a connection's life without waiting.
 
 A keepalive PING is sent after ``interval`` seconds in which nothing was
 received, while calls are in progress (a quiet subscription is the case it is
@@ -30,6 +30,7 @@ __all__ = [
     "GRPC_GO_MIN_PING_INTERVAL_WITHOUT_CALLS",
     "IDLE_PING_INTERVAL",
     "SAFE_KEEPALIVE_TIME",
+    "KeepalivePolicy",
     "KeepaliveSchedule",
 ]
 
@@ -86,3 +87,26 @@ class KeepaliveSchedule:
         if not self.without_calls:
             return math.inf
         return max(due, self.last_ping + max(self.interval, IDLE_PING_INTERVAL))
+
+
+class KeepalivePolicy:
+    """A channel's keepalive settings, shared by its connections over time.
+
+    Args:
+        time: seconds without receiving anything (while calls are in
+            progress) before a PING.
+        timeout: seconds to wait for a PING's answer.
+        without_calls: also ping without calls in progress.
+
+    """
+
+    __slots__ = ("time", "timeout", "without_calls")
+
+    def __init__(self, time: float, timeout: float, *, without_calls: bool) -> None:
+        self.time = time
+        self.timeout = timeout
+        self.without_calls = without_calls
+
+    def too_many_pings(self) -> None:
+        """The server sent GOAWAY "too_many_pings": ping half as often, as grpc clients do."""
+        self.time *= 2

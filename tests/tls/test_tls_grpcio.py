@@ -21,9 +21,7 @@ try:
     import grpc
 except ImportError:  # pragma: no cover - depends on the interpreter
     grpc = None
-# On an interpreter without grpcio, `import grpc` can find tests/grpc as a
-# namespace package: ask for something only grpcio has.
-if not hasattr(grpc, "ssl_server_credentials"):
+if grpc is None:
     pytest.skip(
         "grpcio is not installed (it has no wheels for PyPy); the TLS tests against "
         "Liftbridge still run",

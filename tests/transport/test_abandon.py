@@ -24,7 +24,7 @@ CONFIG = ChannelConfig()
 
 def connection_state(channel: Channel) -> tuple[int, int, int]:
     """(calls the channel tracks, calls the protocol tracks, credit missing)."""
-    connection = channel._connection
+    connection = channel.connection
     assert connection is not None
     protocol = connection.protocol
     missing = CONFIG.connection_window_size - (
@@ -66,11 +66,11 @@ async def test_10000_abandoned_streaming_calls_leave_the_connection_as_it_was(
     ways = [abandon_by_leaving, abandon_by_task_cancellation, abandon_by_deadline]
     async with Channel.open("127.0.0.1", peer.port, config=CONFIG) as channel:
         assert await channel.unary_unary(path("Echo"), b"first") == b"first"
-        connection = channel._connection
+        connection = channel.connection
         with anyio.fail_after(120):
             for i in range(10_000):
                 await ways[i % 3](channel)
-            assert channel._connection is connection, "the connection was replaced"
+            assert channel.connection is connection, "the connection was replaced"
             # Data the server sent before it saw the last resets may still be
             # on its way; a round trip or two later it has all arrived, and
             # must all have been credited back.
@@ -88,5 +88,5 @@ async def test_10000_abandoned_streaming_calls_leave_the_connection_as_it_was(
         assert total > CONFIG.connection_window_size
         async with channel.unary_stream(path("Stream"), b"400:65536") as stream:
             assert sum([len(m) async for m in stream]) == total
-        assert channel._connection is connection
+        assert channel.connection is connection
         assert connection_state(channel) == (0, 0, 0)

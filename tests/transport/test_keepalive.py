@@ -18,13 +18,18 @@ What is proven, and how:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
 import uuid
-from typing import List, Optional, Tuple
+from typing import AsyncIterator, List, Optional, Tuple
 
 import anyio
 import pytest
-from proxy import tcp_proxy
+from helpers import wait_until
+from helpers.h2peer import memory_server
+from helpers.proxy import tcp_proxy
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
@@ -142,11 +147,11 @@ def test_pings_without_calls_are_rare_enough_for_grpc_go() -> None:
 
 def test_the_liftbridge_client_keeps_alive_safely_by_default() -> None:
     client = LiftbridgeClient(["127.0.0.1:9292"])
-    channel_config = client._channel_config
+    channel_config = client.channel_config
     assert channel_config.keepalive_time == SAFE_KEEPALIVE_TIME
     assert channel_config.keepalive_time >= GRPC_GO_MIN_PING_INTERVAL
     assert not channel_config.keepalive_without_calls
-    assert LiftbridgeClient(["x:1"], keepalive_time=None)._channel_config.keepalive_time is None
+    assert LiftbridgeClient(["x:1"], keepalive_time=None).channel_config.keepalive_time is None
 
 
 def test_keepalive_time_below_the_floor_is_refused() -> None:
@@ -162,7 +167,7 @@ KEEPALIVE = (0.4, 0.4)  # keepalive_time, keepalive_timeout
 
 def fast_config() -> ChannelConfig:
     time, timeout = KEEPALIVE
-    return ChannelConfig(keepalive_time=time, keepalive_timeout=timeout)
+    return ChannelConfig(keepalive_time=time, keepalive_timeout=timeout, connect_timeout=1.0)
 
 
 async def test_a_peer_that_stops_answering_fails_the_calls_in_flight_in_time(
@@ -230,10 +235,33 @@ async def test_a_call_on_a_connection_that_died_while_idle_fails_in_time(
             with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
                 await channel.unary_unary(path("Echo"), b"into the void")
             assert caught.value.status is Status.UNAVAILABLE
-            # The keepalive task looks again at most an interval later.
-            assert anyio.current_time() - started < KEEPALIVE[0] + sum(KEEPALIVE) + SLACK
+            # The keepalive task wakes with the call (it was waiting for one).
+            assert anyio.current_time() - started < sum(KEEPALIVE) + SLACK
     finally:
         peer.stop(None)
+
+
+async def test_a_call_after_a_long_idle_spell_pings_at_once(fast_keepalive: None) -> None:
+    # Nothing was received for longer than keepalive_time when the call
+    # starts: the PING is due at once, not when the keepalive task would next
+    # have looked (it used to sleep a whole interval while no call was in
+    # progress). The peer is the scripted h2 peer in memory, told to stop
+    # reading: a fake one, as only it can be frozen at a chosen moment here.
+    time, timeout = 2.0, 0.2
+    config = ChannelConfig(keepalive_time=time, keepalive_timeout=timeout)
+    async with memory_server() as server:
+        connect = server.connect
+        async with Channel.open("raw.test", 1, config=config, connect_transport=connect) as ch:
+            assert await ch.unary_unary("/t/Echo", b"up") == b"up"
+            # The idle spell itself is the condition: there is nothing to wait on.
+            await anyio.sleep(time + 0.1)
+            server.stalled.set()
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                await ch.unary_unary("/t/Hang", b"")
+            assert caught.value.status is Status.UNAVAILABLE
+            assert "keepalive" in caught.value.message
+            assert anyio.current_time() - started < timeout + SLACK
 
 
 async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
@@ -262,6 +290,57 @@ async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
         peer.stop(None)
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of a process is stopped (Linux /proc state "T")."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
+    """SIGSTOP the server's process (a hung broker: connections stay open); SIGCONT after."""
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # The signal is delivered asynchronously: wait until every thread stopped.
+        await wait_until(lambda: all_threads_stopped(pid), "the server is stopped")
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_call_to_a_frozen_liftbridge_fails_within_keepalive(
+    fresh_server: LiftbridgeServer, stream_name: str, fast_keepalive: None
+) -> None:
+    # The real frozen peer of issue 10 item 3: a subscription on a connection
+    # the client already used, to a server that was then SIGSTOPped.
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+    host, port = fresh_server.broker.rsplit(":", 1)
+    request = wire.SubscribeRequest(stream=stream_name, partition=0).encode()
+    async with Channel.open(host, int(port), config=fast_config()) as channel:
+        await channel.unary_unary("/proto.API/FetchMetadata", b"", timeout=10)
+        async with frozen(fresh_server):
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                async with channel.unary_stream("/proto.API/Subscribe", request) as stream:
+                    await stream.receive()
+            elapsed = anyio.current_time() - started
+            assert caught.value.status is Status.UNAVAILABLE
+            assert "keepalive" in caught.value.message
+            assert elapsed < sum(KEEPALIVE) + SLACK
+            # A new connection to the frozen server fails within the connect
+            # timeout too (the kernel accepts it; the server never answers).
+            with anyio.fail_after(10), pytest.raises(GRPCError) as caught:
+                await channel.unary_unary("/proto.API/FetchMetadata", b"")
+            assert caught.value.status is Status.UNAVAILABLE
+        assert await channel.unary_unary("/proto.API/FetchMetadata", b"", timeout=10) is not None
+
+
 # -- the real server's policy -----------------------------------------------------------------
 
 
@@ -280,20 +359,14 @@ async def test_liftbridge_enforces_the_modelled_policy(
     channel_config = ChannelConfig(keepalive_time=interval, keepalive_timeout=5)
     async with Channel.open(host, int(port), config=channel_config) as channel:
         request = wire.SubscribeRequest(stream=stream_name, partition=0).encode()
-        pings: List[float] = []
         with anyio.fail_after(30), pytest.raises(GRPCError) as caught:  # noqa: PT012
             async with channel.unary_stream("/proto.API/Subscribe", request) as stream:
                 assert await stream.receive() == b""  # the handshake, then silence
-                protocol = channel._connection.protocol  # type: ignore[union-attr]
-                ping = protocol.ping
-
-                def counting_ping(data: bytes) -> None:
-                    pings.append(anyio.current_time())
-                    ping(data)
-
-                protocol.ping = counting_ping  # type: ignore[method-assign]
+                connection = channel.connection
+                assert connection is not None
+                before = connection.protocol.pings_sent
                 await stream.receive()
         assert caught.value.status is Status.UNAVAILABLE
-        assert len(pings) == predicted[1]
+        assert connection.protocol.pings_sent - before == predicted[1]
         # The channel backs off, as grpc clients do.
-        assert channel._keepalive_time == 2 * interval
+        assert channel.keepalive_time == 2 * interval

@@ -87,8 +87,10 @@ async def test_a_slow_reader_of_a_200_mib_stream_holds_only_its_window(flood_por
                 received = [len(await stream.receive())]
                 # Read nothing more until the server can send nothing more:
                 # our window for the call is exhausted...
-                protocol = channel._connection.protocol  # type: ignore[union-attr]
-                stream_id = stream._call._stream_id
+                connection = channel.connection
+                assert connection is not None
+                protocol = connection.protocol
+                stream_id = stream.stream_id
                 while protocol.receive_window(stream_id) > 0:
                     await handed()  # (a round trip: time for the reader to read)
                 # ...and grpcio, which asks for the next message only once it

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional, Type
 
 import anyio
 import pytest
+from helpers.h2peer import raw_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawpeer import raw_server
 
 from lbwire import wire
 from lbwire.grpc import Channel, GRPCError, Status

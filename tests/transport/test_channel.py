@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
 import threading
 import uuid
-from typing import List
+from typing import AsyncIterator, Dict, List, Tuple
 
 import anyio
 import pytest
+from helpers import wait_until
+from helpers.h2peer import RawConnection, RawServer, memory_server
+from helpers.proxy import tcp_proxy
 from peer import PeerServer, path
-from rawpeer import RawConnection, raw_server
 
 import lbwire.grpc.config
 from lbwire.grpc import Channel, ChannelConfig, GRPCError, Status
 
 pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def raw_channel(
+    config: ChannelConfig = ChannelConfig(),  # noqa: B008
+) -> AsyncIterator[Tuple[RawServer, Channel]]:
+    """A channel to the scripted h2 peer (a fake one: it misbehaves on request), in memory."""
+    async with memory_server() as server:
+        connect = server.connect
+        async with Channel.open("raw.test", 443, config=config, connect_transport=connect) as ch:
+            yield server, ch
+
 
 MiB = 1024 * 1024
 
@@ -59,48 +74,21 @@ async def test_bidi_echoes_while_sending(channel: Channel) -> None:
     assert call.status is Status.OK
 
 
-class _CountingSocket:
-    """Stands in for the trio connection's raw socket, counting its sends."""
-
-    def __init__(self, sock: socket.socket, sizes: List[int]) -> None:
-        self._sock = sock
-        self._sizes = sizes
-
-    def send(self, data: bytes) -> int:
-        self._sizes.append(len(data))
-        return self._sock.send(data)
-
-
-async def test_messages_sent_in_a_row_share_one_write(channel: Channel, anyio_backend: str) -> None:
+async def test_messages_sent_in_a_row_share_one_write(channel: Channel) -> None:
     # Messages of streaming calls are written once the sending task yields:
     # a burst costs one system call, not one per message.
     async with channel.stream_stream(path("Bidi")) as call:
         await call.send_message(b"warm-up")
         assert await call.receive() == b"warm-up"
-        connection = channel._connection
+        connection = channel.connection
         assert connection is not None
-        writes: List[int] = []
-        if anyio_backend == "asyncio":
-            assert connection._socket is not None
-            transport = connection._socket.transport
-            assert transport is not None
-            write = transport.write
-
-            def counting_write(data: bytes) -> None:
-                writes.append(len(data))
-                write(data)
-
-            transport.write = counting_write  # type: ignore[method-assign]
-        else:
-            assert connection._raw_socket is not None
-            connection._raw_socket = _CountingSocket(connection._raw_socket, writes)  # type: ignore[assignment]
+        before = connection.transport.writes
         for i in range(100):
             await call.send_message(b"m%03d" % i)
-        assert writes == []  # not yet: the task has not yielded
+        assert connection.transport.writes == before  # not yet: the task has not yielded
         received = [await call.receive() for _ in range(100)]
         assert received == [b"m%03d" % i for i in range(100)]
-        assert len(writes) == 1
-        assert writes[0] >= 100 * (9 + 5 + 4)  # DATA frame header, gRPC prefix, payload
+        assert connection.transport.writes == before + 1
         await call.end()
 
 
@@ -198,7 +186,7 @@ async def test_deadline_fires_on_time_and_the_connection_stays_usable(
 
 
 async def test_local_deadline_resets_the_stream_when_the_server_ignores_it() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         started = anyio.current_time()
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Hang", b"", timeout=0.25)
@@ -255,10 +243,7 @@ async def test_abandoned_streams_give_their_window_back(channel: Channel) -> Non
 
 async def test_unread_messages_of_abandoned_streams_return_connection_window() -> None:
     config = ChannelConfig(stream_window_size=65_535, connection_window_size=65_535)
-    async with (
-        raw_server() as server,
-        Channel.open("127.0.0.1", server.port, config=config) as channel,
-    ):
+    async with raw_channel(config) as (_server, channel):
         with anyio.fail_after(10):
             for _ in range(10):
                 # Two 16 KiB messages stay unread each time: 320 KiB in all,
@@ -323,30 +308,23 @@ async def test_outbound_message_over_max_is_resource_exhausted(peer: PeerServer)
 # -- concurrency ---------------------------------------------------------------
 
 
-async def test_200_concurrent_calls_share_one_connection(channel: Channel) -> None:
+async def test_200_concurrent_calls_share_one_connection(peer: PeerServer) -> None:
     results = {}
-    connects = 0
-    original = channel._connect
 
-    async def counting_connect() -> object:
-        nonlocal connects
-        connects += 1
-        return await original()
+    async with tcp_proxy(peer.port) as proxy, Channel.open("127.0.0.1", proxy.port) as channel:
 
-    channel._connect = counting_connect  # type: ignore[method-assign]
+        async def one(i: int) -> None:
+            results[i] = await channel.unary_unary(path("Echo"), b"%d" % i)
 
-    async def one(i: int) -> None:
-        results[i] = await channel.unary_unary(path("Echo"), b"%d" % i)
-
-    async with anyio.create_task_group() as tasks:
-        for i in range(200):
-            tasks.start_soon(one, i)
-    assert results == {i: b"%d" % i for i in range(200)}
-    assert connects == 1
+        async with anyio.create_task_group() as tasks:
+            for i in range(200):
+                tasks.start_soon(one, i)
+        assert results == {i: b"%d" % i for i in range(200)}
+        assert proxy.connections == 1
 
 
 async def test_calls_queue_at_the_servers_max_concurrent_streams() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         server.max_concurrent_streams = 2
 
         async def release_in_pairs(connection: RawConnection) -> None:
@@ -410,7 +388,7 @@ async def test_server_shutdown_fails_calls_in_flight_then_reconnects() -> None:
 
 
 async def test_connection_closed_mid_call_is_unavailable() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Close", b"")
         assert caught.value.status is Status.UNAVAILABLE
@@ -419,21 +397,21 @@ async def test_connection_closed_mid_call_is_unavailable() -> None:
 
 
 async def test_http_error_status_is_mapped() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (_server, channel):
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Http503", b"")
         assert caught.value.status is Status.UNAVAILABLE
 
 
 async def test_refused_stream_is_unavailable() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (_server, channel):
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Refuse", b"")
         assert caught.value.status is Status.UNAVAILABLE
 
 
 async def test_graceful_goaway_lets_calls_finish_and_moves_new_calls() -> None:
-    async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
+    async with raw_channel() as (server, channel):
         held = anyio.Event()
 
         async def on_hold(connection: RawConnection) -> None:
@@ -521,10 +499,7 @@ async def test_keepalive_detects_a_stalled_peer(monkeypatch: pytest.MonkeyPatch)
     # The test escape hatch: below the 10 s floor a real config enforces.
     monkeypatch.setattr(lbwire.grpc.config, "MIN_KEEPALIVE_TIME", 0.01)
     config = ChannelConfig(keepalive_time=0.2, keepalive_timeout=0.3)
-    async with (
-        raw_server() as server,
-        Channel.open("127.0.0.1", server.port, config=config) as channel,
-    ):
+    async with raw_channel(config) as (server, channel):
         assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
         server.stalled.set()
         started = anyio.current_time()
@@ -538,10 +513,7 @@ async def test_keepalive_detects_a_stalled_peer(monkeypatch: pytest.MonkeyPatch)
 async def test_idle_connection_is_not_pinged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lbwire.grpc.config, "MIN_KEEPALIVE_TIME", 0.01)
     config = ChannelConfig(keepalive_time=0.05, keepalive_timeout=0.3)
-    async with (
-        raw_server() as server,
-        Channel.open("127.0.0.1", server.port, config=config) as channel,
-    ):
+    async with raw_channel(config) as (server, channel):
         assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
         server.stalled.set()  # would fail the connection if pinged
         # The absence of pings has no event to wait on: give it 6 intervals.
@@ -565,3 +537,51 @@ async def test_idle_connection_is_not_pinged(monkeypatch: pytest.MonkeyPatch) ->
 def test_config_is_validated(kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError):  # noqa: PT011
         ChannelConfig(**kwargs)
+
+
+async def test_a_refused_stream_is_marked_not_processed() -> None:
+    async with raw_channel() as (_server, channel):
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Refuse", b"")
+        assert caught.value.status is Status.UNAVAILABLE
+        assert caught.value.not_processed
+        # A call the server may have begun is not.
+        with pytest.raises(GRPCError) as caught:
+            await channel.unary_unary("/t/Close", b"")
+        assert not caught.value.not_processed
+
+
+async def test_calls_beyond_goaway_last_stream_id_are_marked_not_processed() -> None:
+    async with raw_channel() as (server, channel):
+        both_held = anyio.Event()
+
+        async def on_hold(connection: RawConnection) -> None:
+            if len(connection.held) == 2:
+                # The server processes the first call only.
+                connection.goaway(connection.held[0])
+                both_held.set()
+
+        server.on_hold = on_hold
+        results: Dict[str, object] = {}
+
+        async def call(name: str) -> None:
+            try:
+                results[name] = await channel.unary_unary("/t/Hold", name.encode())
+            except GRPCError as exc:
+                results[name] = exc
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call, "first")
+                await wait_until(lambda: len(server.requests) == 1, "the first call arrived")
+                tasks.start_soon(call, "second")
+                await both_held.wait()
+                await wait_until(lambda: "second" in results, "the second call failed")
+                first = server.connections[0]
+                first.release_held()
+                await first.flush()
+        assert results["first"] == b"first"
+        refused = results["second"]
+        assert isinstance(refused, GRPCError)
+        assert refused.status is Status.UNAVAILABLE
+        assert refused.not_processed

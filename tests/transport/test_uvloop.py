@@ -12,7 +12,7 @@ from typing import Any, Dict, Tuple
 
 import anyio
 import pytest
-from rawpeer import raw_server
+from helpers.h2peer import raw_server
 
 from lbwire.grpc import Channel, GRPCError, Status
 

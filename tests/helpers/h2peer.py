@@ -1,4 +1,6 @@
-"""A bare h2 server on loopback whose misbehaviour each test scripts.
+"""A bare h2 server on loopback whose misbehaviour each test scripts (a fake peer).
+
+Import as ``from helpers.h2peer import raw_server``.
 
 grpcio cannot be told to ignore deadlines, send GOAWAY twice or cap
 concurrent streams at 2; this server can. Requests are answered by path:
@@ -20,7 +22,7 @@ concurrent streams at 2; this server can. Requests are answered by path:
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Callable, Dict, List, Optional, Sequence, Set
+from typing import AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 import anyio
 import anyio.abc
@@ -31,11 +33,13 @@ import h2.settings
 from anyio.abc import SocketAttribute
 from h2.errors import ErrorCodes
 
+from lbwire.grpc.testing import Transport, memory_transport
+
 OK_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 
 
 class RawConnection:
-    def __init__(self, server: RawServer, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, server: RawServer, stream: anyio.abc.ByteStream) -> None:
         self.server = server
         self.stream = stream
         self.h2 = h2.connection.H2Connection(
@@ -44,11 +48,18 @@ class RawConnection:
         self.paths: Dict[int, bytes] = {}
         self.bodies: Dict[int, bytes] = {}
         self.held: List[int] = []
+        # Bytes to send before h2's next output (see queue()).
+        self.queued = bytearray()
 
     async def flush(self) -> None:
-        data = self.h2.data_to_send()
+        data = bytes(self.queued) + self.h2.data_to_send()
+        self.queued.clear()
         if data:
             await self.stream.send(data)
+
+    def queue(self, frame: bytes) -> None:
+        """Queue a hand-written frame after what h2 has queued (h2 would refuse it)."""
+        self.queued += self.h2.data_to_send() + frame
 
     def respond(self, stream_id: int, payload: bytes) -> None:
         self.h2.send_headers(stream_id, OK_HEADERS)
@@ -74,7 +85,7 @@ class RawConnection:
 
     def raw_frame(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
         """Queue a frame h2 would refuse to send (literal HPACK only)."""
-        self.h2._data_to_send += (
+        self.queue(
             len(payload).to_bytes(3, "big")
             + bytes([frame_type, flags])
             + stream_id.to_bytes(4, "big")
@@ -89,7 +100,7 @@ class RawConnection:
             + last_stream_id.to_bytes(4, "big")
             + b"\x00\x00\x00\x00"
         )
-        self.h2._data_to_send += frame
+        self.queue(frame)
 
     async def handle(self, event: h2.events.Event) -> None:
         server = self.server
@@ -197,12 +208,35 @@ class RawServer:
         self.replies: Dict[bytes, Callable[[bytes], Sequence[bytes]]] = {}
         self.open_ended: Set[bytes] = set()
         self.cuts: List[int] = []
+        # (memory_server) Opens an in-memory connection to this server.
+        self.connect: Optional[Callable[[], Awaitable[Transport]]] = None
 
-    async def _serve(self, stream: anyio.abc.SocketStream) -> None:
+    async def _serve(self, stream: anyio.abc.ByteStream) -> None:
         connection = RawConnection(self, stream)
         self.connections.append(connection)
         async with stream:
             await connection.run()
+
+
+@contextlib.asynccontextmanager
+async def memory_server() -> AsyncIterator[RawServer]:
+    """The same server over in-memory connections (no sockets).
+
+    Give ``server.connect`` to a channel as its ``connect_transport``.
+    """
+    server = RawServer()
+    async with anyio.create_task_group() as tasks:
+
+        async def connect() -> Transport:
+            transport, server_end = memory_transport()
+            tasks.start_soon(server._serve, server_end)
+            return transport
+
+        server.connect = connect
+        try:
+            yield server
+        finally:
+            tasks.cancel_scope.cancel()
 
 
 @contextlib.asynccontextmanager
