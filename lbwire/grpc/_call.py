@@ -131,6 +131,16 @@ class Call:
     def end_with(self, event: CallEnded) -> bool:
         """The call ended (first end wins); return whether its waiting task was woken."""
         if self._end is None:
+            if (
+                event.reset
+                and event.status is Status.CANCELLED
+                and self._deadline != math.inf
+                and self._expired()
+            ):
+                # Newer grpc-go servers reset a call with CANCEL when its
+                # deadline passes instead of answering DEADLINE_EXCEEDED;
+                # grpc-go's own client reads that reset as its deadline too.
+                event = CallEnded(event.stream_id, Status.DEADLINE_EXCEEDED, "deadline exceeded")
             self._end = event
         return self._parking.wake()
 

@@ -410,6 +410,7 @@ class Inbound(Streams):
                 status_from_h2_error_code(code),
                 f"stream reset by server ({name})",
                 not_processed=code == ErrorCodes.REFUSED_STREAM,
+                reset=True,
             )
         )
 

@@ -63,7 +63,7 @@ class CallEnded(Event):
     The protocol has forgotten the stream when this is emitted.
     """
 
-    __slots__ = ("message", "not_processed", "status", "stream_id", "trailers")
+    __slots__ = ("message", "not_processed", "reset", "status", "stream_id", "trailers")
 
     def __init__(
         self,
@@ -72,6 +72,7 @@ class CallEnded(Event):
         message: str,
         trailers: Metadata = (),
         not_processed: bool = False,
+        reset: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.status = status
@@ -80,6 +81,8 @@ class CallEnded(Event):
         #: The server never began the call (its stream was beyond a GOAWAY's
         #: last stream id, or refused with REFUSED_STREAM): safe to send again.
         self.not_processed = not_processed
+        #: The server ended the call with RST_STREAM rather than a status.
+        self.reset = reset
 
 
 class WindowOpened(Event):

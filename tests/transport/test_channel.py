@@ -12,6 +12,7 @@ from typing import AsyncIterator, Dict, List, Tuple
 
 import anyio
 import pytest
+from h2.errors import ErrorCodes
 from helpers import wait_until
 from helpers.h2peer import RawConnection, RawServer, memory_server
 from helpers.proxy import tcp_proxy
@@ -408,6 +409,35 @@ async def test_refused_stream_is_unavailable() -> None:
         with pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Refuse", b"")
         assert caught.value.status is Status.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("timeout", "reset_after", "status"),
+    [(0.2, 0.4, Status.DEADLINE_EXCEEDED), (30.0, 0.0, Status.CANCELLED)],
+    ids=["after-the-deadline", "before-the-deadline"],
+)
+async def test_a_cancel_reset_at_the_deadline_is_deadline_exceeded(
+    timeout: float, reset_after: float, status: Status
+) -> None:
+    # The newest Liftbridge's grpc-go resets a call with CANCEL when its
+    # deadline passes instead of answering DEADLINE_EXCEEDED. A fake peer does
+    # it here on a script: the real server does it only when its timer wins the
+    # race with the client's own, which no test can arrange.
+    async with raw_channel() as (server, channel):
+
+        async def reset_like_grpc_go(connection: RawConnection) -> None:
+            await anyio.sleep(reset_after)  # the peer's deadline timer
+            for stream_id in connection.held:
+                connection.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            connection.held.clear()
+
+        server.on_hold = reset_like_grpc_go
+        async with channel.unary_stream("/t/Hold", b"x", timeout=timeout) as stream:
+            # Not receiving: the reset, not the client's own timer, ends the call.
+            await wait_until(lambda: stream.status is not None, "the reset arrives")
+            with pytest.raises(GRPCError) as caught:
+                await stream.receive()
+        assert caught.value.status is status
 
 
 async def test_graceful_goaway_lets_calls_finish_and_moves_new_calls() -> None:
