@@ -113,6 +113,8 @@ class Connection(TransportSink):
         # (keepalive) Set when a call starts while the keepalive task waits
         # for one: pings are only due while calls are in progress.
         self._call_started: Optional[anyio.Event] = None
+        # (keepalive) The server answered a PING with GOAWAY too_many_pings.
+        self._pings_refused = False
         self._scope = anyio.CancelScope()
         self._done = anyio.Event()
         self._handlers: Dict[type, Callable[[Event], None]] = {
@@ -166,7 +168,7 @@ class Connection(TransportSink):
     async def _keepalive_loop(self, schedule: KeepaliveSchedule) -> None:
         policy = self._keepalive
         assert policy is not None
-        while True:
+        while not self._pings_refused:
             # The policy doubles its time after a GOAWAY "too_many_pings".
             schedule.interval = policy.time
             now = anyio.current_time()
@@ -331,7 +333,13 @@ class Connection(TransportSink):
 
     def _on_goaway(self, event: GoAwayReceived) -> None:
         if event.debug_data == b"too_many_pings" and self._keepalive is not None:
+            # The next connection pings at the doubled interval; this one is
+            # not pinged again: the server closes it, some servers only after
+            # a while, and every further PING would be one more offence.
             self._keepalive.too_many_pings()
+            self._pings_refused = True
+            if self._call_started is not None:
+                self._call_started.set()
         self._on_unusable(self)
         self._wake_capacity()
 
