@@ -193,10 +193,16 @@ async def test_mutual_tls_client_reconnects_after_a_server_restart(
     async with server, tls_client(pki, server, cert=pki.client) as client:
         await client.create_stream(stream_name, wait_for_stream=True)
         await client.publish(b"before", stream=stream_name)
+        assert client.connection_info()[0].connected
         await server.arestart()
-        # The broken connection is replaced by a new handshake, certificate included.
-        await client.publish(b"after", stream=stream_name)
-        assert [m.value for m in await read_all(client, stream_name)] == [b"before", b"after"]
+        # The broken connection is replaced by a new handshake, certificate
+        # included. A stream made after the restart: the newest Liftbridge may
+        # bring an older partition back without serving it (server behaviour,
+        # tests/test_server_generations.py), which is not what this test is about.
+        after = f"{stream_name}-after"
+        await client.create_stream(after, wait_for_stream=True)
+        await client.publish(b"after", stream=after)
+        assert [m.value for m in await read_all(client, after)] == [b"after"]
 
 
 # -- refused connections: the error names the cause ------------------------------------------
