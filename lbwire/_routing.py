@@ -23,6 +23,7 @@ from .error import (
     ErrorPartitionPaused,
     ErrorUnavailable,
     LiftbridgeError,
+    decode_reply,
     from_grpc_error,
 )
 from .grpc import GRPCError
@@ -154,7 +155,7 @@ class Router:
                     status=exc.status,
                 )
             raise error from None
-        return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
+        return decode_reply(response_type, data, method=method, broker=address)
 
     async def call_any(
         self,

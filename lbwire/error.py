@@ -22,9 +22,13 @@ began the call, so a publish may be sent again without being stored twice.
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, Optional, Tuple, Type, cast
+from typing import ClassVar, Dict, Optional, Tuple, Type, TypeVar, cast
 
+from ._address import Address, format_address
 from .grpc.status import GRPCError, Status
+from .wire import DecodeError
+
+_R = TypeVar("_R")
 
 __all__ = [
     "ErrorAckTimeout",
@@ -39,6 +43,7 @@ __all__ = [
     "ErrorInternal",
     "ErrorInvalidArgument",
     "ErrorLeaderMoved",
+    "ErrorMalformedReply",
     "ErrorMessageSizeExceeded",
     "ErrorNoMetadataLeader",
     "ErrorNotAssigned",
@@ -54,7 +59,9 @@ __all__ = [
     "ErrorUnavailable",
     "LiftbridgeError",
     "PublishAsyncError",
+    "decode_reply",
     "from_grpc_error",
+    "malformed_reply",
     "publish_async_error",
     "subscribe_error",
 ]
@@ -172,6 +179,15 @@ class ErrorEndOfPartition(LiftbridgeError):
 
 class ErrorInternal(LiftbridgeError):
     """The server reported an internal error."""
+
+
+class ErrorMalformedReply(ErrorInternal):
+    """A broker's reply did not decode as the message the call expects.
+
+    The peer is not a Liftbridge server of a compatible version, or the reply
+    was corrupted; the same call would get the same answer, so it is not
+    retried.
+    """
 
 
 class ErrorLeaderMoved(ErrorInternal):
@@ -370,6 +386,28 @@ def from_grpc_error(
     if message is None:
         message = exc.message or exc.status.name
     return cls(message, status=exc.status, not_processed=exc.not_processed)
+
+
+def decode_reply(response_type: Type[_R], data: bytes, *, method: str, broker: Address) -> _R:
+    """Decode a unary call's reply; one that does not decode raises `ErrorMalformedReply`.
+
+    Args:
+        response_type: The wire message class the call answers with.
+        data: The reply's bytes.
+        method: The RPC's name, for the message.
+        broker: The broker that sent it, for the message.
+    """
+    try:
+        return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
+    except DecodeError as exc:
+        raise malformed_reply(exc, method=method, broker=broker) from exc
+
+
+def malformed_reply(exc: DecodeError, *, method: str, broker: Address) -> ErrorMalformedReply:
+    """The `ErrorMalformedReply` for a reply of `method` from `broker` that raised `exc`."""
+    return ErrorMalformedReply(
+        f"{method} reply from {format_address(broker)} does not decode: {exc}"
+    )
 
 
 def subscribe_error(
