@@ -25,6 +25,8 @@ from .error import (
     LiftbridgeError,
     decode_reply,
     from_grpc_error,
+    more_hopeful,
+    no_broker_reachable,
 )
 from .grpc import GRPCError
 from .metadata import MetadataCache
@@ -182,15 +184,14 @@ class Router:
                     )
                 except ErrorUnavailable as exc:
                     logger.debug("%s to %s failed: %s", method, format_address(address), exc)
-                    last = exc
+                    last = more_hopeful(last, exc)
             assert last is not None
             raise last
 
         try:
             return await retrying(attempt, self.policy)
         except ErrorUnavailable as exc:
-            seeds = ", ".join(format_address(a) for a in self.seeds)
-            raise ErrorUnavailable(f"No broker reachable (seeds: {seeds}): {exc}") from exc
+            raise no_broker_reachable(exc, self.seeds) from exc
 
     async def call_leader(
         self,

@@ -22,7 +22,8 @@ began the call, so a publish may be sent again without being stored twice.
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, Optional, Tuple, Type, TypeVar, cast
+import socket
+from typing import ClassVar, Dict, Iterable, Optional, Tuple, Type, TypeVar, cast
 
 from ._address import Address, format_address
 from .grpc.status import GRPCError, Status
@@ -39,9 +40,12 @@ __all__ = [
     "ErrorEncryptionFailed",
     "ErrorEndOfPartition",
     "ErrorGroupMembership",
+    "ErrorHostNotFound",
     "ErrorIncorrectOffset",
     "ErrorInternal",
     "ErrorInvalidArgument",
+    "ErrorInvalidPartition",
+    "ErrorInvalidType",
     "ErrorLeaderMoved",
     "ErrorMalformedReply",
     "ErrorMessageSizeExceeded",
@@ -62,6 +66,9 @@ __all__ = [
     "decode_reply",
     "from_grpc_error",
     "malformed_reply",
+    "may_resend",
+    "more_hopeful",
+    "no_broker_reachable",
     "publish_async_error",
     "subscribe_error",
 ]
@@ -129,6 +136,35 @@ class ErrorNoMetadataLeader(LiftbridgeError):
 
 class ErrorInvalidArgument(LiftbridgeError, ValueError):
     """The server refused a request's arguments (bad name, subject, offset...)."""
+
+
+class ErrorInvalidType(ErrorInvalidArgument, TypeError):
+    """An argument has the wrong type (e.g. a `str` message value or header value).
+
+    A `TypeError` as gufo-liftbridge raises there, and an `ErrorInvalidArgument`
+    (`ValueError`) as earlier lbwire versions raised.
+    """
+
+
+class ErrorInvalidPartition(ErrorNotFound, ErrorInvalidArgument):
+    """A negative partition number: no such partition can exist.
+
+    An `ErrorNotFound` as gufo-liftbridge raises there (the server's answer),
+    and an `ErrorInvalidArgument` (`ValueError`) as earlier lbwire versions
+    raised; lbwire refuses it before sending anything.
+    """
+
+
+class ErrorHostNotFound(ErrorNotFound, ErrorUnavailable):
+    """A broker's host name does not resolve (no address for it).
+
+    An `ErrorNotFound` as gufo-liftbridge raises when no seed resolves, and
+    an `ErrorUnavailable` (no broker reachable) as earlier lbwire versions
+    raised. Not transient: the calls that meet it fail at once, unless
+    another broker can serve them.
+    """
+
+    transient = False
 
 
 class ErrorNotLeader(LiftbridgeError):
@@ -356,6 +392,17 @@ _BY_STATUS: Dict[Status, Type[LiftbridgeError]] = {
 }
 
 
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a failure was caused by a host name that does not resolve."""
+    seen = 0
+    cause: Optional[BaseException] = exc
+    while cause is not None and seen < 8:  # a cause chain is short; never loop
+        if isinstance(cause, socket.gaierror):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
 def from_grpc_error(
     exc: GRPCError,
     *,
@@ -374,6 +421,10 @@ def from_grpc_error(
         An exception instance (not raised) carrying the status, the message
         and the transport's `not_processed` flag.
     """
+    if exc.status == Status.UNAVAILABLE and _unresolvable(exc):
+        return ErrorHostNotFound(
+            message or exc.message, status=exc.status, not_processed=exc.not_processed
+        )
     text = exc.message.lower()
     cls = next(
         (
@@ -408,6 +459,38 @@ def malformed_reply(exc: DecodeError, *, method: str, broker: Address) -> ErrorM
     return ErrorMalformedReply(
         f"{method} reply from {format_address(broker)} does not decode: {exc}"
     )
+
+
+def more_hopeful(earlier: Optional[LiftbridgeError], later: LiftbridgeError) -> LiftbridgeError:
+    """Of two failures of one call at different brokers, the one to report.
+
+    A transient one wins (trying again may succeed there), so one broker whose
+    name does not resolve does not stop the retries while another is only
+    down; otherwise the later one.
+    """
+    if earlier is not None and earlier.transient and not later.transient:
+        return earlier
+    return later
+
+
+def may_resend(error: LiftbridgeError) -> bool:
+    """Whether a failed publish may be sent again.
+
+    The server never began it, and trying again can help (a host name that
+    does not resolve will not).
+    """
+    return error.not_processed and not isinstance(error, ErrorHostNotFound)
+
+
+def no_broker_reachable(exc: ErrorUnavailable, seeds: Iterable[Address]) -> ErrorUnavailable:
+    """The error a call any broker can serve ends with when none answered.
+
+    An `ErrorHostNotFound` when that was the last broker's failure (so every
+    broker's, see `more_hopeful`), else an `ErrorUnavailable`.
+    """
+    names = ", ".join(format_address(a) for a in seeds)
+    cls = ErrorHostNotFound if isinstance(exc, ErrorHostNotFound) else ErrorUnavailable
+    return cls(f"No broker reachable (seeds: {names}): {exc}", status=exc.status)
 
 
 def subscribe_error(
