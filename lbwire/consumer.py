@@ -304,6 +304,9 @@ class Consumer:
     # ------------------------------------------------------------------ membership
 
     async def _join(self) -> None:
+        # A join that races another member's creation of the group is
+        # refused with ErrorGroupExists, a transient error the client's
+        # retry policy retries: the retry joins the group that now exists.
         try:
             response = await self.client.join_consumer_group(
                 self.group_id, self.consumer_id, self.streams

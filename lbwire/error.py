@@ -39,6 +39,7 @@ __all__ = [
     "ErrorDeadlineExceeded",
     "ErrorEncryptionFailed",
     "ErrorEndOfPartition",
+    "ErrorGroupExists",
     "ErrorGroupMembership",
     "ErrorHostNotFound",
     "ErrorIncorrectOffset",
@@ -258,6 +259,18 @@ class ErrorAlreadyMember(ErrorGroupMembership):
     """The consumer is already a member of the group (an earlier join got through)."""
 
 
+class ErrorGroupExists(ErrorGroupMembership, ErrorAlreadyExists):
+    """A join that was to create the group found it created meanwhile.
+
+    Liftbridge creates a group on its first join; when several members join
+    a new group at once, every join but the first one that Raft applies is
+    refused with this. The group exists then, so the same join, tried again,
+    joins it: transient, and retried by the client.
+    """
+
+    transient = True
+
+
 class ErrorNotMember(ErrorGroupMembership):
     """The consumer is not (or no longer) a member of the group."""
 
@@ -343,6 +356,9 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], 
     # Consumer groups (server/metadata.go, api.go, partition.go). None: any
     # status, as the join's refusal comes with whatever Raft apply returned.
     (None, "already a member", ErrorAlreadyMember),
+    # JoinConsumerGroup of a group created by a concurrent join after this
+    # one looked (server/metadata.go ErrConsumerGroupExists).
+    (Status.FAILED_PRECONDITION, "consumer group already exists", ErrorGroupExists),
     (Status.FAILED_PRECONDITION, "not a member", ErrorNotMember),
     # "client-provided group epoch differs from broker group epoch", and Raft's
     # "proposed group epoch N is less than current epoch M".
