@@ -25,7 +25,7 @@ from lbwire.error import (
     ErrorUnavailable,
     LiftbridgeError,
 )
-from lbwire.types import StartPosition
+from lbwire.types import AckPolicy, StartPosition
 
 gufo_client = pytest.importorskip("gufo.liftbridge.client")
 gufo_error = pytest.importorskip("gufo.liftbridge.error")
@@ -81,9 +81,11 @@ def test_none_value_builds_an_empty_message_as_gufo() -> None:
 async def test_publish_of_none_stores_an_empty_message(
     client: LiftbridgeClient, stream: str
 ) -> None:
-    ack = await client.publish(None, stream=stream)  # type: ignore[arg-type]
+    # AckPolicy.ALL: acked once committed, so a reader sees it.
+    ack = await client.publish(None, stream=stream, ack_policy=AckPolicy.ALL)  # type: ignore[arg-type]
     assert ack is not None
-    await client.publish_async(None, stream=stream)  # type: ignore[arg-type]
+    pending = await client.publish_async(None, stream=stream, ack_policy=AckPolicy.ALL)  # type: ignore[arg-type]
+    assert await pending is not None
     messages = await read_all(client, stream)
     assert [m.value for m in messages] == [b"", b""]
 
