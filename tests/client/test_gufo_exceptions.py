@@ -25,6 +25,7 @@ from lbwire.error import (
     ErrorUnavailable,
     LiftbridgeError,
 )
+from lbwire.retry import RetryPolicy
 from lbwire.types import AckPolicy, StartPosition
 
 gufo_client = pytest.importorskip("gufo.liftbridge.client")
@@ -187,6 +188,22 @@ async def test_unresolvable_seed_is_skipped_when_another_answers(
     async with LiftbridgeClient([f"{UNRESOLVABLE}:9292", broker]) as client:
         metadata = await client.get_metadata()
     assert metadata.brokers
+
+
+@pytest.mark.anyio
+async def test_unresolvable_seed_does_not_stop_retries_while_another_is_down(
+    unresolvable_host: list[str],
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{sock.getsockname()[1]}"
+    policy = RetryPolicy(max_time=1.0)
+    async with LiftbridgeClient([f"{UNRESOLVABLE}:9292", down], retry_policy=policy) as client:
+        with pytest.raises(ErrorUnavailable) as info:
+            await client.get_metadata()
+    # The broker that is down may come back: that is worth the retry policy.
+    assert not isinstance(info.value, ErrorNotFound)
+    assert len(unresolvable_host) > 1  # tried again
 
 
 def test_gufo_raises_not_found_for_an_unresolvable_host(unresolvable_host: list[str]) -> None:
