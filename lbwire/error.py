@@ -27,7 +27,6 @@ from typing import ClassVar, Dict, Iterable, Optional, Tuple, Type, TypeVar, cas
 
 from ._address import Address, format_address
 from .grpc.status import GRPCError, Status
-from .wire import DecodeError
 
 _R = TypeVar("_R")
 
@@ -466,12 +465,14 @@ def decode_reply(response_type: Type[_R], data: bytes, *, method: str, broker: A
     """
     try:
         return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
-    except DecodeError as exc:
+    except ValueError as exc:
+        # wire.DecodeError, a ValueError, caught as such: this module does
+        # not import the wire package.
         raise malformed_reply(exc, method=method, broker=broker) from exc
 
 
-def malformed_reply(exc: DecodeError, *, method: str, broker: Address) -> ErrorMalformedReply:
-    """The `ErrorMalformedReply` for a reply of `method` from `broker` that raised `exc`."""
+def malformed_reply(exc: ValueError, *, method: str, broker: Address) -> ErrorMalformedReply:
+    """The `ErrorMalformedReply` for `exc`, a `wire.DecodeError` of `method`'s reply."""
     return ErrorMalformedReply(
         f"{method} reply from {format_address(broker)} does not decode: {exc}"
     )
