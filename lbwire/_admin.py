@@ -8,7 +8,7 @@ the client's `Router`. It holds no state of its own.
 from __future__ import annotations
 
 from random import random
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Type, TypeVar, cast
 
 import anyio
 
@@ -22,11 +22,28 @@ from .types import Metadata, PartitionMetadata
 if TYPE_CHECKING:
     from ._routing import Router
 
-__all__ = ["AdminMethods"]
+__all__ = ["SERVER_DEFAULT", "AdminMethods"]
 
 logger = LazyLogger("lbwire")
 
 _R = TypeVar("_R")
+
+
+class _ServerDefault(int):
+    """`create_stream`'s default for `enable_compact`: "the server decides".
+
+    It equals False (and is falsy), gufo-liftbridge's default, so signatures
+    and truth tests read as before; yet it is not the `False` a caller passes,
+    so an unset option sends nothing and the server's configured default
+    (`streams.compact.enabled`) applies, as Liftbridge's client guide asks.
+    """
+
+    def __repr__(self) -> str:
+        return "SERVER_DEFAULT"
+
+
+#: Leave the option to the server's configuration (see `_ServerDefault`).
+SERVER_DEFAULT: bool = cast(bool, _ServerDefault(0))
 
 
 class AdminMethods:
@@ -123,7 +140,7 @@ class AdminMethods:
         replication_factor: int = 1,
         minisr: int = 0,
         partitions: int = 1,
-        enable_compact: Optional[bool] = False,
+        enable_compact: Optional[bool] = SERVER_DEFAULT,
         retention_max_age: int = 0,
         retention_max_bytes: int = 0,
         segment_max_age: int = 0,
@@ -140,7 +157,9 @@ class AdminMethods:
         """Create a stream.
 
         Durations are in seconds, as in gufo-liftbridge; 0 means the server's
-        default. The arguments after `wait_for_stream` are lbwire's additions.
+        default. An option not given is not sent, so the server's configured
+        default applies (gufo-liftbridge sends compaction off unless asked).
+        The arguments after `wait_for_stream` are lbwire's additions.
 
         Args:
             name: Stream name.
@@ -149,7 +168,8 @@ class AdminMethods:
             replication_factor: Replicas per partition (-1: every broker).
             minisr: Minimum in-sync replicas for a write to be committed.
             partitions: Number of partitions.
-            enable_compact: Compaction on/off (None: server default).
+            enable_compact: Compaction on/off (not given, or None: the
+                server's default, `streams.compact.enabled`).
             retention_max_age: Delete messages older than this (s).
             retention_max_bytes: Keep at most this many bytes per partition.
             segment_max_age: Roll segments after this long (s).
@@ -193,7 +213,7 @@ class AdminMethods:
             segmentMaxBytes=segment_max_bytes or None,
             segmentMaxAge=ms(segment_max_age),
             compactMaxGoroutines=compact_max_goroutines or None,
-            compactEnabled=enable_compact,
+            compactEnabled=None if enable_compact is SERVER_DEFAULT else enable_compact,
             autoPauseTime=ms(auto_pause_time),
             autoPauseDisableIfSubscribers=(
                 True if auto_pause_time and auto_pause_disable_if_subscribers else None

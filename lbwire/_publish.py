@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional, 
 import anyio
 
 from . import wire
+from ._checks import checked_publish_value
 from ._log import LazyLogger
 from .compression import compress
 from .error import (
@@ -27,6 +28,7 @@ from .error import (
     ErrorNotFound,
     ErrorUnavailable,
     LiftbridgeError,
+    may_resend,
 )
 from .retry import retrying
 from .types import Ack, AckPolicy, Partitioner
@@ -113,6 +115,7 @@ class Publisher:
         expected_offset: Optional[int],
     ) -> wire.PublishRequest:
         """A PublishRequest, after checking every argument."""
+        value = checked_publish_value(value, key=key, headers=headers, partition=partition)
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise ErrorInvalidArgument(f"Message value must be bytes, not {type(value).__name__}")
         try:
@@ -314,7 +317,7 @@ class Publisher:
 
 
 def _not_processed(error: LiftbridgeError) -> bool:
-    return error.not_processed
+    return may_resend(error)
 
 
 class PublishMethods:

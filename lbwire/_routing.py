@@ -23,7 +23,10 @@ from .error import (
     ErrorPartitionPaused,
     ErrorUnavailable,
     LiftbridgeError,
+    decode_reply,
     from_grpc_error,
+    more_hopeful,
+    no_broker_reachable,
 )
 from .grpc import GRPCError
 from .metadata import MetadataCache
@@ -154,7 +157,7 @@ class Router:
                     status=exc.status,
                 )
             raise error from None
-        return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
+        return decode_reply(response_type, data, method=method, broker=address)
 
     async def call_any(
         self,
@@ -181,15 +184,14 @@ class Router:
                     )
                 except ErrorUnavailable as exc:
                     logger.debug("%s to %s failed: %s", method, format_address(address), exc)
-                    last = exc
+                    last = more_hopeful(last, exc)
             assert last is not None
             raise last
 
         try:
             return await retrying(attempt, self.policy)
         except ErrorUnavailable as exc:
-            seeds = ", ".join(format_address(a) for a in self.seeds)
-            raise ErrorUnavailable(f"No broker reachable (seeds: {seeds}): {exc}") from exc
+            raise no_broker_reachable(exc, self.seeds) from exc
 
     async def call_leader(
         self,

@@ -24,6 +24,7 @@ from .error import (
     ErrorSegmentClosed,
     ErrorUnavailable,
     LiftbridgeError,
+    malformed_reply,
     subscribe_error,
 )
 from .grpc import GRPCError
@@ -142,6 +143,8 @@ class Subscriptions:
                 error = await self._call_error(exc, request, handshake_done, explicit_stop_offset)
                 if error is None:
                     return
+            except wire.DecodeError as exc:
+                raise malformed_reply(exc, method="Subscribe", broker=address) from None
             except LiftbridgeError as exc:
                 error = exc  # from finding the broker
             finally:

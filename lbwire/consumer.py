@@ -304,6 +304,9 @@ class Consumer:
     # ------------------------------------------------------------------ membership
 
     async def _join(self) -> None:
+        # A join that races another member's creation of the group is
+        # refused with ErrorGroupExists, a transient error the client's
+        # retry policy retries: the retry joins the group that now exists.
         try:
             response = await self.client.join_consumer_group(
                 self.group_id, self.consumer_id, self.streams
@@ -345,7 +348,16 @@ class Consumer:
                     self.coordinator,
                     error,
                 )
-                if isinstance(error, ErrorNotFound):
+                if isinstance(error, (ErrorUnavailable, ErrorDeadlineExceeded)):
+                    # First: ErrorHostNotFound (a coordinator whose host name
+                    # does not resolve) is an ErrorNotFound too, but it is the
+                    # coordinator that is unreachable, not the group.
+                    if anyio.current_time() - last_answer > self._coordinator_timeout:
+                        await self._report_coordinator()
+                        last_answer = anyio.current_time()
+                    await anyio.sleep(min(interval, 0.5))
+                    await self._refresh_group_quietly()
+                elif isinstance(error, ErrorNotFound):
                     # Deleted with its streams, or created by a Raft entry
                     # this coordinator has not applied yet: the metadata
                     # leader knows which (and we rejoin only in the first case).
@@ -354,12 +366,6 @@ class Consumer:
                 elif isinstance(error, ErrorNotMember):
                     await self._rejoin_quietly()  # our membership timed out
                 elif isinstance(error, (ErrorStaleEpoch, ErrorNotCoordinator)):
-                    await self._refresh_group_quietly()
-                elif isinstance(error, (ErrorUnavailable, ErrorDeadlineExceeded)):
-                    if anyio.current_time() - last_answer > self._coordinator_timeout:
-                        await self._report_coordinator()
-                        last_answer = anyio.current_time()
-                    await anyio.sleep(min(interval, 0.5))
                     await self._refresh_group_quietly()
                 else:
                     # Not something waiting mends (permission denied...): the
@@ -386,6 +392,9 @@ class Consumer:
     async def _refresh_group_quietly(self) -> None:
         try:
             await self._refresh_group()
+        except ErrorUnavailable as error:  # ErrorHostNotFound included: not the group's absence
+            logger.debug("Refreshing group %s failed: %s", self.group_id, error)
+            await anyio.sleep(0.1)
         except ErrorNotFound:
             # The group went away while its coordinator was unreachable (its
             # members timed out, ours included): join it anew.

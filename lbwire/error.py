@@ -22,9 +22,13 @@ began the call, so a publish may be sent again without being stored twice.
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, Optional, Tuple, Type, cast
+import socket
+from typing import ClassVar, Dict, Iterable, Optional, Tuple, Type, TypeVar, cast
 
+from ._address import Address, format_address
 from .grpc.status import GRPCError, Status
+
+_R = TypeVar("_R")
 
 __all__ = [
     "ErrorAckTimeout",
@@ -34,11 +38,16 @@ __all__ = [
     "ErrorDeadlineExceeded",
     "ErrorEncryptionFailed",
     "ErrorEndOfPartition",
+    "ErrorGroupExists",
     "ErrorGroupMembership",
+    "ErrorHostNotFound",
     "ErrorIncorrectOffset",
     "ErrorInternal",
     "ErrorInvalidArgument",
+    "ErrorInvalidPartition",
+    "ErrorInvalidType",
     "ErrorLeaderMoved",
+    "ErrorMalformedReply",
     "ErrorMessageSizeExceeded",
     "ErrorNoMetadataLeader",
     "ErrorNotAssigned",
@@ -54,7 +63,12 @@ __all__ = [
     "ErrorUnavailable",
     "LiftbridgeError",
     "PublishAsyncError",
+    "decode_reply",
     "from_grpc_error",
+    "malformed_reply",
+    "may_resend",
+    "more_hopeful",
+    "no_broker_reachable",
     "publish_async_error",
     "subscribe_error",
 ]
@@ -124,6 +138,35 @@ class ErrorInvalidArgument(LiftbridgeError, ValueError):
     """The server refused a request's arguments (bad name, subject, offset...)."""
 
 
+class ErrorInvalidType(ErrorInvalidArgument, TypeError):
+    """An argument has the wrong type (e.g. a `str` message value or header value).
+
+    A `TypeError` as gufo-liftbridge raises there, and an `ErrorInvalidArgument`
+    (`ValueError`) as earlier lbwire versions raised.
+    """
+
+
+class ErrorInvalidPartition(ErrorNotFound, ErrorInvalidArgument):
+    """A negative partition number: no such partition can exist.
+
+    An `ErrorNotFound` as gufo-liftbridge raises there (the server's answer),
+    and an `ErrorInvalidArgument` (`ValueError`) as earlier lbwire versions
+    raised; lbwire refuses it before sending anything.
+    """
+
+
+class ErrorHostNotFound(ErrorNotFound, ErrorUnavailable):
+    """A broker's host name does not resolve (no address for it).
+
+    An `ErrorNotFound` as gufo-liftbridge raises when no seed resolves, and
+    an `ErrorUnavailable` (no broker reachable) as earlier lbwire versions
+    raised. Not transient: the calls that meet it fail at once, unless
+    another broker can serve them.
+    """
+
+    transient = False
+
+
 class ErrorNotLeader(LiftbridgeError):
     """The broker asked is not the partition leader (metadata was stale)."""
 
@@ -174,6 +217,15 @@ class ErrorInternal(LiftbridgeError):
     """The server reported an internal error."""
 
 
+class ErrorMalformedReply(ErrorInternal):
+    """A broker's reply did not decode as the message the call expects.
+
+    The peer is not a Liftbridge server of a compatible version, or the reply
+    was corrupted; the same call would get the same answer, so it is not
+    retried.
+    """
+
+
 class ErrorLeaderMoved(ErrorInternal):
     """A subscription's partition leadership moved: resume on the new leader.
 
@@ -204,6 +256,18 @@ class ErrorGroupMembership(LiftbridgeError):
 
 class ErrorAlreadyMember(ErrorGroupMembership):
     """The consumer is already a member of the group (an earlier join got through)."""
+
+
+class ErrorGroupExists(ErrorGroupMembership, ErrorAlreadyExists):
+    """A join that was to create the group found it created meanwhile.
+
+    Liftbridge creates a group on its first join; when several members join
+    a new group at once, every join but the first one that Raft applies is
+    refused with this. The group exists then, so the same join, tried again,
+    joins it: transient, and retried by the client.
+    """
+
+    transient = True
 
 
 class ErrorNotMember(ErrorGroupMembership):
@@ -291,6 +355,9 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], 
     # Consumer groups (server/metadata.go, api.go, partition.go). None: any
     # status, as the join's refusal comes with whatever Raft apply returned.
     (None, "already a member", ErrorAlreadyMember),
+    # JoinConsumerGroup of a group created by a concurrent join after this
+    # one looked (server/metadata.go ErrConsumerGroupExists).
+    (Status.FAILED_PRECONDITION, "consumer group already exists", ErrorGroupExists),
     (Status.FAILED_PRECONDITION, "not a member", ErrorNotMember),
     # "client-provided group epoch differs from broker group epoch", and Raft's
     # "proposed group epoch N is less than current epoch M".
@@ -340,6 +407,17 @@ _BY_STATUS: Dict[Status, Type[LiftbridgeError]] = {
 }
 
 
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a failure was caused by a host name that does not resolve."""
+    seen = 0
+    cause: Optional[BaseException] = exc
+    while cause is not None and seen < 8:  # a cause chain is short; never loop
+        if isinstance(cause, socket.gaierror):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
 def from_grpc_error(
     exc: GRPCError,
     *,
@@ -358,6 +436,10 @@ def from_grpc_error(
         An exception instance (not raised) carrying the status, the message
         and the transport's `not_processed` flag.
     """
+    if exc.status == Status.UNAVAILABLE and _unresolvable(exc):
+        return ErrorHostNotFound(
+            message or exc.message, status=exc.status, not_processed=exc.not_processed
+        )
     text = exc.message.lower()
     cls = next(
         (
@@ -370,6 +452,62 @@ def from_grpc_error(
     if message is None:
         message = exc.message or exc.status.name
     return cls(message, status=exc.status, not_processed=exc.not_processed)
+
+
+def decode_reply(response_type: Type[_R], data: bytes, *, method: str, broker: Address) -> _R:
+    """Decode a unary call's reply; one that does not decode raises `ErrorMalformedReply`.
+
+    Args:
+        response_type: The wire message class the call answers with.
+        data: The reply's bytes.
+        method: The RPC's name, for the message.
+        broker: The broker that sent it, for the message.
+    """
+    try:
+        return response_type.decode(data)  # type: ignore[attr-defined, no-any-return]
+    except ValueError as exc:
+        # wire.DecodeError, a ValueError, caught as such: this module does
+        # not import the wire package.
+        raise malformed_reply(exc, method=method, broker=broker) from exc
+
+
+def malformed_reply(exc: ValueError, *, method: str, broker: Address) -> ErrorMalformedReply:
+    """The `ErrorMalformedReply` for `exc`, a `wire.DecodeError` of `method`'s reply."""
+    return ErrorMalformedReply(
+        f"{method} reply from {format_address(broker)} does not decode: {exc}"
+    )
+
+
+def more_hopeful(earlier: Optional[LiftbridgeError], later: LiftbridgeError) -> LiftbridgeError:
+    """Of two failures of one call at different brokers, the one to report.
+
+    A transient one wins (trying again may succeed there), so one broker whose
+    name does not resolve does not stop the retries while another is only
+    down; otherwise the later one.
+    """
+    if earlier is not None and earlier.transient and not later.transient:
+        return earlier
+    return later
+
+
+def may_resend(error: LiftbridgeError) -> bool:
+    """Whether a failed publish may be sent again.
+
+    The server never began it, and trying again can help (a host name that
+    does not resolve will not).
+    """
+    return error.not_processed and not isinstance(error, ErrorHostNotFound)
+
+
+def no_broker_reachable(exc: ErrorUnavailable, seeds: Iterable[Address]) -> ErrorUnavailable:
+    """The error a call any broker can serve ends with when none answered.
+
+    An `ErrorHostNotFound` when that was the last broker's failure (so every
+    broker's, see `more_hopeful`), else an `ErrorUnavailable`.
+    """
+    names = ", ".join(format_address(a) for a in seeds)
+    cls = ErrorHostNotFound if isinstance(exc, ErrorHostNotFound) else ErrorUnavailable
+    return cls(f"No broker reachable (seeds: {names}): {exc}", status=exc.status)
 
 
 def subscribe_error(

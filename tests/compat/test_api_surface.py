@@ -466,6 +466,7 @@ CREATE_CASES: List[Dict[str, Any]] = [
     {},
     {"subject": "subj", "group": "g", "replication_factor": -1, "partitions": 4},
     {"minisr": 2, "enable_compact": True},
+    {"enable_compact": False},
     {"retention_max_age": 3600, "retention_max_bytes": 1 << 20},
     {"segment_max_age": 60, "segment_max_bytes": 1 << 16},
     {"auto_pause_time": 30},
@@ -567,6 +568,14 @@ class TestSameRequests:
     ) -> None:
         await gufo_client.LiftbridgeClient(["127.0.0.1:9292"]).create_stream("s", **kwargs)
         await lb_client.LiftbridgeClient(["127.0.0.1:9292"]).create_stream("s", **kwargs)
+        if "enable_compact" not in kwargs:
+            # The one intended difference (issue 10, item 13): gufo always
+            # sends compactEnabled (off unless asked); lbwire sends nothing
+            # the caller did not set, so the server's default applies.
+            (_, gufo_request), (_, lb_request) = gufo_sent[0], lbwire_sent[0]
+            assert gufo_request.HasField("compactEnabled")
+            assert not type(gufo_request).FromString(lb_request.encode()).HasField("compactEnabled")
+            gufo_request.ClearField("compactEnabled")
         self._same(gufo_sent, lbwire_sent)
 
     @pytest.mark.anyio
