@@ -120,9 +120,11 @@ def connection_options() -> argparse.ArgumentParser:
 def run_async(command: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
     """Wrap an async command so `main` can call it; it runs on asyncio.
 
-    Ctrl-C cancels the command (asyncio's runner does that); SIGTERM is made
-    to do the same here, so `finally` blocks (a subscription's last cursor
-    commit) run either way, and both end as KeyboardInterrupt.
+    Ctrl-C (SIGINT) and SIGTERM cancel the command here, so `finally` blocks
+    (a subscription's last cursor commit) run either way, and both end as
+    KeyboardInterrupt. SIGINT is watched too rather than left to the runner:
+    before Python 3.11, asyncio's runner does not cancel on Ctrl-C but raises
+    KeyboardInterrupt wherever the loop happens to be.
     """
 
     def run(args: argparse.Namespace) -> int:
@@ -133,9 +135,9 @@ def run_async(command: Callable[[argparse.Namespace], Awaitable[int]]) -> Callab
         terminated = False
         result = 0
 
-        async def watch_sigterm(scope: anyio.CancelScope) -> None:
+        async def watch_signals(scope: anyio.CancelScope) -> None:
             nonlocal terminated
-            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     terminated = True
                     scope.cancel()
@@ -144,7 +146,7 @@ def run_async(command: Callable[[argparse.Namespace], Awaitable[int]]) -> Callab
         async def supervise() -> None:
             nonlocal result
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_sigterm, tg.cancel_scope)
+                tg.start_soon(watch_signals, tg.cancel_scope)
                 result = await command(args)
                 tg.cancel_scope.cancel()
 
