@@ -8,13 +8,19 @@ go-liftbridge does.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
+
+import anyio
 
 from . import wire
-from .error import ErrorInvalidArgument
+from ._log import LazyLogger
+from .error import ErrorInvalidArgument, ErrorNotFound
+from .retry import RetryPolicy
 from .types import CursorConvention
 
 __all__ = ["CursorStore"]
+
+logger = LazyLogger("lbwire")
 
 #: `Router.call_cursor_leader`'s signature: (stream, partition, cursor id,
 #: method, request, response type) -> response.
@@ -27,18 +33,55 @@ class CursorStore:
     Args:
         call: Makes one cursor call (`Router.call_cursor_leader`).
         convention: What `set_processed` stores and `resume_offset` reads.
+        policy: Bounds how long a cursor stream that answered before and is
+            reported missing (a restarting server) is waited for.
     """
 
-    def __init__(self, call: CursorCall, convention: CursorConvention) -> None:
+    def __init__(
+        self,
+        call: CursorCall,
+        convention: CursorConvention,
+        policy: Optional[RetryPolicy] = None,
+    ) -> None:
         self._call = call
         self.convention = convention
+        self.policy = policy or RetryPolicy()
+        # Whether a cursor call ever succeeded: the cursors stream exists.
+        self._stream_seen = False
+
+    async def _cursor_call(self, method: str, request: Any, response_type: Any) -> Any:
+        """One cursor call; "no such stream" is waited out once the stream was seen.
+
+        A restarted server answers before it has loaded its streams, `__cursors`
+        included, and reports them missing meanwhile; a server with cursors
+        disabled never had the stream, and fails at once.
+        """
+        deadline = anyio.current_time() + self.policy.max_time
+        failures = 0
+        while True:
+            try:
+                response = await self._call(
+                    request.stream,
+                    request.partition,
+                    request.cursorId,
+                    method,
+                    request,
+                    response_type,
+                )
+            except ErrorNotFound as exc:
+                failures += 1
+                pause = self.policy.backoff(failures)
+                if not self._stream_seen or anyio.current_time() + pause > deadline:
+                    raise
+                logger.info("%s: %s (a restarting server?); trying again", method, exc)
+                await anyio.sleep(pause)
+                continue
+            self._stream_seen = True
+            return response
 
     async def store(self, stream: str, partition: int, cursor_id: str, value: int) -> None:
         """Store `value` as the cursor, with no convention applied."""
-        await self._call(
-            stream,
-            partition,
-            cursor_id,
+        await self._cursor_call(
             "SetCursor",
             wire.SetCursorRequest(
                 stream=stream, partition=partition, cursorId=cursor_id, offset=value
@@ -48,10 +91,7 @@ class CursorStore:
 
     async def load(self, stream: str, partition: int, cursor_id: str) -> int:
         """The stored cursor value (-1 when there is none), with no convention applied."""
-        response = await self._call(
-            stream,
-            partition,
-            cursor_id,
+        response = await self._cursor_call(
             "FetchCursor",
             wire.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id),
             wire.FetchCursorResponse,

@@ -87,6 +87,11 @@ class Subscriptions:
         # leader's serves from its high watermark + 1, below the offset asked
         # for (v1.9.0 commitlog newReaderCommitted), so those are skipped.
         next_offset = -1
+        # Whether the server ever confirmed this subscription (the stream
+        # existed), and whether it is being resumed after a transient failure:
+        # together they make a "no such stream" transient (see _transient).
+        set_up_once = False
+        reconnecting = False
         while True:
             if next_offset >= 0:
                 # Resume after the last delivered message, never before it;
@@ -108,7 +113,8 @@ class Subscriptions:
                     # says the subscription exists. Setup errors come instead.
                     with anyio.fail_after(setup_timeout):
                         await call.receive()
-                    handshake_done = True
+                    handshake_done = set_up_once = True
+                    reconnecting = False
                     async for data in call:
                         msg = decode(data)
                         if msg.offset < next_offset:
@@ -147,12 +153,16 @@ class Subscriptions:
             finally:
                 if connection is not None:
                     self.connections.give_back(connection)
-            if not error.transient:
+            if not _transient(error, set_up_once=set_up_once, reconnecting=reconnecting):
                 raise error
+            reconnecting = True
             now = anyio.current_time()
             if deadline_for_resume is None:
                 deadline_for_resume = now + self.resubscribe_wait_time
             if now >= deadline_for_resume:
+                if isinstance(error, ErrorNotFound):
+                    # Still missing after the wait: it was deleted meanwhile.
+                    raise error
                 raise ErrorUnavailable(
                     f"Subscription to {where} could not be resumed "
                     f"within {self.resubscribe_wait_time} s: {error}"
@@ -253,6 +263,20 @@ class Subscriptions:
                 status=exc.status,
             )
         return error
+
+
+def _transient(error: LiftbridgeError, *, set_up_once: bool, reconnecting: bool) -> bool:
+    """Whether resuming may get past `error`.
+
+    A restarted server accepts calls before it has loaded its streams, and
+    meanwhile reports them missing. So a "no such stream" is transient for a
+    subscription the server had confirmed and that is reconnecting after a
+    transient failure (the broker went away); otherwise (a deletion ends an
+    open call, or a first subscribe) it is final.
+    """
+    if isinstance(error, ErrorNotFound):
+        return set_up_once and reconnecting
+    return error.transient
 
 
 class SubscribeMethods:
