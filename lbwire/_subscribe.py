@@ -23,6 +23,7 @@ from .error import (
     ErrorPartitionPaused,
     ErrorSegmentClosed,
     ErrorUnavailable,
+    ErrorUndecodableMessage,
     LiftbridgeError,
     subscribe_error,
 )
@@ -75,11 +76,13 @@ class Subscriptions:
     async def messages(
         self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
     ) -> AsyncIterator[Message]:
-        """The subscription's messages, resumed across broker failures."""
+        """The subscription's messages, resumed across broker failures.
+
+        Values come as received: `decode` undoes their compression.
+        """
         stream, partition = request.stream, request.partition
         where = f"{stream!r}/{partition}"
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
-        encoding_header = self.encoding_header
         decode = wire.Message.decode
         deadline_for_resume: Optional[float] = None
         # Offset after the last delivered message. A resumed subscription can
@@ -120,18 +123,14 @@ class Subscriptions:
                         if msg.offset < next_offset:
                             continue
                         deadline_for_resume = None
-                        headers = msg.headers
-                        value = msg.value
-                        if headers and encoding_header in headers:
-                            value = decompress(value, headers.pop(encoding_header).decode())
                         yield Message(
-                            value,
+                            msg.value,
                             msg.subject,
                             msg.offset,
                             msg.timestamp,
                             msg.key,
                             msg.partition,
-                            headers,
+                            msg.headers,
                             msg.stream,
                             msg.replySubject,
                             msg.correlationId,
@@ -265,6 +264,34 @@ class Subscriptions:
         return error
 
 
+def decode(message: Message, encoding_header: str, max_size: int, on_undecodable: str) -> Message:
+    """`message` with its value decompressed, when its encoding header says so.
+
+    A message that cannot be decoded (a lying or unknown encoding header, a
+    value expanding beyond `max_size`) raises `ErrorUndecodableMessage`, or
+    with `on_undecodable="raw"` comes back as received, with `decode_error`.
+    """
+    headers = message.headers
+    try:
+        method = headers[encoding_header].decode()
+        message.value = decompress(message.value, method, max_size)
+    except ValueError as exc:  # UnicodeDecodeError included
+        if on_undecodable == "raw":
+            message.decode_error = str(exc)
+            return message
+        raise ErrorUndecodableMessage(
+            f"Message {message.offset} of {message.stream!r}/{message.partition} "
+            f"cannot be decoded: {exc}; subscribe from offset {message.offset + 1} "
+            f'to skip it, or with on_undecodable="raw" to receive it as is',
+            stream=message.stream,
+            partition=message.partition,
+            offset=message.offset,
+            raw=message,
+        ) from exc
+    del headers[encoding_header]
+    return message
+
+
 def _transient(error: LiftbridgeError, *, set_up_once: bool, reconnecting: bool) -> bool:
     """Whether resuming may get past `error`.
 
@@ -283,6 +310,8 @@ class SubscribeMethods:
     """`LiftbridgeClient.subscribe` (the client inherits it): checks and delegates."""
 
     _subscriptions: Subscriptions
+    #: The client's receive limit: it bounds decompressed values too.
+    max_message_size: int
 
     async def subscribe(
         self,
@@ -301,6 +330,7 @@ class SubscribeMethods:
         stop_timestamp: Optional[float] = None,
         consumer: Optional[wire.Consumer] = None,
         reverse: bool = False,
+        on_undecodable: str = "raise",
     ) -> AsyncIterator[Message]:
         """Read messages from a stream partition.
 
@@ -330,8 +360,21 @@ class SubscribeMethods:
                 (the API lbwire speaks) has no reverse subscriptions, so this
                 raises `ErrorInvalidArgument` rather than silently reading forwards.
 
+            on_undecodable: What to do with a message whose value cannot be
+                decoded (its encoding header names an unknown method or lies,
+                or the value expands beyond the client's `max_message_size`):
+                `"raise"` (default) raises `ErrorUndecodableMessage`, which
+                ends this subscription and carries the message's stream,
+                partition, offset and raw message: subscribe again from
+                `offset + 1` to skip it with no other message lost or
+                repeated. `"raw"` delivers it as received (not decompressed,
+                encoding header kept) with `message.decode_error` saying why
+                and `message.undecoded` true, and goes on.
+
         Yields:
             Messages, decompressed when they were published compressed.
+            Decompression stops at `max_message_size` bytes of output, so a
+            small value expanding enormously cannot exhaust memory.
 
         Raises:
             ValueError: RESUME without `cursor_id`, a negative partition or
@@ -341,7 +384,13 @@ class SubscribeMethods:
                 false), or was paused while reading.
             ErrorUnavailable: The partition stayed unreachable for
                 `resubscribe_wait_time`.
+            ErrorUndecodableMessage: A message cannot be decoded (with
+                `on_undecodable="raise"`).
         """
+        if on_undecodable not in ("raise", "raw"):
+            raise ErrorInvalidArgument(
+                f'on_undecodable must be "raise" or "raw", not {on_undecodable!r}'
+            )
         if reverse:
             raise ErrorInvalidArgument(
                 "Reverse subscriptions need a server on liftbridge-api v2 (builds after "
@@ -362,8 +411,13 @@ class SubscribeMethods:
             consumer=consumer,
         )
         messages = self._subscribe_once(request, float(timeout) if timeout else None)
+        encoding_header = self._subscriptions.encoding_header
+        max_size = self.max_message_size
         try:
             async for message in messages:
+                headers = message.headers
+                if headers and encoding_header in headers:
+                    message = decode(message, encoding_header, max_size, on_undecodable)
                 yield message
         finally:
             # Closed here, not left to the garbage collector: without

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import lzma
 import zlib
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 __all__ = ["METHODS", "compress", "decompress"]
 
@@ -38,13 +38,71 @@ def compress(value: bytes, method: str) -> bytes:
     return _codec(method)[0](value)
 
 
-def decompress(value: bytes, method: str) -> bytes:
+def decompress(value: bytes, method: str, max_size: Optional[int] = None) -> bytes:
     """Decompress `value` that was compressed with `method`.
 
+    Args:
+        value: The compressed bytes.
+        method: `zlib` or `lzma`.
+        max_size: Largest output accepted, in bytes (None: no limit).
+            Decompression stops as soon as it would exceed it, so a small
+            value that expands enormously (a "zip bomb") costs at most
+            `max_size` bytes of memory.
+
     Raises:
-        ValueError: Unknown method, or `value` is not valid compressed data.
+        ValueError: Unknown method, `value` is not valid (or complete)
+            compressed data, or it expands beyond `max_size`.
     """
+    if max_size is None:
+        try:
+            return _codec(method)[1](value)
+        except (zlib.error, lzma.LZMAError) as exc:
+            raise ValueError(f"Cannot decompress a {method} value: {exc}") from exc
+    _codec(method)  # checks the name
     try:
-        return _codec(method)[1](value)
-    except (zlib.error, lzma.LZMAError) as exc:
+        if method == "zlib":
+            return _bounded_zlib(value, max_size)
+        return _bounded_lzma(value, max_size)
+    except (zlib.error, lzma.LZMAError, EOFError) as exc:
         raise ValueError(f"Cannot decompress a {method} value: {exc}") from exc
+
+
+def _too_large(method: str, max_size: int) -> ValueError:
+    return ValueError(f"A {method} value expands beyond the limit of {max_size} bytes")
+
+
+def _bounded_zlib(value: bytes, max_size: int) -> bytes:
+    decompressor = zlib.decompressobj()
+    # One byte more than allowed tells "exactly at the limit" from "beyond".
+    out = decompressor.decompress(value, max_size + 1)
+    if len(out) > max_size or decompressor.unconsumed_tail:
+        raise _too_large("zlib", max_size)
+    if not decompressor.eof:
+        raise ValueError("Cannot decompress a zlib value: incomplete or truncated data")
+    return out
+
+
+def _bounded_lzma(value: bytes, max_size: int) -> bytes:
+    # lzma.decompress accepts concatenated streams; so does this.
+    parts: List[bytes] = []
+    size = 0
+    data = value
+    while True:
+        decompressor = lzma.LZMADecompressor()
+        try:
+            out = decompressor.decompress(data, max_size - size + 1)
+        except lzma.LZMAError:
+            if parts:
+                # Trailing bytes after a complete stream: ignored, as
+                # lzma.decompress does.
+                return b"".join(parts)
+            raise
+        size += len(out)
+        if size > max_size or (not decompressor.eof and not decompressor.needs_input):
+            raise _too_large("lzma", max_size)
+        if not decompressor.eof:
+            raise ValueError("Cannot decompress a lzma value: incomplete or truncated data")
+        parts.append(out)
+        data = decompressor.unused_data
+        if not data:
+            return b"".join(parts)
