@@ -112,11 +112,14 @@ class CursorStore:
         _check(partition, cursor_id)
         return await self.load(stream, partition, cursor_id)
 
-    async def resume_offset(self, stream: str, partition: int, cursor_id: str) -> int:
-        """The offset a subscription with StartPosition.RESUME starts at."""
+    async def resume_offset(self, stream: str, partition: int, cursor_id: str) -> Optional[int]:
+        """The offset a subscription with StartPosition.RESUME starts at.
+
+        None when no cursor is stored (the subscription decides what then).
+        """
         stored = await self.get(stream, partition, cursor_id)
         if stored < 0:
-            return 0
+            return None
         return stored if self.convention == CursorConvention.NEXT else stored + 1
 
 

@@ -17,6 +17,7 @@ from ._log import LazyLogger
 from .compression import decompress
 from .error import (
     ErrorChannelClosed,
+    ErrorCursorNotFound,
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
     ErrorNotFound,
@@ -185,11 +186,17 @@ class Subscriptions:
         stop_offset: Optional[int],
         stop_timestamp: Optional[float],
         consumer: Optional[wire.Consumer],
+        missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> wire.SubscribeRequest:
         """The SubscribeRequest for `LiftbridgeClient.subscribe`'s arguments."""
         partition = partition or 0
         if partition < 0:
             raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
+        if missing_cursor not in _MISSING_CURSOR_STARTS:
+            raise ErrorInvalidArgument(
+                "missing_cursor must be StartPosition.EARLIEST, LATEST, NEW_ONLY or None, "
+                f"not {missing_cursor!r}"
+            )
         request = wire.SubscribeRequest(
             stream=stream,
             partition=partition,
@@ -206,8 +213,19 @@ class Subscriptions:
         elif start_position == StartPosition.RESUME:
             if not cursor_id:
                 raise ErrorInvalidArgument("cursor_id must be set for StartPosition.RESUME")
-            request.startPosition = wire.StartPosition.OFFSET
-            request.startOffset = await self.cursors.resume_offset(stream, partition, cursor_id)
+            resume_at = await self.cursors.resume_offset(stream, partition, cursor_id)
+            if resume_at is not None:
+                request.startPosition = wire.StartPosition.OFFSET
+                request.startOffset = resume_at
+            else:
+                start = _missing_cursor_start(stream, partition, cursor_id, missing_cursor)
+                if start == StartPosition.EARLIEST:
+                    # Offset 0, as gufo-liftbridge sends: the server starts
+                    # at the oldest message it still has.
+                    request.startPosition = wire.StartPosition.OFFSET
+                    request.startOffset = 0
+                else:
+                    request.startPosition = wire.StartPosition(start)
         else:
             try:
                 request.startPosition = wire.StartPosition(StartPosition(start_position))
@@ -292,6 +310,40 @@ def decode(message: Message, encoding_header: str, max_size: int, on_undecodable
     return message
 
 
+#: What `missing_cursor` may be: where RESUME starts without a cursor (None: raise).
+_MISSING_CURSOR_STARTS = (
+    StartPosition.EARLIEST,
+    StartPosition.LATEST,
+    StartPosition.NEW_ONLY,
+    None,
+)
+
+
+def _missing_cursor_start(
+    stream: str, partition: int, cursor_id: str, missing_cursor: Optional[StartPosition]
+) -> StartPosition:
+    """Where a RESUME subscription whose cursor is missing starts, or the error.
+
+    Liftbridge answers FetchCursor with -1 for a cursor never stored, and may
+    do so for one it had stored (its cursors partition can read empty after
+    a restart), so a missing cursor is worth a warning: resuming from the
+    start replays the partition.
+    """
+    where = f"{stream!r}/{partition}"
+    if missing_cursor is None:
+        raise ErrorCursorNotFound(
+            f"No cursor {cursor_id!r} is stored for {where} (missing_cursor=None)"
+        )
+    logger.warning(
+        "No cursor %r is stored for %s: StartPosition.RESUME starts at %s "
+        "(the missing_cursor argument)",
+        cursor_id,
+        where,
+        missing_cursor.name,
+    )
+    return missing_cursor
+
+
 def _transient(error: LiftbridgeError, *, set_up_once: bool, reconnecting: bool) -> bool:
     """Whether resuming may get past `error`.
 
@@ -331,6 +383,7 @@ class SubscribeMethods:
         consumer: Optional[wire.Consumer] = None,
         reverse: bool = False,
         on_undecodable: str = "raise",
+        missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> AsyncIterator[Message]:
         """Read messages from a stream partition.
 
@@ -360,6 +413,12 @@ class SubscribeMethods:
                 (the API lbwire speaks) has no reverse subscriptions, so this
                 raises `ErrorInvalidArgument` rather than silently reading forwards.
 
+            missing_cursor: Where RESUME starts when the cursor `cursor_id`
+                is missing: `StartPosition.EARLIEST` (default, as
+                gufo-liftbridge: the whole partition again), `LATEST` or
+                `NEW_ONLY`; None raises `ErrorCursorNotFound`. A warning is
+                logged either way: Liftbridge may report a stored cursor as
+                missing after a restart.
             on_undecodable: What to do with a message whose value cannot be
                 decoded (its encoding header names an unknown method or lies,
                 or the value expands beyond the client's `max_message_size`):
@@ -384,6 +443,8 @@ class SubscribeMethods:
                 false), or was paused while reading.
             ErrorUnavailable: The partition stayed unreachable for
                 `resubscribe_wait_time`.
+            ErrorCursorNotFound: RESUME found no cursor and `missing_cursor`
+                is None.
             ErrorUndecodableMessage: A message cannot be decoded (with
                 `on_undecodable="raise"`).
         """
@@ -409,6 +470,7 @@ class SubscribeMethods:
             stop_offset=stop_offset,
             stop_timestamp=stop_timestamp,
             consumer=consumer,
+            missing_cursor=missing_cursor,
         )
         messages = self._subscribe_once(request, float(timeout) if timeout else None)
         encoding_header = self._subscriptions.encoding_header

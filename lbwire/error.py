@@ -423,7 +423,14 @@ def subscribe_error(
 
 # -- subscription-side errors (issue 10 items 9 and 6, issue 11 item 3) --------
 
-__all__ += ["ErrorUndecodableMessage"]
+__all__ += ["ErrorCursorNotFound", "ErrorUndecodableMessage"]
+
+
+class ErrorCursorNotFound(ErrorNotFound):
+    """StartPosition.RESUME found no stored cursor, and the caller asked to be told.
+
+    Raised by `subscribe(..., missing_cursor=None)`.
+    """
 
 
 class ErrorUndecodableMessage(LiftbridgeError, ValueError):
