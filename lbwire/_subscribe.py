@@ -8,12 +8,13 @@ decides what each way a call ends means.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
 
 import anyio
 
 from . import wire
 from ._log import LazyLogger
+from ._reverse import ReverseSupport, reverse_messages
 from .compression import decompress
 from .error import (
     ErrorChannelClosed,
@@ -73,6 +74,7 @@ class Subscriptions:
         self.encoding_header = encoding_header
         self.resubscribe_wait_time = resubscribe_wait_time
         self.policy = policy
+        self.reverse_support = ReverseSupport(self)
 
     async def messages(
         self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
@@ -344,6 +346,40 @@ def _missing_cursor_start(
     return missing_cursor
 
 
+def _reverse_stop(
+    start_position: StartPosition,
+    start_offset: Optional[int],
+    start_timestamp: Optional[float],
+    stop_position: StopPosition,
+    stop_offset: Optional[int],
+    stop_timestamp: Optional[float],
+) -> Tuple[Optional[int], Optional[int]]:
+    """A reverse subscription's client-side stop: (offset, timestamp in ns).
+
+    The server refuses a stop below the start, so reverse stops are applied
+    by lbwire; RESUME has no defined meaning backwards and is refused.
+    """
+    if start_position == StartPosition.RESUME and start_offset is None and start_timestamp is None:
+        raise ErrorInvalidArgument(
+            "StartPosition.RESUME cannot be combined with reverse=True: a cursor "
+            "marks where forward reading goes on; use start_offset to read "
+            "backwards from a position"
+        )
+    if stop_offset is not None:
+        if stop_offset < 0:
+            raise ErrorInvalidArgument(f"stop_offset must not be negative, not {stop_offset}")
+        return stop_offset, None
+    if stop_timestamp is not None:
+        return None, int(stop_timestamp * 1_000_000_000)
+    if stop_position != StopPosition.STOP_ON_CANCEL:
+        raise ErrorInvalidArgument(
+            f"With reverse=True use stop_offset or stop_timestamp (or no stop: "
+            f"the subscription ends after the oldest message), not "
+            f"{StopPosition(stop_position).name}"
+        )
+    return None, None
+
+
 def _transient(error: LiftbridgeError, *, set_up_once: bool, reconnecting: bool) -> bool:
     """Whether resuming may get past `error`.
 
@@ -409,9 +445,17 @@ class SubscribeMethods:
             stop_timestamp: Stop at this time, seconds since the epoch
                 (implies STOP_TIMESTAMP).
             consumer: Consumer-group membership (used by `lbwire.consumer`).
-            reverse: Read from the newest message backwards. Liftbridge v1.9.0
-                (the API lbwire speaks) has no reverse subscriptions, so this
-                raises `ErrorInvalidArgument` rather than silently reading forwards.
+            reverse: Read backwards: from the start position (the newest
+                message by default; every start position works) down to the
+                oldest message, after which the iterator ends (at once for an
+                empty partition). `stop_offset` ends it after that offset
+                (inclusive), `stop_timestamp` before the first message older
+                than it; other stop positions and RESUME are refused with
+                `ErrorInvalidArgument`. Needs a server on liftbridge-api v2
+                (builds after v1.9.0): on a server that ignores `reverse`
+                (v1.9.0), `ErrorReverseUnsupported` is raised, detected from
+                what the server does, before any message is delivered out of
+                order.
 
             missing_cursor: Where RESUME starts when the cursor `cursor_id`
                 is missing: `StartPosition.EARLIEST` (default, as
@@ -443,6 +487,7 @@ class SubscribeMethods:
                 false), or was paused while reading.
             ErrorUnavailable: The partition stayed unreachable for
                 `resubscribe_wait_time`.
+            ErrorReverseUnsupported: `reverse` on a server that ignores it.
             ErrorCursorNotFound: RESUME found no cursor and `missing_cursor`
                 is None.
             ErrorUndecodableMessage: A message cannot be decoded (with
@@ -452,11 +497,17 @@ class SubscribeMethods:
             raise ErrorInvalidArgument(
                 f'on_undecodable must be "raise" or "raw", not {on_undecodable!r}'
             )
+        reverse_stop: Tuple[Optional[int], Optional[int]] = (None, None)
         if reverse:
-            raise ErrorInvalidArgument(
-                "Reverse subscriptions need a server on liftbridge-api v2 (builds after "
-                "v1.9.0); the v1 API lbwire speaks has no reverse field"
+            reverse_stop = _reverse_stop(
+                start_position,
+                start_offset,
+                start_timestamp,
+                stop_position,
+                stop_offset,
+                stop_timestamp,
             )
+            stop_position, stop_offset, stop_timestamp = StopPosition.STOP_ON_CANCEL, None, None
         request = await self._subscriptions.request(
             stream,
             partition=partition,
@@ -472,7 +523,17 @@ class SubscribeMethods:
             consumer=consumer,
             missing_cursor=missing_cursor,
         )
-        messages = self._subscribe_once(request, float(timeout) if timeout else None)
+        setup_timeout = float(timeout) if timeout else None
+        if reverse:
+            messages = reverse_messages(
+                self._subscriptions,
+                request,
+                setup_timeout,
+                stop_offset=reverse_stop[0],
+                stop_timestamp=reverse_stop[1],
+            )
+        else:
+            messages = self._subscribe_once(request, setup_timeout)
         encoding_header = self._subscriptions.encoding_header
         max_size = self.max_message_size
         try:

@@ -423,7 +423,16 @@ def subscribe_error(
 
 # -- subscription-side errors (issue 10 items 9 and 6, issue 11 item 3) --------
 
-__all__ += ["ErrorCursorNotFound", "ErrorUndecodableMessage"]
+__all__ += ["ErrorCursorNotFound", "ErrorReverseUnsupported", "ErrorUndecodableMessage"]
+
+
+class ErrorReverseUnsupported(ErrorInvalidArgument):
+    """The server does not support reverse subscriptions (it ignores `reverse`).
+
+    Liftbridge v1.9.0 reads forwards whatever the request says; lbwire
+    detects that from what the server does and raises this before
+    delivering a message in the wrong order.
+    """
 
 
 class ErrorCursorNotFound(ErrorNotFound):
