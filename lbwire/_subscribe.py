@@ -8,6 +8,7 @@ decides what each way a call ends means.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
 
 import anyio
@@ -34,7 +35,7 @@ from .types import Message, StartPosition, StopPosition
 
 if TYPE_CHECKING:
     from ._cursors import CursorStore
-    from ._pool import BrokerConnection, ConnectionRegistry
+    from ._pool import ConnectionRegistry
     from ._routing import Router
     from .activity import ActivityEvent
     from .retry import RetryPolicy
@@ -98,6 +99,9 @@ class Subscriptions:
         # together they make a "no such stream" transient (see _transient).
         set_up_once = False
         reconnecting = False
+        setup_bound = setup_timeout if setup_timeout is not None else self.policy.max_time
+        first_deadline = anyio.current_time() + setup_bound
+        last_error: Optional[LiftbridgeError] = None
         while True:
             if next_offset >= 0:
                 # Resume after the last delivered message, never before it;
@@ -108,16 +112,29 @@ class Subscriptions:
             # own: every message passes one generator less.
             error: Optional[LiftbridgeError] = None
             handshake_done = False
-            connection: Optional[BrokerConnection] = None
+            # The set-up (broker, connection, handshake) of the first call is
+            # bounded by `setup_timeout` (default: the retry policy's
+            # max_time) since subscribe() began; a resumed one by the resume
+            # window. A frozen broker answers nothing, not even an error.
+            if set_up_once and deadline_for_resume is not None:
+                setup_deadline = deadline_for_resume
+            else:
+                setup_deadline = first_deadline
             try:
-                address = await self.router.subscription_broker(
-                    stream, partition, request.readISRReplica
-                )
-                connection = self.connections.take_subscription(address)
-                async with connection.channel.unary_stream(_SUBSCRIBE, request.encode()) as call:
-                    # The server's first message is an empty handshake: it
-                    # says the subscription exists. Setup errors come instead.
-                    with anyio.fail_after(setup_timeout):
+                async with AsyncExitStack() as call_stack:
+                    # The bound ends before the first yield: a cancel scope
+                    # must not stay open across one.
+                    with anyio.fail_at(setup_deadline):
+                        address = await self.router.subscription_broker(
+                            stream, partition, request.readISRReplica
+                        )
+                        connection = self.connections.take_subscription(address)
+                        call_stack.callback(self.connections.give_back, connection)
+                        call = await call_stack.enter_async_context(
+                            connection.channel.unary_stream(_SUBSCRIBE, request.encode())
+                        )
+                        # The server's first message is an empty handshake:
+                        # the subscription exists. Setup errors come instead.
                         await call.receive()
                     handshake_done = set_up_once = True
                     reconnecting = False
@@ -143,20 +160,26 @@ class Subscriptions:
                     return
                 error = ErrorChannelClosed(f"Server ended the subscription to {where}")
             except TimeoutError:
-                raise ErrorDeadlineExceeded(
-                    f"Subscription to {where} not set up within {setup_timeout} s"
-                ) from None
+                if not set_up_once:
+                    if last_error is not None:
+                        # Retrying an unreachable broker ran out of time.
+                        raise ErrorUnavailable(
+                            f"Subscription to {where} not set up within {setup_bound} s: "
+                            f"{last_error}"
+                        ) from last_error
+                    raise ErrorDeadlineExceeded(
+                        f"Subscription to {where} not set up within {setup_bound} s"
+                    ) from None
+                error = ErrorUnavailable(f"No answer from the broker of {where}")
             except GRPCError as exc:
                 error = await self._call_error(exc, request, handshake_done, explicit_stop_offset)
                 if error is None:
                     return
             except LiftbridgeError as exc:
                 error = exc  # from finding the broker
-            finally:
-                if connection is not None:
-                    self.connections.give_back(connection)
             if not _transient(error, set_up_once=set_up_once, reconnecting=reconnecting):
                 raise error
+            last_error = error
             reconnecting = True
             now = anyio.current_time()
             if deadline_for_resume is None:

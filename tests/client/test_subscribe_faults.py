@@ -1,20 +1,28 @@
-"""Subscriptions across server faults: a SIGKILLed server restarted on its data.
+"""Subscriptions across server faults: a SIGKILLed server restarted on its data, a frozen one.
 
 Right after a restart the server answers before it has loaded its streams, so
 for a moment it reports a stream it held as missing: a subscription that was
 set up resumes through that; a stream really deleted still ends it.
-Each test starts its own server (``fresh_server``), as it kills it.
+A SIGSTOPped (frozen) leader keeps its sockets open and answers nothing: a
+subscription's set-up must still end within its bound. Each test starts its
+own server (``fresh_server``), as it kills or freezes it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
 import pytest
-from client_support import HANG_GUARD, publish_values
+from client_support import HANG_GUARD, collect, publish_values, read_all
 from helpers import aclosing, wait_until
 
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorNotFound, ErrorUnavailable, LiftbridgeError
+from lbwire.error import ErrorDeadlineExceeded, ErrorNotFound, ErrorUnavailable, LiftbridgeError
+from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer
 from lbwire.types import Message, StartPosition
 
@@ -158,3 +166,61 @@ async def test_subscribing_to_a_never_existing_stream_raises_not_found_at_once(
     async with LiftbridgeClient([fresh_server.broker]) as client:
         with anyio.fail_after(5), pytest.raises(ErrorNotFound):
             await read()
+
+
+def process_state(pid: int) -> str:
+    """The process's state letter from /proc (T: stopped)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
+
+
+@asynccontextmanager
+async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
+    """SIGSTOP the server process for the block (it keeps its sockets open).
+
+    kill() returns before every thread has stopped, so the block begins once
+    /proc says the process is stopped.
+    """
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await wait_until(lambda: process_state(pid) == "T", "the server process is stopped")
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_subscribe_to_a_frozen_leader_fails_within_the_retry_policys_bound(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    bound = 3.0
+    policy = RetryPolicy(max_time=bound)
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=policy) as client:
+        # A client that has used the server: its connections are open.
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"d0"])
+        await read_all(client, stream_name)
+        async with frozen(fresh_server):
+            started = anyio.current_time()
+            with anyio.fail_after(bound + HANG_GUARD), pytest.raises(ErrorDeadlineExceeded):
+                await collect(client.subscribe(stream_name, start_position=StartPosition.EARLIEST))
+            took = anyio.current_time() - started
+        assert took < bound + 2, took
+        # Thawed, the same client subscribes again.
+        assert [m.value for m in await read_all(client, stream_name)] == [b"d0"]
+    print(f"subscribe to a frozen leader failed after {took:.2f} s (policy max_time {bound} s)")
+
+
+async def test_subscribe_timeout_bounds_the_set_up_on_a_frozen_leader(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await read_all(client, stream_name)
+        async with frozen(fresh_server):
+            started = anyio.current_time()
+            with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded):
+                await collect(client.subscribe(stream_name, timeout=1))
+            took = anyio.current_time() - started
+    assert took < 3, took
