@@ -16,6 +16,7 @@ the start. A reverse subscription ends after the message at `stop_offset`
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 import anyio
@@ -77,7 +78,7 @@ class ReverseSupport:
         self.subscriptions = subscriptions
         self.known: Dict[Address, bool] = {}
 
-    async def check(self, address: Address, stream: str, setup_timeout: Optional[float]) -> None:
+    async def check(self, address: Address, stream: str, setup_timeout: float) -> None:
         """Raise ErrorReverseUnsupported if the broker ignores `reverse`.
 
         Known from before, or probed now (with fresh metadata of `stream`,
@@ -113,7 +114,7 @@ class ReverseSupport:
                 elif partition.newestOffset >= 1:
                     yield name, number, False
 
-    async def _probe(self, address: Address, setup_timeout: Optional[float]) -> Optional[bool]:
+    async def _probe(self, address: Address, setup_timeout: float) -> Optional[bool]:
         """Ask the broker with a reverse read from the oldest message to the newest.
 
         A reverse reader yields the oldest message and ends (UNKNOWN "EOF");
@@ -148,13 +149,13 @@ class ReverseSupport:
         address: Address,
         request: wire.SubscribeRequest,
         empty: bool,
-        setup_timeout: Optional[float],
+        setup_timeout: float,
     ) -> Optional[bool]:
         connections = self.subscriptions.connections
         connection = connections.take_subscription(address)
         offsets: List[int] = []
         try:
-            with anyio.fail_after(setup_timeout or self.subscriptions.policy.max_time):
+            with anyio.fail_after(setup_timeout):
                 async with connection.channel.unary_stream(_SUBSCRIBE, request.encode()) as call:
                     await call.receive()  # the handshake
                     if empty:
@@ -203,6 +204,7 @@ async def reverse_messages(
     router = subscriptions.router
     support = subscriptions.reverse_support
     request.reverse = True
+    setup_bound = setup_timeout if setup_timeout is not None else subscriptions.policy.max_time
     last: Optional[int] = None  # offset of the last delivered message
     deadline_for_resume: Optional[float] = None
     while True:
@@ -215,49 +217,54 @@ async def reverse_messages(
         handshake_done = False
         address: Optional[Address] = None
         try:
-            address = await router.subscription_broker(stream, partition, request.readISRReplica)
-            await support.check(address, stream, setup_timeout)
-            connection = subscriptions.connections.take_subscription(address)
-            try:
-                async with connection.channel.unary_stream(_SUBSCRIBE, request.encode()) as call:
-                    with anyio.fail_after(setup_timeout):
-                        await call.receive()
-                    handshake_done = True
-                    previous: Optional[int] = None
-                    async for data in call:
-                        msg = wire.Message.decode(data)
-                        offset = msg.offset
-                        if previous is not None and offset > previous:
-                            # The server reads forwards: it ignored `reverse`.
-                            support.learnt(address, False)
-                            raise unsupported(address)
-                        previous = offset
-                        if last is not None and offset >= last:
-                            continue  # already delivered before a resume
-                        if stop_offset is not None and offset < stop_offset:
-                            return
-                        if stop_timestamp is not None and msg.timestamp < stop_timestamp:
-                            return
-                        deadline_for_resume = None
-                        yield Message(
-                            msg.value,
-                            msg.subject,
-                            offset,
-                            msg.timestamp,
-                            msg.key,
-                            msg.partition,
-                            msg.headers,
-                            msg.stream,
-                            msg.replySubject,
-                            msg.correlationId,
-                        )
-                        last = offset
-            finally:
-                subscriptions.connections.give_back(connection)
+            async with AsyncExitStack() as call_stack:
+                # The set-up is bounded as forward subscriptions' is; the
+                # bound ends before the first yield.
+                with anyio.fail_after(setup_bound):
+                    address = await router.subscription_broker(
+                        stream, partition, request.readISRReplica
+                    )
+                    await support.check(address, stream, setup_bound)
+                    connection = subscriptions.connections.take_subscription(address)
+                    call_stack.callback(subscriptions.connections.give_back, connection)
+                    call = await call_stack.enter_async_context(
+                        connection.channel.unary_stream(_SUBSCRIBE, request.encode())
+                    )
+                    await call.receive()
+                handshake_done = True
+                previous: Optional[int] = None
+                async for data in call:
+                    msg = wire.Message.decode(data)
+                    offset = msg.offset
+                    if previous is not None and offset > previous:
+                        # The server reads forwards: it ignored `reverse`.
+                        support.learnt(address, False)
+                        raise unsupported(address)
+                    previous = offset
+                    if last is not None and offset >= last:
+                        continue  # already delivered before a resume
+                    if stop_offset is not None and offset < stop_offset:
+                        return
+                    if stop_timestamp is not None and msg.timestamp < stop_timestamp:
+                        return
+                    deadline_for_resume = None
+                    yield Message(
+                        msg.value,
+                        msg.subject,
+                        offset,
+                        msg.timestamp,
+                        msg.key,
+                        msg.partition,
+                        msg.headers,
+                        msg.stream,
+                        msg.replySubject,
+                        msg.correlationId,
+                    )
+                    last = offset
             error = ErrorUnavailable(f"Server ended the reverse subscription to {where}")
         except TimeoutError:
             raise ErrorDeadlineExceeded(
-                f"Subscription to {where} not set up within {setup_timeout} s"
+                f"Reverse subscription to {where} not set up within {setup_bound} s"
             ) from None
         except GRPCError as exc:
             if handshake_done and is_reverse_end(exc):

@@ -9,12 +9,13 @@ backwards and ends the call after the oldest message; v1.9.0 ignores the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
 from client_support import HANG_GUARD, publish_values, read_all
-from helpers import aclosing
+from helpers import aclosing, wait_until
 from helpers.servers import by_generation
 
 from lbwire.client import LiftbridgeClient
@@ -168,3 +169,43 @@ async def test_reverse_with_a_stop_position_but_no_stop_value_is_refused(
 async def test_reverse_unsupported_is_an_invalid_argument_error() -> None:
     assert issubclass(ErrorReverseUnsupported, ErrorInvalidArgument)
     assert issubclass(ErrorReverseUnsupported, ValueError)
+
+
+@pytest.fixture
+def server() -> Iterator[LiftbridgeServer]:
+    """A server of the run's generation with no stream but the test's (no cursors
+    stream): nothing a probe could ask, so only the order check can tell."""
+    with LiftbridgeServer(cursors_partitions=0) as node:
+        yield node
+
+
+async def test_without_a_decisive_probe_the_order_check_stops_before_a_message_out_of_order(
+    server: LiftbridgeServer, stream_name: str
+) -> None:
+    received: list[Message] = []
+    failure: list[BaseException] = []
+    async with LiftbridgeClient([server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        # One message: reading it from the oldest looks the same either way.
+        await publish_values(client, stream_name, [b"only"])
+
+        async def consume() -> None:
+            subscription = client.subscribe(
+                stream_name, reverse=True, start_position=StartPosition.EARLIEST
+            )
+            try:
+                async with aclosing(subscription) as messages:
+                    async for message in messages:
+                        received.append(message)
+            except ErrorReverseUnsupported as exc:
+                failure.append(exc)
+
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await wait_until(lambda: bool(received), "the oldest message arrives")
+                if by_generation(server, v1_9_0=True, newest=False):
+                    # v1.9.0 streams forwards: the next message gives it away.
+                    await publish_values(client, stream_name, [b"later"])
+    assert [m.offset for m in received] == [0]
+    assert len(failure) == by_generation(server, v1_9_0=1, newest=0)
