@@ -14,11 +14,11 @@ import anyio
 
 from . import wire
 from ._log import LazyLogger
-from .error import ErrorInvalidArgument, ErrorNotFound
+from .error import ErrorCursorNotFound, ErrorInvalidArgument, ErrorNotFound
 from .retry import RetryPolicy
-from .types import CursorConvention
+from .types import CursorConvention, StartPosition
 
-__all__ = ["CursorStore"]
+__all__ = ["MISSING_CURSOR_STARTS", "CursorStore", "missing_cursor_start"]
 
 logger = LazyLogger("lbwire")
 
@@ -121,6 +121,40 @@ class CursorStore:
         if stored < 0:
             return None
         return stored if self.convention == CursorConvention.NEXT else stored + 1
+
+
+#: What `missing_cursor` may be: where RESUME starts without a cursor (None: raise).
+MISSING_CURSOR_STARTS = (
+    StartPosition.EARLIEST,
+    StartPosition.LATEST,
+    StartPosition.NEW_ONLY,
+    None,
+)
+
+
+def missing_cursor_start(
+    stream: str, partition: int, cursor_id: str, missing_cursor: Optional[StartPosition]
+) -> StartPosition:
+    """Where a RESUME subscription whose cursor is missing starts, or the error.
+
+    Liftbridge answers FetchCursor with -1 for a cursor never stored, and may
+    do so for one it had stored (its cursors partition can read empty after
+    a restart), so a missing cursor is worth a warning: resuming from the
+    start replays the partition.
+    """
+    where = f"{stream!r}/{partition}"
+    if missing_cursor is None:
+        raise ErrorCursorNotFound(
+            f"No cursor {cursor_id!r} is stored for {where} (missing_cursor=None)"
+        )
+    logger.warning(
+        "No cursor %r is stored for %s: StartPosition.RESUME starts at %s "
+        "(the missing_cursor argument)",
+        cursor_id,
+        where,
+        missing_cursor.name,
+    )
+    return missing_cursor
 
 
 def _check(partition: int, cursor_id: str) -> None:

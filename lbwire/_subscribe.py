@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
 import anyio
 
 from . import wire
+from ._cursors import MISSING_CURSOR_STARTS, missing_cursor_start
 from ._log import LazyLogger
 from ._reverse import ReverseSupport, reverse_messages
-from .compression import decompress
+from .compression import decode_message
 from .error import (
     ErrorChannelClosed,
-    ErrorCursorNotFound,
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
     ErrorNotFound,
     ErrorPartitionPaused,
     ErrorSegmentClosed,
     ErrorUnavailable,
-    ErrorUndecodableMessage,
     LiftbridgeError,
     subscribe_error,
 )
@@ -217,7 +216,7 @@ class Subscriptions:
         partition = partition or 0
         if partition < 0:
             raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
-        if missing_cursor not in _MISSING_CURSOR_STARTS:
+        if missing_cursor not in MISSING_CURSOR_STARTS:
             raise ErrorInvalidArgument(
                 "missing_cursor must be StartPosition.EARLIEST, LATEST, NEW_ONLY or None, "
                 f"not {missing_cursor!r}"
@@ -243,7 +242,7 @@ class Subscriptions:
                 request.startPosition = wire.StartPosition.OFFSET
                 request.startOffset = resume_at
             else:
-                start = _missing_cursor_start(stream, partition, cursor_id, missing_cursor)
+                start = missing_cursor_start(stream, partition, cursor_id, missing_cursor)
                 if start == StartPosition.EARLIEST:
                     # Offset 0, as gufo-liftbridge sends: the server starts
                     # at the oldest message it still has.
@@ -305,68 +304,6 @@ class Subscriptions:
                 status=exc.status,
             )
         return error
-
-
-def decode(message: Message, encoding_header: str, max_size: int, on_undecodable: str) -> Message:
-    """`message` with its value decompressed, when its encoding header says so.
-
-    A message that cannot be decoded (a lying or unknown encoding header, a
-    value expanding beyond `max_size`) raises `ErrorUndecodableMessage`, or
-    with `on_undecodable="raw"` comes back as received, with `decode_error`.
-    """
-    headers = message.headers
-    try:
-        method = headers[encoding_header].decode()
-        message.value = decompress(message.value, method, max_size)
-    except ValueError as exc:  # UnicodeDecodeError included
-        if on_undecodable == "raw":
-            message.decode_error = str(exc)
-            return message
-        raise ErrorUndecodableMessage(
-            f"Message {message.offset} of {message.stream!r}/{message.partition} "
-            f"cannot be decoded: {exc}; subscribe from offset {message.offset + 1} "
-            f'to skip it, or with on_undecodable="raw" to receive it as is',
-            stream=message.stream,
-            partition=message.partition,
-            offset=message.offset,
-            raw=message,
-        ) from exc
-    del headers[encoding_header]
-    return message
-
-
-#: What `missing_cursor` may be: where RESUME starts without a cursor (None: raise).
-_MISSING_CURSOR_STARTS = (
-    StartPosition.EARLIEST,
-    StartPosition.LATEST,
-    StartPosition.NEW_ONLY,
-    None,
-)
-
-
-def _missing_cursor_start(
-    stream: str, partition: int, cursor_id: str, missing_cursor: Optional[StartPosition]
-) -> StartPosition:
-    """Where a RESUME subscription whose cursor is missing starts, or the error.
-
-    Liftbridge answers FetchCursor with -1 for a cursor never stored, and may
-    do so for one it had stored (its cursors partition can read empty after
-    a restart), so a missing cursor is worth a warning: resuming from the
-    start replays the partition.
-    """
-    where = f"{stream!r}/{partition}"
-    if missing_cursor is None:
-        raise ErrorCursorNotFound(
-            f"No cursor {cursor_id!r} is stored for {where} (missing_cursor=None)"
-        )
-    logger.warning(
-        "No cursor %r is stored for %s: StartPosition.RESUME starts at %s "
-        "(the missing_cursor argument)",
-        cursor_id,
-        where,
-        missing_cursor.name,
-    )
-    return missing_cursor
 
 
 def _reverse_stop(
@@ -563,7 +500,7 @@ class SubscribeMethods:
             async for message in messages:
                 headers = message.headers
                 if headers and encoding_header in headers:
-                    message = decode(message, encoding_header, max_size, on_undecodable)
+                    message = decode_message(message, encoding_header, max_size, on_undecodable)
                 yield message
         finally:
             # Closed here, not left to the garbage collector: without

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import lzma
 import zlib
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
-__all__ = ["METHODS", "compress", "decompress"]
+from .error import ErrorUndecodableMessage
+
+if TYPE_CHECKING:
+    from .types import Message
+
+__all__ = ["METHODS", "compress", "decode_message", "decompress"]
 
 _Codec = Tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
 
@@ -106,3 +111,33 @@ def _bounded_lzma(value: bytes, max_size: int) -> bytes:
         data = decompressor.unused_data
         if not data:
             return b"".join(parts)
+
+
+def decode_message(
+    message: Message, encoding_header: str, max_size: int, on_undecodable: str
+) -> Message:
+    """`message` with its value decompressed, when its encoding header says so.
+
+    A message that cannot be decoded (a lying or unknown encoding header, a
+    value expanding beyond `max_size`) raises `ErrorUndecodableMessage`, or
+    with `on_undecodable="raw"` comes back as received, with `decode_error`.
+    """
+    headers = message.headers
+    try:
+        method = headers[encoding_header].decode()
+        message.value = decompress(message.value, method, max_size)
+    except ValueError as exc:  # UnicodeDecodeError included
+        if on_undecodable == "raw":
+            message.decode_error = str(exc)
+            return message
+        raise ErrorUndecodableMessage(
+            f"Message {message.offset} of {message.stream!r}/{message.partition} "
+            f"cannot be decoded: {exc}; subscribe from offset {message.offset + 1} "
+            f'to skip it, or with on_undecodable="raw" to receive it as is',
+            stream=message.stream,
+            partition=message.partition,
+            offset=message.offset,
+            raw=message,
+        ) from exc
+    del headers[encoding_header]
+    return message
