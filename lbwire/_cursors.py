@@ -8,13 +8,19 @@ go-liftbridge does.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
+
+import anyio
 
 from . import wire
-from .error import ErrorInvalidArgument
-from .types import CursorConvention
+from ._log import LazyLogger
+from .error import ErrorCursorNotFound, ErrorInvalidArgument, ErrorNotFound
+from .retry import RetryPolicy
+from .types import CursorConvention, StartPosition
 
-__all__ = ["CursorStore"]
+__all__ = ["MISSING_CURSOR_STARTS", "CursorStore", "missing_cursor_start"]
+
+logger = LazyLogger("lbwire")
 
 #: `Router.call_cursor_leader`'s signature: (stream, partition, cursor id,
 #: method, request, response type) -> response.
@@ -27,18 +33,55 @@ class CursorStore:
     Args:
         call: Makes one cursor call (`Router.call_cursor_leader`).
         convention: What `set_processed` stores and `resume_offset` reads.
+        policy: Bounds how long a cursor stream that answered before and is
+            reported missing (a restarting server) is waited for.
     """
 
-    def __init__(self, call: CursorCall, convention: CursorConvention) -> None:
+    def __init__(
+        self,
+        call: CursorCall,
+        convention: CursorConvention,
+        policy: Optional[RetryPolicy] = None,
+    ) -> None:
         self._call = call
         self.convention = convention
+        self.policy = policy or RetryPolicy()
+        # Whether a cursor call ever succeeded: the cursors stream exists.
+        self._stream_seen = False
+
+    async def _cursor_call(self, method: str, request: Any, response_type: Any) -> Any:
+        """One cursor call; "no such stream" is waited out once the stream was seen.
+
+        A restarted server answers before it has loaded its streams, `__cursors`
+        included, and reports them missing meanwhile; a server with cursors
+        disabled never had the stream, and fails at once.
+        """
+        deadline = anyio.current_time() + self.policy.max_time
+        failures = 0
+        while True:
+            try:
+                response = await self._call(
+                    request.stream,
+                    request.partition,
+                    request.cursorId,
+                    method,
+                    request,
+                    response_type,
+                )
+            except ErrorNotFound as exc:
+                failures += 1
+                pause = self.policy.backoff(failures)
+                if not self._stream_seen or anyio.current_time() + pause > deadline:
+                    raise
+                logger.info("%s: %s (a restarting server?); trying again", method, exc)
+                await anyio.sleep(pause)
+                continue
+            self._stream_seen = True
+            return response
 
     async def store(self, stream: str, partition: int, cursor_id: str, value: int) -> None:
         """Store `value` as the cursor, with no convention applied."""
-        await self._call(
-            stream,
-            partition,
-            cursor_id,
+        await self._cursor_call(
             "SetCursor",
             wire.SetCursorRequest(
                 stream=stream, partition=partition, cursorId=cursor_id, offset=value
@@ -48,10 +91,7 @@ class CursorStore:
 
     async def load(self, stream: str, partition: int, cursor_id: str) -> int:
         """The stored cursor value (-1 when there is none), with no convention applied."""
-        response = await self._call(
-            stream,
-            partition,
-            cursor_id,
+        response = await self._cursor_call(
             "FetchCursor",
             wire.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id),
             wire.FetchCursorResponse,
@@ -72,12 +112,49 @@ class CursorStore:
         _check(partition, cursor_id)
         return await self.load(stream, partition, cursor_id)
 
-    async def resume_offset(self, stream: str, partition: int, cursor_id: str) -> int:
-        """The offset a subscription with StartPosition.RESUME starts at."""
+    async def resume_offset(self, stream: str, partition: int, cursor_id: str) -> Optional[int]:
+        """The offset a subscription with StartPosition.RESUME starts at.
+
+        None when no cursor is stored (the subscription decides what then).
+        """
         stored = await self.get(stream, partition, cursor_id)
         if stored < 0:
-            return 0
+            return None
         return stored if self.convention == CursorConvention.NEXT else stored + 1
+
+
+#: What `missing_cursor` may be: where RESUME starts without a cursor (None: raise).
+MISSING_CURSOR_STARTS = (
+    StartPosition.EARLIEST,
+    StartPosition.LATEST,
+    StartPosition.NEW_ONLY,
+    None,
+)
+
+
+def missing_cursor_start(
+    stream: str, partition: int, cursor_id: str, missing_cursor: Optional[StartPosition]
+) -> StartPosition:
+    """Where a RESUME subscription whose cursor is missing starts, or the error.
+
+    Liftbridge answers FetchCursor with -1 for a cursor never stored, and may
+    do so for one it had stored (its cursors partition can read empty after
+    a restart), so a missing cursor is worth a warning: resuming from the
+    start replays the partition.
+    """
+    where = f"{stream!r}/{partition}"
+    if missing_cursor is None:
+        raise ErrorCursorNotFound(
+            f"No cursor {cursor_id!r} is stored for {where} (missing_cursor=None)"
+        )
+    logger.warning(
+        "No cursor %r is stored for %s: StartPosition.RESUME starts at %s "
+        "(the missing_cursor argument)",
+        cursor_id,
+        where,
+        missing_cursor.name,
+    )
+    return missing_cursor
 
 
 def _check(partition: int, cursor_id: str) -> None:

@@ -8,13 +8,16 @@ decides what each way a call ends means.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
 
 import anyio
 
 from . import wire
+from ._cursors import MISSING_CURSOR_STARTS, missing_cursor_start
 from ._log import LazyLogger
-from .compression import decompress
+from ._reverse import ReverseSupport, reverse_messages
+from .compression import decode_message
 from .error import (
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
@@ -32,7 +35,7 @@ from .types import Message, StartPosition, StopPosition
 
 if TYPE_CHECKING:
     from ._cursors import CursorStore
-    from ._pool import BrokerConnection, ConnectionRegistry
+    from ._pool import ConnectionRegistry
     from ._routing import Router
     from .activity import ActivityEvent
     from .retry import RetryPolicy
@@ -72,15 +75,18 @@ class Subscriptions:
         self.encoding_header = encoding_header
         self.resubscribe_wait_time = resubscribe_wait_time
         self.policy = policy
+        self.reverse_support = ReverseSupport(self)
 
     async def messages(
         self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
     ) -> AsyncIterator[Message]:
-        """The subscription's messages, resumed across broker failures."""
+        """The subscription's messages, resumed across broker failures.
+
+        Values come as received: `decode` undoes their compression.
+        """
         stream, partition = request.stream, request.partition
         where = f"{stream!r}/{partition}"
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
-        encoding_header = self.encoding_header
         decode = wire.Message.decode
         deadline_for_resume: Optional[float] = None
         # Offset after the last delivered message. A resumed subscription can
@@ -88,6 +94,14 @@ class Subscriptions:
         # leader's serves from its high watermark + 1, below the offset asked
         # for (v1.9.0 commitlog newReaderCommitted), so those are skipped.
         next_offset = -1
+        # Whether the server ever confirmed this subscription (the stream
+        # existed), and whether it is being resumed after a transient failure:
+        # together they make a "no such stream" transient (see _transient).
+        set_up_once = False
+        reconnecting = False
+        setup_bound = setup_timeout if setup_timeout is not None else self.policy.max_time
+        first_deadline = anyio.current_time() + setup_bound
+        last_error: Optional[LiftbridgeError] = None
         while True:
             if next_offset >= 0:
                 # Resume after the last delivered message, never before it;
@@ -98,35 +112,45 @@ class Subscriptions:
             # own: every message passes one generator less.
             error: Optional[LiftbridgeError] = None
             handshake_done = False
-            connection: Optional[BrokerConnection] = None
+            # The set-up (broker, connection, handshake) of the first call is
+            # bounded by `setup_timeout` (default: the retry policy's
+            # max_time) since subscribe() began; a resumed one by the resume
+            # window. A frozen broker answers nothing, not even an error.
+            if set_up_once and deadline_for_resume is not None:
+                setup_deadline = deadline_for_resume
+            else:
+                setup_deadline = first_deadline
             try:
-                address = await self.router.subscription_broker(
-                    stream, partition, request.readISRReplica
-                )
-                connection = self.connections.take_subscription(address)
-                async with connection.channel.unary_stream(_SUBSCRIBE, request.encode()) as call:
-                    # The server's first message is an empty handshake: it
-                    # says the subscription exists. Setup errors come instead.
-                    with anyio.fail_after(setup_timeout):
+                async with AsyncExitStack() as call_stack:
+                    # The bound ends before the first yield: a cancel scope
+                    # must not stay open across one.
+                    with anyio.fail_at(setup_deadline):
+                        address = await self.router.subscription_broker(
+                            stream, partition, request.readISRReplica
+                        )
+                        connection = self.connections.take_subscription(address)
+                        call_stack.callback(self.connections.give_back, connection)
+                        call = await call_stack.enter_async_context(
+                            connection.channel.unary_stream(_SUBSCRIBE, request.encode())
+                        )
+                        # The server's first message is an empty handshake:
+                        # the subscription exists. Setup errors come instead.
                         await call.receive()
-                    handshake_done = True
+                    handshake_done = set_up_once = True
+                    reconnecting = False
                     async for data in call:
                         msg = decode(data)
                         if msg.offset < next_offset:
                             continue
                         deadline_for_resume = None
-                        headers = msg.headers
-                        value = msg.value
-                        if headers and encoding_header in headers:
-                            value = decompress(value, headers.pop(encoding_header).decode())
                         yield Message(
-                            value,
+                            msg.value,
                             msg.subject,
                             msg.offset,
                             msg.timestamp,
                             msg.key,
                             msg.partition,
-                            headers,
+                            msg.headers,
                             msg.stream,
                             msg.replySubject,
                             msg.correlationId,
@@ -136,9 +160,17 @@ class Subscriptions:
                     return
                 error = ErrorChannelClosed(f"Server ended the subscription to {where}")
             except TimeoutError:
-                raise ErrorDeadlineExceeded(
-                    f"Subscription to {where} not set up within {setup_timeout} s"
-                ) from None
+                if not set_up_once:
+                    if last_error is not None:
+                        # Retrying an unreachable broker ran out of time.
+                        raise ErrorUnavailable(
+                            f"Subscription to {where} not set up within {setup_bound} s: "
+                            f"{last_error}"
+                        ) from last_error
+                    raise ErrorDeadlineExceeded(
+                        f"Subscription to {where} not set up within {setup_bound} s"
+                    ) from None
+                error = ErrorUnavailable(f"No answer from the broker of {where}")
             except GRPCError as exc:
                 error = await self._call_error(exc, request, handshake_done, explicit_stop_offset)
                 if error is None:
@@ -147,15 +179,17 @@ class Subscriptions:
                 raise malformed_reply(exc, method="Subscribe", broker=address) from None
             except LiftbridgeError as exc:
                 error = exc  # from finding the broker
-            finally:
-                if connection is not None:
-                    self.connections.give_back(connection)
-            if not error.transient:
+            if not _transient(error, set_up_once=set_up_once, reconnecting=reconnecting):
                 raise error
+            last_error = error
+            reconnecting = True
             now = anyio.current_time()
             if deadline_for_resume is None:
                 deadline_for_resume = now + self.resubscribe_wait_time
             if now >= deadline_for_resume:
+                if isinstance(error, ErrorNotFound):
+                    # Still missing after the wait: it was deleted meanwhile.
+                    raise error
                 raise ErrorUnavailable(
                     f"Subscription to {where} could not be resumed "
                     f"within {self.resubscribe_wait_time} s: {error}"
@@ -179,11 +213,17 @@ class Subscriptions:
         stop_offset: Optional[int],
         stop_timestamp: Optional[float],
         consumer: Optional[wire.Consumer],
+        missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> wire.SubscribeRequest:
         """The SubscribeRequest for `LiftbridgeClient.subscribe`'s arguments."""
         partition = partition or 0
         if partition < 0:
             raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
+        if missing_cursor not in MISSING_CURSOR_STARTS:
+            raise ErrorInvalidArgument(
+                "missing_cursor must be StartPosition.EARLIEST, LATEST, NEW_ONLY or None, "
+                f"not {missing_cursor!r}"
+            )
         request = wire.SubscribeRequest(
             stream=stream,
             partition=partition,
@@ -200,8 +240,19 @@ class Subscriptions:
         elif start_position == StartPosition.RESUME:
             if not cursor_id:
                 raise ErrorInvalidArgument("cursor_id must be set for StartPosition.RESUME")
-            request.startPosition = wire.StartPosition.OFFSET
-            request.startOffset = await self.cursors.resume_offset(stream, partition, cursor_id)
+            resume_at = await self.cursors.resume_offset(stream, partition, cursor_id)
+            if resume_at is not None:
+                request.startPosition = wire.StartPosition.OFFSET
+                request.startOffset = resume_at
+            else:
+                start = missing_cursor_start(stream, partition, cursor_id, missing_cursor)
+                if start == StartPosition.EARLIEST:
+                    # Offset 0, as gufo-liftbridge sends: the server starts
+                    # at the oldest message it still has.
+                    request.startPosition = wire.StartPosition.OFFSET
+                    request.startOffset = 0
+                else:
+                    request.startPosition = wire.StartPosition(start)
         else:
             try:
                 request.startPosition = wire.StartPosition(StartPosition(start_position))
@@ -258,10 +309,60 @@ class Subscriptions:
         return error
 
 
+def _reverse_stop(
+    start_position: StartPosition,
+    start_offset: Optional[int],
+    start_timestamp: Optional[float],
+    stop_position: StopPosition,
+    stop_offset: Optional[int],
+    stop_timestamp: Optional[float],
+) -> Tuple[Optional[int], Optional[int]]:
+    """A reverse subscription's client-side stop: (offset, timestamp in ns).
+
+    The server refuses a stop below the start, so reverse stops are applied
+    by lbwire; RESUME has no defined meaning backwards and is refused.
+    """
+    if start_position == StartPosition.RESUME and start_offset is None and start_timestamp is None:
+        raise ErrorInvalidArgument(
+            "StartPosition.RESUME cannot be combined with reverse=True: a cursor "
+            "marks where forward reading goes on; use start_offset to read "
+            "backwards from a position"
+        )
+    if stop_offset is not None:
+        if stop_offset < 0:
+            raise ErrorInvalidArgument(f"stop_offset must not be negative, not {stop_offset}")
+        return stop_offset, None
+    if stop_timestamp is not None:
+        return None, int(stop_timestamp * 1_000_000_000)
+    if stop_position != StopPosition.STOP_ON_CANCEL:
+        raise ErrorInvalidArgument(
+            f"With reverse=True use stop_offset or stop_timestamp (or no stop: "
+            f"the subscription ends after the oldest message), not "
+            f"{StopPosition(stop_position).name}"
+        )
+    return None, None
+
+
+def _transient(error: LiftbridgeError, *, set_up_once: bool, reconnecting: bool) -> bool:
+    """Whether resuming may get past `error`.
+
+    A restarted server accepts calls before it has loaded its streams, and
+    meanwhile reports them missing. So a "no such stream" is transient for a
+    subscription the server had confirmed and that is reconnecting after a
+    transient failure (the broker went away); otherwise (a deletion ends an
+    open call, or a first subscribe) it is final.
+    """
+    if isinstance(error, ErrorNotFound):
+        return set_up_once and reconnecting
+    return error.transient
+
+
 class SubscribeMethods:
     """`LiftbridgeClient.subscribe` (the client inherits it): checks and delegates."""
 
     _subscriptions: Subscriptions
+    #: The client's receive limit: it bounds decompressed values too.
+    max_message_size: int
 
     async def subscribe(
         self,
@@ -280,6 +381,8 @@ class SubscribeMethods:
         stop_timestamp: Optional[float] = None,
         consumer: Optional[wire.Consumer] = None,
         reverse: bool = False,
+        on_undecodable: str = "raise",
+        missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> AsyncIterator[Message]:
         """Read messages from a stream partition.
 
@@ -305,12 +408,39 @@ class SubscribeMethods:
             stop_timestamp: Stop at this time, seconds since the epoch
                 (implies STOP_TIMESTAMP).
             consumer: Consumer-group membership (used by `lbwire.consumer`).
-            reverse: Read from the newest message backwards. Liftbridge v1.9.0
-                (the API lbwire speaks) has no reverse subscriptions, so this
-                raises `ErrorInvalidArgument` rather than silently reading forwards.
+            reverse: Read backwards: from the start position (the newest
+                message by default; every start position works) down to the
+                oldest message, after which the iterator ends (at once for an
+                empty partition). `stop_offset` ends it after that offset
+                (inclusive), `stop_timestamp` before the first message older
+                than it; other stop positions and RESUME are refused with
+                `ErrorInvalidArgument`. Needs a server on liftbridge-api v2
+                (builds after v1.9.0): on a server that ignores `reverse`
+                (v1.9.0), `ErrorReverseUnsupported` is raised, detected from
+                what the server does, before any message is delivered out of
+                order.
+
+            missing_cursor: Where RESUME starts when the cursor `cursor_id`
+                is missing: `StartPosition.EARLIEST` (default, as
+                gufo-liftbridge: the whole partition again), `LATEST` or
+                `NEW_ONLY`; None raises `ErrorCursorNotFound`. A warning is
+                logged either way: Liftbridge may report a stored cursor as
+                missing after a restart.
+            on_undecodable: What to do with a message whose value cannot be
+                decoded (its encoding header names an unknown method or lies,
+                or the value expands beyond the client's `max_message_size`):
+                `"raise"` (default) raises `ErrorUndecodableMessage`, which
+                ends this subscription and carries the message's stream,
+                partition, offset and raw message: subscribe again from
+                `offset + 1` to skip it with no other message lost or
+                repeated. `"raw"` delivers it as received (not decompressed,
+                encoding header kept) with `message.decode_error` saying why
+                and `message.undecoded` true, and goes on.
 
         Yields:
             Messages, decompressed when they were published compressed.
+            Decompression stops at `max_message_size` bytes of output, so a
+            small value expanding enormously cannot exhaust memory.
 
         Raises:
             ValueError: RESUME without `cursor_id`, a negative partition or
@@ -320,12 +450,27 @@ class SubscribeMethods:
                 false), or was paused while reading.
             ErrorUnavailable: The partition stayed unreachable for
                 `resubscribe_wait_time`.
+            ErrorReverseUnsupported: `reverse` on a server that ignores it.
+            ErrorCursorNotFound: RESUME found no cursor and `missing_cursor`
+                is None.
+            ErrorUndecodableMessage: A message cannot be decoded (with
+                `on_undecodable="raise"`).
         """
-        if reverse:
+        if on_undecodable not in ("raise", "raw"):
             raise ErrorInvalidArgument(
-                "Reverse subscriptions need a server on liftbridge-api v2 (builds after "
-                "v1.9.0); the v1 API lbwire speaks has no reverse field"
+                f'on_undecodable must be "raise" or "raw", not {on_undecodable!r}'
             )
+        reverse_stop: Tuple[Optional[int], Optional[int]] = (None, None)
+        if reverse:
+            reverse_stop = _reverse_stop(
+                start_position,
+                start_offset,
+                start_timestamp,
+                stop_position,
+                stop_offset,
+                stop_timestamp,
+            )
+            stop_position, stop_offset, stop_timestamp = StopPosition.STOP_ON_CANCEL, None, None
         request = await self._subscriptions.request(
             stream,
             partition=partition,
@@ -339,10 +484,26 @@ class SubscribeMethods:
             stop_offset=stop_offset,
             stop_timestamp=stop_timestamp,
             consumer=consumer,
+            missing_cursor=missing_cursor,
         )
-        messages = self._subscribe_once(request, float(timeout) if timeout else None)
+        setup_timeout = float(timeout) if timeout else None
+        if reverse:
+            messages = reverse_messages(
+                self._subscriptions,
+                request,
+                setup_timeout,
+                stop_offset=reverse_stop[0],
+                stop_timestamp=reverse_stop[1],
+            )
+        else:
+            messages = self._subscribe_once(request, setup_timeout)
+        encoding_header = self._subscriptions.encoding_header
+        max_size = self.max_message_size
         try:
             async for message in messages:
+                headers = message.headers
+                if headers and encoding_header in headers:
+                    message = decode_message(message, encoding_header, max_size, on_undecodable)
                 yield message
         finally:
             # Closed here, not left to the garbage collector: without

@@ -557,3 +557,65 @@ def subscribe_error(
     if status == Status.FAILED_PRECONDITION:
         return ErrorPartitionPaused(f"Partition {where} was paused: {text}", status=status)
     return from_grpc_error(exc, default=ErrorChannelClosed)
+
+
+# -- subscription-side errors (issue 10 items 9 and 6, issue 11 item 3) --------
+
+__all__ += ["ErrorCursorNotFound", "ErrorReverseUnsupported", "ErrorUndecodableMessage"]
+
+
+class ErrorReverseUnsupported(ErrorInvalidArgument):
+    """The server does not support reverse subscriptions (it ignores `reverse`).
+
+    Liftbridge v1.9.0 reads forwards whatever the request says; lbwire
+    detects that from what the server does and raises this before
+    delivering a message in the wrong order.
+    """
+
+
+class ErrorCursorNotFound(ErrorNotFound):
+    """StartPosition.RESUME found no stored cursor, and the caller asked to be told.
+
+    Raised by `subscribe(..., missing_cursor=None)`.
+    """
+
+
+class ErrorUndecodableMessage(LiftbridgeError, ValueError):
+    """A received message cannot be decoded.
+
+    Its encoding header lies or names an unknown method, or its value expands
+    beyond the client's `max_message_size`.
+
+    The subscription that raised it has ended; subscribing again from
+    `offset + 1` skips the message and loses or repeats no other.
+
+    Attributes:
+        stream: The message's stream.
+        partition: Its partition.
+        offset: Its offset.
+        raw: The message as received (`lbwire.types.Message`, value not
+            decompressed, the encoding header kept).
+    """
+
+    def __init__(
+        self, message: str, *, stream: str, partition: int, offset: int, raw: object
+    ) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.partition = partition
+        self.offset = offset
+        self.raw = raw
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return (
+            _rebuild_undecodable,
+            (self.message, self.stream, self.partition, self.offset, self.raw),
+        )
+
+
+def _rebuild_undecodable(
+    message: str, stream: str, partition: int, offset: int, raw: object
+) -> ErrorUndecodableMessage:
+    return ErrorUndecodableMessage(
+        message, stream=stream, partition=partition, offset=offset, raw=raw
+    )

@@ -180,6 +180,10 @@ class Message:
         stream: Stream name.
         reply_subject: NATS reply subject, if any.
         correlation_id: The publisher's correlation id, if any.
+        decode_error: lbwire addition: why the value could not be decoded,
+            for a message delivered raw by a subscription with
+            `on_undecodable="raw"` (value as received, encoding header
+            kept); None for every message decoded (or never encoded).
     """
 
     value: bytes
@@ -192,6 +196,12 @@ class Message:
     stream: str = ""
     reply_subject: str = ""
     correlation_id: str = ""
+    decode_error: Optional[str] = None
+
+    @property
+    def undecoded(self) -> bool:
+        """Whether the message was delivered raw because it could not be decoded."""
+        return self.decode_error is not None
 
 
 @dataclass

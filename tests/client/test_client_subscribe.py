@@ -405,10 +405,4 @@ async def test_client_stays_usable_after_breaking_out_of_subscriptions(
     assert offsets(await read_all(client, five_messages, start_offset=4)) == [4, 5]
 
 
-async def test_reverse_subscription_is_refused_clearly_on_a_v1_api_server(
-    client: LiftbridgeClient, stream: str
-) -> None:
-    with pytest.raises(ErrorInvalidArgument, match="Reverse subscriptions"):
-        async for _msg in client.subscribe(stream, reverse=True):
-            pass
-    assert (await client.get_metadata(stream)).metadata
+# Reverse subscriptions (refused on v1.9.0, offsets N..0 on the newest): test_reverse.py.

@@ -1,0 +1,226 @@
+"""Subscriptions across server faults: a SIGKILLed server restarted on its data, a frozen one.
+
+Right after a restart the server answers before it has loaded its streams, so
+for a moment it reports a stream it held as missing: a subscription that was
+set up resumes through that; a stream really deleted still ends it.
+A SIGSTOPped (frozen) leader keeps its sockets open and answers nothing: a
+subscription's set-up must still end within its bound. Each test starts its
+own server (``fresh_server``), as it kills or freezes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from client_support import HANG_GUARD, collect, publish_values, read_all
+from helpers import aclosing, wait_until
+
+from lbwire.client import LiftbridgeClient
+from lbwire.error import ErrorDeadlineExceeded, ErrorNotFound, ErrorUnavailable, LiftbridgeError
+from lbwire.retry import RetryPolicy
+from lbwire.testing import LiftbridgeServer
+from lbwire.types import Message, StartPosition
+
+pytestmark = pytest.mark.anyio
+
+
+async def publish_when_ready(client: LiftbridgeClient, stream: str, value: bytes) -> int:
+    """Publish with an ack once the restarted server takes it (its offset).
+
+    Publishing right after a restart is not this module's subject: the test
+    waits for the server rather than relying on the publish side's retries.
+    """
+    offsets: list[int] = []
+
+    async def published() -> bool:
+        try:
+            offsets.extend(await publish_values(client, stream, [value]))
+        except (ErrorNotFound, ErrorUnavailable):
+            return False
+        return True
+
+    await wait_until(published, f"the restarted server takes a publish to {stream}")
+    return offsets[0]
+
+
+async def kill_and_restart(server: LiftbridgeServer) -> float:
+    """SIGKILL the server, start it on the same port and data; when it was ready."""
+    await server.akill()
+    await server.astart()
+    return anyio.current_time()
+
+
+async def test_subscription_resumes_at_the_next_offset_after_a_server_restart(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    received: list[Message] = []
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"a0", b"a1", b"a2"])
+
+        async def consume() -> None:
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+            async with aclosing(subscription) as messages:
+                async for message in messages:
+                    received.append(message)
+                    if len(received) == 6:
+                        return
+
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await wait_until(lambda: len(received) == 3, "the first messages arrive")
+                ready_at = await kill_and_restart(fresh_server)
+                for value in (b"a3", b"a4", b"a5"):
+                    await publish_when_ready(client, stream_name, value)
+                await wait_until(lambda: len(received) == 6, "the subscription resumes")
+                stall = anyio.current_time() - ready_at
+    assert [m.offset for m in received] == [0, 1, 2, 3, 4, 5]
+    assert [m.value for m in received] == [b"a0", b"a1", b"a2", b"a3", b"a4", b"a5"]
+    print(f"subscription resumed {stall:.2f} s after the restarted server was ready")
+
+
+async def test_readme_cursor_loop_survives_a_server_restart_without_gap_or_duplicate(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    """The README's loop: RESUME from a cursor, set_cursor after each message."""
+    cursor_id = "readme-loop"
+    received: list[int] = []
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"b0", b"b1"])
+
+        async def consume() -> None:
+            subscription = client.subscribe(
+                stream_name, partition=0, start_position=StartPosition.RESUME, cursor_id=cursor_id
+            )
+            async with aclosing(subscription) as messages:
+                async for msg in messages:
+                    received.append(msg.offset)
+                    await client.set_cursor(
+                        stream_name, partition=0, cursor_id=cursor_id, offset=msg.offset
+                    )
+                    if len(received) == 4:
+                        return
+
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await wait_until(lambda: len(received) == 2, "the first messages arrive")
+                await kill_and_restart(fresh_server)
+                for value in (b"b2", b"b3"):
+                    await publish_when_ready(client, stream_name, value)
+        assert received == [0, 1, 2, 3]
+        assert await client.get_cursor(stream_name, 0, cursor_id) == 4
+
+
+async def test_stream_deleted_after_a_restart_still_ends_the_subscription_at_once(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    received: list[Message] = []
+    failure: list[LiftbridgeError] = []
+    async with LiftbridgeClient([fresh_server.broker], resubscribe_wait_time=60) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"c0"])
+
+        async def consume() -> None:
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+            try:
+                async with aclosing(subscription) as messages:
+                    async for message in messages:
+                        received.append(message)
+            except LiftbridgeError as exc:
+                failure.append(exc)
+
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await wait_until(lambda: len(received) == 1, "the first message arrives")
+                await kill_and_restart(fresh_server)
+                await publish_when_ready(client, stream_name, b"c1")
+                await wait_until(lambda: len(received) == 2, "the subscription resumes")
+                await client.delete_stream(stream_name)
+                deleted_at = anyio.current_time()
+                # Far less than resubscribe_wait_time: the deletion is not
+                # mistaken for the restart's transient state.
+                with anyio.fail_after(10):
+                    await wait_until(lambda: bool(failure), "the subscription ends")
+                took = anyio.current_time() - deleted_at
+    assert isinstance(failure[0], ErrorNotFound), failure
+    print(f"deleted stream ended the subscription after {took:.2f} s")
+
+
+async def test_subscribing_to_a_never_existing_stream_raises_not_found_at_once(
+    fresh_server: LiftbridgeServer,
+) -> None:
+    async def read() -> None:
+        async with aclosing(client.subscribe("no-such-stream")) as messages:
+            async for _message in messages:
+                pass
+
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        with anyio.fail_after(5), pytest.raises(ErrorNotFound):
+            await read()
+
+
+def process_state(pid: int) -> str:
+    """The process's state letter from /proc (T: stopped)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
+
+
+@asynccontextmanager
+async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
+    """SIGSTOP the server process for the block (it keeps its sockets open).
+
+    kill() returns before every thread has stopped, so the block begins once
+    /proc says the process is stopped.
+    """
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await wait_until(lambda: process_state(pid) == "T", "the server process is stopped")
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_subscribe_to_a_frozen_leader_fails_within_the_retry_policys_bound(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    bound = 3.0
+    policy = RetryPolicy(max_time=bound)
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=policy) as client:
+        # A client that has used the server: its connections are open.
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"d0"])
+        await read_all(client, stream_name)
+        async with frozen(fresh_server):
+            started = anyio.current_time()
+            with anyio.fail_after(bound + HANG_GUARD), pytest.raises(ErrorDeadlineExceeded):
+                await collect(client.subscribe(stream_name, start_position=StartPosition.EARLIEST))
+            took = anyio.current_time() - started
+        assert took < bound + 2, took
+        # Thawed, the same client subscribes again.
+        assert [m.value for m in await read_all(client, stream_name)] == [b"d0"]
+    print(f"subscribe to a frozen leader failed after {took:.2f} s (policy max_time {bound} s)")
+
+
+async def test_subscribe_timeout_bounds_the_set_up_on_a_frozen_leader(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await read_all(client, stream_name)
+        async with frozen(fresh_server):
+            started = anyio.current_time()
+            with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded):
+                await collect(client.subscribe(stream_name, timeout=1))
+            took = anyio.current_time() - started
+    assert took < 3, took
