@@ -29,6 +29,7 @@ from .error import (
     ErrorReverseUnsupported,
     ErrorUnavailable,
     LiftbridgeError,
+    malformed_reply,
     subscribe_error,
 )
 from .grpc import GRPCError
@@ -173,6 +174,8 @@ class ReverseSupport:
                             return offsets[1] < offsets[0]
         except TimeoutError:
             raise ErrorDeadlineExceeded("Reverse probe got no answer") from None
+        except wire.DecodeError as exc:
+            raise malformed_reply(exc, method="Subscribe", broker=address) from None
         except GRPCError as exc:
             if is_reverse_end(exc) or (empty and is_empty_partition_refusal(exc)):
                 return True
@@ -266,6 +269,9 @@ async def reverse_messages(
             raise ErrorDeadlineExceeded(
                 f"Reverse subscription to {where} not set up within {setup_bound} s"
             ) from None
+        except wire.DecodeError as exc:
+            assert address is not None  # messages come only from a chosen broker
+            raise malformed_reply(exc, method="Subscribe", broker=address) from None
         except GRPCError as exc:
             if handshake_done and is_reverse_end(exc):
                 if address is not None:

@@ -269,7 +269,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             policy=retry_policy or RetryPolicy(),
             rpc_timeout=rpc_timeout,
         )
-        self._cursors = CursorStore(self._cursor_leader_call, CursorConvention(cursor_convention))
+        self._cursors = CursorStore(
+            self._cursor_leader_call, CursorConvention(cursor_convention), self._router.policy
+        )
         self._publisher = Publisher(self._router, self._connections, self)
         self._subscriptions = Subscriptions(
             self._router,
