@@ -8,8 +8,8 @@ decides what each way a call ends means.
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
+from contextlib import AsyncExitStack, contextmanager
+from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Iterator, Optional, Tuple
 
 import anyio
 
@@ -45,6 +45,15 @@ __all__ = ["SubscribeMethods", "Subscriptions"]
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
+
+
+@contextmanager
+def _fail_at(deadline: float) -> Iterator[None]:
+    """`anyio.fail_at`, which the anyio releases for Python 3.9 lack."""
+    with anyio.CancelScope(deadline=deadline) as scope:
+        yield
+    if scope.cancelled_caught and anyio.current_time() >= deadline:
+        raise TimeoutError
 
 
 class Subscriptions:
@@ -124,7 +133,7 @@ class Subscriptions:
                 async with AsyncExitStack() as call_stack:
                     # The bound ends before the first yield: a cancel scope
                     # must not stay open across one.
-                    with anyio.fail_at(setup_deadline):
+                    with _fail_at(setup_deadline):
                         address = await self.router.subscription_broker(
                             stream, partition, request.readISRReplica
                         )

@@ -9,7 +9,19 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence, Type
+from contextlib import contextmanager
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Type,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -117,6 +129,29 @@ def connection_options() -> argparse.ArgumentParser:
     return parent
 
 
+#: The blocks a Ctrl-C or SIGTERM cancels, innermost last (see `interruptible`).
+_INTERRUPTIBLE: List[Any] = []
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Let Ctrl-C and SIGTERM cancel only this block, not the whole command.
+
+    What follows the block (a subscription's last cursor commit) then still
+    has its client: cancelling the whole command would also cancel the
+    client's connection tasks, so that the commit could not connect.
+    """
+    import anyio
+
+    scope = anyio.CancelScope()
+    _INTERRUPTIBLE.append(scope)
+    try:
+        with scope:
+            yield
+    finally:
+        _INTERRUPTIBLE.remove(scope)
+
+
 def run_async(command: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
     """Wrap an async command so `main` can call it; it runs on asyncio.
 
@@ -140,7 +175,7 @@ def run_async(command: Callable[[argparse.Namespace], Awaitable[int]]) -> Callab
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     terminated = True
-                    scope.cancel()
+                    (_INTERRUPTIBLE[-1] if _INTERRUPTIBLE else scope).cancel()
                     return
 
         async def supervise() -> None:

@@ -20,6 +20,7 @@ from .common import (
     EXIT_USAGE,
     CommandError,
     add_command,
+    interruptible,
     leaf,
     make_client,
     message_json,
@@ -469,16 +470,17 @@ async def _sub(args: argparse.Namespace) -> int:
             messages: Any = client.subscribe(
                 args.stream, partition=args.partition, resume=args.resume, **start, **stop
             )
-            async with anyio.create_task_group() as flusher:
-                flusher.start_soon(printer.flush_periodically, commit)
-                try:
-                    async for msg in messages:
-                        printer.write(msg)
-                        if args.count is not None and printer.written >= args.count:
-                            break
-                finally:
-                    await messages.aclose()
-                flusher.cancel_scope.cancel()
+            with interruptible():
+                async with anyio.create_task_group() as flusher:
+                    flusher.start_soon(printer.flush_periodically, commit)
+                    try:
+                        async for msg in messages:
+                            printer.write(msg)
+                            if args.count is not None and printer.written >= args.count:
+                                break
+                    finally:
+                        await messages.aclose()
+                    flusher.cancel_scope.cancel()
         except Exception as exc:
             cause = leaf(exc)
             if args.reverse and isinstance(cause, (ErrorInvalidArgument, TypeError)):
@@ -559,14 +561,17 @@ async def _group_consume(args: argparse.Namespace) -> int:
         member = client.consumer(
             args.group, args.streams, consumer_id=args.consumer_id, auto_offset=auto[args.start]
         )
-        async with member, anyio.create_task_group() as flusher:
-            flusher.start_soon(printer.flush_periodically)
-            try:
-                async for msg in member:
-                    printer.write(msg)
-                    if args.count is not None and printer.written >= args.count:
-                        break
-            finally:
-                printer.flush()
-            flusher.cancel_scope.cancel()
+        # Interrupted, the member still leaves the group and commits on exit.
+        async with member:
+            with interruptible():
+                async with anyio.create_task_group() as flusher:
+                    flusher.start_soon(printer.flush_periodically)
+                    try:
+                        async for msg in member:
+                            printer.write(msg)
+                            if args.count is not None and printer.written >= args.count:
+                                break
+                    finally:
+                        printer.flush()
+                    flusher.cancel_scope.cancel()
     return 0
