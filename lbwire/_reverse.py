@@ -29,11 +29,13 @@ from .error import (
     ErrorReverseUnsupported,
     ErrorUnavailable,
     LiftbridgeError,
+    is_empty_partition_refusal,
+    is_reverse_end,
+    is_stop_reached,
     malformed_reply,
     subscribe_error,
 )
 from .grpc import GRPCError
-from .grpc.status import Status
 from .types import Message
 
 if TYPE_CHECKING:
@@ -44,20 +46,6 @@ __all__ = ["ReverseSupport", "is_empty_partition_refusal", "is_reverse_end", "re
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
-
-
-def is_reverse_end(exc: GRPCError) -> bool:
-    """Whether a reverse Subscribe call ended normally: past the oldest message.
-
-    The server sends the reverse reader's io.EOF as the call's status,
-    UNKNOWN with the message "EOF".
-    """
-    return exc.status == Status.UNKNOWN and exc.message == "EOF"
-
-
-def is_empty_partition_refusal(exc: GRPCError) -> bool:
-    """Whether the server refused a reverse subscription because the partition is empty."""
-    return exc.status == Status.INTERNAL and "Failed to create stream reader" in exc.message
 
 
 def unsupported(address: Address) -> ErrorReverseUnsupported:
@@ -179,7 +167,7 @@ class ReverseSupport:
         except GRPCError as exc:
             if is_reverse_end(exc) or (empty and is_empty_partition_refusal(exc)):
                 return True
-            if exc.status == Status.RESOURCE_EXHAUSTED:
+            if is_stop_reached(exc):
                 return None  # one message only: both servers end the same way
             raise subscribe_error(
                 exc, where="probe", handshake_done=False, explicit_stop_offset=False

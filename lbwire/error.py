@@ -619,3 +619,25 @@ def _rebuild_undecodable(
     return ErrorUndecodableMessage(
         message, stream=stream, partition=partition, offset=offset, raw=raw
     )
+
+
+# -- what a reverse subscription's ending means (lbwire._reverse) ----------------------
+
+
+def is_reverse_end(exc: GRPCError) -> bool:
+    """Whether a reverse Subscribe call ended normally: past the oldest message.
+
+    The server sends the reverse reader's io.EOF as the call's status,
+    UNKNOWN with the message "EOF".
+    """
+    return exc.status == Status.UNKNOWN and exc.message == "EOF"
+
+
+def is_empty_partition_refusal(exc: GRPCError) -> bool:
+    """Whether the server refused a reverse subscription because the partition is empty."""
+    return exc.status == Status.INTERNAL and "Failed to create stream reader" in exc.message
+
+
+def is_stop_reached(exc: GRPCError) -> bool:
+    """Whether a Subscribe call ended at its stop position (RESOURCE_EXHAUSTED)."""
+    return exc.status == Status.RESOURCE_EXHAUSTED
