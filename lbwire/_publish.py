@@ -34,6 +34,7 @@ from .types import Ack, AckPolicy, Partitioner
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from ._address import Address
     from ._pool import ConnectionRegistry
     from ._routing import Router
     from .publish import PendingAck, PublishSession
@@ -284,10 +285,14 @@ class Publisher:
                 # Imported on first use, as many programs never pipeline.
                 from .publish import PublishSession
 
-                channel = self.connections.channel(self.router.any_broker())
-                session = PublishSession(channel, self._task_group)
-                await session.start()
-                self._session = session
+                task_group = self._task_group
+
+                async def open_on(address: Address) -> PublishSession:
+                    session = PublishSession(self.connections.channel(address), task_group)
+                    await session.start()
+                    return session
+
+                session = self._session = await self.router.on_any_broker("PublishAsync", open_on)
             return session
 
     async def publish_bulk(

@@ -9,7 +9,18 @@ unary call of the client goes through `call`, `call_any` or `call_leader`.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Type, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Type,
+    TypeVar,
+)
 
 import anyio
 
@@ -167,20 +178,32 @@ class Router:
     ) -> _R:
         """A call any broker can serve: brokers are cycled on Unavailable."""
 
+        async def call(address: Address) -> _R:
+            return await self.call(
+                address,
+                method,
+                request,
+                response_type,
+                timeout=timeout or self.rpc_timeout,
+                send_deadline=send_deadline,
+            )
+
+        return await self.on_any_broker(method, call)
+
+    async def on_any_broker(self, what: str, action: Callable[[Address], Awaitable[_R]]) -> _R:
+        """`action(address)` on any broker: brokers are cycled on Unavailable, within the policy.
+
+        Raises:
+            ErrorUnavailable: No broker could do it before the policy gave up.
+        """
+
         async def attempt(failures: int) -> _R:
             last: Optional[LiftbridgeError] = None
             for address in self.any_brokers():
                 try:
-                    return await self.call(
-                        address,
-                        method,
-                        request,
-                        response_type,
-                        timeout=timeout or self.rpc_timeout,
-                        send_deadline=send_deadline,
-                    )
+                    return await action(address)
                 except ErrorUnavailable as exc:
-                    logger.debug("%s to %s failed: %s", method, format_address(address), exc)
+                    logger.debug("%s to %s failed: %s", what, format_address(address), exc)
                     last = exc
             assert last is not None
             raise last
@@ -189,7 +212,9 @@ class Router:
             return await retrying(attempt, self.policy)
         except ErrorUnavailable as exc:
             seeds = ", ".join(format_address(a) for a in self.seeds)
-            raise ErrorUnavailable(f"No broker reachable (seeds: {seeds}): {exc}") from exc
+            raise ErrorUnavailable(
+                f"No broker reachable (seeds: {seeds}): {exc}", status=exc.status
+            ) from exc
 
     async def call_leader(
         self,

@@ -106,27 +106,50 @@ class PublishSession:
         self.closed = False
 
     async def start(self) -> None:
-        """Open the stream; its reader runs in the client's task group."""
+        """Open the stream; its reader runs in the client's task group.
+
+        Raises:
+            ErrorUnavailable: The stream could not be opened (broker down).
+        """
         await self._task_group.start(self._run)
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # Errors before the stream is open go to `start`'s caller; after, they
+        # fail this stream's acks only: the reader runs in the client's task
+        # group, where an exception would end the user's whole block.
         error: LiftbridgeError = ErrorUnavailable("PublishAsync stream closed")
+        started = False
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 async with self._channel.stream_stream(_PATH) as call:
                     self._call = call
                     task_status.started()
+                    started = True
                     async for data in call:
-                        self._dispatch(wire.PublishResponse.decode(data))
+                        try:
+                            response = wire.PublishResponse.decode(data)
+                        except ValueError as exc:  # wire.DecodeError
+                            # The reply names no correlation id we can trust,
+                            # and what follows it on this stream cannot be
+                            # trusted either: end the stream.
+                            error = ErrorUnavailable(f"Malformed PublishAsync reply: {exc}")
+                            logger.warning("PublishAsync stream ended: %s", error)
+                            break
+                        self._dispatch(response)
         except GRPCError as exc:
             error = from_grpc_error(exc)
             logger.debug("PublishAsync stream ended: %s", exc)
+            if not started:
+                raise error from None
         finally:
             self.closed = True
             pending, self._pending = self._pending, {}
             for item in pending.values():
                 item.resolve(None, error)
+        if not started:
+            # Closed (aclose) before the stream opened.
+            raise error
 
     def _dispatch(self, response: wire.PublishResponse) -> None:
         item = self._pending.pop(response.correlationId, None)
