@@ -48,7 +48,15 @@ class BrokerConnection:
     """One connection to a broker: its channel, its purpose and when it was last used."""
 
     # A plain class: `dataclasses` adds to `import lbwire.client`.
-    __slots__ = ("address", "channel", "for_subscriptions", "last_used", "subscriptions")
+    __slots__ = (
+        "address",
+        "channel",
+        "ever_connected",
+        "for_subscriptions",
+        "last_used",
+        "reconnected_at",
+        "subscriptions",
+    )
 
     def __init__(self, address: Address, channel: Channel, *, for_subscriptions: bool) -> None:
         self.address = address
@@ -56,6 +64,18 @@ class BrokerConnection:
         self.for_subscriptions = for_subscriptions
         self.subscriptions = 0
         self.last_used = anyio.current_time()
+        # Whether a call found the connection open, and when a call last
+        # found it broken after that (the channel then connects again).
+        self.ever_connected = False
+        self.reconnected_at: Optional[float] = None
+
+    def taken(self, now: float) -> None:
+        """A call takes the connection now."""
+        self.last_used = now
+        if self.channel.connected:
+            self.ever_connected = True
+        elif self.ever_connected:
+            self.reconnected_at = now
 
     def idle_since(self, now: float) -> Optional[float]:
         """Seconds without a call, or None while a call uses the connection."""
@@ -130,8 +150,19 @@ class ConnectionRegistry:
             record = BrokerConnection(address, self._new_channel(address), for_subscriptions=False)
             self._calls[address] = record
         else:
-            record.last_used = anyio.current_time()
+            record.taken(anyio.current_time())
         return record.channel
+
+    def reconnected_within(self, address: Address, seconds: float) -> bool:
+        """Whether the broker's call connection broke and was reopened in the last `seconds`.
+
+        A server that restarted answers before it has loaded its streams:
+        a stream it calls missing on such a connection may be loading still.
+        """
+        record = self._calls.get(address)
+        if record is None or record.reconnected_at is None:
+            return False
+        return anyio.current_time() - record.reconnected_at <= seconds
 
     def is_connected(self, address: Address) -> bool:
         """Whether the broker's (non-Subscribe) connection is open right now."""

@@ -12,7 +12,16 @@ PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional, Protocol
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Dict,
+    Iterable,
+    Optional,
+    Protocol,
+    Set,
+)
 
 import anyio
 
@@ -56,6 +65,12 @@ __all__ = ["PublishMethods", "Publisher", "new_correlation_id"]
 logger = LazyLogger("lbwire.publish")
 
 
+#: How long after its connection was reopened a broker may call a stream the
+#: client knew missing before that is believed: a restarted server accepts
+#: calls before it has loaded its streams.
+LOADING_GRACE = 10.0
+
+
 def new_correlation_id() -> str:
     """32 random hex digits, like uuid.uuid4().hex, cheaper and without importing uuid."""
     return os.urandom(16).hex()
@@ -80,6 +95,8 @@ class Publisher:
         self._session: Optional[PublishSession] = None
         self._session_lock: Optional[anyio.Lock] = None
         self._task_group: Optional[TaskGroup] = None
+        # Streams a publish of this client reached (see `stream_known`).
+        self._published: Set[str] = set()
 
     def start(self, task_group: TaskGroup) -> None:
         """Run the PublishAsync reader in `task_group` from now on."""
@@ -217,24 +234,40 @@ class Publisher:
         self, request: wire.PublishRequest, encoded: bytes, timeout: Optional[float]
     ) -> wire.PublishResponse:
         router = self.router
+        stream = request.stream
+        loading = False
 
         async def attempt(failures: int) -> wire.PublishResponse:
+            nonlocal loading
+            loading = False
+            address = router.any_broker()
             try:
-                return await router.call(
-                    router.any_broker(), "Publish", encoded, wire.PublishResponse, timeout=timeout
+                response = await router.call(
+                    address, "Publish", encoded, wire.PublishResponse, timeout=timeout
                 )
+            except ErrorNotFound:
+                loading = self.stream_known(stream) and self.connections.reconnected_within(
+                    address, LOADING_GRACE
+                )
+                raise
             except ErrorUnavailable as exc:
                 if exc.not_processed:
                     await router.refresh_quietly()
                 raise
+            self._published.add(stream)
+            return response
 
         # A publish that went out may be stored although its call then failed
         # (the broker died after forwarding it): sending it again could store
         # it twice. Only calls the transport knows the server never began
         # (GOAWAY beyond their stream, REFUSED_STREAM, no connection) are
-        # sent again.
+        # sent again, and those the server refused because it had not loaded
+        # the stream yet (NotFound stores nothing).
+        def retry_if(error: LiftbridgeError) -> bool:
+            return error.not_processed or (loading and isinstance(error, ErrorNotFound))
+
         try:
-            return await retrying(attempt, self.router.policy, retry_if=_not_processed)
+            return await retrying(attempt, self.router.policy, retry_if=retry_if)
         except ErrorUnavailable as exc:
             if exc.not_processed:
                 raise
@@ -243,6 +276,10 @@ class Publisher:
                 f"or may not be stored, and was not sent again ({exc})",
                 status=exc.status,
             ) from None
+
+    def stream_known(self, stream: str) -> bool:
+        """Whether this client saw `stream` exist: in its metadata, or published to."""
+        return stream in self._published or self.router.metadata.partition_count(stream) is not None
 
     async def publish_to_subject(
         self, request: wire.PublishToSubjectRequest, ack_timeout: Optional[float]
@@ -316,10 +353,6 @@ class Publisher:
                 return
             if ack is not None:
                 yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)
-
-
-def _not_processed(error: LiftbridgeError) -> bool:
-    return error.not_processed
 
 
 class PublishMethods:

@@ -15,7 +15,7 @@ import pytest
 from helpers import HANG_GUARD
 
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorUnavailable, LiftbridgeError
+from lbwire.error import ErrorNotFound, ErrorUnavailable, LiftbridgeError
 from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer
 
@@ -83,3 +83,40 @@ async def test_publish_async_reopens_its_stream_after_a_server_restart(
                     # again (NotFound, ack timeouts): lbwire errors, then success.
                     pass
         assert ack is not None
+
+
+# ---------------------------------------------------------------- restarts
+
+#: Long enough to cover a restarted server's loading of its streams.
+PATIENT = RetryPolicy(attempts=50, initial_backoff=0.05, max_backoff=0.5, max_time=20.0)
+
+
+async def test_publish_retries_a_known_stream_the_restarted_server_has_not_loaded(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        assert await client.publish(b"before", stream=stream_name) is not None
+        await fresh_server.akill()
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                # Publishing while the server comes back: it accepts calls
+                # before it has loaded its streams, and says they do not exist.
+                tg.start_soon(fresh_server.astart)
+                for _ in range(20):
+                    assert await client.publish(b"after", stream=stream_name) is not None
+
+
+async def test_publish_to_a_deleted_stream_raises_not_found_at_once(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    slow = RetryPolicy(attempts=5, initial_backoff=2.0, max_backoff=2.0, max_time=20.0)
+    async with LiftbridgeClient(client.broker_seeds, retry_policy=slow) as own:
+        await own.create_stream(stream_name, wait_for_stream=True)
+        assert await own.publish(b"before", stream=stream_name) is not None
+        await own.delete_stream(stream_name)
+        started = anyio.current_time()
+        with pytest.raises(ErrorNotFound):
+            await own.publish(b"after", stream=stream_name)
+        # A retry would have paused at least a second first.
+        assert anyio.current_time() - started < 1.0
