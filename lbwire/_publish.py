@@ -37,7 +37,7 @@ from .error import (
     ErrorUnavailable,
     LiftbridgeError,
 )
-from .retry import retrying
+from .retry import call_budget, retrying
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
@@ -452,21 +452,23 @@ class PublishMethods:
         if not stream:
             raise ErrorInvalidArgument("publish needs a stream name")
         publisher = self._publisher
-        if partition is None and (partitioner or publisher.options.partitioner):
-            partition = await publisher.partition(stream, key, value, partition, partitioner)
-        request = publisher.request(
-            value,
-            stream=stream,
-            key=key,
-            partition=partition,
-            headers=headers,
-            ack_inbox=ack_inbox,
-            correlation_id=correlation_id,
-            ack_policy=ack_policy,
-            auto_compress=auto_compress,
-            expected_offset=expected_offset,
-        )
-        return await publisher.publish(request, ack_timeout, wait_for_stream)
+        # Choosing the partition and publishing share one retry budget.
+        with call_budget(publisher.router.policy):
+            if partition is None and (partitioner or publisher.options.partitioner):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+            request = publisher.request(
+                value,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_inbox=ack_inbox,
+                correlation_id=correlation_id,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                expected_offset=expected_offset,
+            )
+            return await publisher.publish(request, ack_timeout, wait_for_stream)
 
     async def publish_to_subject(
         self,
@@ -537,8 +539,12 @@ class PublishMethods:
             refused the message and `ErrorAckTimeout` if no ack came in time.
         """
         publisher = self._publisher
+        session = None
         if partition is None and (partitioner or publisher.options.partitioner):
-            partition = await publisher.partition(stream, key, value, partition, partitioner)
+            # Choosing the partition and opening the stream share one budget.
+            with call_budget(publisher.router.policy):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+                session = await publisher.session()
         request = publisher.request(
             value,
             stream=stream,
@@ -554,7 +560,8 @@ class PublishMethods:
         # Sent from here rather than through one more coroutine: this is the
         # pipelined (per-message) path.
         encoded = publisher.encode(request)
-        session = await publisher.session()
+        if session is None:
+            session = await publisher.session()
         timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
         return await session.send(request, encoded, timeout)
 

@@ -39,7 +39,7 @@ from .error import (
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
-from .retry import RetryPolicy, retrying
+from .retry import RetryPolicy, call_budget, retrying
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
@@ -258,9 +258,11 @@ class Router:
         response_type: Type[_R],
     ) -> _R:
         """A cursor call: it goes to the leader of the cursor's `__cursors` partition."""
-        count = await self.partition_count(CURSOR_STREAM)
-        target = cursor_partition(cursor_id, stream, partition, count)
-        return await self.call_leader(CURSOR_STREAM, target, method, request, response_type)
+        # Finding the cursor's partition and calling its leader share one budget.
+        with call_budget(self.policy):
+            count = await self.partition_count(CURSOR_STREAM)
+            target = cursor_partition(cursor_id, stream, partition, count)
+            return await self.call_leader(CURSOR_STREAM, target, method, request, response_type)
 
     # ------------------------------------------------------------------ metadata
 
