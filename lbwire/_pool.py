@@ -10,11 +10,14 @@ call (the channel reconnects by itself after a break).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Dict, List, NamedTuple, Optional
 
 import anyio
 
 from ._address import Address, format_address
+from ._lifecycle import owned_task_group
 from ._log import LazyLogger
 
 if TYPE_CHECKING:
@@ -127,11 +130,26 @@ class ConnectionRegistry:
         for callback in self._listeners:
             callback(format_address(address))
 
+    @property
+    def open(self) -> bool:
+        """Whether the client's block is open (else calls bring their own connections)."""
+        return self._task_group is not None
+
     def _new_channel(self, address: Address) -> Channel:
-        if self._task_group is None:
-            raise RuntimeError(
-                "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
-            )
+        task_group = self._task_group
+        if task_group is None:
+            scope = _outside_scope.get()
+            if scope is None:
+                raise RuntimeError(
+                    "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
+                )
+            channel = self.detached_channel(address, scope.task_group)
+            scope.channels.append(channel)
+            return channel
+        return self.detached_channel(address, task_group)
+
+    def detached_channel(self, address: Address, task_group: TaskGroup) -> Channel:
+        """A new channel whose tasks run in `task_group`, not kept here: its owner closes it."""
         factory = type(self).channel_factory
         if factory is None:
             # The transport (h2, ssl) is imported with the first channel, not
@@ -139,7 +157,50 @@ class ConnectionRegistry:
             from .grpc import Channel
 
             factory = Channel
-        return factory(address[0], address[1], task_group=self._task_group, config=self.config)
+        return factory(address[0], address[1], task_group=task_group, config=self.config)
+
+    @asynccontextmanager
+    async def short_lived(self, address: Address) -> AsyncIterator[Channel]:
+        """A connection of its own for one call made outside the client's block.
+
+        Its tasks run in a task group of the call's; both end when the block
+        ends, so nothing outlives the call.
+        """
+        if self._listeners:
+            self._taken(address)
+        async with owned_task_group() as task_group:
+            channel = self.detached_channel(address, task_group)
+            try:
+                yield channel
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await channel.aclose()
+
+    def scope_channel(self, address: Address) -> Channel:
+        """A new channel of the current `outside_scope`, closed when it ends."""
+        return self._new_channel(address)
+
+    @asynccontextmanager
+    async def outside_scope(self) -> AsyncIterator[TaskGroup]:
+        """Connections for an iterator used outside the client's block (a subscription).
+
+        Subscribe connections taken inside are the scope's own, not pooled,
+        and closed when it ends. Yields the task group of the scope, or, inside
+        the client's block, the client's.
+        """
+        if self._task_group is not None:
+            yield self._task_group
+            return
+        async with owned_task_group() as task_group:
+            scope = _OutsideScope(task_group)
+            token = _outside_scope.set(scope)
+            try:
+                yield task_group
+            finally:
+                _outside_scope.reset(token)
+                with anyio.CancelScope(shield=True):
+                    for channel in scope.channels:
+                        await channel.aclose()
 
     def channel(self, address: Address) -> Channel:
         """The broker's connection for every call but Subscribe."""
@@ -177,6 +238,11 @@ class ConnectionRegistry:
         """
         if self._listeners:
             self._taken(address)
+        if self._task_group is None:
+            # Outside the client's block: a connection of the caller's scope.
+            own = BrokerConnection(address, self._new_channel(address), for_subscriptions=True)
+            own.subscriptions += 1
+            return own
         pool = self._pools.setdefault(address, [])
         record = min(pool, key=lambda r: r.subscriptions, default=None)
         if record is None or (record.subscriptions and len(pool) < self.max_per_broker):
@@ -236,3 +302,18 @@ class ConnectionRegistry:
                     format_address(record.address),
                 )
                 await record.channel.aclose()
+
+
+class _OutsideScope:
+    """The task group and channels of one iterator used outside the client's block."""
+
+    __slots__ = ("channels", "task_group")
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self.task_group = task_group
+        self.channels: List[Channel] = []
+
+
+_outside_scope: ContextVar[Optional[_OutsideScope]] = ContextVar(
+    "lbwire_outside_scope", default=None
+)

@@ -11,11 +11,14 @@ PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import deque
 from typing import (
     TYPE_CHECKING,
     Any,
     AsyncIterator,
+    Deque,
     Dict,
     Iterable,
     Optional,
@@ -69,6 +72,9 @@ logger = LazyLogger("lbwire.publish")
 #: client knew missing before that is believed: a restarted server accepts
 #: calls before it has loaded its streams.
 LOADING_GRACE = 10.0
+
+#: Most `publish_bulk` requests awaiting their acks at once.
+BULK_IN_FLIGHT = 1024
 
 
 def new_correlation_id() -> str:
@@ -319,32 +325,85 @@ class Publisher:
             if session is None or session.closed:
                 if self._task_group is None:
                     raise RuntimeError("LiftbridgeClient is not open")
-                # Imported on first use, as many programs never pipeline.
-                from .publish import PublishSession
-
-                task_group = self._task_group
-
-                async def open_on(address: Address) -> PublishSession:
-                    session = PublishSession(self.connections.channel(address), task_group)
-                    await session.start()
-                    return session
-
-                session = self._session = await self.router.on_any_broker("PublishAsync", open_on)
+                session = self._session = await self._open_session(self._task_group)
             return session
+
+    async def _open_session(self, task_group: TaskGroup) -> PublishSession:
+        """A new PublishAsync stream on any broker; its reader runs in `task_group`."""
+        # Imported on first use, as many programs never pipeline.
+        from .publish import PublishSession
+
+        connections = self.connections
+
+        async def open_on(address: Address) -> PublishSession:
+            if connections.open:
+                channel = connections.channel(address)
+            else:
+                channel = connections.scope_channel(address)
+            session = PublishSession(channel, task_group)
+            await session.start()
+            return session
+
+        return await self.router.on_any_broker("PublishAsync", open_on)
+
+    async def send_outside(
+        self, request: wire.PublishRequest, encoded: bytes, timeout: float
+    ) -> PendingAck:
+        """`publish_async` outside the client's block: wait for the ack on a stream of its own.
+
+        The stream and its connection end before this returns, so the
+        returned PendingAck is settled: awaiting it gives the ack or raises.
+        """
+        async with self.connections.outside_scope() as task_group:
+            session = await self._open_session(task_group)
+            try:
+                item = await session.send(request, encoded, timeout)
+                # An error stays in the item: awaiting it raises it again.
+                with contextlib.suppress(LiftbridgeError):
+                    await item
+            finally:
+                await session.aclose()
+        return item
 
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool
     ) -> AsyncIterator[wire.PublishResponse]:
-        """Pipeline `requests`, then yield their responses in order (see the client's)."""
-        session = await self.session()
+        """Pipeline `requests`, yielding their responses in order (see the client's)."""
+        if self.connections.open:
+            async for response in self._pipeline(await self.session(), requests, wait):
+                yield response
+            return
+        # Outside the client's block the iteration owns its stream.
+        async with self.connections.outside_scope() as task_group:
+            session = await self._open_session(task_group)
+            try:
+                async for response in self._pipeline(session, requests, wait):
+                    yield response
+            finally:
+                await session.aclose()
+
+    async def _pipeline(
+        self, session: PublishSession, requests: Iterable[wire.PublishRequest], wait: bool
+    ) -> AsyncIterator[wire.PublishResponse]:
+        # At most BULK_IN_FLIGHT requests await their acks: the iterable is
+        # read only as acks come back, so an endless one works in bounded
+        # memory. Acks are yielded in request order as soon as they are in.
         timeout = self.options.publish_async_ack_timeout
-        pending = []
-        for request in requests:
-            if not request.correlationId:
-                request.correlationId = new_correlation_id()
-            encoded = self.encode(request)
-            pending.append(await session.send(request, encoded, timeout))
-        for item in pending:
+        in_flight: Deque[PendingAck] = deque()
+        requests_left = iter(requests)
+        while True:
+            if len(in_flight) < BULK_IN_FLIGHT:
+                request = next(requests_left, None)
+                if request is not None:
+                    if not request.correlationId:
+                        request.correlationId = new_correlation_id()
+                    encoded = self.encode(request)
+                    in_flight.append(await session.send(request, encoded, timeout))
+                    if not in_flight[0].done:
+                        continue
+            if not in_flight:
+                return
+            item = in_flight.popleft()
             try:
                 ack = await item
             except ErrorAckTimeout:
@@ -544,7 +603,8 @@ class PublishMethods:
             # Choosing the partition and opening the stream share one budget.
             with call_budget(publisher.router.policy):
                 partition = await publisher.partition(stream, key, value, partition, partitioner)
-                session = await publisher.session()
+                if publisher.connections.open:
+                    session = await publisher.session()
         request = publisher.request(
             value,
             stream=stream,
@@ -560,9 +620,11 @@ class PublishMethods:
         # Sent from here rather than through one more coroutine: this is the
         # pipelined (per-message) path.
         encoded = publisher.encode(request)
+        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        if not publisher.connections.open:
+            return await publisher.send_outside(request, encoded, timeout)
         if session is None:
             session = await publisher.session()
-        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
         return await session.send(request, encoded, timeout)
 
     async def publish_bulk(

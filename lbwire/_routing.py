@@ -43,6 +43,7 @@ from .retry import RetryPolicy, call_budget, retrying
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
+    from .grpc import Channel
 
 __all__ = ["CURSOR_STREAM", "Router"]
 
@@ -144,7 +145,33 @@ class Router:
         false, `timeout` bounds the call on this side only and the server sees
         a call without deadline.
         """
-        channel = self.connections.channel(address)
+        connections = self.connections
+        if not connections.open:
+            # Outside the client's block: a connection of the call's own.
+            async with connections.short_lived(address) as channel:
+                return await self._call_on(
+                    channel, address, method, request, response_type, timeout, send_deadline
+                )
+        return await self._call_on(
+            connections.channel(address),
+            address,
+            method,
+            request,
+            response_type,
+            timeout,
+            send_deadline,
+        )
+
+    async def _call_on(
+        self,
+        channel: Channel,
+        address: Address,
+        method: str,
+        request: Any,
+        response_type: Type[_R],
+        timeout: Optional[float],
+        send_deadline: bool,
+    ) -> _R:
         payload = request if type(request) is bytes else request.encode()
         try:
             if send_deadline:
