@@ -164,7 +164,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         max_publish_size: Largest publish request sent, in bytes; larger ones
             raise `ErrorMessageSizeExceeded` before anything is sent.
         ssl_context: TLS context (client certificate included for mTLS);
-            None for plaintext.
+            None for plaintext. lbwire sets its ALPN protocols to `h2` (gRPC
+            needs it, and Python offers no per-connection ALPN nor a way to
+            copy a context): give lbwire a context of its own if another
+            client uses it for another protocol.
         tls_server_hostname: Host name to verify instead of the broker's host.
         retry_policy: Bounds of the retries of failed calls.
         resubscribe_wait_time: How long (s) a subscription tries to resume
