@@ -236,6 +236,11 @@ class PublishSession:
         except BaseException as exc:
             self.forget(item)
             if isinstance(exc, GRPCError):
+                # The stream is broken: the next publish opens a new one, even
+                # before this stream's reader has run to notice.
+                self.closed = True
+                if self._scope is not None:
+                    self._scope.cancel()
                 raise from_grpc_error(exc) from None
             raise
         return item

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 from helpers import HANG_GUARD
 
@@ -50,4 +51,6 @@ async def test_publish_async_opens_its_stream_on_another_broker_when_its_own_die
                 # noticed it; any other failure than that ends the test.
                 with contextlib.suppress(ErrorUnavailable):
                     ack = await (await client.publish_async(b"after", stream=stream_name))
+                # Lets the hang guard fire should a failure come without a checkpoint.
+                await anyio.lowlevel.checkpoint()
         assert ack.offset == 1
