@@ -10,15 +10,16 @@ around the block would miss it.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Optional, Type
+from typing import TYPE_CHECKING, AsyncIterator, Optional, Type
 
 import anyio
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["close_task_group", "open_task_group"]
+__all__ = ["close_task_group", "open_task_group", "owned_task_group"]
 
 
 async def open_task_group() -> TaskGroup:
@@ -45,3 +46,19 @@ async def close_task_group(
         await tg.__aexit__(exc_type, exc, traceback)
     else:
         await tg.__aexit__(None, None, None)
+
+
+@asynccontextmanager
+async def owned_task_group() -> AsyncIterator[TaskGroup]:
+    """A task group for the length of an `async with` block, closed by the same rule.
+
+    For calls made outside the client's block: they run their connection's
+    tasks in a group of their own, and the block's error comes out as itself.
+    """
+    tg = await open_task_group()
+    try:
+        yield tg
+    except BaseException as exc:
+        await close_task_group(tg, type(exc), exc, exc.__traceback__)
+        raise
+    await close_task_group(tg, None, None, None)

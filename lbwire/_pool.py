@@ -10,11 +10,14 @@ call (the channel reconnects by itself after a break).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Dict, List, NamedTuple, Optional
 
 import anyio
 
 from ._address import Address, format_address
+from ._lifecycle import owned_task_group
 from ._log import LazyLogger
 
 if TYPE_CHECKING:
@@ -48,7 +51,15 @@ class BrokerConnection:
     """One connection to a broker: its channel, its purpose and when it was last used."""
 
     # A plain class: `dataclasses` adds to `import lbwire.client`.
-    __slots__ = ("address", "channel", "for_subscriptions", "last_used", "subscriptions")
+    __slots__ = (
+        "address",
+        "channel",
+        "ever_connected",
+        "for_subscriptions",
+        "last_used",
+        "reconnected_at",
+        "subscriptions",
+    )
 
     def __init__(self, address: Address, channel: Channel, *, for_subscriptions: bool) -> None:
         self.address = address
@@ -56,6 +67,18 @@ class BrokerConnection:
         self.for_subscriptions = for_subscriptions
         self.subscriptions = 0
         self.last_used = anyio.current_time()
+        # Whether a call found the connection open, and when a call last
+        # found it broken after that (the channel then connects again).
+        self.ever_connected = False
+        self.reconnected_at: Optional[float] = None
+
+    def taken(self, now: float) -> None:
+        """A call takes the connection now."""
+        self.last_used = now
+        if self.channel.connected:
+            self.ever_connected = True
+        elif self.ever_connected:
+            self.reconnected_at = now
 
     def idle_since(self, now: float) -> Optional[float]:
         """Seconds without a call, or None while a call uses the connection."""
@@ -107,11 +130,26 @@ class ConnectionRegistry:
         for callback in self._listeners:
             callback(format_address(address))
 
+    @property
+    def open(self) -> bool:
+        """Whether the client's block is open (else calls bring their own connections)."""
+        return self._task_group is not None
+
     def _new_channel(self, address: Address) -> Channel:
-        if self._task_group is None:
-            raise RuntimeError(
-                "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
-            )
+        task_group = self._task_group
+        if task_group is None:
+            scope = _outside_scope.get()
+            if scope is None:
+                raise RuntimeError(
+                    "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
+                )
+            channel = self.detached_channel(address, scope.task_group)
+            scope.channels.append(channel)
+            return channel
+        return self.detached_channel(address, task_group)
+
+    def detached_channel(self, address: Address, task_group: TaskGroup) -> Channel:
+        """A new channel whose tasks run in `task_group`, not kept here: its owner closes it."""
         factory = type(self).channel_factory
         if factory is None:
             # The transport (h2, ssl) is imported with the first channel, not
@@ -119,7 +157,50 @@ class ConnectionRegistry:
             from .grpc import Channel
 
             factory = Channel
-        return factory(address[0], address[1], task_group=self._task_group, config=self.config)
+        return factory(address[0], address[1], task_group=task_group, config=self.config)
+
+    @asynccontextmanager
+    async def short_lived(self, address: Address) -> AsyncIterator[Channel]:
+        """A connection of its own for one call made outside the client's block.
+
+        Its tasks run in a task group of the call's; both end when the block
+        ends, so nothing outlives the call.
+        """
+        if self._listeners:
+            self._taken(address)
+        async with owned_task_group() as task_group:
+            channel = self.detached_channel(address, task_group)
+            try:
+                yield channel
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await channel.aclose()
+
+    def scope_channel(self, address: Address) -> Channel:
+        """A new channel of the current `outside_scope`, closed when it ends."""
+        return self._new_channel(address)
+
+    @asynccontextmanager
+    async def outside_scope(self) -> AsyncIterator[TaskGroup]:
+        """Connections for an iterator used outside the client's block (a subscription).
+
+        Subscribe connections taken inside are the scope's own, not pooled,
+        and closed when it ends. Yields the task group of the scope, or, inside
+        the client's block, the client's.
+        """
+        if self._task_group is not None:
+            yield self._task_group
+            return
+        async with owned_task_group() as task_group:
+            scope = _OutsideScope(task_group)
+            token = _outside_scope.set(scope)
+            try:
+                yield task_group
+            finally:
+                _outside_scope.reset(token)
+                with anyio.CancelScope(shield=True):
+                    for channel in scope.channels:
+                        await channel.aclose()
 
     def channel(self, address: Address) -> Channel:
         """The broker's connection for every call but Subscribe."""
@@ -130,8 +211,19 @@ class ConnectionRegistry:
             record = BrokerConnection(address, self._new_channel(address), for_subscriptions=False)
             self._calls[address] = record
         else:
-            record.last_used = anyio.current_time()
+            record.taken(anyio.current_time())
         return record.channel
+
+    def reconnected_within(self, address: Address, seconds: float) -> bool:
+        """Whether the broker's call connection broke and was reopened in the last `seconds`.
+
+        A server that restarted answers before it has loaded its streams:
+        a stream it calls missing on such a connection may be loading still.
+        """
+        record = self._calls.get(address)
+        if record is None or record.reconnected_at is None:
+            return False
+        return anyio.current_time() - record.reconnected_at <= seconds
 
     def is_connected(self, address: Address) -> bool:
         """Whether the broker's (non-Subscribe) connection is open right now."""
@@ -146,6 +238,11 @@ class ConnectionRegistry:
         """
         if self._listeners:
             self._taken(address)
+        if self._task_group is None:
+            # Outside the client's block: a connection of the caller's scope.
+            own = BrokerConnection(address, self._new_channel(address), for_subscriptions=True)
+            own.subscriptions += 1
+            return own
         pool = self._pools.setdefault(address, [])
         record = min(pool, key=lambda r: r.subscriptions, default=None)
         if record is None or (record.subscriptions and len(pool) < self.max_per_broker):
@@ -205,3 +302,18 @@ class ConnectionRegistry:
                     format_address(record.address),
                 )
                 await record.channel.aclose()
+
+
+class _OutsideScope:
+    """The task group and channels of one iterator used outside the client's block."""
+
+    __slots__ = ("channels", "task_group")
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self.task_group = task_group
+        self.channels: List[Channel] = []
+
+
+_outside_scope: ContextVar[Optional[_OutsideScope]] = ContextVar(
+    "lbwire_outside_scope", default=None
+)

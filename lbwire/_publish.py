@@ -11,8 +11,20 @@ PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterable, Optional, Protocol
+from collections import deque
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Deque,
+    Dict,
+    Iterable,
+    Optional,
+    Protocol,
+    Set,
+)
 
 import anyio
 
@@ -30,12 +42,13 @@ from .error import (
     LiftbridgeError,
     may_resend,
 )
-from .retry import retrying
+from .retry import call_budget, retrying
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from ._address import Address
     from ._pool import ConnectionRegistry
     from ._routing import Router
     from .publish import PendingAck, PublishSession
@@ -55,6 +68,15 @@ if TYPE_CHECKING:
 __all__ = ["PublishMethods", "Publisher", "new_correlation_id"]
 
 logger = LazyLogger("lbwire.publish")
+
+
+#: How long after its connection was reopened a broker may call a stream the
+#: client knew missing before that is believed: a restarted server accepts
+#: calls before it has loaded its streams.
+LOADING_GRACE = 10.0
+
+#: Most `publish_bulk` requests awaiting their acks at once.
+BULK_IN_FLIGHT = 1024
 
 
 def new_correlation_id() -> str:
@@ -81,6 +103,8 @@ class Publisher:
         self._session: Optional[PublishSession] = None
         self._session_lock: Optional[anyio.Lock] = None
         self._task_group: Optional[TaskGroup] = None
+        # Streams a publish of this client reached (see `stream_known`).
+        self._published: Set[str] = set()
 
     def start(self, task_group: TaskGroup) -> None:
         """Run the PublishAsync reader in `task_group` from now on."""
@@ -219,24 +243,40 @@ class Publisher:
         self, request: wire.PublishRequest, encoded: bytes, timeout: Optional[float]
     ) -> wire.PublishResponse:
         router = self.router
+        stream = request.stream
+        loading = False
 
         async def attempt(failures: int) -> wire.PublishResponse:
+            nonlocal loading
+            loading = False
+            address = router.any_broker()
             try:
-                return await router.call(
-                    router.any_broker(), "Publish", encoded, wire.PublishResponse, timeout=timeout
+                response = await router.call(
+                    address, "Publish", encoded, wire.PublishResponse, timeout=timeout
                 )
+            except ErrorNotFound:
+                loading = self.stream_known(stream) and self.connections.reconnected_within(
+                    address, LOADING_GRACE
+                )
+                raise
             except ErrorUnavailable as exc:
                 if exc.not_processed:
                     await router.refresh_quietly()
                 raise
+            self._published.add(stream)
+            return response
 
         # A publish that went out may be stored although its call then failed
         # (the broker died after forwarding it): sending it again could store
         # it twice. Only calls the transport knows the server never began
         # (GOAWAY beyond their stream, REFUSED_STREAM, no connection) are
-        # sent again.
+        # sent again, and those the server refused because it had not loaded
+        # the stream yet (NotFound stores nothing).
+        def retry_if(error: LiftbridgeError) -> bool:
+            return may_resend(error) or (loading and isinstance(error, ErrorNotFound))
+
         try:
-            return await retrying(attempt, self.router.policy, retry_if=_not_processed)
+            return await retrying(attempt, self.router.policy, retry_if=retry_if)
         except ErrorUnavailable as exc:
             if exc.not_processed:
                 raise
@@ -245,6 +285,10 @@ class Publisher:
                 f"or may not be stored, and was not sent again ({exc})",
                 status=exc.status,
             ) from None
+
+    def stream_known(self, stream: str) -> bool:
+        """Whether this client saw `stream` exist: in its metadata, or published to."""
+        return stream in self._published or self.router.metadata.partition_count(stream) is not None
 
     async def publish_to_subject(
         self, request: wire.PublishToSubjectRequest, ack_timeout: Optional[float]
@@ -284,28 +328,85 @@ class Publisher:
             if session is None or session.closed:
                 if self._task_group is None:
                     raise RuntimeError("LiftbridgeClient is not open")
-                # Imported on first use, as many programs never pipeline.
-                from .publish import PublishSession
-
-                channel = self.connections.channel(self.router.any_broker())
-                session = PublishSession(channel, self._task_group)
-                await session.start()
-                self._session = session
+                session = self._session = await self._open_session(self._task_group)
             return session
+
+    async def _open_session(self, task_group: TaskGroup) -> PublishSession:
+        """A new PublishAsync stream on any broker; its reader runs in `task_group`."""
+        # Imported on first use, as many programs never pipeline.
+        from .publish import PublishSession
+
+        connections = self.connections
+
+        async def open_on(address: Address) -> PublishSession:
+            if connections.open:
+                channel = connections.channel(address)
+            else:
+                channel = connections.scope_channel(address)
+            session = PublishSession(channel, task_group)
+            await session.start()
+            return session
+
+        return await self.router.on_any_broker("PublishAsync", open_on)
+
+    async def send_outside(
+        self, request: wire.PublishRequest, encoded: bytes, timeout: float
+    ) -> PendingAck:
+        """`publish_async` outside the client's block: wait for the ack on a stream of its own.
+
+        The stream and its connection end before this returns, so the
+        returned PendingAck is settled: awaiting it gives the ack or raises.
+        """
+        async with self.connections.outside_scope() as task_group:
+            session = await self._open_session(task_group)
+            try:
+                item = await session.send(request, encoded, timeout)
+                # An error stays in the item: awaiting it raises it again.
+                with contextlib.suppress(LiftbridgeError):
+                    await item
+            finally:
+                await session.aclose()
+        return item
 
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool
     ) -> AsyncIterator[wire.PublishResponse]:
-        """Pipeline `requests`, then yield their responses in order (see the client's)."""
-        session = await self.session()
+        """Pipeline `requests`, yielding their responses in order (see the client's)."""
+        if self.connections.open:
+            async for response in self._pipeline(await self.session(), requests, wait):
+                yield response
+            return
+        # Outside the client's block the iteration owns its stream.
+        async with self.connections.outside_scope() as task_group:
+            session = await self._open_session(task_group)
+            try:
+                async for response in self._pipeline(session, requests, wait):
+                    yield response
+            finally:
+                await session.aclose()
+
+    async def _pipeline(
+        self, session: PublishSession, requests: Iterable[wire.PublishRequest], wait: bool
+    ) -> AsyncIterator[wire.PublishResponse]:
+        # At most BULK_IN_FLIGHT requests await their acks: the iterable is
+        # read only as acks come back, so an endless one works in bounded
+        # memory. Acks are yielded in request order as soon as they are in.
         timeout = self.options.publish_async_ack_timeout
-        pending = []
-        for request in requests:
-            if not request.correlationId:
-                request.correlationId = new_correlation_id()
-            encoded = self.encode(request)
-            pending.append(await session.send(request, encoded, timeout))
-        for item in pending:
+        in_flight: Deque[PendingAck] = deque()
+        requests_left = iter(requests)
+        while True:
+            if len(in_flight) < BULK_IN_FLIGHT:
+                request = next(requests_left, None)
+                if request is not None:
+                    if not request.correlationId:
+                        request.correlationId = new_correlation_id()
+                    encoded = self.encode(request)
+                    in_flight.append(await session.send(request, encoded, timeout))
+                    if not in_flight[0].done:
+                        continue
+            if not in_flight:
+                return
+            item = in_flight.popleft()
             try:
                 ack = await item
             except ErrorAckTimeout:
@@ -314,10 +415,6 @@ class Publisher:
                 return
             if ack is not None:
                 yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)
-
-
-def _not_processed(error: LiftbridgeError) -> bool:
-    return may_resend(error)
 
 
 class PublishMethods:
@@ -417,21 +514,23 @@ class PublishMethods:
         if not stream:
             raise ErrorInvalidArgument("publish needs a stream name")
         publisher = self._publisher
-        if partition is None and (partitioner or publisher.options.partitioner):
-            partition = await publisher.partition(stream, key, value, partition, partitioner)
-        request = publisher.request(
-            value,
-            stream=stream,
-            key=key,
-            partition=partition,
-            headers=headers,
-            ack_inbox=ack_inbox,
-            correlation_id=correlation_id,
-            ack_policy=ack_policy,
-            auto_compress=auto_compress,
-            expected_offset=expected_offset,
-        )
-        return await publisher.publish(request, ack_timeout, wait_for_stream)
+        # Choosing the partition and publishing share one retry budget.
+        with call_budget(publisher.router.policy):
+            if partition is None and (partitioner or publisher.options.partitioner):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+            request = publisher.request(
+                value,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_inbox=ack_inbox,
+                correlation_id=correlation_id,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                expected_offset=expected_offset,
+            )
+            return await publisher.publish(request, ack_timeout, wait_for_stream)
 
     async def publish_to_subject(
         self,
@@ -502,8 +601,13 @@ class PublishMethods:
             refused the message and `ErrorAckTimeout` if no ack came in time.
         """
         publisher = self._publisher
+        session = None
         if partition is None and (partitioner or publisher.options.partitioner):
-            partition = await publisher.partition(stream, key, value, partition, partitioner)
+            # Choosing the partition and opening the stream share one budget.
+            with call_budget(publisher.router.policy):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+                if publisher.connections.open:
+                    session = await publisher.session()
         request = publisher.request(
             value,
             stream=stream,
@@ -519,8 +623,11 @@ class PublishMethods:
         # Sent from here rather than through one more coroutine: this is the
         # pipelined (per-message) path.
         encoded = publisher.encode(request)
-        session = await publisher.session()
         timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        if not publisher.connections.open:
+            return await publisher.send_outside(request, encoded, timeout)
+        if session is None:
+            session = await publisher.session()
         return await session.send(request, encoded, timeout)
 
     async def publish_bulk(

@@ -9,7 +9,18 @@ unary call of the client goes through `call`, `call_any` or `call_leader`.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Type, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Type,
+    TypeVar,
+)
 
 import anyio
 
@@ -31,10 +42,11 @@ from .error import (
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
-from .retry import RetryPolicy, retrying
+from .retry import RetryPolicy, call_budget, retrying
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
+    from .grpc import Channel
 
 __all__ = ["CURSOR_STREAM", "Router"]
 
@@ -136,7 +148,33 @@ class Router:
         false, `timeout` bounds the call on this side only and the server sees
         a call without deadline.
         """
-        channel = self.connections.channel(address)
+        connections = self.connections
+        if not connections.open:
+            # Outside the client's block: a connection of the call's own.
+            async with connections.short_lived(address) as channel:
+                return await self._call_on(
+                    channel, address, method, request, response_type, timeout, send_deadline
+                )
+        return await self._call_on(
+            connections.channel(address),
+            address,
+            method,
+            request,
+            response_type,
+            timeout,
+            send_deadline,
+        )
+
+    async def _call_on(
+        self,
+        channel: Channel,
+        address: Address,
+        method: str,
+        request: Any,
+        response_type: Type[_R],
+        timeout: Optional[float],
+        send_deadline: bool,
+    ) -> _R:
         payload = request if type(request) is bytes else request.encode()
         try:
             if send_deadline:
@@ -170,20 +208,32 @@ class Router:
     ) -> _R:
         """A call any broker can serve: brokers are cycled on Unavailable."""
 
+        async def call(address: Address) -> _R:
+            return await self.call(
+                address,
+                method,
+                request,
+                response_type,
+                timeout=timeout or self.rpc_timeout,
+                send_deadline=send_deadline,
+            )
+
+        return await self.on_any_broker(method, call)
+
+    async def on_any_broker(self, what: str, action: Callable[[Address], Awaitable[_R]]) -> _R:
+        """`action(address)` on any broker: brokers are cycled on Unavailable, within the policy.
+
+        Raises:
+            ErrorUnavailable: No broker could do it before the policy gave up.
+        """
+
         async def attempt(failures: int) -> _R:
             last: Optional[LiftbridgeError] = None
             for address in self.any_brokers():
                 try:
-                    return await self.call(
-                        address,
-                        method,
-                        request,
-                        response_type,
-                        timeout=timeout or self.rpc_timeout,
-                        send_deadline=send_deadline,
-                    )
+                    return await action(address)
                 except ErrorUnavailable as exc:
-                    logger.debug("%s to %s failed: %s", method, format_address(address), exc)
+                    logger.debug("%s to %s failed: %s", what, format_address(address), exc)
                     last = more_hopeful(last, exc)
             assert last is not None
             raise last
@@ -235,9 +285,11 @@ class Router:
         response_type: Type[_R],
     ) -> _R:
         """A cursor call: it goes to the leader of the cursor's `__cursors` partition."""
-        count = await self.partition_count(CURSOR_STREAM)
-        target = cursor_partition(cursor_id, stream, partition, count)
-        return await self.call_leader(CURSOR_STREAM, target, method, request, response_type)
+        # Finding the cursor's partition and calling its leader share one budget.
+        with call_budget(self.policy):
+            count = await self.partition_count(CURSOR_STREAM)
+            target = cursor_partition(cursor_id, stream, partition, count)
+            return await self.call_leader(CURSOR_STREAM, target, method, request, response_type)
 
     # ------------------------------------------------------------------ metadata
 

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncIterator,
     Callable,
     Iterable,
     List,
@@ -139,7 +140,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     Use it as an async context manager: the connections' background tasks
     live in a task group that the client owns, and leaving the block closes
-    every connection and ends every task.
+    every connection and ends every task. Calls made before or after the
+    block work too, as in gufo-liftbridge: each brings a connection of its
+    own and closes it before it returns (a subscription, when it is closed;
+    `publish_async` then waits for its ack before returning).
 
     Args:
         brokers: Seed brokers, each `host:port` (IPv6 as `[addr]:port`).
@@ -160,7 +164,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         max_publish_size: Largest publish request sent, in bytes; larger ones
             raise `ErrorMessageSizeExceeded` before anything is sent.
         ssl_context: TLS context (client certificate included for mTLS);
-            None for plaintext.
+            None for plaintext. lbwire sets its ALPN protocols to `h2` (gRPC
+            needs it, and Python offers no per-connection ALPN nor a way to
+            copy a context): give lbwire a context of its own if another
+            client uses it for another protocol.
         tls_server_hostname: Host name to verify instead of the broker's host.
         retry_policy: Bounds of the retries of failed calls.
         resubscribe_wait_time: How long (s) a subscription tries to resume
@@ -365,6 +372,24 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         return await self._router.call_cursor_leader(
             stream, partition, cursor_id, method, request, response_type
         )
+
+    def _subscribe_once(
+        self, request: SubscribeRequest, setup_timeout: Optional[float]
+    ) -> AsyncIterator[Message]:
+        messages = super()._subscribe_once(request, setup_timeout)
+        if self._connections.open:
+            return messages
+        return self._subscribe_outside(messages)
+
+    async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
+        # A subscription made outside the client's block (as gufo allows)
+        # owns its connections and their tasks until it is closed.
+        async with self._connections.outside_scope():
+            try:
+                async for message in messages:
+                    yield message
+            finally:
+                await messages.aclose()  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ life cycle
 

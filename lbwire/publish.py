@@ -7,7 +7,8 @@ awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Generator, Optional
+from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, Dict, Generator, Optional
 
 import anyio
 
@@ -83,7 +84,7 @@ class PendingAck:
                 await event.wait()
             if not self._done:
                 if self._session is not None:
-                    self._session.forget(self.correlation_id)
+                    self._session.forget(self)
                 raise ErrorAckTimeout(f"No ack for correlation id {self.correlation_id!r} in time")
         if self._error is not None:
             raise self._error
@@ -100,49 +101,105 @@ class PublishSession:
         self._channel = channel
         self._task_group = task_group
         self._pending: Dict[str, PendingAck] = {}
+        # Requests that share a correlation id with one in `_pending` (the
+        # caller chose the ids): each ack settles the oldest of them, so acks
+        # are counted per id rather than matched to one request.
+        self._shared: Dict[str, Deque[PendingAck]] = {}
         self._call: Any = None
         self._scope: Optional[anyio.CancelScope] = None
         self._send_lock = anyio.Lock()
         self.closed = False
 
     async def start(self) -> None:
-        """Open the stream; its reader runs in the client's task group."""
+        """Open the stream; its reader runs in the client's task group.
+
+        Raises:
+            ErrorUnavailable: The stream could not be opened (broker down).
+        """
         await self._task_group.start(self._run)
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # Errors before the stream is open go to `start`'s caller; after, they
+        # fail this stream's acks only: the reader runs in the client's task
+        # group, where an exception would end the user's whole block.
         error: LiftbridgeError = ErrorUnavailable("PublishAsync stream closed")
+        started = False
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 async with self._channel.stream_stream(_PATH) as call:
                     self._call = call
                     task_status.started()
+                    started = True
                     async for data in call:
-                        self._dispatch(wire.PublishResponse.decode(data))
+                        try:
+                            response = wire.PublishResponse.decode(data)
+                        except ValueError as exc:  # wire.DecodeError
+                            # The reply names no correlation id we can trust,
+                            # and what follows it on this stream cannot be
+                            # trusted either: end the stream.
+                            error = ErrorUnavailable(f"Malformed PublishAsync reply: {exc}")
+                            logger.warning("PublishAsync stream ended: %s", error)
+                            break
+                        self._dispatch(response)
         except GRPCError as exc:
             error = from_grpc_error(exc)
             logger.debug("PublishAsync stream ended: %s", exc)
+            if not started:
+                raise error from None
         finally:
             self.closed = True
             pending, self._pending = self._pending, {}
+            shared, self._shared = self._shared, {}
             for item in pending.values():
                 item.resolve(None, error)
+            for queue in shared.values():
+                for item in queue:
+                    item.resolve(None, error)
+        if not started:
+            # Closed (aclose) before the stream opened.
+            raise error
 
     def _dispatch(self, response: wire.PublishResponse) -> None:
-        item = self._pending.pop(response.correlationId, None)
+        correlation_id = response.correlationId
+        item = self._pending.pop(correlation_id, None)
         if item is None:
             return  # its awaiter timed out and left
+        if self._shared:
+            self._promote(correlation_id)
         err = response.asyncError
         if err is not None:
-            item.resolve(
-                None, publish_async_error(int(err.code), err.message, response.correlationId)
-            )
+            item.resolve(None, publish_async_error(int(err.code), err.message, correlation_id))
         else:
             item.resolve(response.ack, None)
 
-    def forget(self, correlation_id: str) -> None:
+    def _promote(self, correlation_id: str) -> None:
+        """The next request sharing `correlation_id` awaits the next ack for it."""
+        queue = self._shared.get(correlation_id)
+        if queue:
+            self._pending[correlation_id] = queue.popleft()
+            if not queue:
+                del self._shared[correlation_id]
+
+    def forget(self, item: PendingAck) -> None:
         """Stop waiting for an ack (its awaiter gave up)."""
-        self._pending.pop(correlation_id, None)
+        correlation_id = item.correlation_id
+        if self._pending.get(correlation_id) is item:
+            del self._pending[correlation_id]
+            self._promote(correlation_id)
+            return
+        queue = self._shared.get(correlation_id)
+        if queue is not None and item in queue:
+            queue.remove(item)
+            if not queue:
+                del self._shared[correlation_id]
+
+    def _register(self, item: PendingAck) -> None:
+        correlation_id = item.correlation_id
+        if correlation_id in self._pending:
+            self._shared.setdefault(correlation_id, deque()).append(item)
+        else:
+            self._pending[correlation_id] = item
 
     async def send(
         self, request: wire.PublishRequest, encoded: bytes, timeout: float
@@ -156,7 +213,10 @@ class PublishSession:
             item.resolve(None, None)  # the server sends nothing back
         else:
             item = PendingAck(self, correlation_id, anyio.current_time() + timeout)
-            self._pending[correlation_id] = item
+            if correlation_id in self._pending:
+                self._register(item)
+            else:
+                self._pending[correlation_id] = item
         # Senders take turns: a message the stream's flow-control window cannot
         # take at once is sent in parts, across awaits, and no other message
         # may go out between them (StreamStreamCall.send_message does not
@@ -174,8 +234,13 @@ class PublishSession:
             finally:
                 lock.release()
         except BaseException as exc:
-            self._pending.pop(correlation_id, None)
+            self.forget(item)
             if isinstance(exc, GRPCError):
+                # The stream is broken: the next publish opens a new one, even
+                # before this stream's reader has run to notice.
+                self.closed = True
+                if self._scope is not None:
+                    self._scope.cancel()
                 raise from_grpc_error(exc) from None
             raise
         return item

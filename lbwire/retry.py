@@ -2,19 +2,27 @@
 
 What is retried is decided by the exception's class (`LiftbridgeError.transient`),
 not by lists of exception types at each call site.
+
+One call, one budget: a public call may retry at several levels (a publish
+retries, and each try refreshes metadata, which retries too). The outermost
+`retrying` of a task opens the budget (its policy's attempts and max_time);
+the loops nested in it draw on the same budget instead of opening their own,
+so the policy bounds the whole public call.
 """
 
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional, Tuple, Type, TypeVar
+from typing import Awaitable, Callable, Iterator, Optional, Tuple, Type, TypeVar
 
 import anyio
 
 from .error import LiftbridgeError
 
-__all__ = ["RetryPolicy", "is_transient", "retrying"]
+__all__ = ["RetryPolicy", "call_budget", "is_transient", "retrying"]
 
 T = TypeVar("T")
 
@@ -27,7 +35,8 @@ class RetryPolicy:
         attempts: Tries in all, the first one included (at least 1).
         initial_backoff: Pause after the first failure, in seconds.
         max_backoff: Longest pause between two tries, in seconds.
-        max_time: No new try starts after this many seconds since the first.
+        max_time: No new try starts after this many seconds since the first
+            try of the public call (nested retries included).
     """
 
     attempts: int = 10
@@ -76,16 +85,57 @@ async def retrying(
         def retry_if(error: LiftbridgeError) -> bool:
             return isinstance(error, classes)
 
-    deadline = anyio.current_time() + policy.max_time
-    failures = 0
-    while True:
-        try:
-            return await attempt(failures)
-        except LiftbridgeError as error:
-            if not retry_if(error):
-                raise
-            failures += 1
-            pause = policy.backoff(failures)
-            if failures >= policy.attempts or anyio.current_time() + pause > deadline:
-                raise
-            await anyio.sleep(pause)
+    with call_budget(policy) as budget:
+        tries = 0
+        while True:
+            try:
+                return await attempt(tries)
+            except LiftbridgeError as error:
+                if not retry_if(error):
+                    raise
+                tries += 1
+                budget.failures += 1
+                pause = policy.backoff(budget.failures)
+                if (
+                    budget.failures >= budget.attempts
+                    or anyio.current_time() + pause > budget.deadline
+                ):
+                    raise
+                await anyio.sleep(pause)
+
+
+@contextmanager
+def call_budget(policy: RetryPolicy) -> Iterator[_Budget]:
+    """The retry budget of the public call under way, opened here if none is.
+
+    Wrap a public call that runs several retrying steps one after the other
+    (look a leader up, then call it) so that they share one budget.
+    """
+    budget = _budget.get()
+    task = anyio.get_current_task().id
+    if budget is not None and budget.task == task:
+        yield budget
+        return
+    # The outermost call of this task (a task spawned inside a call
+    # inherits the context, not the budget).
+    budget = _Budget(task, anyio.current_time() + policy.max_time, policy.attempts)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
+class _Budget:
+    """What is left of one public call's retries (see the module docstring)."""
+
+    __slots__ = ("attempts", "deadline", "failures", "task")
+
+    def __init__(self, task: int, deadline: float, attempts: int) -> None:
+        self.task = task
+        self.deadline = deadline
+        self.attempts = attempts
+        self.failures = 0
+
+
+_budget: ContextVar[Optional[_Budget]] = ContextVar("lbwire_retry_budget", default=None)

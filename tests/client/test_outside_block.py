@@ -1,0 +1,104 @@
+"""Calls made before or after the client's `async with` block, as gufo-liftbridge allows.
+
+gufo's examples call `set_cursor` after the block has closed. Each such call
+brings a connection of its own and closes it before it returns; a
+subscription owns its connection until it is closed. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+import sniffio
+from client_support import HANG_GUARD, collect
+
+from lbwire.client import LiftbridgeClient
+from lbwire.types import StartPosition, StopPosition
+
+pytestmark = pytest.mark.anyio
+
+
+def _running_tasks() -> int:
+    """Tasks alive in the event loop (the test's own included)."""
+    if sniffio.current_async_library() == "asyncio":
+        return len(asyncio.all_tasks())
+    import trio
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return count(trio.lowlevel.current_root_task())
+
+
+def _assert_nothing_left(client: LiftbridgeClient, tasks_before: int) -> None:
+    assert client.connection_info() == []
+    assert _running_tasks() == tasks_before
+
+
+async def test_calls_after_the_block_work_and_leave_nothing_running(
+    broker: str, stream_name: str
+) -> None:
+    client = LiftbridgeClient([broker])
+    async with client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await client.wait_for_cursors()
+    tasks = _running_tasks()
+    with anyio.fail_after(HANG_GUARD):
+        ack = await client.publish(b"after", stream=stream_name)
+        assert ack is not None
+        _assert_nothing_left(client, tasks)
+        await client.set_cursor(stream_name, 0, "gufo", ack.offset)
+        _assert_nothing_left(client, tasks)
+        assert await client.get_cursor(stream_name, 0, "gufo") == ack.offset + 1
+        _assert_nothing_left(client, tasks)
+        await client.get_metadata(stream_name)
+        _assert_nothing_left(client, tasks)
+
+
+async def test_calls_before_the_block_work_and_leave_nothing_running(
+    broker: str, stream_name: str
+) -> None:
+    client = LiftbridgeClient([broker])
+    tasks = _running_tasks()
+    with anyio.fail_after(HANG_GUARD):
+        await client.create_stream(stream_name, wait_for_stream=True)
+        _assert_nothing_left(client, tasks)
+        pending = await client.publish_async(b"early", stream=stream_name)
+        _assert_nothing_left(client, tasks)
+        ack = await pending
+        assert ack is not None
+        assert ack.offset == 0
+        requests = [client.get_publish_request(b"bulk", stream=stream_name) for _ in range(3)]
+        offsets = [r.ack.offset async for r in client.publish_bulk(requests)]
+        assert offsets == [1, 2, 3]
+        _assert_nothing_left(client, tasks)
+    async with client:
+        assert await client.publish(b"inside", stream=stream_name) is not None
+
+
+async def test_a_subscription_after_the_block_owns_its_connection_until_closed(
+    broker: str, stream_name: str
+) -> None:
+    client = LiftbridgeClient([broker])
+    async with client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        for value in (b"a", b"b"):
+            await client.publish(value, stream=stream_name)
+    tasks = _running_tasks()
+    messages = await collect(
+        client.subscribe(
+            stream_name,
+            start_position=StartPosition.EARLIEST,
+            stop_position=StopPosition.STOP_LATEST,
+        )
+    )
+    assert [m.value for m in messages] == [b"a", b"b"]
+    _assert_nothing_left(client, tasks)
+    # Closed early, at a message.
+    first = await collect(
+        client.subscribe(stream_name, start_position=StartPosition.EARLIEST), limit=1
+    )
+    assert [m.value for m in first] == [b"a"]
+    _assert_nothing_left(client, tasks)
