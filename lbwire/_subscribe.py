@@ -193,6 +193,12 @@ class Subscriptions:
             last_error = error
             reconnecting = True
             now = anyio.current_time()
+            if not set_up_once and now >= first_deadline:
+                # Never set up: the set-up bound (the retry policy's, as every
+                # other call's) ends it, not the resume window.
+                raise ErrorUnavailable(
+                    f"Subscription to {where} not set up within {setup_bound} s: {error}"
+                ) from error
             if deadline_for_resume is None:
                 deadline_for_resume = now + self.resubscribe_wait_time
             if now >= deadline_for_resume:
@@ -204,8 +210,11 @@ class Subscriptions:
                     f"within {self.resubscribe_wait_time} s: {error}"
                 ) from error
             logger.info("Subscription to %s interrupted (%s); resuming", where, error)
-            await anyio.sleep(self.policy.backoff(1))
-            await self.router.refresh_quietly()
+            # Within the bound that applies: the pause and the refresh (a
+            # retry loop of its own) must not outlast it.
+            with anyio.CancelScope(deadline=deadline_for_resume if set_up_once else first_deadline):
+                await anyio.sleep(self.policy.backoff(1))
+                await self.router.refresh_quietly()
 
     async def request(
         self,

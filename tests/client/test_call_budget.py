@@ -84,18 +84,7 @@ def _first(stream: str, key: Any, value: bytes, count: int) -> int:
     return 0
 
 
-#: Bounded by the subscription side (lbwire/_subscribe.py), which another
-#: change owns: its set-up retries until `resubscribe_wait_time`. It can wrap
-#: its set-up in `lbwire.retry.call_budget` to share the policy's budget.
-SUBSCRIPTION_SIDE = pytest.mark.xfail(
-    reason="subscription set-up is bounded by resubscribe_wait_time", strict=True
-)
-
-
-@pytest.mark.parametrize(
-    "method",
-    [pytest.param(m, marks=SUBSCRIPTION_SIDE) if m == "subscribe" else m for m in sorted(CALLS)],
-)
+@pytest.mark.parametrize("method", sorted(CALLS))
 async def test_a_call_with_the_server_down_ends_within_the_retry_policy(
     server: LiftbridgeServer, method: str
 ) -> None:
