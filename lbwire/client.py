@@ -33,7 +33,8 @@ from ._cursors import CursorStore
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
 from ._pool import ConnectionInfo, ConnectionRegistry
-from ._publish import Publisher, PublishMethods
+from ._publish import Publisher
+from ._publish_methods import PublishMethods
 from ._routing import CURSOR_STREAM, Router
 from ._subscribe import SubscribeMethods, Subscriptions
 from .compression import compress

@@ -1,313 +1,43 @@
-"""Exceptions raised by lbwire, and the one table that maps gRPC statuses to them.
-
-The class names of gufo-liftbridge 0.2.0 (`LiftbridgeError`, `ErrorNotFound`,
-`ErrorAlreadyExists`, `ErrorChannelClosed`, `ErrorUnavailable`,
-`ErrorMessageSizeExceeded`, `ErrorNoMetadataLeader`) are kept, so code that
-catches them keeps working.  lbwire adds finer classes below them where the
-server says more, and mixes in the matching built-in exception
-(`ValueError`, `TimeoutError`, `PermissionError`) where that is what a Python
-programmer would catch.
-
-Every decision from a gRPC status or the server's message text to an
-exception is made here (`from_grpc_error`, `subscribe_error`); callers decide
-by class, never by reading the text.
-
-Transient and permanent errors: each class says, with its `transient`
-attribute, whether trying the same call again (after fresh metadata) can
-succeed: a broker that could not be reached, a leader that moved, an
-election under way. The retry helpers retry exactly the transient ones.
-Independently, `not_processed` says the transport knows the server never
-began the call, so a publish may be sent again without being stored twice.
-"""
+"""Every decision from a gRPC status or the server's text to an exception (see `lbwire.error`)."""
 
 from __future__ import annotations
 
 import socket
-from typing import ClassVar, Dict, Iterable, Optional, Tuple, Type, TypeVar, cast
+from typing import Dict, Iterable, Optional, Tuple, Type, TypeVar, cast
 
-from ._address import Address, format_address
-from .grpc.status import GRPCError, Status
+from .._address import Address, format_address
+from ..grpc.status import GRPCError, Status
+from ._hierarchy import (
+    ErrorAlreadyExists,
+    ErrorAlreadyMember,
+    ErrorChannelClosed,
+    ErrorDeadlineExceeded,
+    ErrorEncryptionFailed,
+    ErrorGroupExists,
+    ErrorHostNotFound,
+    ErrorIncorrectOffset,
+    ErrorInternal,
+    ErrorInvalidArgument,
+    ErrorLeaderMoved,
+    ErrorMalformedReply,
+    ErrorMessageSizeExceeded,
+    ErrorNoMetadataLeader,
+    ErrorNotAssigned,
+    ErrorNotCoordinator,
+    ErrorNotFound,
+    ErrorNotLeader,
+    ErrorNotMember,
+    ErrorPartitionPaused,
+    ErrorPermissionDenied,
+    ErrorReadonly,
+    ErrorSegmentClosed,
+    ErrorStaleEpoch,
+    ErrorUnavailable,
+    LiftbridgeError,
+    PublishAsyncError,
+)
 
 _R = TypeVar("_R")
-
-__all__ = [
-    "ErrorAckTimeout",
-    "ErrorAlreadyExists",
-    "ErrorAlreadyMember",
-    "ErrorChannelClosed",
-    "ErrorDeadlineExceeded",
-    "ErrorEncryptionFailed",
-    "ErrorEndOfPartition",
-    "ErrorGroupExists",
-    "ErrorGroupMembership",
-    "ErrorHostNotFound",
-    "ErrorIncorrectOffset",
-    "ErrorInternal",
-    "ErrorInvalidArgument",
-    "ErrorInvalidPartition",
-    "ErrorInvalidType",
-    "ErrorLeaderMoved",
-    "ErrorMalformedReply",
-    "ErrorMessageSizeExceeded",
-    "ErrorNoMetadataLeader",
-    "ErrorNotAssigned",
-    "ErrorNotCoordinator",
-    "ErrorNotFound",
-    "ErrorNotLeader",
-    "ErrorNotMember",
-    "ErrorPartitionPaused",
-    "ErrorPermissionDenied",
-    "ErrorReadonly",
-    "ErrorSegmentClosed",
-    "ErrorStaleEpoch",
-    "ErrorUnavailable",
-    "LiftbridgeError",
-    "PublishAsyncError",
-    "decode_reply",
-    "from_grpc_error",
-    "malformed_reply",
-    "may_resend",
-    "more_hopeful",
-    "no_broker_reachable",
-    "publish_async_error",
-    "subscribe_error",
-]
-
-
-class LiftbridgeError(Exception):
-    """Base class of every error lbwire raises about Liftbridge.
-
-    Attributes:
-        status: The gRPC status the server (or the transport) ended the call
-            with, when the error came from a call; None otherwise.
-        not_processed: True when the transport knows the server never began
-            the call (so sending it again cannot duplicate its effect).
-        transient: Class attribute: whether the same call may succeed when
-            tried again (after fresh metadata); the retry helpers retry
-            exactly these.
-    """
-
-    status: Optional[Status] = None
-    not_processed: bool = False
-    transient: ClassVar[bool] = False
-
-    def __init__(
-        self, message: str = "", *, status: Optional[Status] = None, not_processed: bool = False
-    ) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
-        if not_processed:
-            self.not_processed = True
-
-    @property
-    def message(self) -> str:
-        """The human-readable text of the error."""
-        return str(self.args[0]) if self.args else ""
-
-
-class ErrorNotFound(LiftbridgeError):
-    """The stream, partition or consumer group does not exist."""
-
-
-class ErrorAlreadyExists(LiftbridgeError):
-    """A stream with this name (or subject and name) already exists."""
-
-
-class ErrorChannelClosed(LiftbridgeError):
-    """The server ended a subscription for a reason lbwire cannot resume from."""
-
-
-class ErrorUnavailable(LiftbridgeError):
-    """No broker could be reached, or the connection broke mid-call."""
-
-    transient = True
-
-
-class ErrorMessageSizeExceeded(LiftbridgeError, ValueError):
-    """A message is larger than the client or the server accepts."""
-
-
-class ErrorNoMetadataLeader(LiftbridgeError):
-    """The cluster has no metadata leader (an election is under way)."""
-
-    transient = True
-
-
-class ErrorInvalidArgument(LiftbridgeError, ValueError):
-    """The server refused a request's arguments (bad name, subject, offset...)."""
-
-
-class ErrorInvalidType(ErrorInvalidArgument, TypeError):
-    """An argument has the wrong type (e.g. a `str` message value or header value).
-
-    A `TypeError` as gufo-liftbridge raises there, and an `ErrorInvalidArgument`
-    (`ValueError`) as earlier lbwire versions raised.
-    """
-
-
-class ErrorInvalidPartition(ErrorNotFound, ErrorInvalidArgument):
-    """A negative partition number: no such partition can exist.
-
-    An `ErrorNotFound` as gufo-liftbridge raises there (the server's answer),
-    and an `ErrorInvalidArgument` (`ValueError`) as earlier lbwire versions
-    raised; lbwire refuses it before sending anything.
-    """
-
-
-class ErrorHostNotFound(ErrorNotFound, ErrorUnavailable):
-    """A broker's host name does not resolve (no address for it).
-
-    An `ErrorNotFound` as gufo-liftbridge raises when no seed resolves, and
-    an `ErrorUnavailable` (no broker reachable) as earlier lbwire versions
-    raised. Not transient: the calls that meet it fail at once, unless
-    another broker can serve them.
-    """
-
-    transient = False
-
-
-class ErrorNotLeader(LiftbridgeError):
-    """The broker asked is not the partition leader (metadata was stale)."""
-
-    transient = True
-
-
-class ErrorPartitionPaused(LiftbridgeError):
-    """The partition was paused while a subscription was reading it."""
-
-
-class ErrorReadonly(LiftbridgeError):
-    """The partition is read-only: publishing to it is refused."""
-
-
-class ErrorIncorrectOffset(LiftbridgeError):
-    """Optimistic concurrency: the expected offset did not match the partition."""
-
-
-class ErrorEncryptionFailed(LiftbridgeError):
-    """The server cannot encrypt: its LIFTBRIDGE_ENCRYPTION_KEY is missing or invalid.
-
-    Raised by `create_stream(encryption=True)` and by publishes to an
-    encrypted stream the server fails to encrypt.
-    """
-
-
-class ErrorPermissionDenied(LiftbridgeError, PermissionError):
-    """The client's identity is not authorized for this call on this resource."""
-
-
-class ErrorDeadlineExceeded(LiftbridgeError, TimeoutError):
-    """The call did not complete within its deadline."""
-
-
-class ErrorAckTimeout(ErrorDeadlineExceeded):
-    """A published message was not acknowledged within the ack timeout."""
-
-
-class ErrorEndOfPartition(LiftbridgeError):
-    """A subscription reached its stop position or the end of a read-only partition.
-
-    `LiftbridgeClient.subscribe` ends its iterator instead of raising this; it
-    is raised only by lower-level calls.
-    """
-
-
-class ErrorInternal(LiftbridgeError):
-    """The server reported an internal error."""
-
-
-class ErrorMalformedReply(ErrorInternal):
-    """A broker's reply did not decode as the message the call expects.
-
-    The peer is not a Liftbridge server of a compatible version, or the reply
-    was corrupted; the same call would get the same answer, so it is not
-    retried.
-    """
-
-
-class ErrorLeaderMoved(ErrorInternal):
-    """A subscription's partition leadership moved: resume on the new leader.
-
-    `LiftbridgeClient.subscribe` resumes instead of raising this.
-    """
-
-    transient = True
-
-
-class ErrorSegmentClosed(ErrorInternal):
-    """The log closed the segment a subscription was reading.
-
-    The log cleaner replaced it (a new subscription gets past it), or the
-    partition was paused. `LiftbridgeClient.subscribe` resumes, or raises
-    `ErrorPartitionPaused`, instead of raising this.
-    """
-
-    transient = True
-
-
-class ErrorGroupMembership(LiftbridgeError):
-    """A consumer-group call was refused because of the member's standing.
-
-    Its subclasses say why; a member mends each by joining again or by
-    refreshing what it knows of the group.
-    """
-
-
-class ErrorAlreadyMember(ErrorGroupMembership):
-    """The consumer is already a member of the group (an earlier join got through)."""
-
-
-class ErrorGroupExists(ErrorGroupMembership, ErrorAlreadyExists):
-    """A join that was to create the group found it created meanwhile.
-
-    Liftbridge creates a group on its first join; when several members join
-    a new group at once, every join but the first one that Raft applies is
-    refused with this. The group exists then, so the same join, tried again,
-    joins it: transient, and retried by the client.
-    """
-
-    transient = True
-
-
-class ErrorNotMember(ErrorGroupMembership):
-    """The consumer is not (or no longer) a member of the group."""
-
-
-class ErrorStaleEpoch(ErrorGroupMembership):
-    """The member's group epoch differs from the coordinator's."""
-
-
-class ErrorNotCoordinator(ErrorGroupMembership):
-    """The broker asked is not the group's coordinator (it moved)."""
-
-
-class ErrorNotAssigned(ErrorGroupMembership):
-    """The partition is assigned to a member of a newer group epoch."""
-
-
-class PublishAsyncError(LiftbridgeError):
-    """The server refused one message published on a PublishAsync stream.
-
-    Attributes:
-        code: The `PublishAsyncError.Code` value the server sent.
-        correlation_id: The correlation id of the refused message.
-    """
-
-    def __init__(self, message: str, *, code: int, correlation_id: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.correlation_id = correlation_id
-
-    def __reduce__(self) -> Tuple[object, ...]:
-        # Keyword-only arguments: the default (cls, args) would lose them.
-        return (_rebuild_refusal, (type(self), self.message, self.code, self.correlation_id))
-
-
-def _rebuild_refusal(
-    cls: Type[PublishAsyncError], message: str, code: int, correlation_id: str
-) -> PublishAsyncError:
-    return cls(message, code=code, correlation_id=correlation_id)
 
 
 def _refusal_class(base: Type[LiftbridgeError]) -> Type[PublishAsyncError]:
@@ -557,68 +287,6 @@ def subscribe_error(
     if status == Status.FAILED_PRECONDITION:
         return ErrorPartitionPaused(f"Partition {where} was paused: {text}", status=status)
     return from_grpc_error(exc, default=ErrorChannelClosed)
-
-
-# -- subscription-side errors (issue 10 items 9 and 6, issue 11 item 3) --------
-
-__all__ += ["ErrorCursorNotFound", "ErrorReverseUnsupported", "ErrorUndecodableMessage"]
-
-
-class ErrorReverseUnsupported(ErrorInvalidArgument):
-    """The server does not support reverse subscriptions (it ignores `reverse`).
-
-    Liftbridge v1.9.0 reads forwards whatever the request says; lbwire
-    detects that from what the server does and raises this before
-    delivering a message in the wrong order.
-    """
-
-
-class ErrorCursorNotFound(ErrorNotFound):
-    """StartPosition.RESUME found no stored cursor, and the caller asked to be told.
-
-    Raised by `subscribe(..., missing_cursor=None)`.
-    """
-
-
-class ErrorUndecodableMessage(LiftbridgeError, ValueError):
-    """A received message cannot be decoded.
-
-    Its encoding header lies or names an unknown method, or its value expands
-    beyond the client's `max_message_size`.
-
-    The subscription that raised it has ended; subscribing again from
-    `offset + 1` skips the message and loses or repeats no other.
-
-    Attributes:
-        stream: The message's stream.
-        partition: Its partition.
-        offset: Its offset.
-        raw: The message as received (`lbwire.types.Message`, value not
-            decompressed, the encoding header kept).
-    """
-
-    def __init__(
-        self, message: str, *, stream: str, partition: int, offset: int, raw: object
-    ) -> None:
-        super().__init__(message)
-        self.stream = stream
-        self.partition = partition
-        self.offset = offset
-        self.raw = raw
-
-    def __reduce__(self) -> Tuple[object, ...]:
-        return (
-            _rebuild_undecodable,
-            (self.message, self.stream, self.partition, self.offset, self.raw),
-        )
-
-
-def _rebuild_undecodable(
-    message: str, stream: str, partition: int, offset: int, raw: object
-) -> ErrorUndecodableMessage:
-    return ErrorUndecodableMessage(
-        message, stream=stream, partition=partition, offset=offset, raw=raw
-    )
 
 
 # -- what a reverse subscription's ending means (lbwire._reverse) ----------------------

@@ -1,0 +1,268 @@
+"""`PublishMethods`: the publishing methods `LiftbridgeClient` inherits.
+
+They check their arguments and delegate to `lbwire._publish.Publisher`.
+"""
+
+from __future__ import annotations
+
+from typing import (
+    TYPE_CHECKING,
+    AsyncIterator,
+    Dict,
+    Iterable,
+    Optional,
+)
+
+from . import wire
+from ._publish import Publisher, new_correlation_id
+from .error import (
+    ErrorInvalidArgument,
+)
+from .retry import call_budget
+from .types import Ack, AckPolicy, Partitioner
+
+if TYPE_CHECKING:
+    from .publish import PendingAck
+
+
+__all__ = ["PublishMethods"]
+
+
+class PublishMethods:
+    """The publishing methods of `LiftbridgeClient` (which inherits them).
+
+    Each checks its arguments and delegates to the client's `Publisher`.
+    """
+
+    _publisher: Publisher
+    publish_async_ack_timeout: float
+
+    def get_publish_request(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        expected_offset: Optional[int] = None,
+    ) -> wire.PublishRequest:
+        """Build a PublishRequest, as `publish` would send it (for `publish_bulk`).
+
+        Raises:
+            ValueError: A bad value, header or ack policy.
+        """
+        return self._publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+
+    async def publish(
+        self,
+        value: bytes,
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        wait_for_stream: bool = False,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        expected_offset: Optional[int] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> Optional[Ack]:
+        """Publish one message and, unless the ack policy is NONE, wait for its ack.
+
+        The server waits for the ack only when the call carries a deadline,
+        so lbwire sends `ack_timeout` as the deadline for LEADER and ALL.
+
+        Args:
+            value: Payload.
+            stream: Stream name.
+            key: Message key (also what the key partitioner hashes).
+            partition: Partition; when None, the partitioner (argument or
+                client default) chooses, else partition 0.
+            headers: Message headers.
+            ack_inbox: NATS subject for the ack (server-chosen if None).
+            correlation_id: Id to correlate the ack with the message.
+            ack_policy: LEADER, ALL or NONE.
+            wait_for_stream: Retry while the stream does not exist yet.
+            auto_compress: Compress with the client's compression method.
+            partitioner: Partitioner for this message.
+            expected_offset: Optimistic concurrency: the offset the message
+                must get (the stream must have it enabled).
+            ack_timeout: Seconds to wait for the ack (client default if None).
+
+        Returns:
+            The Ack, or None for AckPolicy.NONE.
+
+        Raises:
+            ValueError: Bad arguments, before anything is sent.
+            ErrorMessageSizeExceeded: The message is larger than allowed.
+            ErrorNotFound: No such stream or partition.
+            ErrorReadonly: The partition is read-only.
+            ErrorIncorrectOffset: `expected_offset` did not match.
+            ErrorAckTimeout: No ack within the ack timeout.
+            ErrorUnavailable: No broker could be reached, or the connection
+                broke after the message went out: it may or may not be
+                stored, and is not sent again (that could store it twice).
+        """
+        if not stream:
+            raise ErrorInvalidArgument("publish needs a stream name")
+        publisher = self._publisher
+        # Choosing the partition and publishing share one retry budget.
+        with call_budget(publisher.router.policy):
+            if partition is None and (partitioner or publisher.options.partitioner):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+            request = publisher.request(
+                value,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_inbox=ack_inbox,
+                correlation_id=correlation_id,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                expected_offset=expected_offset,
+            )
+            return await publisher.publish(request, ack_timeout, wait_for_stream)
+
+    async def publish_to_subject(
+        self,
+        value: bytes,
+        subject: str,
+        *,
+        key: Optional[bytes] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_inbox: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        ack_timeout: Optional[float] = None,
+    ) -> Optional[Ack]:
+        """Publish a Liftbridge message to a NATS subject (and the streams on it).
+
+        Returns:
+            The first Ack, or None for AckPolicy.NONE.
+
+        Raises:
+            ValueError: Bad arguments.
+            ErrorAckTimeout: No ack within the ack timeout.
+        """
+        if not subject:
+            raise ErrorInvalidArgument("publish_to_subject needs a subject")
+        template = self._publisher.request(
+            value,
+            stream=None,
+            key=key,
+            partition=None,
+            headers=headers,
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=False,
+            expected_offset=None,
+        )
+        request = wire.PublishToSubjectRequest(
+            key=template.key,
+            value=template.value,
+            subject=subject,
+            headers=template.headers,
+            ackInbox=template.ackInbox,
+            correlationId=template.correlationId,
+            ackPolicy=template.ackPolicy,
+        )
+        return await self._publisher.publish_to_subject(request, ack_timeout)
+
+    async def publish_async(
+        self,
+        value: bytes,
+        *,
+        stream: str,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        correlation_id: Optional[str] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        expected_offset: Optional[int] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> PendingAck:
+        """Send a message on the pipelined PublishAsync stream without waiting.
+
+        Returns:
+            An awaitable `PendingAck`: `await` it for the Ack (None for
+            AckPolicy.NONE); it raises `PublishAsyncError` if the server
+            refused the message and `ErrorAckTimeout` if no ack came in time.
+        """
+        publisher = self._publisher
+        session = None
+        if partition is None and (partitioner or publisher.options.partitioner):
+            # Choosing the partition and opening the stream share one budget.
+            with call_budget(publisher.router.policy):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+                if publisher.connections.open:
+                    session = await publisher.session()
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers=headers,
+            ack_inbox=None,
+            correlation_id=correlation_id or new_correlation_id(),
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        # Sent from here rather than through one more coroutine: this is the
+        # pipelined (per-message) path.
+        encoded = publisher.encode(request)
+        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        if not publisher.connections.open:
+            return await publisher.send_outside(request, encoded, timeout)
+        if session is None:
+            session = await publisher.session()
+        return await session.send(request, encoded, timeout)
+
+    async def publish_bulk(
+        self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
+    ) -> AsyncIterator[wire.PublishResponse]:
+        """Publish many requests pipelined on one PublishAsync stream.
+
+        As in gufo-liftbridge, the items are PublishResponses: `item.ack`
+        is the Ack. Requests with AckPolicy.NONE get no response.
+
+        Args:
+            iter_req: Requests, e.g. from `get_publish_request`.
+            wait: Wait up to `publish_async_ack_timeout` for every ack and
+                raise `ErrorAckTimeout` for a missing one; with False, a
+                missing ack ends the iteration quietly instead.
+
+        Yields:
+            PublishResponses, in the order the requests were sent.
+
+        Raises:
+            PublishAsyncError: The server refused a message (gufo-liftbridge
+                leaves these unreported).
+            ErrorAckTimeout: With `wait`, an ack missing after
+                `publish_async_ack_timeout`.
+        """
+        async for response in self._publisher.publish_bulk(iter_req, wait):
+            yield response

@@ -1,0 +1,131 @@
+"""Exceptions raised by lbwire, and the one table that maps gRPC statuses to them.
+
+The class names of gufo-liftbridge 0.2.0 (`LiftbridgeError`, `ErrorNotFound`,
+`ErrorAlreadyExists`, `ErrorChannelClosed`, `ErrorUnavailable`,
+`ErrorMessageSizeExceeded`, `ErrorNoMetadataLeader`) are kept, so code that
+catches them keeps working.  lbwire adds finer classes below them where the
+server says more, and mixes in the matching built-in exception
+(`ValueError`, `TimeoutError`, `PermissionError`) where that is what a Python
+programmer would catch.
+
+Every decision from a gRPC status or the server's message text to an
+exception is made here (`from_grpc_error`, `subscribe_error`); callers decide
+by class, never by reading the text.
+
+Transient and permanent errors: each class says, with its `transient`
+attribute, whether trying the same call again (after fresh metadata) can
+succeed: a broker that could not be reached, a leader that moved, an
+election under way. The retry helpers retry exactly the transient ones.
+Independently, `not_processed` says the transport knows the server never
+began the call, so a publish may be sent again without being stored twice.
+"""
+
+from __future__ import annotations
+
+from ._decisions import (
+    decode_reply,
+    from_grpc_error,
+    is_empty_partition_refusal,
+    is_reverse_end,
+    is_stop_reached,
+    malformed_reply,
+    may_resend,
+    more_hopeful,
+    no_broker_reachable,
+    publish_async_error,
+    subscribe_error,
+)
+from ._hierarchy import (
+    ErrorAckTimeout,
+    ErrorAlreadyExists,
+    ErrorAlreadyMember,
+    ErrorChannelClosed,
+    ErrorCursorNotFound,
+    ErrorDeadlineExceeded,
+    ErrorEncryptionFailed,
+    ErrorEndOfPartition,
+    ErrorGroupExists,
+    ErrorGroupMembership,
+    ErrorHostNotFound,
+    ErrorIncorrectOffset,
+    ErrorInternal,
+    ErrorInvalidArgument,
+    ErrorInvalidPartition,
+    ErrorInvalidType,
+    ErrorLeaderMoved,
+    ErrorMalformedReply,
+    ErrorMessageSizeExceeded,
+    ErrorNoMetadataLeader,
+    ErrorNotAssigned,
+    ErrorNotCoordinator,
+    ErrorNotFound,
+    ErrorNotLeader,
+    ErrorNotMember,
+    ErrorPartitionPaused,
+    ErrorPermissionDenied,
+    ErrorReadonly,
+    ErrorReverseUnsupported,
+    ErrorSegmentClosed,
+    ErrorStaleEpoch,
+    ErrorUnavailable,
+    ErrorUndecodableMessage,
+    LiftbridgeError,
+    PublishAsyncError,
+)
+
+__all__ = [
+    "ErrorAckTimeout",
+    "ErrorAlreadyExists",
+    "ErrorAlreadyMember",
+    "ErrorChannelClosed",
+    "ErrorCursorNotFound",
+    "ErrorDeadlineExceeded",
+    "ErrorEncryptionFailed",
+    "ErrorEndOfPartition",
+    "ErrorGroupExists",
+    "ErrorGroupMembership",
+    "ErrorHostNotFound",
+    "ErrorIncorrectOffset",
+    "ErrorInternal",
+    "ErrorInvalidArgument",
+    "ErrorInvalidPartition",
+    "ErrorInvalidType",
+    "ErrorLeaderMoved",
+    "ErrorMalformedReply",
+    "ErrorMessageSizeExceeded",
+    "ErrorNoMetadataLeader",
+    "ErrorNotAssigned",
+    "ErrorNotCoordinator",
+    "ErrorNotFound",
+    "ErrorNotLeader",
+    "ErrorNotMember",
+    "ErrorPartitionPaused",
+    "ErrorPermissionDenied",
+    "ErrorReadonly",
+    "ErrorReverseUnsupported",
+    "ErrorSegmentClosed",
+    "ErrorStaleEpoch",
+    "ErrorUnavailable",
+    "ErrorUndecodableMessage",
+    "LiftbridgeError",
+    "PublishAsyncError",
+    "decode_reply",
+    "from_grpc_error",
+    "is_empty_partition_refusal",
+    "is_reverse_end",
+    "is_stop_reached",
+    "malformed_reply",
+    "may_resend",
+    "more_hopeful",
+    "no_broker_reachable",
+    "publish_async_error",
+    "subscribe_error",
+]
+
+# Shown (tracebacks, reprs, pickles) under the public module, not the private
+# ones that define them.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__
+del _name, _value
