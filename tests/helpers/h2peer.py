@@ -9,6 +9,8 @@ concurrent streams at 2; this server can. Requests are answered by path:
 * ``/t/Hang``: nothing, ever (ignores grpc-timeout).
 * ``/t/Http503``: a non-gRPC 503 response.
 * ``/t/Refuse``: RST_STREAM(REFUSED_STREAM).
+* any path in ``RawServer.refuse_once``: RST_STREAM(REFUSED_STREAM) the first
+  time, then answered as usual.
 * ``/t/Close``: the server closes the TCP connection.
 * ``/t/Hold``: answered like Echo once ``release_held`` is called.
 * ``/t/Burst``: three 16 KiB messages in one write, then nothing.
@@ -118,6 +120,10 @@ class RawConnection:
                     end_stream=True,
                 )
                 self.paths.pop(event.stream_id)
+            elif path in server.refuse_once:
+                server.refuse_once.discard(path)
+                self.h2.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
+                self.paths.pop(event.stream_id)
             elif path == b"/t/Refuse":
                 self.h2.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
                 self.paths.pop(event.stream_id)
@@ -207,6 +213,7 @@ class RawServer:
         # Scripted answers by path (see the module docstring).
         self.replies: Dict[bytes, Callable[[bytes], Sequence[bytes]]] = {}
         self.open_ended: Set[bytes] = set()
+        self.refuse_once: Set[bytes] = set()
         self.cuts: List[int] = []
         # (memory_server) Opens an in-memory connection to this server.
         self.connect: Optional[Callable[[], Awaitable[Transport]]] = None
