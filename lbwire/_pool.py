@@ -19,6 +19,7 @@ import anyio
 from ._address import Address, format_address
 from ._lifecycle import owned_task_group
 from ._log import LazyLogger
+from .observer import ObserverSlot
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -58,6 +59,7 @@ class BrokerConnection:
         "for_subscriptions",
         "last_used",
         "reconnected_at",
+        "reconnecting",
         "subscriptions",
     )
 
@@ -71,14 +73,20 @@ class BrokerConnection:
         # found it broken after that (the channel then connects again).
         self.ever_connected = False
         self.reconnected_at: Optional[float] = None
+        self.reconnecting = False
 
-    def taken(self, now: float) -> None:
-        """A call takes the connection now."""
+    def taken(self, now: float) -> bool:
+        """A call takes the connection now; return whether it must connect again."""
         self.last_used = now
         if self.channel.connected:
             self.ever_connected = True
+            self.reconnecting = False
         elif self.ever_connected:
             self.reconnected_at = now
+            if not self.reconnecting:
+                self.reconnecting = True
+                return True
+        return False
 
     def idle_since(self, now: float) -> Optional[float]:
         """Seconds without a call, or None while a call uses the connection."""
@@ -111,6 +119,8 @@ class ConnectionRegistry:
         self._pools: Dict[Address, List[BrokerConnection]] = {}
         self._task_group: Optional[TaskGroup] = None
         self._listeners: List[Callable[[str], None]] = []
+        #: The client's observer (`LiftbridgeClient.observer`), for every part.
+        self.observers = ObserverSlot()
 
     def start(self, task_group: TaskGroup) -> None:
         """Make connections in `task_group` from now on; start the idle reaper."""
@@ -210,8 +220,10 @@ class ConnectionRegistry:
         if record is None:
             record = BrokerConnection(address, self._new_channel(address), for_subscriptions=False)
             self._calls[address] = record
-        else:
-            record.taken(anyio.current_time())
+        elif record.taken(anyio.current_time()):
+            observer = self.observers.current
+            if observer is not None:
+                observer.on_reconnect(format_address(address))
         return record.channel
 
     def reconnected_within(self, address: Address, seconds: float) -> bool:

@@ -276,7 +276,12 @@ class Publisher:
             return may_resend(error) or (loading and isinstance(error, ErrorNotFound))
 
         try:
-            return await retrying(attempt, self.router.policy, retry_if=retry_if)
+            return await retrying(
+                attempt,
+                self.router.policy,
+                retry_if=retry_if,
+                on_retry=self.connections.observers.retry_reporter("Publish"),
+            )
         except ErrorUnavailable as exc:
             if exc.not_processed:
                 raise
@@ -343,7 +348,7 @@ class Publisher:
                 channel = connections.channel(address)
             else:
                 channel = connections.scope_channel(address)
-            session = PublishSession(channel, task_group)
+            session = PublishSession(channel, task_group, self.connections.observers)
             await session.start()
             return session
 

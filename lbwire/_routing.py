@@ -239,7 +239,9 @@ class Router:
             raise last
 
         try:
-            return await retrying(attempt, self.policy)
+            return await retrying(
+                attempt, self.policy, on_retry=self.connections.observers.retry_reporter(what)
+            )
         except ErrorUnavailable as exc:
             raise no_broker_reachable(exc, self.seeds) from exc
 
@@ -273,7 +275,9 @@ class Router:
                     ) from None
                 raise
 
-        return await retrying(attempt, self.policy)
+        return await retrying(
+            attempt, self.policy, on_retry=self.connections.observers.retry_reporter(method)
+        )
 
     async def call_cursor_leader(
         self,

@@ -191,6 +191,7 @@ class Subscriptions:
             if not _transient(error, set_up_once=set_up_once, reconnecting=reconnecting):
                 raise error
             last_error = error
+            interrupted = set_up_once and not reconnecting  # (once per outage)
             reconnecting = True
             now = anyio.current_time()
             if not set_up_once and now >= first_deadline:
@@ -210,6 +211,9 @@ class Subscriptions:
                     f"within {self.resubscribe_wait_time} s: {error}"
                 ) from error
             logger.info("Subscription to %s interrupted (%s); resuming", where, error)
+            observer = self.connections.observers.current
+            if observer is not None and interrupted:
+                observer.on_resubscribe(stream, partition, error)
             # Within the bound that applies: the pause and the refresh (a
             # retry loop of its own) must not outlast it.
             with anyio.CancelScope(deadline=deadline_for_resume if set_up_once else first_deadline):

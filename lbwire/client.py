@@ -49,6 +49,7 @@ from .error import LiftbridgeError as LiftbridgeError
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .metadata import MetadataCache
+from .observer import ClientObserver
 from .partitioning import KeyPartitioner, RoundRobinPartitioner
 from .retry import RetryPolicy
 from .types import Ack as Ack
@@ -323,6 +324,19 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     def idle_timeout(self) -> Optional[float]:
         """Seconds after which an unused connection is closed (None: never)."""
         return self._connections.idle_timeout
+
+    @property
+    def observer(self) -> Optional[ClientObserver]:
+        """What the client tells of its retries, reconnects, resubscribes and acks.
+
+        None (the default) tells no one; `lbwire.otel.instrument` sets one.
+        See `lbwire.observer.ClientObserver`.
+        """
+        return self._connections.observers.current
+
+    @observer.setter
+    def observer(self, observer: Optional[ClientObserver]) -> None:
+        self._connections.observers.current = observer
 
     @property
     def channel_config(self) -> ChannelConfig:

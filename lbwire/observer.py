@@ -9,9 +9,9 @@ nothing, so the client can name the protocol without importing OpenTelemetry.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Optional, Protocol
 
-__all__ = ["ClientObserver"]
+__all__ = ["ClientObserver", "ObserverSlot"]
 
 
 class ClientObserver(Protocol):
@@ -39,3 +39,27 @@ class ClientObserver(Protocol):
 
     def on_ack(self, stream: str, partition: int, latency: float) -> None:
         """The ack of a pipelined publish arrived, `latency` seconds after it was sent."""
+
+
+class ObserverSlot:
+    """Where the parts of one client find its observer (`LiftbridgeClient.observer`).
+
+    Read at each event, so an observer installed after the client started
+    (or removed) takes effect at once.
+    """
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: Optional[ClientObserver] = None
+
+    def retry_reporter(self, method: str) -> Optional[Callable[[int, BaseException], None]]:
+        """What `lbwire.retry.retrying` calls before trying `method` again, if observed."""
+        observer = self.current
+        if observer is None:
+            return None
+
+        def report(attempt: int, error: BaseException) -> None:
+            observer.on_retry(method, attempt, error)
+
+        return report

@@ -8,7 +8,7 @@ awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, Generator, Optional
+from typing import TYPE_CHECKING, Any, Deque, Dict, Generator, Optional, Tuple
 
 import anyio
 
@@ -22,6 +22,7 @@ from .error import (
     publish_async_error,
 )
 from .grpc import GRPCError
+from .observer import ObserverSlot
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -48,7 +49,16 @@ class PendingAck:
     # before the ack came: with many publishes in flight most acks are in by
     # the time they are awaited, and an Event costs more than the rest of
     # this constructor.
-    __slots__ = ("_ack", "_deadline", "_done", "_error", "_event", "_session", "correlation_id")
+    __slots__ = (
+        "_ack",
+        "_deadline",
+        "_done",
+        "_error",
+        "_event",
+        "_session",
+        "correlation_id",
+        "observed",
+    )
 
     def __init__(
         self, session: Optional[PublishSession], correlation_id: str, deadline: float
@@ -60,6 +70,8 @@ class PendingAck:
         self._event: Optional[anyio.Event] = None
         self._ack: Optional[wire.Ack] = None
         self._error: Optional[LiftbridgeError] = None
+        #: (stream, partition, sent at) when the client has an observer.
+        self.observed: Optional[Tuple[str, int, float]] = None
 
     def resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
         """Settle the outcome (called by the session that sent the message)."""
@@ -97,9 +109,12 @@ class PendingAck:
 class PublishSession:
     """A PublishAsync stream and the acks awaited on it."""
 
-    def __init__(self, channel: Channel, task_group: TaskGroup) -> None:
+    def __init__(
+        self, channel: Channel, task_group: TaskGroup, observers: Optional[ObserverSlot] = None
+    ) -> None:
         self._channel = channel
         self._task_group = task_group
+        self._observers = observers if observers is not None else ObserverSlot()
         self._pending: Dict[str, PendingAck] = {}
         # Requests that share a correlation id with one in `_pending` (the
         # caller chose the ids): each ack settles the oldest of them, so acks
@@ -172,6 +187,12 @@ class PublishSession:
             item.resolve(None, publish_async_error(int(err.code), err.message, correlation_id))
         else:
             item.resolve(response.ack, None)
+            observed = item.observed
+            if observed is not None:
+                observer = self._observers.current
+                if observer is not None:
+                    stream, partition, sent = observed
+                    observer.on_ack(stream, partition, anyio.current_time() - sent)
 
     def _promote(self, correlation_id: str) -> None:
         """The next request sharing `correlation_id` awaits the next ack for it."""
@@ -212,7 +233,10 @@ class PublishSession:
             item = PendingAck(None, correlation_id, 0.0)
             item.resolve(None, None)  # the server sends nothing back
         else:
-            item = PendingAck(self, correlation_id, anyio.current_time() + timeout)
+            now = anyio.current_time()
+            item = PendingAck(self, correlation_id, now + timeout)
+            if self._observers.current is not None:
+                item.observed = (request.stream, request.partition, now)
             if correlation_id in self._pending:
                 self._register(item)
             else:

@@ -71,13 +71,14 @@ async def retrying(
     retry_on: Optional[Tuple[Type[LiftbridgeError], ...]] = None,
     *,
     retry_if: Callable[[LiftbridgeError], bool] = is_transient,
+    on_retry: Optional[Callable[[int, BaseException], None]] = None,
 ) -> T:
     """Call `attempt(n)` (n = 0, 1, ...) until it succeeds or the policy gives up.
 
     A `LiftbridgeError` is retried when `retry_if` says so (by default: when
     it is transient); the last one is re-raised when attempts or time run out.
     `retry_on`, kept for callers of lbwire 0.1, retries exactly those classes
-    instead.
+    instead. `on_retry(failures, error)` is told before each new try.
     """
     if retry_on is not None:
         classes = retry_on
@@ -101,6 +102,8 @@ async def retrying(
                     or anyio.current_time() + pause > budget.deadline
                 ):
                     raise
+                if on_retry is not None:
+                    on_retry(budget.failures, error)
                 await anyio.sleep(pause)
 
 

@@ -61,7 +61,6 @@ _UNARY: Dict[str, Optional[str]] = {
 _WRAPPED = (*_UNARY, "publish", "publish_to_subject", "publish_async", "publish_bulk", "subscribe")
 #: The client attribute the client reads its `ClientObserver` from.
 _OBSERVER_ATTRIBUTE = "observer"
-_ABSENT = object()
 
 
 class Instrumentation:
@@ -133,7 +132,7 @@ class Instrumentation:
         self.resubscribes = meter.create_counter(
             "lbwire.client.resubscribes", "{subscription}", "Subscriptions resumed elsewhere"
         )
-        self._previous_observer: Any = vars(client).get(_OBSERVER_ATTRIBUTE, _ABSENT)
+        self._previous_observer: Any = getattr(client, _OBSERVER_ATTRIBUTE, None)
         self._wrap()
 
     # ------------------------------------------------------------------ wrapping
@@ -160,10 +159,7 @@ class Instrumentation:
         client = self.client
         for name in _WRAPPED:
             vars(client).pop(name, None)
-        if self._previous_observer is _ABSENT:
-            vars(client).pop(_OBSERVER_ATTRIBUTE, None)
-        else:
-            setattr(client, _OBSERVER_ATTRIBUTE, self._previous_observer)
+        setattr(client, _OBSERVER_ATTRIBUTE, self._previous_observer)
 
     @contextmanager
     def _span(

@@ -1,0 +1,94 @@
+"""The client tells its observer what its public API does not show (real server)."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import anyio
+import pytest
+from helpers import aclosing, wait_until
+
+from lbwire.client import LiftbridgeClient, RetryPolicy
+from lbwire.error import LiftbridgeError
+from lbwire.observer import ClientObserver
+from lbwire.testing import LiftbridgeServer
+from lbwire.types import StartPosition
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """A ClientObserver that keeps every event."""
+
+    def __init__(self) -> None:
+        self.retries: List[Tuple[str, int]] = []
+        self.reconnects: List[str] = []
+        self.resubscribes: List[Tuple[str, int]] = []
+        self.acks: List[Tuple[str, int, float]] = []
+
+    def on_retry(self, method: str, attempt: int, error: BaseException) -> None:
+        self.retries.append((method, attempt))
+
+    def on_reconnect(self, broker: str) -> None:
+        self.reconnects.append(broker)
+
+    def on_resubscribe(self, stream: str, partition: int, error: BaseException) -> None:
+        self.resubscribes.append((stream, partition))
+
+    def on_ack(self, stream: str, partition: int, latency: float) -> None:
+        self.acks.append((stream, partition, latency))
+
+
+async def test_pipelined_acks_reach_the_observer(
+    liftbridge_server: LiftbridgeServer, stream_name: str
+) -> None:
+    recorder = Recorder()
+    async with LiftbridgeClient([liftbridge_server.broker]) as client:
+        observer: ClientObserver = recorder
+        client.observer = observer
+        await client.create_stream(stream_name, wait_for_stream=True)
+        pending = [await client.publish_async(b"m", stream=stream_name) for _ in range(5)]
+        for ack in pending:
+            await ack
+    assert [(s, p) for s, p, _ in recorder.acks] == [(stream_name, 0)] * 5
+    assert all(latency >= 0 for _, _, latency in recorder.acks)
+
+
+async def test_retries_reach_the_observer(fresh_server: LiftbridgeServer) -> None:
+    recorder = Recorder()
+    policy = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02, max_time=5)
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=policy) as client:
+        client.observer = recorder
+        await client.get_metadata()
+        await fresh_server.akill()
+        with pytest.raises(LiftbridgeError):
+            await client.get_metadata()
+    assert recorder.retries == [("FetchMetadata", 1), ("FetchMetadata", 2)]
+
+
+async def test_a_restart_is_a_reconnect_and_a_resubscribe(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    recorder = Recorder()
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        client.observer = recorder
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await client.publish(b"before", stream=stream_name)
+        seen: List[bytes] = []
+
+        async def read() -> None:
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+            async with aclosing(subscription) as messages:
+                async for message in messages:
+                    seen.append(message.value)
+                    if len(seen) == 2:
+                        return
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read)
+            await wait_until(lambda: seen == [b"before"], "the first message is read")
+            await fresh_server.arestart()
+            await client.publish(b"after", stream=stream_name)
+    assert seen == [b"before", b"after"]
+    assert recorder.reconnects == [fresh_server.broker]
+    assert recorder.resubscribes == [(stream_name, 0)]
