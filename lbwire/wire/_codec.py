@@ -99,6 +99,11 @@ class WireMessage:
         super().__init_subclass__(**kwargs)
         cls._BY_NUMBER = {f.number: f for f in cls._FIELDS}
 
+    @classmethod
+    def fields(cls) -> tuple[Field, ...]:
+        """The message's fields, in field-number order (the schema, as data)."""
+        return cls._FIELDS
+
     # -- encoding --------------------------------------------------------
 
     def encode(self) -> bytes:
@@ -177,9 +182,6 @@ class WireMessage:
         except DecodeError as exc:
             raise DecodeError(f"{cls.__name__}.{where} > {exc}") from None
         return pos
-
-    #: The generic decoder under its older name (the wire tests call it).
-    _merge = merge_range
 
     # -- comparison and display -------------------------------------------
 

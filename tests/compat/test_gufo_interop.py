@@ -467,13 +467,13 @@ async def test_subscribing_to_a_stream_not_created_yet(
 
             # Know when gufo has looked the stream's leader up (and found none).
             refreshed = anyio.Event()
-            refresh = gufo._refresh_leaders
+            refresh = gufo._refresh_leaders  # noqa: SLF001 - gufo's internals, watched
 
             async def refresh_and_tell() -> None:
                 await refresh()
                 refreshed.set()
 
-            gufo._refresh_leaders = refresh_and_tell  # type: ignore[method-assign]
+            gufo._refresh_leaders = refresh_and_tell  # type: ignore[method-assign]  # noqa: SLF001
             tg.start_soon(gufo_consumer)
             await refreshed.wait()
             assert (stream_name, 0) not in gufo.leaders  # gufo waits and polls again

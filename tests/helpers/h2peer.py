@@ -218,7 +218,7 @@ class RawServer:
         # (memory_server) Opens an in-memory connection to this server.
         self.connect: Optional[Callable[[], Awaitable[Transport]]] = None
 
-    async def _serve(self, stream: anyio.abc.ByteStream) -> None:
+    async def serve(self, stream: anyio.abc.ByteStream) -> None:
         connection = RawConnection(self, stream)
         self.connections.append(connection)
         async with stream:
@@ -236,7 +236,7 @@ async def memory_server() -> AsyncIterator[RawServer]:
 
         async def connect() -> Transport:
             transport, server_end = memory_transport()
-            tasks.start_soon(server._serve, server_end)
+            tasks.start_soon(server.serve, server_end)
             return transport
 
         server.connect = connect
@@ -252,7 +252,7 @@ async def raw_server() -> AsyncIterator[RawServer]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     server.port = listener.extra(SocketAttribute.local_port)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, server._serve)
+        tasks.start_soon(listener.serve, server.serve)
         try:
             yield server
         finally:

@@ -50,7 +50,7 @@ class Proxy:
                     await anyio.sleep_forever()  # (no more reads: the buffers fill)
                 await sink.send(data)
 
-    async def _serve(self, client: anyio.abc.SocketStream) -> None:
+    async def serve(self, client: anyio.abc.SocketStream) -> None:
         self.connections += 1
         stalled = self._stalled
         upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
@@ -70,7 +70,7 @@ async def tcp_proxy(upstream_port: int) -> AsyncIterator[Proxy]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     proxy.port = listener.extra(SocketAttribute.local_port)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, proxy._serve)
+        tasks.start_soon(listener.serve, proxy.serve)
         try:
             yield proxy
         finally:

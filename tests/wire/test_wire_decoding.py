@@ -252,7 +252,7 @@ def test_nesting_deeper_than_the_limit_is_refused() -> None:
     # No Liftbridge message is recursive, so only the decoder's own depth
     # argument can reach the limit.
     with pytest.raises(DecodeError, match="nesting deeper than 100"):
-        StreamMetadata()._merge(b"", 0, 0, MAX_DEPTH + 1)
+        StreamMetadata().merge_range(b"", 0, 0, MAX_DEPTH + 1)
 
 
 def test_decode_rejects_non_bytes() -> None:
@@ -278,7 +278,7 @@ def test_arbitrary_bytes_only_ever_raise_decode_error(cls: type[WireMessage], da
 def _generic(data: bytes) -> Message | DecodeError:
     msg = Message()
     try:
-        msg._merge(data, 0, len(data), 0)
+        msg.merge_range(data, 0, len(data), 0)
     except DecodeError as exc:
         return exc
     return msg
@@ -310,7 +310,7 @@ def test_damaged_messages_decode_like_the_generic_decoder(
 def _generic_of(cls: type[WireMessage], data: bytes) -> WireMessage | DecodeError:
     msg = cls()
     try:
-        msg._merge(data, 0, len(data), 0)
+        msg.merge_range(data, 0, len(data), 0)
     except DecodeError as exc:
         return exc
     return msg

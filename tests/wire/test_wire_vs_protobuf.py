@@ -40,12 +40,12 @@ by_name = pytest.mark.parametrize("cls", MESSAGE_CLASSES, ids=lambda cls: cls.__
 def generic_decode(cls: type[WireMessage], data: bytes) -> WireMessage:
     """The table-driven decoder, bypassing hand-written fast paths."""
     msg = cls()
-    msg._merge(data, 0, len(data), 0)
+    msg.merge_range(data, 0, len(data), 0)
     return msg
 
 
 def has_multi_entry_map(msg: Any) -> bool:
-    for f in msg._FIELDS:
+    for f in type(msg).fields():
         value = getattr(msg, f.name)
         if f.kind == c.K_MAP_STR_BYTES and len(value) > 1:
             return True

@@ -49,7 +49,7 @@ def pb_class(cls: type[c.WireMessage]) -> Any:
 def to_pb(msg: c.WireMessage) -> PbMessage:
     """Build the equivalent protobuf message."""
     pb = pb_class(type(msg))()
-    for f in msg._FIELDS:
+    for f in type(msg).fields():
         value = getattr(msg, f.name)
         target = getattr(pb, f.name)
         if f.kind == c.K_MESSAGE:
