@@ -33,7 +33,7 @@ export LBWIRE_CACHE_DIR=${LBWIRE_CACHE_DIR:-$HOME/.cache/lbwire}
 section "CPython environment"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test,peers,dev,bench]'
+.venv/bin/python -m pip install --quiet -e '.[test,peers,dev,bench,docs]'
 .venv/bin/python --version
 
 section "Liftbridge servers"
