@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import sys
 from typing import Dict, Iterable, Optional, Tuple, Type, TypeVar, cast
 
 from .._address import Address, format_address
@@ -139,6 +139,11 @@ _BY_STATUS: Dict[Status, Type[LiftbridgeError]] = {
 
 def _unresolvable(exc: BaseException) -> bool:
     """Whether a failure was caused by a host name that does not resolve."""
+    # Not imported at module level (lbwire.client stays light): a failed
+    # lookup means socket is loaded already.
+    socket = sys.modules.get("socket")
+    if socket is None:
+        return False
     seen = 0
     cause: Optional[BaseException] = exc
     while cause is not None and seen < 8:  # a cause chain is short; never loop
