@@ -37,11 +37,11 @@ def test_an_uninstrumented_client_has_its_own_methods_back(idle_client: Liftbrid
     client = idle_client
     instrumentation = instrument(client)
     assert "publish" in vars(client)
-    assert vars(client)["observer"] is instrumentation
+    assert client.observer is instrumentation
     uninstrument(client)
     assert "publish" not in vars(client)
     assert "subscribe" not in vars(client)
-    assert "observer" not in vars(client)
+    assert client.observer is None
     assert client.publish.__func__ is LiftbridgeClient.publish  # type: ignore[attr-defined]
     uninstrument(client)  # a second time is a no-op
     instrument(client)  # and it can be instrumented again
