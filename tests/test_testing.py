@@ -218,7 +218,9 @@ def test_restart_keeps_ports_and_data(fresh_server: LiftbridgeServer) -> None:
     fresh_server.start()
 
     ids = server_ids()
-    assert len(ids) == 3
+    # Three launches, or more: a lone node that does not elect itself in time
+    # is launched again (the newest Liftbridge after a kill, sometimes).
+    assert len(ids) >= 3
     assert len(set(ids)) == 1
     assert (fresh_server.port, fresh_server.data_dir) == (port, data_dir)
     assert fresh_server.log_text(current_run=True).count("became metadata leader") == 1
