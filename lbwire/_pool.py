@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Dict, List, NamedTuple, Optional
+from typing import (
+    TYPE_CHECKING,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+)
 
 import anyio
 
@@ -121,6 +130,10 @@ class ConnectionRegistry:
         self._listeners: List[Callable[[str], None]] = []
         #: The client's observer (`LiftbridgeClient.observer`), for every part.
         self.observers = ObserverSlot()
+        #: Called by the idle reaper before each look, `(now, idle_timeout)`:
+        #: parts that keep a stream open (the PublishAsync session) end it
+        #: when it is idle, so that its connection can be closed as well.
+        self.idle_hooks: List[Callable[[float, float], Awaitable[None]]] = []
 
     def start(self, task_group: TaskGroup) -> None:
         """Make connections in `task_group` from now on; start the idle reaper."""
@@ -292,6 +305,8 @@ class ConnectionRegistry:
         """Close connections no call used for `idle_timeout` s (they reopen on use)."""
         while True:
             await anyio.sleep(idle_timeout / 4)
+            for hook in self.idle_hooks:
+                await hook(anyio.current_time(), idle_timeout)
             now = anyio.current_time()
             idle: List[BrokerConnection] = []
             for address, record in list(self._calls.items()):

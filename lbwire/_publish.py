@@ -1,11 +1,12 @@
-"""Publishing: request building, unary publishes, and the client's PublishAsync session.
+"""Publishing: request building, single publishes, and the client's PublishAsync session.
 
 `Publisher` turns `LiftbridgeClient`'s publish arguments into requests and
-sends them. Unary publishes go to any broker (the server forwards them to
-NATS); a publish that failed is sent again only when the transport says the
-server never began it (`LiftbridgeError.not_processed`), so no message is
-stored twice. Pipelined publishes share the client's one long-lived
-PublishAsync stream (`lbwire.publish.PublishSession`), opened on first use.
+sends them. Acked single publishes and pipelined ones share the client's one
+long-lived PublishAsync stream (`lbwire.publish.PublishSession`), opened on
+first use on any broker (the server forwards every publish to NATS); the
+unary Publish call carries what that stream cannot (see `Publisher.publish`).
+A publish that failed is sent again only when it never went out
+(`LiftbridgeError.not_processed`), so no message is stored twice.
 `PublishMethods` (`lbwire._publish_methods`) is the client's public publishing facet.
 """
 
@@ -18,12 +19,15 @@ from typing import (
     TYPE_CHECKING,
     Any,
     AsyncIterator,
+    Awaitable,
+    Callable,
     Deque,
     Dict,
     Iterable,
     Optional,
     Protocol,
     Set,
+    TypeVar,
 )
 
 import anyio
@@ -40,7 +44,9 @@ from .error import (
     ErrorNotFound,
     ErrorUnavailable,
     LiftbridgeError,
+    PublishAsyncError,
     may_resend,
+    refused_publish,
 )
 from .retry import retrying
 from .types import Ack, AckPolicy, Partitioner
@@ -79,6 +85,21 @@ LOADING_GRACE = 10.0
 BULK_IN_FLIGHT = 1024
 
 
+_R = TypeVar("_R")
+
+
+class _Attempt:
+    """What one try of a publish found out (see `Publisher._once`)."""
+
+    __slots__ = ("loading", "went_out")
+
+    def __init__(self) -> None:
+        #: The broker called the stream missing while it may still be loading it.
+        self.loading = False
+        #: The message may have reached the server.
+        self.went_out = True
+
+
 def new_correlation_id() -> str:
     """32 random hex digits, like uuid.uuid4().hex, cheaper and without importing uuid."""
     return os.urandom(16).hex()
@@ -110,6 +131,19 @@ class Publisher:
         """Run the PublishAsync reader in `task_group` from now on."""
         self._task_group = task_group
         self._session_lock = anyio.Lock()
+        if self._close_idle_session not in self.connections.idle_hooks:
+            self.connections.idle_hooks.append(self._close_idle_session)
+
+    async def _close_idle_session(self, now: float, idle_timeout: float) -> None:
+        """End the PublishAsync stream once unused for `idle_timeout` (a publish reopens it)."""
+        session = self._session
+        if session is None or session.closed:
+            return
+        idle_for = session.idle_for(now)
+        if idle_for is not None and idle_for >= idle_timeout:
+            logger.debug("Closing the idle PublishAsync stream")
+            self._session = None
+            await session.aclose()
 
     def stop(self) -> None:
         """Open no new PublishAsync stream (the task group is closing)."""
@@ -214,50 +248,99 @@ class Publisher:
             )
         return chosen
 
-    # ------------------------------------------------------------------ unary
+    # ------------------------------------------------------------------ single
 
     async def publish(
         self, request: wire.PublishRequest, ack_timeout: Optional[float], wait_for_stream: bool
     ) -> Optional[Ack]:
-        """Publish one request and wait for its ack (see `LiftbridgeClient.publish`)."""
+        """Publish one request and wait for its ack (see `LiftbridgeClient.publish`).
+
+        Acked publishes inside the client's block go over the client's
+        PublishAsync stream, as Liftbridge's client guide asks (the unary
+        Publish RPC is to be deprecated): no call to set up per message.
+        The unary call remains for what that stream cannot carry: a caller's
+        own ack inbox (the stream replaces it with its own), AckPolicy.NONE
+        (on the stream nothing would come back, and the server's refusal of
+        the message, e.g. for a missing stream, would be lost), and
+        publishes outside the client's block, which has no reader task.
+        """
+        streamed = (
+            self.connections.open
+            and self._task_group is not None
+            and request.ackPolicy != AckPolicy.NONE
+            and not request.ackInbox
+        )
+        if streamed and not request.correlationId:
+            # The stream matches acks to callers by correlation id.
+            request.correlationId = new_correlation_id()
         encoded = self.encode(request)
         wait = ack_timeout if ack_timeout is not None else self.options.ack_timeout
-        # The server waits for the ack only when the call carries a deadline;
-        # unacked publishes carry none, so it takes its fire-and-forget path.
-        timeout = None if request.ackPolicy == AckPolicy.NONE else wait
         while True:
             try:
-                response = await self._send(request, encoded, timeout)
-            except ErrorDeadlineExceeded as exc:
-                raise ErrorAckTimeout(
-                    f"No ack for the message to {request.stream!r} within {wait} s"
-                ) from exc
+                if streamed:
+                    return await self._publish_streamed(request, encoded, wait)
+                return await self._publish_unary(request, encoded, wait)
             except ErrorNotFound:
                 if not wait_for_stream:
                     raise
                 await self.router.wait_for_stream(request.stream)
-                continue
-            return response.ack
+
+    async def _publish_unary(
+        self, request: wire.PublishRequest, encoded: bytes, wait: float
+    ) -> Optional[Ack]:
+        # The server waits for the ack only when the call carries a deadline;
+        # unacked publishes carry none, so it takes its fire-and-forget path.
+        timeout = None if request.ackPolicy == AckPolicy.NONE else wait
+        try:
+            response = await self._send(request, encoded, timeout)
+        except ErrorDeadlineExceeded as exc:
+            raise ErrorAckTimeout(
+                f"No ack for the message to {request.stream!r} within {wait} s"
+            ) from exc
+        return response.ack
+
+    async def _publish_streamed(
+        self, request: wire.PublishRequest, encoded: bytes, wait: float
+    ) -> Optional[Ack]:
+        stream = request.stream
+
+        async def attempt(state: _Attempt) -> Optional[Ack]:
+            # Opening tries every broker within the policy itself.
+            state.went_out = False
+            session = await self.session()
+            state.went_out = True
+            item = await session.send(request, encoded, wait, observe=False)
+            try:
+                ack = await item
+            except PublishAsyncError as exc:
+                error = refused_publish(exc)
+                if isinstance(error, ErrorNotFound):
+                    address = session.address
+                    state.loading = address is not None and self.loading(stream, address)
+                raise error from None
+            except ErrorAckTimeout as exc:
+                raise ErrorAckTimeout(
+                    f"No ack for the message to {stream!r} within {wait} s"
+                ) from exc
+            self._published.add(stream)
+            return ack
+
+        return await self._once(attempt, "PublishAsync", stream)
 
     async def _send(
         self, request: wire.PublishRequest, encoded: bytes, timeout: Optional[float]
     ) -> wire.PublishResponse:
         router = self.router
         stream = request.stream
-        loading = False
 
-        async def attempt(failures: int) -> wire.PublishResponse:
-            nonlocal loading
-            loading = False
+        async def attempt(state: _Attempt) -> wire.PublishResponse:
             address = router.any_broker()
             try:
                 response = await router.call(
                     address, "Publish", encoded, wire.PublishResponse, timeout=timeout
                 )
             except ErrorNotFound:
-                loading = self.stream_known(stream) and self.connections.reconnected_within(
-                    address, LOADING_GRACE
-                )
+                state.loading = self.loading(stream, address)
                 raise
             except ErrorUnavailable as exc:
                 if exc.not_processed:
@@ -266,30 +349,57 @@ class Publisher:
             self._published.add(stream)
             return response
 
-        # A publish that went out may be stored although its call then failed
-        # (the broker died after forwarding it): sending it again could store
-        # it twice. Only calls the transport knows the server never began
-        # (GOAWAY beyond their stream, REFUSED_STREAM, no connection) are
-        # sent again, and those the server refused because it had not loaded
-        # the stream yet (NotFound stores nothing).
+        return await self._once(attempt, "Publish", stream)
+
+    async def _once(
+        self, attempt: Callable[[_Attempt], Awaitable[_R]], method: str, stream: str
+    ) -> _R:
+        """Run `attempt` within the retry policy without storing its message twice.
+
+        A publish that went out may be stored although it then failed (the
+        broker died after forwarding it): sending it again could store it
+        twice. Only publishes the transport knows the server never began
+        (GOAWAY beyond their stream, REFUSED_STREAM, no connection, a
+        PublishAsync stream that ended first) are sent again, and those the
+        restarted server refused because it had not loaded the stream yet
+        (NotFound stores nothing).
+        """
+        state = _Attempt()
+
+        async def run(failures: int) -> _R:
+            state.loading = False
+            state.went_out = True
+            return await attempt(state)
+
         def retry_if(error: LiftbridgeError) -> bool:
-            return may_resend(error) or (loading and isinstance(error, ErrorNotFound))
+            return may_resend(error) or (state.loading and isinstance(error, ErrorNotFound))
 
         try:
             return await retrying(
-                attempt,
+                run,
                 self.router.policy,
                 retry_if=retry_if,
-                on_retry=self.connections.observers.retry_reporter("Publish"),
+                on_retry=self.connections.observers.retry_reporter(method),
             )
         except ErrorUnavailable as exc:
-            if exc.not_processed:
+            if exc.not_processed or not state.went_out:
                 raise
             raise ErrorUnavailable(
-                f"Connection lost while publishing to {request.stream!r}: the message may "
+                f"Connection lost while publishing to {stream!r}: the message may "
                 f"or may not be stored, and was not sent again ({exc})",
                 status=exc.status,
             ) from None
+
+    def loading(self, stream: str, address: Address) -> bool:
+        """Whether `address` may call `stream` missing only because it is still loading it.
+
+        True when this client saw the stream exist and the broker's
+        connection was reopened lately: a restarted server accepts calls
+        before it has loaded its streams.
+        """
+        return self.stream_known(stream) and self.connections.reconnected_within(
+            address, LOADING_GRACE
+        )
 
     def stream_known(self, stream: str) -> bool:
         """Whether this client saw `stream` exist: in its metadata, or published to."""
@@ -349,6 +459,7 @@ class Publisher:
             else:
                 channel = connections.scope_channel(address)
             session = PublishSession(channel, task_group, self.connections.observers)
+            session.address = address
             await session.start()
             return session
 

@@ -88,8 +88,10 @@ class PublishMethods:
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
-        The server waits for the ack only when the call carries a deadline,
-        so lbwire sends `ack_timeout` as the deadline for LEADER and ALL.
+        Inside the client's block an acked publish travels on the client's
+        long-lived PublishAsync stream, as go-liftbridge's does; with
+        AckPolicy.NONE, an `ack_inbox`, or outside the block it is a unary
+        Publish call (see docs/ARCHITECTURE.md). Both raise the same errors.
 
         Args:
             value: Payload.

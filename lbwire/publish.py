@@ -27,6 +27,7 @@ from .observer import ObserverSlot
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
+    from ._address import Address
     from .grpc import Channel
 
 __all__ = ["PendingAck", "PublishSession"]
@@ -82,6 +83,11 @@ class PendingAck:
             event.set()
 
     @property
+    def deadline(self) -> float:
+        """When the ack timeout ends (`anyio.current_time()` clock)."""
+        return self._deadline
+
+    @property
     def done(self) -> bool:
         """Whether the ack (or an error) has arrived."""
         return self._done
@@ -124,6 +130,14 @@ class PublishSession:
         self._scope: Optional[anyio.CancelScope] = None
         self._send_lock = anyio.Lock()
         self.closed = False
+        #: The broker this stream is open on (set by whoever opened it).
+        self.address: Optional[Address] = None
+        # Until the stream's first reply, one acked request at a time: see
+        # `_first_reply_gate`. `_opener` is the request whose reply opens it.
+        self._answered = False
+        self._opener: Optional[PendingAck] = None
+        self._answered_event: Optional[anyio.Event] = None
+        self._last_sent = anyio.current_time()
 
     async def start(self) -> None:
         """Open the stream; its reader runs in the client's task group.
@@ -164,6 +178,7 @@ class PublishSession:
                 raise error from None
         finally:
             self.closed = True
+            self._open_gate()
             pending, self._pending = self._pending, {}
             shared, self._shared = self._shared, {}
             for item in pending.values():
@@ -176,6 +191,8 @@ class PublishSession:
             raise error
 
     def _dispatch(self, response: wire.PublishResponse) -> None:
+        if not self._answered:
+            self._open_gate()
         correlation_id = response.correlationId
         item = self._pending.pop(correlation_id, None)
         if item is None:
@@ -202,8 +219,37 @@ class PublishSession:
             if not queue:
                 del self._shared[correlation_id]
 
+    def _open_gate(self) -> None:
+        self._answered = True
+        self._opener = None
+        event = self._answered_event
+        if event is not None:
+            event.set()
+
+    async def _first_reply_gate(self, item: PendingAck) -> None:
+        """Hold `item` back until the stream has answered once, unless it goes first.
+
+        Liftbridge's PublishAsync handler sends acks from one goroutine and
+        refusals from another; on a stream that has not answered yet both
+        may send the response headers at once, and grpc-go then fails one
+        reply ("transport: SendHeader called multiple times"). With one
+        acked request in flight until the first reply, only one reply can be
+        on its way while the headers are being written.
+        """
+        if self._opener is None:
+            self._opener = item
+            return
+        event = self._answered_event
+        if event is None:
+            event = self._answered_event = anyio.Event()
+        with anyio.move_on_after(item.deadline - anyio.current_time()):
+            await event.wait()
+
     def forget(self, item: PendingAck) -> None:
         """Stop waiting for an ack (its awaiter gave up)."""
+        if item is self._opener:
+            # No reply in time: the gate must not hold the others forever.
+            self._open_gate()
         correlation_id = item.correlation_id
         if self._pending.get(correlation_id) is item:
             del self._pending[correlation_id]
@@ -223,19 +269,38 @@ class PublishSession:
             self._pending[correlation_id] = item
 
     async def send(
-        self, request: wire.PublishRequest, encoded: bytes, timeout: float
+        self,
+        request: wire.PublishRequest,
+        encoded: bytes,
+        timeout: float,
+        *,
+        observe: bool = True,
     ) -> PendingAck:
-        """Send one request; returns at once with the awaitable for its ack."""
+        """Send one request; returns with the awaitable for its ack.
+
+        It returns at once, except on a stream that has not answered yet:
+        see `_first_reply_gate`. With `observe`, the client's observer is
+        told of the ack (`ClientObserver.on_ack`).
+
+        Raises:
+            ErrorUnavailable: The stream is closed or broke; `not_processed`
+                when the request did not go out.
+        """
         if self.closed or self._call is None:
-            raise ErrorUnavailable("PublishAsync stream is closed")
+            raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
         correlation_id = request.correlationId
         if request.ackPolicy == wire.AckPolicy.NONE:
+            self._last_sent = anyio.current_time()
             item = PendingAck(None, correlation_id, 0.0)
             item.resolve(None, None)  # the server sends nothing back
         else:
-            now = anyio.current_time()
+            now = self._last_sent = anyio.current_time()
             item = PendingAck(self, correlation_id, now + timeout)
-            if self._observers.current is not None:
+            if not self._answered:
+                await self._first_reply_gate(item)
+                if self.closed:
+                    raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+            if observe and self._observers.current is not None:
                 item.observed = (request.stream, request.partition, now)
             if correlation_id in self._pending:
                 self._register(item)
@@ -254,6 +319,14 @@ class PublishSession:
             except anyio.WouldBlock:
                 await lock.acquire()
             try:
+                if self._call.status is not None:
+                    # The stream ended (its connection broke) before this
+                    # request went out, and its reader has not run yet.
+                    self.closed = True
+                    raise ErrorUnavailable(
+                        "PublishAsync stream ended before the message was sent",
+                        not_processed=True,
+                    )
                 await self._call.send_message(encoded)
             finally:
                 lock.release()
@@ -268,6 +341,12 @@ class PublishSession:
                 raise from_grpc_error(exc) from None
             raise
         return item
+
+    def idle_for(self, now: float) -> Optional[float]:
+        """Seconds since the last send, or None while acks are awaited."""
+        if self._pending or self._shared:
+            return None
+        return now - self._last_sent
 
     async def aclose(self) -> None:
         """End the stream; acks still awaited fail with ErrorUnavailable."""

@@ -33,6 +33,7 @@ from ._decisions import (
     more_hopeful,
     no_broker_reachable,
     publish_async_error,
+    refused_publish,
     subscribe_error,
 )
 from ._hierarchy import (
@@ -119,6 +120,7 @@ __all__ = [
     "more_hopeful",
     "no_broker_reachable",
     "publish_async_error",
+    "refused_publish",
     "subscribe_error",
 ]
 

@@ -78,6 +78,32 @@ def publish_async_error(code: int, message: str, correlation_id: str = "") -> Pu
     return cls(message or "publish refused", code=code, correlation_id=correlation_id)
 
 
+# The status the unary Publish refuses a message with, by the PublishAsyncError.Code
+# the stream gives the same refusal (server/api.go): preconditions are gRPC
+# statuses there, and failures after them (NATS, resuming) plain errors.
+_REFUSAL_STATUS: Dict[int, Status] = {
+    1: Status.INVALID_ARGUMENT,  # BAD_REQUEST
+    2: Status.NOT_FOUND,  # NOT_FOUND
+    3: Status.UNKNOWN,  # INTERNAL
+    4: Status.FAILED_PRECONDITION,  # READONLY
+    5: Status.UNKNOWN,  # INCORRECT_OFFSET (the ack's error)
+    6: Status.INTERNAL,  # ENCRYPTION_FAILED
+    7: Status.PERMISSION_DENIED,  # PERMISSION_DENIED
+}
+
+
+def refused_publish(refusal: PublishAsyncError) -> LiftbridgeError:
+    """What `publish` raises for a message its PublishAsync stream refused.
+
+    The class and status the unary Publish raises for the same refusal, so
+    that `publish` raises alike whichever way the message went (e.g.
+    ErrorMessageSizeExceeded for NATS' "maximum payload exceeded", which the
+    stream reports as INTERNAL).
+    """
+    status = _REFUSAL_STATUS.get(refusal.code, Status.UNKNOWN)
+    return from_grpc_error(GRPCError(status, refusal.message))
+
+
 # The single status-to-exception table.  Entries keyed by (status, text) are
 # tried first: Liftbridge reuses generic codes for specific conditions and the
 # text is the only thing that tells them apart (server/api.go, v1.9.0).

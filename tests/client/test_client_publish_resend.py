@@ -4,13 +4,17 @@ The transport marks such failures with `GRPCError.not_processed` (GOAWAY
 beyond the call's stream, RST_STREAM REFUSED_STREAM). A real server cannot be
 made to produce either on demand, so these tests wrap the client's real
 channel (through the test hook `ConnectionRegistry.channel_factory`) and fail
-one Publish call the way the transport would; everything else, including the
+one publish the way the transport would; everything else, including the
 publish that is sent again, goes to the real server.
+
+Both ways a single publish travels are covered: the client's PublishAsync
+stream (an acked publish inside the client's block) and the unary Publish
+call (here: a publish that names its own ack inbox).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from client_support import read_all
@@ -18,66 +22,107 @@ from client_support import read_all
 from lbwire._pool import ConnectionRegistry
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorUnavailable
-from lbwire.grpc import Channel, GRPCError, Status
+from lbwire.grpc import Channel, GRPCError, Status, StreamStreamCall
 
 pytestmark = pytest.mark.anyio
 
 _PUBLISH = "/proto.API/Publish"
+_PUBLISH_ASYNC = "/proto.API/PublishAsync"
+
+
+class Fault:
+    """How the first publish fails, and what reached the server."""
+
+    #: The transport's verdict on the failed publish.
+    not_processed = True
+    #: Whether the failed publish reached the server before the failure.
+    deliver = False
+    failed = False
+    publishes_sent = 0
+
+    def fail(self) -> None:
+        self.failed = True
+        if self.deliver:
+            self.publishes_sent += 1
+        raise GRPCError(Status.UNAVAILABLE, "connection lost", not_processed=self.not_processed)
+
+
+_fault: Optional[Fault] = None
+
+
+class _FailingStream(StreamStreamCall):
+    """A real PublishAsync call whose first message fails as `_fault` says."""
+
+    __slots__ = ()
+
+    async def send_message(self, message: bytes) -> None:
+        assert _fault is not None
+        if not _fault.failed:
+            if _fault.deliver:
+                await super().send_message(message)
+            _fault.fail()
+        _fault.publishes_sent += 1
+        await super().send_message(message)
 
 
 class _FailsFirstPublish(Channel):
-    """A real channel whose first Publish fails as the transport would report it.
-
-    With `deliver`, the request reaches the server before the failure (the
-    connection broke after the request went out); without, it never leaves.
-    """
-
-    not_processed = True
-    deliver = False
-    publishes_sent = 0
-    failed = False
+    """A real channel whose first publish (either way) fails as `_fault` says."""
 
     async def unary_unary(self, path: str, request: bytes, **kwargs: Any) -> bytes:
-        cls = type(self)
-        if path == _PUBLISH and not cls.failed:
-            cls.failed = True
-            if cls.deliver:
-                cls.publishes_sent += 1
+        assert _fault is not None
+        if path == _PUBLISH and not _fault.failed:
+            if _fault.deliver:
                 await super().unary_unary(path, request, **kwargs)
-            raise GRPCError(Status.UNAVAILABLE, "connection lost", not_processed=cls.not_processed)
+            _fault.fail()
         if path == _PUBLISH:
-            cls.publishes_sent += 1
+            _fault.publishes_sent += 1
         return await super().unary_unary(path, request, **kwargs)
+
+    def stream_stream(
+        self, path: str, *, timeout: Optional[float] = None, metadata: Any = None
+    ) -> StreamStreamCall:
+        if path != _PUBLISH_ASYNC:
+            return super().stream_stream(path, timeout=timeout, metadata=metadata)
+        return _FailingStream(self._call(path, timeout, metadata))
 
 
 @pytest.fixture
-def flaky(monkeypatch: pytest.MonkeyPatch) -> type[_FailsFirstPublish]:
-    channel = type("FailsFirstPublish", (_FailsFirstPublish,), {})
-    monkeypatch.setattr(ConnectionRegistry, "channel_factory", channel)
-    return channel
+def fault(monkeypatch: pytest.MonkeyPatch) -> Fault:
+    global _fault
+    _fault = Fault()
+    monkeypatch.setattr(ConnectionRegistry, "channel_factory", _FailsFirstPublish)
+    return _fault
+
+
+@pytest.fixture(params=["stream", "unary"])
+def way(request: pytest.FixtureRequest, stream_name: str) -> dict[str, Any]:
+    """The publish's keyword arguments that choose how it travels."""
+    if request.param == "unary":
+        return {"ack_inbox": f"lbwire-test.inbox.{stream_name}"}
+    return {}
 
 
 async def test_a_publish_the_server_never_began_is_sent_again_once(
-    broker: str, stream_name: str, flaky: type[_FailsFirstPublish]
+    broker: str, stream_name: str, fault: Fault, way: dict[str, Any]
 ) -> None:
     async with LiftbridgeClient([broker]) as client:
         await client.create_stream(stream_name, wait_for_stream=True)
-        ack = await client.publish(b"once", stream=stream_name)
+        ack = await client.publish(b"once", stream=stream_name, **way)
         assert ack is not None
-        assert flaky.failed
-        assert flaky.publishes_sent == 1
+        assert fault.failed
+        assert fault.publishes_sent == 1
         assert [m.value for m in await read_all(client, stream_name)] == [b"once"]
 
 
 async def test_a_publish_that_may_have_been_stored_is_not_sent_again(
-    broker: str, stream_name: str, flaky: type[_FailsFirstPublish]
+    broker: str, stream_name: str, fault: Fault, way: dict[str, Any]
 ) -> None:
-    flaky.not_processed = False
-    flaky.deliver = True
+    fault.not_processed = False
+    fault.deliver = True
     async with LiftbridgeClient([broker]) as client:
         await client.create_stream(stream_name, wait_for_stream=True)
         with pytest.raises(ErrorUnavailable, match="may or may not be stored") as caught:
-            await client.publish(b"maybe", stream=stream_name)
+            await client.publish(b"maybe", stream=stream_name, **way)
         assert not caught.value.not_processed
-        assert flaky.publishes_sent == 1
+        assert fault.publishes_sent == 1
         assert [m.value for m in await read_all(client, stream_name)] == [b"maybe"]

@@ -136,10 +136,12 @@ async def test_get_cursor_raises_malformed_reply(fake: FakeLiftbridge) -> None:
 
 
 @pytest.mark.anyio
-async def test_publish_with_ack_raises_malformed_reply(fake_good: FakeLiftbridge) -> None:
+async def test_unary_publish_with_ack_raises_malformed_reply(fake_good: FakeLiftbridge) -> None:
+    # A publish with its own ack inbox is a unary Publish call; the PublishAsync
+    # stream's malformed replies are test_publish_malformed_ack.py's.
     async with client_of(fake_good) as client:
         with pytest.raises(LiftbridgeError) as info:
-            await client.publish(b"x", stream="s", partition=0)
+            await client.publish(b"x", stream="s", partition=0, ack_inbox="inbox")
     assert_malformed(info.value, "Publish")
 
 

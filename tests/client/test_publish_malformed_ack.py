@@ -74,3 +74,17 @@ async def test_a_malformed_ack_fails_its_call_and_leaves_the_block_running(
                     await (await client.publish_async(b"y", stream="s"))
                 await wait_until(lambda: ticks > seen, "the user's task runs on")
                 user_tasks.cancel_scope.cancel()
+
+
+async def test_a_malformed_reply_to_a_single_publish_says_it_may_be_stored(
+    garbage_peer: str,
+) -> None:
+    # An acked publish travels on the PublishAsync stream too: the reply to a
+    # message that went out does not decode, so whether it was stored is not known.
+    policy = RetryPolicy(attempts=2, initial_backoff=0.01, max_backoff=0.01, max_time=1.0)
+    with anyio.fail_after(HANG_GUARD):
+        async with LiftbridgeClient([garbage_peer], retry_policy=policy) as client:
+            with pytest.raises(ErrorUnavailable, match="Malformed") as caught:
+                await client.publish(b"x", stream="s")
+            assert "may or may not be stored" in str(caught.value)
+            assert not caught.value.not_processed

@@ -19,6 +19,9 @@ concurrent streams at 2; this server can. Requests are answered by path:
 * any path in ``RawServer.replies``: the messages its function returns for the
   request, each split into DATA frames at ``RawServer.cuts``, then status OK
   (or nothing, if the path is in ``RawServer.open_ended``).
+* any path in ``RawServer.streamed``: a bidirectional call answered message by
+  message, as each request message arrives, with what its function returns;
+  the call stays open.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class RawConnection:
         )
         self.paths: Dict[int, bytes] = {}
         self.bodies: Dict[int, bytes] = {}
+        # Streamed calls whose response headers went out.
+        self.answering: Set[int] = set()
         self.held: List[int] = []
         # Bytes to send before h2's next output (see queue()).
         self.queued = bytearray()
@@ -84,6 +89,19 @@ class RawConnection:
             start = stop
         if end:
             self.h2.send_headers(stream_id, [(b"grpc-status", b"0")], end_stream=True)
+
+    def answer_streamed(self, stream_id: int, answer: Callable[[bytes], Sequence[bytes]]) -> None:
+        """Answer each complete request message received so far on a streamed call."""
+        body = self.bodies.get(stream_id, b"")
+        while len(body) >= 5 and len(body) >= 5 + int.from_bytes(body[1:5], "big"):
+            end = 5 + int.from_bytes(body[1:5], "big")
+            request, body = body[5:end], body[end:]
+            if stream_id not in self.answering:
+                self.answering.add(stream_id)
+                self.h2.send_headers(stream_id, OK_HEADERS)
+            for message in answer(request):
+                self.h2.send_data(stream_id, b"\x00" + len(message).to_bytes(4, "big") + message)
+        self.bodies[stream_id] = body
 
     def raw_frame(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
         """Queue a frame h2 would refuse to send (literal HPACK only)."""
@@ -140,6 +158,9 @@ class RawConnection:
         elif isinstance(event, h2.events.DataReceived):
             self.bodies[event.stream_id] = self.bodies.get(event.stream_id, b"") + event.data
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            path = self.paths.get(event.stream_id)
+            if path in server.streamed:
+                self.answer_streamed(event.stream_id, server.streamed[path])
         elif isinstance(event, h2.events.StreamEnded):
             stream_id = event.stream_id
             path = self.paths.get(stream_id)
@@ -213,6 +234,7 @@ class RawServer:
         # Scripted answers by path (see the module docstring).
         self.replies: Dict[bytes, Callable[[bytes], Sequence[bytes]]] = {}
         self.open_ended: Set[bytes] = set()
+        self.streamed: Dict[bytes, Callable[[bytes], Sequence[bytes]]] = {}
         self.refuse_once: Set[bytes] = set()
         self.cuts: List[int] = []
         # (memory_server) Opens an in-memory connection to this server.
