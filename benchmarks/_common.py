@@ -27,8 +27,18 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 #: Client keys, in the order tables and charts show them.
-CLIENTS = ("lbwire-asyncio", "lbwire-uvloop", "lbwire-trio", "gufo-grpcio", "go-liftbridge")
+CLIENTS = (
+    "lbwire-asyncio",
+    "lbwire-uvloop",
+    "lbwire-trio",
+    "lbwire-pypy",
+    "gufo-grpcio",
+    "go-liftbridge",
+)
+#: lbwire on CPython, by event loop.
 LBWIRE_CLIENTS = CLIENTS[:3]
+#: lbwire on asyncio on PyPy (the interpreter `pypy_python` finds).
+PYPY = "lbwire-pypy"
 #: The baseline of the ratios in the chart and the targets.
 BASELINE = "gufo-grpcio"
 GO = "go-liftbridge"
@@ -103,3 +113,16 @@ def payload(size: int) -> bytes:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+def pypy_python(root: str) -> Optional[str]:
+    """The PyPy interpreter for `lbwire-pypy`, or None when there is none.
+
+    `$LBWIRE_BENCH_PYPY`, else the `.venv-pypy` environment the README's test
+    command creates in the repository (it has lbwire's dependencies).
+    """
+    configured = os.environ.get("LBWIRE_BENCH_PYPY")
+    if configured:
+        return configured
+    candidate = os.path.join(root, ".venv-pypy", "bin", "python")
+    return candidate if os.access(candidate, os.X_OK) else None

@@ -233,6 +233,7 @@ def chart(report: Dict[str, Any], path: Path) -> Tuple[Optional[Path], str]:
         "lbwire-asyncio": "#1f77b4",
         "lbwire-uvloop": "#17becf",
         "lbwire-trio": "#9467bd",
+        "lbwire-pypy": "#bcbd22",
         "gufo-grpcio": "#7f7f7f",
         "go-liftbridge": "#2ca02c",
     }

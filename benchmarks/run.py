@@ -36,7 +36,16 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
     sys.exit(main())
 
-from ._common import BASELINE, CLIENTS, GO, LBWIRE_CLIENTS, SCENARIOS, summarize
+from ._common import (
+    BASELINE,
+    CLIENTS,
+    GO,
+    LBWIRE_CLIENTS,
+    PYPY,
+    SCENARIOS,
+    pypy_python,
+    summarize,
+)
 from .report import chart, check_targets, print_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,6 +193,10 @@ def worker_argv(client: str, job: Dict[str, Any], go_binary: Optional[str]) -> L
     if client in LBWIRE_CLIENTS:
         backend = client.split("-", 1)[1]
         return [sys.executable, "-m", "benchmarks.workers.lbwire_worker", backend, spec]
+    if client == PYPY:
+        pypy = pypy_python(str(ROOT))
+        assert pypy is not None  # main() leaves lbwire-pypy out without one
+        return [pypy, "-m", "benchmarks.workers.lbwire_worker", "asyncio", spec]
     if client == BASELINE:
         return [sys.executable, "-m", "benchmarks.workers.gufo_worker", spec]
     assert go_binary is not None
@@ -242,8 +255,10 @@ def measure_imports(
     """
     statements = {
         "lbwire-asyncio": "import lbwire.client",
+        PYPY: "import lbwire.client",
         "gufo-grpcio": "import gufo.liftbridge.client",
     }
+    interpreters = {PYPY: pypy_python(str(ROOT)) or "pypy3"}
     for client in clients:
         if client in ("lbwire-uvloop", "lbwire-trio"):
             notes.setdefault("import_ms", {})[client] = (
@@ -255,7 +270,8 @@ def measure_imports(
     timed = [c for c in clients if c in statements]
     for rnd in range(rounds + 1):  # round 0 warms the bytecode caches
         for client in timed:
-            argv = [sys.executable, "-c", code.format(stmt=statements[client])]
+            python = interpreters.get(client, sys.executable)
+            argv = [python, "-c", code.format(stmt=statements[client])]
             env = worker_env()
             # Both packages are timed from cached bytecode, as users import
             # them; with this variable set (some machines do) lbwire would be
@@ -419,6 +435,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             clients.remove(GO)
         else:
             log(f"  {go_binary}")
+
+    if PYPY in clients and pypy_python(str(ROOT)) is None:
+        reason = (
+            "no PyPy environment: set LBWIRE_BENCH_PYPY, or run the README's test "
+            "command once (it creates .venv-pypy)"
+        )
+        log(f"  skipping {PYPY}: {reason}")
+        client_notes[PYPY] = reason
+        clients.remove(PYPY)
 
     server: Optional[LiftbridgeServer] = None
     try:

@@ -174,15 +174,12 @@ class Publisher:
     ) -> wire.PublishRequest:
         """A PublishRequest, after checking every argument."""
         value = checked_publish_value(value, key=key, headers=headers, partition=partition)
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise ErrorInvalidArgument(f"Message value must be bytes, not {type(value).__name__}")
         try:
             ack_policy = AckPolicy(ack_policy)
         except ValueError:
             raise ErrorInvalidArgument(
                 f"Unknown ack policy {ack_policy!r}: use AckPolicy.LEADER, ALL or NONE"
             ) from None
-        value = bytes(value)
         out_headers: Dict[str, bytes] = {}
         options = self.options
         method = options.compression_method
@@ -191,13 +188,7 @@ class Publisher:
             out_headers[options.encoding_header] = method.encode()
         if headers:
             for name, hvalue in headers.items():
-                if not isinstance(name, str) or not isinstance(hvalue, (bytes, bytearray)):
-                    raise ErrorInvalidArgument(
-                        f"Header {name!r}: names must be str and values bytes"
-                    )
                 out_headers[name] = bytes(hvalue)
-        if partition is not None and partition < 0:
-            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
         if expected_offset is not None and expected_offset < 0:
             raise ErrorInvalidArgument(
                 f"expected_offset must not be negative, not {expected_offset} "
