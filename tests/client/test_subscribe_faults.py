@@ -19,13 +19,12 @@ import anyio
 import pytest
 from client_support import HANG_GUARD, collect, publish_values, read_all
 from helpers import aclosing, wait_until
+from helpers.restarts import publish_after_restart
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
-    ErrorAckTimeout,
     ErrorDeadlineExceeded,
     ErrorNotFound,
-    ErrorUnavailable,
     LiftbridgeError,
 )
 from lbwire.retry import RetryPolicy
@@ -33,36 +32,6 @@ from lbwire.testing import LiftbridgeServer
 from lbwire.types import Message, StartPosition
 
 pytestmark = pytest.mark.anyio
-
-
-async def publish_when_ready(client: LiftbridgeClient, stream: str, value: bytes) -> int:
-    """Publish with an ack once the restarted server takes it (its offset).
-
-    Publishing right after a restart is not this module's subject: the test
-    waits for the server rather than relying on the publish side's retries.
-    A restarted Liftbridge first reports its streams missing, then, until
-    its Raft log replay has finished, accepts publishes for partitions it
-    has not started yet: it passes them to NATS, where nothing takes them,
-    and the ack times out. Such an attempt is retried only when the
-    partition's newest offset shows that nothing was stored, so a retry
-    never stores the value twice.
-    """
-    offsets: list[int] = []
-
-    async def published() -> bool:
-        try:
-            before = (await client.get_partition_metadata(stream, 0)).newest_offset
-            offsets.extend(await publish_values(client, stream, [value]))
-        except (ErrorNotFound, ErrorUnavailable):
-            return False
-        except ErrorAckTimeout:
-            after = (await client.get_partition_metadata(stream, 0)).newest_offset
-            assert after == before, f"{value!r} may be stored at offset {after}: not resent"
-            return False
-        return True
-
-    await wait_until(published, f"the restarted server takes a publish to {stream}")
-    return offsets[0]
 
 
 async def kill_and_restart(server: LiftbridgeServer) -> float:
@@ -94,7 +63,7 @@ async def test_subscription_resumes_at_the_next_offset_after_a_server_restart(
                 await wait_until(lambda: len(received) == 3, "the first messages arrive")
                 ready_at = await kill_and_restart(fresh_server)
                 for value in (b"a3", b"a4", b"a5"):
-                    await publish_when_ready(client, stream_name, value)
+                    await publish_after_restart(client, stream_name, value)
                 await wait_until(lambda: len(received) == 6, "the subscription resumes")
                 stall = anyio.current_time() - ready_at
     assert [m.offset for m in received] == [0, 1, 2, 3, 4, 5]
@@ -131,7 +100,7 @@ async def test_readme_cursor_loop_survives_a_server_restart_without_gap_or_dupli
                 await wait_until(lambda: len(received) == 2, "the first messages arrive")
                 await kill_and_restart(fresh_server)
                 for value in (b"b2", b"b3"):
-                    await publish_when_ready(client, stream_name, value)
+                    await publish_after_restart(client, stream_name, value)
         assert received == [0, 1, 2, 3]
         assert await client.get_cursor(stream_name, 0, cursor_id) == 4
 
@@ -159,7 +128,7 @@ async def test_stream_deleted_after_a_restart_still_ends_the_subscription_at_onc
                 tg.start_soon(consume)
                 await wait_until(lambda: len(received) == 1, "the first message arrives")
                 await kill_and_restart(fresh_server)
-                await publish_when_ready(client, stream_name, b"c1")
+                await publish_after_restart(client, stream_name, b"c1")
                 await wait_until(lambda: len(received) == 2, "the subscription resumes")
                 await client.delete_stream(stream_name)
                 deleted_at = anyio.current_time()

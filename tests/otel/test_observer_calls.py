@@ -7,6 +7,7 @@ from typing import List, Tuple
 import anyio
 import pytest
 from helpers import aclosing, wait_until
+from helpers.restarts import publish_after_restart
 
 from lbwire.client import LiftbridgeClient, RetryPolicy
 from lbwire.error import LiftbridgeError
@@ -88,7 +89,7 @@ async def test_a_restart_is_a_reconnect_and_a_resubscribe(
             tasks.start_soon(read)
             await wait_until(lambda: seen == [b"before"], "the first message is read")
             await fresh_server.arestart()
-            await client.publish(b"after", stream=stream_name)
+            await publish_after_restart(client, stream_name, b"after")
     assert seen == [b"before", b"after"]
     assert recorder.reconnects == [fresh_server.broker]
     assert recorder.resubscribes == [(stream_name, 0)]
