@@ -356,21 +356,27 @@ class Publisher:
         (NotFound stores nothing).
         """
         state = _Attempt()
-
-        async def run(failures: int) -> _R:
-            state.loading = False
-            state.went_out = True
-            return await attempt(state)
-
-        def retry_if(error: LiftbridgeError) -> bool:
-            return may_resend(error) or (state.loading and isinstance(error, ErrorNotFound))
-
         try:
+            # The first try outside `retrying`: most publishes succeed at once.
+            try:
+                return await attempt(state)
+            except LiftbridgeError as error:
+                failed = error
+
+            async def run(failures: int) -> _R:
+                state.loading = False
+                state.went_out = True
+                return await attempt(state)
+
+            def retry_if(error: LiftbridgeError) -> bool:
+                return may_resend(error) or (state.loading and isinstance(error, ErrorNotFound))
+
             return await retrying(
                 run,
                 self.router.policy,
                 retry_if=retry_if,
                 on_retry=self.connections.observers.retry_reporter(method),
+                failed=failed,
             )
         except ErrorUnavailable as exc:
             if exc.not_processed or not state.went_out:

@@ -72,6 +72,7 @@ async def retrying(
     *,
     retry_if: Callable[[LiftbridgeError], bool] = is_transient,
     on_retry: Optional[Callable[[int, BaseException], None]] = None,
+    failed: Optional[LiftbridgeError] = None,
 ) -> T:
     """Call `attempt(n)` (n = 0, 1, ...) until it succeeds or the policy gives up.
 
@@ -79,6 +80,9 @@ async def retrying(
     it is transient); the last one is re-raised when attempts or time run out.
     `retry_on`, kept for callers of lbwire 0.1, retries exactly those classes
     instead. `on_retry(failures, error)` is told before each new try.
+    `failed`: the caller made the first try itself, which failed with this
+    error (a hot path keeps the retry machinery off its success path); it
+    is handled as the first try's failure, and `attempt` starts at n = 1.
     """
     if retry_on is not None:
         classes = retry_on
@@ -90,6 +94,9 @@ async def retrying(
         tries = 0
         while True:
             try:
+                if failed is not None:
+                    error, failed = failed, None
+                    raise error
                 return await attempt(tries)
             except LiftbridgeError as error:
                 if not retry_if(error):
