@@ -240,6 +240,26 @@ def run_worker(argv: List[str], timeout: float) -> Dict[str, Any]:
     return {"error": f"exit status {proc.returncode}, no result: {tail}"}
 
 
+def fresh_python(python: str, code: str, *args: str, timeout: float) -> Any:
+    """Run `python -c code args...` in the repository: a fresh interpreter.
+
+    Imports come from cached bytecode, as users import packages: with
+    PYTHONDONTWRITEBYTECODE set (some machines do) lbwire would be compiled
+    on every run while an installed package such as gufo is precompiled.
+    """
+    env = worker_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return subprocess.run(
+        [python, "-c", code, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def measure_imports(
     clients: List[str],
     rounds: int,
@@ -271,21 +291,7 @@ def measure_imports(
     for rnd in range(rounds + 1):  # round 0 warms the bytecode caches
         for client in timed:
             python = interpreters.get(client, sys.executable)
-            argv = [python, "-c", code.format(stmt=statements[client])]
-            env = worker_env()
-            # Both packages are timed from cached bytecode, as users import
-            # them; with this variable set (some machines do) lbwire would be
-            # compiled on every run while the installed gufo is precompiled.
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            done = subprocess.run(
-                argv,
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            done = fresh_python(python, code.format(stmt=statements[client]), timeout=60)
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["?"])[-1]
                 notes.setdefault("import_ms", {})[client] = f"skipped: {last}"

@@ -77,17 +77,17 @@ class NatsWriter:
         self._sock.close()
 
 
-async def stored(client: LiftbridgeClient, stream: str) -> int:
-    """How many messages partition 0 of `stream` holds (newest offset + 1)."""
-    meta = await client.get_partition_metadata(stream, 0)
+async def stored(client: LiftbridgeClient, stream: str, partition: int = 0) -> int:
+    """How many messages a partition of `stream` holds (newest offset + 1)."""
+    meta = await client.get_partition_metadata(stream, partition)
     return meta.newest_offset + 1
 
 
-async def ensure_stream(client: LiftbridgeClient, stream: str) -> None:
+async def ensure_stream(client: LiftbridgeClient, stream: str, partitions: int = 1) -> None:
     try:
         await client.get_partition_metadata(stream, 0)
     except ErrorNotFound:
-        await client.create_stream(stream, wait_for_stream=True)
+        await client.create_stream(stream, partitions=partitions, wait_for_stream=True)
 
 
 async def fill(
@@ -97,12 +97,20 @@ async def fill(
     size: int,
     nats: Optional[Tuple[str, int]],
     progress: Callable[[str], Any],
+    *,
+    partition: int = 0,
+    partitions: int = 1,
 ) -> None:
-    """Make partition 0 of `stream` hold at least `count` messages of `size` bytes."""
+    """Make a partition of `stream` hold at least `count` messages of `size` bytes.
+
+    The stream is created with `partitions` partitions if it does not exist.
+    """
     import anyio
 
-    await ensure_stream(client, stream)
-    have = await stored(client, stream)
+    await ensure_stream(client, stream, partitions)
+    have = await stored(client, stream, partition)
+    # The server takes partition N > 0 from the NATS subject `stream.N`.
+    subject = stream if partition == 0 else f"{stream}.{partition}"
     if have >= count:
         return
     value = payload(size)
@@ -116,12 +124,12 @@ async def fill(
             while have < count:
                 if sent < count and sent - have < _MAX_LAG:
                     n = min(_CHUNK, count - sent)
-                    writer.publish_many(stream, data, n)
+                    writer.publish_many(subject, data, n)
                     writer.flush()
                     sent += n
                 else:
                     await anyio.sleep(0.05)
-                have = await stored(client, stream)
+                have = await stored(client, stream, partition)
                 now = time.perf_counter()
                 if have != last_have:
                     last_have, last_change = have, now
@@ -134,7 +142,9 @@ async def fill(
         pending = []
         for _ in range(count - have):
             pending.append(
-                await client.publish_async(value, stream=stream, ack_policy=AckPolicy.LEADER)
+                await client.publish_async(
+                    value, stream=stream, partition=partition, ack_policy=AckPolicy.LEADER
+                )
             )
             if len(pending) >= 1000:
                 for item in pending:
@@ -142,6 +152,7 @@ async def fill(
                 pending.clear()
         for item in pending:
             await item
-        have = await stored(client, stream)
+        have = await stored(client, stream, partition)
     elapsed = time.perf_counter() - started
-    progress(f"  filled {stream}: {have:,} messages of {size} B in {elapsed:.1f} s")
+    where = f"{stream}/{partition}" if partitions > 1 else stream
+    progress(f"  filled {where}: {have:,} messages of {size} B in {elapsed:.1f} s")

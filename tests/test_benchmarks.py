@@ -41,16 +41,22 @@ SCENARIOS = {
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench")
     # Generous bound: the first run may build the Go client (about a minute).
+    stdout = run_module("benchmarks", "--quick", "--out", str(out), timeout=900)
+    return json.loads((out / "latest.json").read_text()), stdout
+
+
+def run_module(*args: str, timeout: float) -> str:
+    """Run `python -m ARGS` in the repository; its output (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads((out / "latest.json").read_text()), done.stdout
+    return done.stdout
 
 
 @pytest.mark.server
@@ -108,3 +114,26 @@ def test_lbwire_worker_never_imports_grpcio() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_quick_scale_run_draws_every_curve_for_lbwire(tmp_path: Path) -> None:
+    run_module(
+        "benchmarks.scale",
+        "--quick",
+        "--clients",
+        "lbwire-asyncio",
+        "--out",
+        str(tmp_path),
+        timeout=600,
+    )
+    report = json.loads((tmp_path / "scale.json").read_text())
+    assert set(report["curves"]) == {"partitions", "size", "in_flight"}
+    for curve, per_client in report["curves"].items():
+        points = per_client["lbwire-asyncio"]
+        assert [p["point"] for p in points] == sorted(p["point"] for p in points), curve
+        for point in points:
+            assert point["msgs_per_s"] > 0, (curve, point)
+            assert point["cpu_us_per_msg"] >= 0, (curve, point)
+    assert not report["notes"], report["notes"]

@@ -32,6 +32,7 @@ type job struct {
 	Size        int     `json:"size"`
 	Reps        int     `json:"reps"`
 	InFlight    int     `json:"in_flight"`
+	Partitions  int     `json:"partitions"`
 	Checkpoints int     `json:"checkpoints"`
 	CursorID    string  `json:"cursor_id"`
 	Timeout     float64 `json:"timeout"`
@@ -96,6 +97,16 @@ func run(ctx context.Context, j job) (*result, error) {
 				return nil, err
 			}
 			res.Samples = append(res.Samples, float64(j.Count)/elapsed.Seconds())
+		case "connect":
+			// Only start and connect: the CPU baseline of a worker.
+			res.Unit = "none"
+		case "subscribe_partitions":
+			res.Unit = "msgs/s"
+			elapsed, err := subscribePartitions(ctx, client, j.Stream, j.Partitions, j.Count)
+			if err != nil {
+				return nil, err
+			}
+			res.Samples = append(res.Samples, float64(j.Count*j.Partitions)/elapsed.Seconds())
 		case "subscribe_rss":
 			res.Unit = "MB"
 			every := j.Count / max(j.Checkpoints, 1)
@@ -167,29 +178,47 @@ func appendP99(res *result, latencies []float64) {
 // subscribe reads count messages from the start of the stream and returns the
 // time from the Subscribe call to the last of them.
 func subscribe(ctx context.Context, client lift.Client, stream string, count int, each func(int)) (time.Duration, error) {
+	return subscribeEach(ctx, client, stream, 1, count, each)
+}
+
+// subscribePartitions reads count messages from the start of each of the
+// partitions 0..partitions-1 at once, and returns the time to the last one.
+func subscribePartitions(ctx context.Context, client lift.Client, stream string, partitions, count int) (time.Duration, error) {
+	return subscribeEach(ctx, client, stream, partitions, count, nil)
+}
+
+func subscribeEach(ctx context.Context, client lift.Client, stream string, partitions, count int, each func(int)) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	var n int64
+	total := int64(partitions * count)
 	start := time.Now()
-	err := client.Subscribe(ctx, stream, func(msg *lift.Message, err error) {
-		if err != nil {
-			select {
-			case done <- err:
-			default:
+	for p := 0; p < partitions; p++ {
+		var mine int64
+		err := client.Subscribe(ctx, stream, func(msg *lift.Message, err error) {
+			if err != nil {
+				select {
+				case done <- err:
+				default:
+				}
+				return
 			}
-			return
+			// Each partition counts only its first count messages.
+			if atomic.AddInt64(&mine, 1) > int64(count) {
+				return
+			}
+			got := atomic.AddInt64(&n, 1)
+			if each != nil {
+				each(int(got))
+			}
+			if got == total {
+				done <- nil
+			}
+		}, lift.StartAtEarliestReceived(), lift.Partition(int32(p)))
+		if err != nil {
+			return 0, fmt.Errorf("subscribe to partition %d: %w", p, err)
 		}
-		got := atomic.AddInt64(&n, 1)
-		if each != nil {
-			each(int(got))
-		}
-		if got == int64(count) {
-			done <- nil
-		}
-	}, lift.StartAtEarliestReceived())
-	if err != nil {
-		return 0, fmt.Errorf("subscribe: %w", err)
 	}
 	select {
 	case err := <-done:
@@ -199,7 +228,7 @@ func subscribe(ctx context.Context, client lift.Client, stream string, count int
 		}
 		return elapsed, nil
 	case <-ctx.Done():
-		return 0, fmt.Errorf("subscription: %d of %d messages: %w", atomic.LoadInt64(&n), count, ctx.Err())
+		return 0, fmt.Errorf("subscription: %d of %d messages: %w", atomic.LoadInt64(&n), total, ctx.Err())
 	}
 }
 

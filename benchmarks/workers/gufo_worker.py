@@ -20,12 +20,14 @@ CANNOT = {
 }
 
 
-async def _subscribe_count(client: Any, stream: str, count: int, each: Any = None) -> float:
+async def _subscribe_count(
+    client: Any, stream: str, count: int, each: Any = None, partition: int = 0
+) -> float:
     from gufo.liftbridge.client import StartPosition
 
     received = 0
     start = time.perf_counter()
-    messages = client.subscribe(stream, start_position=StartPosition.EARLIEST)
+    messages = client.subscribe(stream, partition=partition, start_position=StartPosition.EARLIEST)
     try:
         async for _ in messages:
             received += 1
@@ -70,6 +72,18 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
         for _ in range(reps):
             if scenario == "subscribe":
                 samples.append(count / await _subscribe_count(client, stream, count))
+                unit = "msgs/s"
+            elif scenario == "connect":
+                # Only start, import and connect: the CPU baseline of a worker.
+                unit = "none"
+            elif scenario == "subscribe_partitions":
+                # `count` messages from each of partitions 0..k-1 at once.
+                partitions = int(job["partitions"])
+                start = time.perf_counter()
+                await asyncio.gather(
+                    *(_subscribe_count(client, stream, count, None, p) for p in range(partitions))
+                )
+                samples.append(count * partitions / (time.perf_counter() - start))
                 unit = "msgs/s"
             elif scenario == "subscribe_rss":
                 every = max(1, count // max(1, int(job.get("checkpoints", 10))))

@@ -18,13 +18,15 @@ from typing import Any, Deque, Dict, List
 from benchmarks._common import emit, payload, peak_rss_mb, percentile, read_job
 
 
-async def _subscribe_count(client: Any, stream: str, count: int, each: Any = None) -> float:
+async def _subscribe_count(
+    client: Any, stream: str, count: int, each: Any = None, partition: int = 0
+) -> float:
     """Read `count` messages from the start of `stream`; seconds taken."""
     from lbwire.client import StartPosition
 
     received = 0
     start = time.perf_counter()
-    messages = client.subscribe(stream, start_position=StartPosition.EARLIEST)
+    messages = client.subscribe(stream, partition=partition, start_position=StartPosition.EARLIEST)
     try:
         async for _ in messages:
             received += 1
@@ -70,6 +72,18 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
             for _ in range(reps):
                 if scenario == "subscribe":
                     samples.append(count / await _subscribe_count(client, stream, count))
+                    unit = "msgs/s"
+                elif scenario == "connect":
+                    # Only start, import and connect: the CPU baseline of a worker.
+                    unit = "none"
+                elif scenario == "subscribe_partitions":
+                    # `count` messages from each of partitions 0..k-1 at once.
+                    start = time.perf_counter()
+                    async with anyio.create_task_group() as tg:
+                        for p in range(int(job["partitions"])):
+                            tg.start_soon(_subscribe_count, client, stream, count, None, p)
+                    took = time.perf_counter() - start
+                    samples.append(count * int(job["partitions"]) / took)
                     unit = "msgs/s"
                 elif scenario == "subscribe_rss":
                     every = max(1, count // max(1, int(job.get("checkpoints", 10))))
