@@ -7,6 +7,7 @@ awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, Generator, Optional, Tuple
 
@@ -71,7 +72,7 @@ class PendingAck:
         self._event: Optional[anyio.Event] = None
         self._ack: Optional[wire.Ack] = None
         self._error: Optional[LiftbridgeError] = None
-        #: (stream, partition, sent at) when the client has an observer.
+        #: (stream, partition, time.monotonic() when sent) when the client has an observer.
         self.observed: Optional[Tuple[str, int, float]] = None
 
     def resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
@@ -130,6 +131,7 @@ class PublishSession:
         self._scope: Optional[anyio.CancelScope] = None
         self._send_lock = anyio.Lock()
         self.closed = False
+        self._malformed: Optional[LiftbridgeError] = None
         #: The broker this stream is open on (set by whoever opened it).
         self.address: Optional[Address] = None
         # Until the stream's first reply, one acked request at a time: see
@@ -160,17 +162,12 @@ class PublishSession:
                     self._call = call
                     task_status.started()
                     started = True
-                    async for data in call:
-                        try:
-                            response = wire.PublishResponse.decode(data)
-                        except ValueError as exc:  # wire.DecodeError
-                            # The reply names no correlation id we can trust,
-                            # and what follows it on this stream cannot be
-                            # trusted either: end the stream.
-                            error = ErrorUnavailable(f"Malformed PublishAsync reply: {exc}")
-                            logger.warning("PublishAsync stream ended: %s", error)
-                            break
-                        self._dispatch(response)
+                    # Replies are dispatched by the connection's receiving
+                    # task as they arrive (`_on_reply`); this task waits for
+                    # the stream's end, or for a malformed reply.
+                    call.listen(self._on_reply)
+                    async for _ in call:
+                        pass
         except GRPCError as exc:
             error = from_grpc_error(exc)
             logger.debug("PublishAsync stream ended: %s", exc)
@@ -178,6 +175,8 @@ class PublishSession:
                 raise error from None
         finally:
             self.closed = True
+            if self._malformed is not None:
+                error = self._malformed
             self._open_gate()
             pending, self._pending = self._pending, {}
             shared, self._shared = self._shared, {}
@@ -189,6 +188,34 @@ class PublishSession:
         if not started:
             # Closed (aclose) before the stream opened.
             raise error
+
+    def _on_reply(self, data: bytes) -> None:
+        """One reply, handed over by the connection's receiving task: settle its ack.
+
+        It runs outside any task on asyncio (in the transport's callback), so
+        it calls nothing of anyio's but `Event.set` and never raises.
+        """
+        if self._malformed is not None:
+            return
+        try:
+            response = wire.PublishResponse.decode(data)
+        except ValueError as exc:  # wire.DecodeError
+            # The reply names no correlation id we can trust, and what follows
+            # it on this stream cannot be trusted either: end the stream.
+            self._end_with(ErrorUnavailable(f"Malformed PublishAsync reply: {exc}"))
+            return
+        try:
+            self._dispatch(response)
+        except Exception as exc:  # a bug, or an observer that raised
+            self._end_with(ErrorUnavailable(f"PublishAsync reply not dispatched: {exc!r}"))
+
+    def _end_with(self, error: LiftbridgeError) -> None:
+        """End the stream: its awaited acks fail with `error`."""
+        self._malformed = error
+        logger.warning("PublishAsync stream ended: %s", error)
+        self.closed = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _dispatch(self, response: wire.PublishResponse) -> None:
         if not self._answered:
@@ -209,7 +236,7 @@ class PublishSession:
                 observer = self._observers.current
                 if observer is not None:
                     stream, partition, sent = observed
-                    observer.on_ack(stream, partition, anyio.current_time() - sent)
+                    observer.on_ack(stream, partition, time.monotonic() - sent)
 
     def _promote(self, correlation_id: str) -> None:
         """The next request sharing `correlation_id` awaits the next ack for it."""
@@ -301,7 +328,8 @@ class PublishSession:
                 if self.closed:
                     raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
             if observe and self._observers.current is not None:
-                item.observed = (request.stream, request.partition, now)
+                # time.monotonic: the ack is handled outside anyio's reach.
+                item.observed = (request.stream, request.partition, time.monotonic())
             if correlation_id in self._pending:
                 self._register(item)
             else:
@@ -319,7 +347,7 @@ class PublishSession:
             except anyio.WouldBlock:
                 await lock.acquire()
             try:
-                if self._call.status is not None:
+                if self._call.ended:
                     # The stream ended (its connection broke) before this
                     # request went out, and its reader has not run yet.
                     self.closed = True

@@ -66,6 +66,7 @@ class Call:
         "_connection_hint",
         "_deadline",
         "_end",
+        "_listener",
         "_max_send",
         "_messages",
         "_metadata",
@@ -94,6 +95,7 @@ class Call:
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
         self._messages: Deque[MessageReceived] = collections.deque()
         self._end: Optional[CallEnded] = None
+        self._listener: Optional[Callable[[bytes], None]] = None
         # The channel's connection when the call was made (start() checks it).
         self._connection_hint = connection
         self._connect = connect
@@ -125,8 +127,29 @@ class Call:
 
     def deliver(self, event: MessageReceived) -> bool:
         """A message arrived; return whether the call's waiting task was woken."""
+        listener = self._listener
+        if listener is not None:
+            # Taken at once: its credit goes back with the connection's next
+            # write, and the next message is wanted (see `want_message`).
+            protocol = self._protocol
+            protocol.consumed(self._stream_id, event.credit)
+            protocol.want_message(self._stream_id)
+            listener(event.data)
+            # Whoever the listener woke often sends next: our answers then
+            # go out in that write (the connection's "woke").
+            return True
         self._messages.append(event)
         return self._parking.wake()  # (a call gets messages only once started)
+
+    def listen(self, listener: Callable[[bytes], None]) -> None:
+        """Hand each response message to `listener` as it arrives (see `StreamStreamCall`)."""
+        self._listener = listener
+        messages = self._messages
+        while messages:
+            event = messages.popleft()
+            self._protocol.consumed(self._stream_id, event.credit)
+            listener(event.data)
+        self._protocol.want_message(self._stream_id)
 
     def end_with(self, event: CallEnded) -> bool:
         """The call ended (first end wins); return whether its waiting task was woken."""
@@ -392,6 +415,11 @@ class _StreamingCall:
         """The call's final status once it ended, else None."""
         return self._call.status
 
+    @property
+    def ended(self) -> bool:
+        """Whether the call has ended (nothing sent from now on reaches the server)."""
+        return self._call.status is not None
+
     async def __aexit__(
         self,
         exc_type: Optional[Type[BaseException]],
@@ -445,3 +473,14 @@ class StreamStreamCall(_StreamingCall):
     async def end(self) -> None:
         """Half-close: tell the server no more messages will be sent."""
         await self._call.end()
+
+    def listen(self, listener: Callable[[bytes], None]) -> None:
+        """Hand each response message to `listener` as it arrives, instead of queueing it.
+
+        The connection's receiving task calls `listener(message)` as soon as
+        the message is in: no task switch per message. `listener` must
+        return quickly and must not raise. Messages already queued go to it
+        now; from then on :meth:`receive` only waits for the call's end
+        (StopAsyncIteration, or the GRPCError that ended it).
+        """
+        self._call.listen(listener)

@@ -14,10 +14,11 @@ call (here: a publish that names its own ack inbox).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 from client_support import read_all
+from helpers import wait_until
 
 from lbwire._pool import ConnectionRegistry
 from lbwire.client import LiftbridgeClient
@@ -37,6 +38,9 @@ class Fault:
     not_processed = True
     #: Whether the failed publish reached the server before the failure.
     deliver = False
+    #: Awaited after a delivery, before the failure: until the server stored it
+    #: (grpc-go may drop a message its stream's cancellation follows at once).
+    delivered: Optional[Callable[[], Awaitable[None]]] = None
     failed = False
     publishes_sent = 0
 
@@ -53,13 +57,22 @@ _fault: Optional[Fault] = None
 class _FailingStream(StreamStreamCall):
     """A real PublishAsync call whose first message fails as `_fault` says."""
 
-    __slots__ = ()
+    __slots__ = ("channel",)
+
+    def __init__(self, call: Any, channel: Channel) -> None:
+        super().__init__(call)
+        self.channel = channel
 
     async def send_message(self, message: bytes) -> None:
         assert _fault is not None
         if not _fault.failed:
             if _fault.deliver:
                 await super().send_message(message)
+                connection = self.channel.connection
+                assert connection is not None
+                await connection.flush()
+                if _fault.delivered is not None:
+                    await _fault.delivered()
             _fault.fail()
         _fault.publishes_sent += 1
         await super().send_message(message)
@@ -83,7 +96,7 @@ class _FailsFirstPublish(Channel):
     ) -> StreamStreamCall:
         if path != _PUBLISH_ASYNC:
             return super().stream_stream(path, timeout=timeout, metadata=metadata)
-        return _FailingStream(self._call(path, timeout, metadata))
+        return _FailingStream(self._call(path, timeout, metadata), self)
 
 
 @pytest.fixture
@@ -121,6 +134,14 @@ async def test_a_publish_that_may_have_been_stored_is_not_sent_again(
     fault.deliver = True
     async with LiftbridgeClient([broker]) as client:
         await client.create_stream(stream_name, wait_for_stream=True)
+
+        async def stored() -> bool:
+            return (await client.get_partition_metadata(stream_name, 0)).newest_offset == 0
+
+        async def delivered() -> None:
+            await wait_until(stored, "the server stored the message")
+
+        fault.delivered = delivered
         with pytest.raises(ErrorUnavailable, match="may or may not be stored") as caught:
             await client.publish(b"maybe", stream=stream_name, **way)
         assert not caught.value.not_processed
