@@ -2,7 +2,7 @@
 
 `python -m benchmarks` writes `benchmarks/results/latest.json` and `latest.png`.
 Rather than keep copies in docs/ that go stale, this hook adds the chart to the
-site as `img/benchmarks.png` and replaces the markers `<!-- benchmarks:run -->`,
+site as `img/benchmarks.png` (and the scale curves' as `img/scale.png`) and replaces the markers `<!-- benchmarks:run -->`,
 `<!-- benchmarks:table -->` and `<!-- benchmarks:targets -->` in a page with
 text rendered from the JSON. A missing result file fails the build.
 """
@@ -20,8 +20,16 @@ from mkdocs.structure.pages import Page
 
 RESULTS = Path("benchmarks") / "results"
 CHART_URI = "img/benchmarks.png"
+SCALE_URI = "img/scale.png"
 
-CLIENTS = ("lbwire-asyncio", "lbwire-uvloop", "lbwire-trio", "gufo-grpcio", "go-liftbridge")
+CLIENTS = (
+    "lbwire-asyncio",
+    "lbwire-uvloop",
+    "lbwire-trio",
+    "lbwire-pypy",
+    "gufo-grpcio",
+    "go-liftbridge",
+)
 # The benchmark's scenario keys, in table order, with the label a reader sees.
 LABELS = {
     "subscribe_100B": "subscribe 100 B (msgs/s)",
@@ -115,6 +123,10 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     if not chart.is_file():
         raise PluginError(f"the benchmark chart {chart} is missing (python -m benchmarks)")
     files.append(File.generated(config, CHART_URI, abs_src_path=str(chart)))
+    scale = _root(config) / RESULTS / "scale.png"
+    if not scale.is_file():
+        raise PluginError(f"the scale chart {scale} is missing (python -m benchmarks.scale)")
+    files.append(File.generated(config, SCALE_URI, abs_src_path=str(scale)))
     return files
 
 
