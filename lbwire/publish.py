@@ -131,7 +131,8 @@ class PublishSession:
         self._scope: Optional[anyio.CancelScope] = None
         self._send_lock = anyio.Lock()
         self.closed = False
-        self._malformed: Optional[LiftbridgeError] = None
+        # Why `_on_reply` ended the stream (a malformed reply), if it did.
+        self._ended_by: Optional[LiftbridgeError] = None
         #: The broker this stream is open on (set by whoever opened it).
         self.address: Optional[Address] = None
         # Until the stream's first reply, one acked request at a time: see
@@ -164,7 +165,7 @@ class PublishSession:
                     started = True
                     # Replies are dispatched by the connection's receiving
                     # task as they arrive (`_on_reply`); this task waits for
-                    # the stream's end, or for a malformed reply.
+                    # the stream's end, or for `_on_reply` to end it.
                     call.listen(self._on_reply)
                     async for _ in call:
                         pass
@@ -175,8 +176,8 @@ class PublishSession:
                 raise error from None
         finally:
             self.closed = True
-            if self._malformed is not None:
-                error = self._malformed
+            if self._ended_by is not None:
+                error = self._ended_by
             self._open_gate()
             pending, self._pending = self._pending, {}
             shared, self._shared = self._shared, {}
@@ -195,7 +196,7 @@ class PublishSession:
         It runs outside any task on asyncio (in the transport's callback), so
         it calls nothing of anyio's but `Event.set` and never raises.
         """
-        if self._malformed is not None:
+        if self._ended_by is not None:
             return
         try:
             response = wire.PublishResponse.decode(data)
@@ -211,7 +212,7 @@ class PublishSession:
 
     def _end_with(self, error: LiftbridgeError) -> None:
         """End the stream: its awaited acks fail with `error`."""
-        self._malformed = error
+        self._ended_by = error
         logger.warning("PublishAsync stream ended: %s", error)
         self.closed = True
         if self._scope is not None:
