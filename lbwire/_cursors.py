@@ -14,7 +14,7 @@ import anyio
 
 from . import wire
 from ._log import LazyLogger
-from .error import ErrorCursorNotFound, ErrorInvalidArgument, ErrorNotFound
+from .error import ErrorCursorNotFound, ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound
 from .retry import RetryPolicy
 from .types import CursorConvention, StartPosition
 
@@ -161,4 +161,4 @@ def _check(partition: int, cursor_id: str) -> None:
     if not cursor_id:
         raise ErrorInvalidArgument("cursor_id must not be empty")
     if partition < 0:
-        raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
+        raise ErrorInvalidPartition(f"Partition must not be negative, not {partition}")

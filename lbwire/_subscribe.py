@@ -22,6 +22,7 @@ from .error import (
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
+    ErrorInvalidPartition,
     ErrorNotFound,
     ErrorPartitionPaused,
     ErrorSegmentClosed,
@@ -240,7 +241,7 @@ class Subscriptions:
         """The SubscribeRequest for `LiftbridgeClient.subscribe`'s arguments."""
         partition = partition or 0
         if partition < 0:
-            raise ErrorInvalidArgument(f"Partition must not be negative, not {partition}")
+            raise ErrorInvalidPartition(f"Partition must not be negative, not {partition}")
         if missing_cursor not in MISSING_CURSOR_STARTS:
             raise ErrorInvalidArgument(
                 "missing_cursor must be StartPosition.EARLIEST, LATEST, NEW_ONLY or None, "

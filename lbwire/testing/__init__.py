@@ -26,6 +26,8 @@ Environment variables:
 - ``LBWIRE_LIFTBRIDGE_SOURCE``: the newest server's source tarball (default:
   ``../shared/liftbridge/`` beside the lbwire checkout).
 - ``LBWIRE_CACHE_DIR``: where built binaries are cached (``~/.cache/lbwire``).
+- ``LBWIRE_TESTING_DIR``: where servers keep their data, config and log (the
+  system's temporary directory if unset; the test command uses ``/dev/shm``).
 - ``LBWIRE_NO_SERVER`` (test-facing): when set, starting a server lbwire has
   to find fails with its value as the reason.
 

@@ -325,7 +325,10 @@ class LiftbridgeServer(Managed):
             if self._binary is None:
                 self._binary = server_binary(self._version)
             if self._workdir is None:
-                self._workdir = Path(tempfile.mkdtemp(prefix="lbwire-liftbridge-"))
+                # $LBWIRE_TESTING_DIR (e.g. a tmpfs): where servers keep their
+                # data, config and log; the system's temporary directory if unset.
+                base = os.environ.get("LBWIRE_TESTING_DIR") or None
+                self._workdir = Path(tempfile.mkdtemp(prefix="lbwire-liftbridge-", dir=base))
                 self.data_dir.mkdir()
             if not self.port:
                 self.port, self.nats_port = free_ports(2)

@@ -86,13 +86,17 @@ async def test_negative_partition_in_publish_async_raises_value_error(
         await client.publish_async(b"x", stream=stream, partition=-1)
 
 
-async def test_negative_partition_in_cursor_calls_raises_value_error(
+async def test_negative_partition_in_cursor_calls_raises_value_error_and_not_found(
     client: LiftbridgeClient, stream: str
 ) -> None:
-    with pytest.raises(ValueError, match="Partition must not be negative"):
-        await client.set_cursor(stream, -1, "reader", 0)
-    with pytest.raises(ValueError, match="Partition must not be negative"):
-        await client.get_cursor(stream, -1, "reader")
+    # ErrorNotFound as gufo-liftbridge raises (the server's answer there).
+    for call in (
+        lambda: client.set_cursor(stream, -1, "reader", 0),
+        lambda: client.get_cursor(stream, -1, "reader"),
+    ):
+        with pytest.raises(ValueError, match="Partition must not be negative") as caught:
+            await call()
+        assert isinstance(caught.value, ErrorNotFound)
 
 
 async def test_negative_partition_in_partition_metadata_raises_not_found(

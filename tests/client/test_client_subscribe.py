@@ -334,9 +334,13 @@ async def test_subscribe_to_missing_partition_raises_not_found(
         await read_all(client, stream, partition=2)
 
 
-async def test_negative_partition_raises_value_error(client: LiftbridgeClient, stream: str) -> None:
-    with pytest.raises(ValueError, match="Partition"):
+async def test_negative_partition_raises_value_error_and_not_found(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    with pytest.raises(ValueError, match="Partition") as caught:
         await read_all(client, stream, partition=-1)
+    # ErrorNotFound as gufo-liftbridge raises (the server's answer there).
+    assert isinstance(caught.value, ErrorNotFound)
 
 
 async def test_stream_deleted_while_subscribed_raises_not_found(
