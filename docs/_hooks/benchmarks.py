@@ -2,9 +2,10 @@
 
 `python -m benchmarks` writes `benchmarks/results/latest.json` and `latest.png`.
 Rather than keep copies in docs/ that go stale, this hook adds the chart to the
-site as `img/benchmarks.png` (and the scale curves' as `img/scale.png`) and replaces the markers `<!-- benchmarks:run -->`,
-`<!-- benchmarks:table -->` and `<!-- benchmarks:targets -->` in a page with
-text rendered from the JSON. A missing result file fails the build.
+site as `img/benchmarks.png` (the scale curves' as `img/scale.png`) and
+replaces the markers `<!-- benchmarks:run -->`, `<!-- benchmarks:table -->`
+and `<!-- benchmarks:targets -->` in a page with text rendered from the JSON.
+A missing result file fails the build.
 """
 
 from __future__ import annotations
