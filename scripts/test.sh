@@ -29,13 +29,6 @@ run_pytest() {
 
 PYTHON=${PYTHON:-python3}
 export LBWIRE_CACHE_DIR=${LBWIRE_CACHE_DIR:-$HOME/.cache/lbwire}
-# The test servers keep their data on a tmpfs where there is one: on a VM
-# with a slow shared disk, Raft's fsyncs stalled CreateStream past its 10 s
-# deadline now and then (the servers' behaviour under I/O stalls is not what
-# the suite tests; the fault tests kill and freeze processes instead).
-if [ -z "${LBWIRE_TESTING_DIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
-    export LBWIRE_TESTING_DIR=/dev/shm
-fi
 
 section "CPython environment"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

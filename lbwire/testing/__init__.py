@@ -27,7 +27,7 @@ Environment variables:
   ``../shared/liftbridge/`` beside the lbwire checkout).
 - ``LBWIRE_CACHE_DIR``: where built binaries are cached (``~/.cache/lbwire``).
 - ``LBWIRE_TESTING_DIR``: where servers keep their data, config and log (the
-  system's temporary directory if unset; the test command uses ``/dev/shm``).
+  system's temporary directory if unset).
 - ``LBWIRE_NO_SERVER`` (test-facing): when set, starting a server lbwire has
   to find fails with its value as the reason.
 
