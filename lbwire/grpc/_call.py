@@ -477,10 +477,13 @@ class StreamStreamCall(_StreamingCall):
     def listen(self, listener: Callable[[bytes], None]) -> None:
         """Hand each response message to `listener` as it arrives, instead of queueing it.
 
-        The connection's receiving task calls `listener(message)` as soon as
-        the message is in: no task switch per message. `listener` must
-        return quickly and must not raise. Messages already queued go to it
-        now; from then on :meth:`receive` only waits for the call's end
-        (StopAsyncIteration, or the GRPCError that ended it).
+        The connection's receiving side calls `listener(message)` as soon as
+        the message is in: no task switch per message. On asyncio that is the
+        transport's callback, outside any task, so `listener` must not use
+        anyio calls that need one (`anyio.current_time()`, sleeping);
+        setting an `anyio.Event` is fine. It must return quickly and must
+        not raise. Messages already queued go to it now; from then on
+        :meth:`receive` only waits for the call's end (StopAsyncIteration,
+        or the GRPCError that ended it).
         """
         self._call.listen(listener)
