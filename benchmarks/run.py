@@ -204,8 +204,15 @@ def worker_argv(client: str, job: Dict[str, Any], go_binary: Optional[str]) -> L
 
 
 def worker_env() -> Dict[str, str]:
+    """The environment of every worker process: imports come from cached bytecode.
+
+    Users import packages compiled at install time; with PYTHONDONTWRITEBYTECODE
+    set (some machines do), an edited lbwire module would be compiled again in
+    every worker, inside the timed first message.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -241,18 +248,11 @@ def run_worker(argv: List[str], timeout: float) -> Dict[str, Any]:
 
 
 def fresh_python(python: str, code: str, *args: str, timeout: float) -> Any:
-    """Run `python -c code args...` in the repository: a fresh interpreter.
-
-    Imports come from cached bytecode, as users import packages: with
-    PYTHONDONTWRITEBYTECODE set (some machines do) lbwire would be compiled
-    on every run while an installed package such as gufo is precompiled.
-    """
-    env = worker_env()
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    """Run `python -c code args...` in the repository: a fresh interpreter (see `worker_env`)."""
     return subprocess.run(
         [python, "-c", code, *args],
         cwd=ROOT,
-        env=env,
+        env=worker_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -450,6 +450,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         log(f"  skipping {PYPY}: {reason}")
         client_notes[PYPY] = reason
         clients.remove(PYPY)
+
+    # As pip does at install time: no worker compiles lbwire inside a timed step.
+    pythons = [sys.executable, pypy_python(str(ROOT)) if PYPY in clients else None]
+    for python in filter(None, pythons):
+        subprocess.run(
+            [python, "-m", "compileall", "-q", str(ROOT / "lbwire")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     server: Optional[LiftbridgeServer] = None
     try:

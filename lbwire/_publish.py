@@ -100,6 +100,11 @@ class _Attempt:
         self.went_out = True
 
 
+def _no_ack(stream: str, wait: float) -> ErrorAckTimeout:
+    """A single publish's ack timeout, worded alike on the stream and the unary call."""
+    return ErrorAckTimeout(f"No ack for the message to {stream!r} within {wait} s")
+
+
 def new_correlation_id() -> str:
     """32 random hex digits, like uuid.uuid4().hex, cheaper and without importing uuid."""
     return os.urandom(16).hex()
@@ -285,9 +290,7 @@ class Publisher:
         try:
             response = await self._send(request, encoded, timeout)
         except ErrorDeadlineExceeded as exc:
-            raise ErrorAckTimeout(
-                f"No ack for the message to {request.stream!r} within {wait} s"
-            ) from exc
+            raise _no_ack(request.stream, wait) from exc
         return response.ack
 
     async def _publish_streamed(
@@ -310,9 +313,7 @@ class Publisher:
                     state.loading = address is not None and self.loading(stream, address)
                 raise error from None
             except ErrorAckTimeout as exc:
-                raise ErrorAckTimeout(
-                    f"No ack for the message to {stream!r} within {wait} s"
-                ) from exc
+                raise _no_ack(stream, wait) from exc
             self._published.add(stream)
             return ack
 

@@ -1,4 +1,4 @@
-"""lbwire as users get it: a pure wheel that needs only h2 (with hpack) and anyio, never grpcio.
+"""lbwire as users get it: a pure wheel that needs only h2 and anyio, never grpcio.
 
 The wheel is built from a copy of the working tree (so the build leaves no
 ``build/`` or ``*.egg-info`` behind) with ``pip wheel``; a fresh virtual
@@ -84,13 +84,13 @@ def test_wheel_holds_exactly_the_lbwire_package(wheel: Path) -> None:
     assert "lbwire/py.typed" in packaged
 
 
-def test_wheel_requires_only_h2_hpack_and_anyio_at_run_time(wheel: Path) -> None:
+def test_wheel_requires_only_h2_and_anyio_at_run_time(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         metadata = email.parser.Parser().parsestr(archive.read(metadata_file).decode())
     unconditional = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
     names = {re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in unconditional}  # type: ignore[union-attr]
-    assert names == {"h2", "hpack", "anyio"}
+    assert names == {"h2", "anyio"}
 
 
 # -- installed alone in a fresh environment ---------------------------------------------------

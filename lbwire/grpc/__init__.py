@@ -32,7 +32,7 @@ _TRANSPORT = ("Channel", "StreamStreamCall", "UnaryStreamCall")
 
 
 def __getattr__(name: str) -> Any:
-    # The transport (asyncio, ssl, hpack) loads with its first use, so that
+    # The transport (the HTTP/2 core, the backends) loads with its first use, so that
     # importing lbwire's exceptions and types stays cheap.
     if name in _TRANSPORT:
         from . import channel

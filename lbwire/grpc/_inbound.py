@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import List, Union
 
-import hpack
 from h2.errors import ErrorCodes
 
 from . import _frames
@@ -34,6 +33,7 @@ from ._frames import (
     WINDOW_UPDATE,
     HTTP2ConnectionError,
 )
+from ._hpack import HPACKError, OversizedHeaderList
 from ._stream import Streams
 from .events import (
     SETTINGS_CHANGED,
@@ -341,12 +341,12 @@ class Inbound(Streams):
         # must follow the server's encoder.
         try:
             headers, size = self._decoder.decode(block)
-        except hpack.OversizedHeaderListError:
+        except OversizedHeaderList:
             raise HTTP2ConnectionError(
                 ErrorCodes.ENHANCE_YOUR_CALM,
                 f"header list larger than {MAX_HEADER_BLOCK_SIZE} bytes",
             ) from None
-        except hpack.HPACKError as exc:
+        except HPACKError as exc:
             raise HTTP2ConnectionError(
                 ErrorCodes.COMPRESSION_ERROR, f"invalid HPACK header block: {exc}"
             ) from None

@@ -11,9 +11,8 @@ behaviour is testable with plain bytes.
 
 **Who owns HTTP/2: this core, all of it.** The whole connection's state is
 here: the preface, both sides' SETTINGS, every stream's state, both
-directions' flow-control windows, GOAWAY, PING. h2 is not used (its
-``ErrorCodes`` enum aside); HPACK is the ``hpack`` package's ``Encoder`` and
-``Decoder``, through their public API only (see :mod:`._hpack`). Why not h2:
+directions' flow-control windows, GOAWAY, PING, and HPACK (:mod:`._hpack`).
+h2 is not used (its ``ErrorCodes`` enum aside). Why not h2:
 a gRPC client needs little of HTTP/2 (no server side, no push, no priority, a
 stream is open, half-closed or gone), while h2's generic machinery (frame
 objects, two state machines, an event per frame) made up most of the cost of
@@ -129,8 +128,7 @@ __all__ = [
 ]
 
 # grpc-timeout as a literal never indexed with a literal name, no Huffman
-# coding (RFC 7541 6.2.3): a new value per call would churn the dynamic
-# table, and hpack's Huffman coder costs more than the few bytes it saves.
+# coding (RFC 7541 6.2.3): a new value per call would churn the dynamic table.
 _TIMEOUT_FIELD = b"\x10\x0cgrpc-timeout"
 
 
@@ -194,7 +192,7 @@ class ClientProtocol(Inbound):
     def _settings_received(self, values: Dict[int, int]) -> None:
         size = values.get(_frames.HEADER_TABLE_SIZE)
         if size is not None:
-            # Any size up to the server's limit will do; hpack's default is
+            # Any size up to the server's limit will do; HPACK's default is
             # plenty for a client's request headers.
             self._encoder.set_table_size(min(size, _ENCODER_TABLE_SIZE))
 

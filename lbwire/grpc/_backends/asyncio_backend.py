@@ -234,12 +234,26 @@ async def connect_asyncio(host: str, port: int) -> AsyncioTransport:
 
     """
     loop = asyncio.get_running_loop()
-    try:
-        # Happy eyeballs as anyio.connect_tcp does; uvloop lacks the option.
-        connecting = loop.create_connection(AsyncioTransport, host, port, happy_eyeballs_delay=0.25)
-    except TypeError:
+    connecting = None
+    if not _is_ip_address(host):  # an address has no alternative to race
+        with contextlib.suppress(TypeError):  # uvloop lacks the option
+            # Happy eyeballs for names, as anyio.connect_tcp does.
+            connecting = loop.create_connection(
+                AsyncioTransport, host, port, happy_eyeballs_delay=0.25
+            )
+    if connecting is None:
         connecting = loop.create_connection(AsyncioTransport, host, port)
     transport, protocol = await connecting
     # uvloop calls connection_made only after create_connection returned.
     protocol.transport = transport
     return protocol
+
+
+def _is_ip_address(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
