@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
+import sys
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -59,6 +61,14 @@ def stream_name(request: pytest.FixtureRequest) -> str:
     """A stream name no other test in the session uses (also a valid subject)."""
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:40]
     return f"{base or 'stream'}-{next(_stream_numbers)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended with SIGTERM (a CI timeout, `kill`) would leave its servers
+    # running: the default action ends the process without the atexit hook of
+    # lbwire.testing that kills them. As SystemExit, the session unwinds.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

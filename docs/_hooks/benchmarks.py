@@ -5,12 +5,16 @@ Rather than keep copies in docs/ that go stale, this hook adds the chart to the
 site as `img/benchmarks.png` (the scale curves' as `img/scale.png`) and
 replaces the markers `<!-- benchmarks:run -->`, `<!-- benchmarks:table -->`
 and `<!-- benchmarks:targets -->` in a page with text rendered from the JSON.
+`<!-- benchmarks:newest/table -->` (and `run`, `targets`) render the run
+against the newest Liftbridge, `benchmarks/results/newest/latest.json`
+(`python -m benchmarks --server newest --out benchmarks/results/newest`).
 A missing result file fails the build.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -33,6 +37,7 @@ LABELS = {
     "publish_pipelined": "pipelined publish, 1,000 in flight (msgs/s)",
     "cursor_roundtrip": "cursor set + get (pairs/s)",
     "first_message_ms": "connect to first message (ms)",
+    "first_message_warm_ms": "connect to first message, warm (ms)",
     "import_ms": "import of the client package (ms)",
     "subscribe_peak_rss_mb": "peak RSS subscribing to 1,000,000 messages (MB)",
 }
@@ -42,8 +47,8 @@ def _root(config: MkDocsConfig) -> Path:
     return Path(config.config_file_path).resolve().parent
 
 
-def _load(config: MkDocsConfig) -> Dict[str, Any]:
-    path = _root(config) / RESULTS / "latest.json"
+def _load(config: MkDocsConfig, run: str = "") -> Dict[str, Any]:
+    path = _root(config) / RESULTS / run / "latest.json"
     try:
         report: Dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -131,11 +136,16 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     """Fill in the benchmark markers of a page."""
     if "<!-- benchmarks:" not in markdown:
         return markdown
-    report = _load(config)
-    for marker, render in (
-        ("run", _run),
-        ("table", _table),
-        ("targets", _targets),
-    ):
-        markdown = markdown.replace(f"<!-- benchmarks:{marker} -->", render(report))
+    renderers = {"run": _run, "table": _table, "targets": _targets}
+    reports: Dict[str, Dict[str, Any]] = {}
+
+    def fill(match: re.Match[str]) -> str:
+        run, what = match.group(1) or "", match.group(2)
+        if what not in renderers or run not in ("", "newest"):
+            raise PluginError(f"{page.file.src_uri}: unknown marker {match.group(0)}")
+        if run not in reports:
+            reports[run] = _load(config, run)
+        return renderers[what](reports[run])
+
+    markdown = re.sub(r"<!-- benchmarks:(?:(\w+)/)?(\w+) -->", fill, markdown)
     return markdown
