@@ -32,6 +32,7 @@ SCENARIOS = {
     "publish_pipelined",
     "cursor_roundtrip",
     "first_message_ms",
+    "first_message_warm_ms",
     "import_ms",
     "subscribe_peak_rss_mb",
 }
