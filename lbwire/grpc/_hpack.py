@@ -34,6 +34,9 @@ Header = Tuple[bytes, bytes]
 Headers = List[Header]
 
 _CACHE_SIZE = 256
+#: Blocks larger than this are decoded every time: gRPC's repeated blocks are
+#: a few dozen bytes, and the cache must not hold up to 256 x 1 MiB.
+_CACHE_MAX_BLOCK = 1024
 
 #: The largest dynamic table either side uses: RFC 7541's default, which
 #: lbwire never changes in its SETTINGS (so the server's encoder may use it).
@@ -126,8 +129,8 @@ for _index, _field in enumerate(STATIC_TABLE, 1):
 def _read_integer(block: bytes, position: int, prefix_bits: int) -> Tuple[int, int]:
     """An HPACK integer (RFC 7541 5.1): its value and the position after it.
 
-    Raises IndexError at the end of the block, HPACKError past 2**28 (no
-    length or index of ours comes near; a longer one is an attack).
+    Raises IndexError at the end of the block, HPACKError after five
+    continuation bytes (no length or index comes near; more is an attack).
     """
     mask = (1 << prefix_bits) - 1
     value = block[position] & mask
@@ -287,10 +290,14 @@ class HeaderDecoder:
         try:
             result = self._decode(block)
         except IndexError:
+            cache.clear()  # the block may have changed the table before it failed
             raise HPACKError("header block ends inside a field") from None
+        except HPACKError:
+            cache.clear()
+            raise
         if self._changes != changes:
             cache.clear()
-        else:
+        elif len(block) <= _CACHE_MAX_BLOCK:
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
             cache[block] = result
@@ -372,12 +379,19 @@ class HeaderDecoder:
 # -- encoder ------------------------------------------------------------------
 
 
+#: Fields whose values are credentials: sent as literals never indexed
+#: (RFC 7541 7.1.3), so no table and no intermediary keeps them.
+_SENSITIVE = frozenset((b"authorization", b"proxy-authorization"))
+
+
 class HeaderEncoder:
     """Encodes header blocks; the constant request headers of a method are cached.
 
     Every field is sent indexed when the static or dynamic table has it, else
     as a literal with incremental indexing (its name indexed when a table has
-    the name), never Huffman-coded.
+    the name), never Huffman-coded; credentials are never indexed. Every
+    block returned must be sent, in the order encoded: the peer's table
+    follows ours only through them.
     """
 
     __slots__ = (
@@ -389,6 +403,7 @@ class HeaderEncoder:
         "_names",
         "_pending_size",
         "_size",
+        "_smallest_size",
         "_table",
     )
 
@@ -402,6 +417,7 @@ class HeaderEncoder:
         self._size = 0
         self._max_size = DEFAULT_TABLE_SIZE
         self._pending_size: Optional[int] = None
+        self._smallest_size = DEFAULT_TABLE_SIZE  # since the last block (RFC 7541 4.2)
         self._changes = 0
         self._cache: Dict[Tuple[bytes, ...], bytes] = {}
 
@@ -409,10 +425,15 @@ class HeaderEncoder:
         """Use a table of ``size`` from the next block on.
 
         ``size`` is at most the peer's SETTINGS_HEADER_TABLE_SIZE; the next
-        block starts with the table size update that tells the peer.
+        block starts with the table size update that tells the peer (two,
+        when the size went lower in between: RFC 7541 4.2 asks for the
+        smallest size since the last block, then the final one).
         """
         if size == self._max_size and self._pending_size is None:
             return
+        if self._pending_size is None:
+            self._smallest_size = size
+        self._smallest_size = min(self._smallest_size, size)
         self._max_size = size
         self._pending_size = size
         self._evict(0)
@@ -450,10 +471,16 @@ class HeaderEncoder:
     def _encode(self, headers: Sequence[Header]) -> bytes:
         out = bytearray()
         if self._pending_size is not None:
+            if self._smallest_size < self._pending_size:
+                out += _integer(self._smallest_size, 5, 0x20)
             out += _integer(self._pending_size, 5, 0x20)
             self._pending_size = None
             self._changes += 1
         for header in headers:
+            if header[0] in _SENSITIVE:
+                out += _integer(_STATIC_NAMES[header[0]], 4, 0x10)  # literal never indexed
+                out += _string(header[1])
+                continue
             index = _STATIC_FIELDS.get(header)
             if index is None:
                 number = self._fields.get(header)

@@ -26,8 +26,6 @@ from lbwire.grpc._hpack import (
     huffman_decode,
 )
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
 NAMES = st.sampled_from(
@@ -146,3 +144,47 @@ def test_an_entry_larger_than_the_table_empties_it() -> None:
     again = encoder.encode(small)
     assert again.startswith(b"\x40")
     assert decoder.decode(again)[0] == small
+
+
+def test_two_size_changes_between_blocks_send_the_smallest_then_the_last() -> None:
+    # RFC 7541 4.2: a decoder may hold the encoder to the smallest size since
+    # the last block (nghttp2 does), so that one is signalled first.
+    encoder = HeaderEncoder()
+    encoder.set_table_size(1024)
+    encoder.set_table_size(2048)
+    block = encoder.encode([(b"x-a", b"1")])
+    assert block.startswith(b"\x3f\xe1\x07" + b"\x3f\xe1\x0f")  # 1024, then 2048
+    assert hpack.Decoder().decode(block, raw=True) == [(b"x-a", b"1")]
+    encoder.set_table_size(0)
+    encoder.set_table_size(4096)
+    assert encoder.encode([(b"x-a", b"1")]).startswith(b"\x20\x3f\xe1\x1f")  # 0, then 4096
+
+
+def test_credentials_are_never_indexed() -> None:
+    encoder, reference = HeaderEncoder(), hpack.Decoder()
+    headers = [(b"authorization", b"Bearer secret")]
+    for _ in range(2):  # the same literal each time: no table holds it
+        block = encoder.encode(headers)
+        assert block == b"\x1f\x08\x0dBearer secret"  # 0001 + name index 23
+        (field,) = reference.decode(block, raw=True)
+        assert isinstance(field, hpack.NeverIndexedHeaderTuple)
+        assert field == headers[0]
+
+
+def test_only_small_blocks_are_cached() -> None:
+    decoder = HeaderDecoder(1 << 20)
+    small = b"\x88"  # :status 200
+    assert decoder.decode(small)[0] is decoder.decode(small)[0]
+    large = b"\x00\x03x-a\x7f\xd1\x0e" + b"v" * 2_000  # a 2,000-byte literal, not indexed
+    first, second = decoder.decode(large)[0], decoder.decode(large)[0]
+    assert first == second == [(b"x-a", b"v" * 2_000)]
+    assert first is not second
+
+
+def test_a_block_that_fails_after_changing_the_table_drops_the_cache() -> None:
+    decoder = HeaderDecoder(1 << 20)
+    decoder.decode(b"\x40\x01a\x01b")  # inserts a: b
+    assert decoder.decode(b"\xbe")[0] == [(b"a", b"b")]  # index 62, now cached
+    with pytest.raises(HPACKError):
+        decoder.decode(b"\x40\x01c\x01d" + b"\x80")  # inserts c: d, then index 0
+    assert decoder.decode(b"\xbe")[0] == [(b"c", b"d")]
