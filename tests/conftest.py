@@ -69,6 +69,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # lbwire.testing that kills them. As SystemExit, the session unwinds.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # Started in the background by a shell without job control, the run
+    # ignores SIGINT, and so would every child it starts: the Ctrl-C tests
+    # would wait in vain. A handler here is reset to the default in children.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
