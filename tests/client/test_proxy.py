@@ -8,7 +8,10 @@ port 443. The proxy's log tells which connections went through it.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,7 +137,9 @@ async def test_wrong_credentials_raise_without_the_password(
     assert "401 Unauthorized" in message or "407" in message
     assert "did not accept the credentials" in message
     assert f"http://127.0.0.1:{auth_proxy.port}" in message
-    shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value)
+    error = caught.value
+    shown = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    shown += repr(error)
     shown += caplog.text + repr(client.channel_config)
     assert wrong not in shown
     assert len(auth_proxy.connect_requests()) == 1
@@ -240,3 +245,30 @@ async def test_calls_outside_the_block_go_through_the_proxy(
     assert await client.publish(b"outside", stream=stream_name) is not None
     assert [m.value for m in await read_all(client, stream_name)] == [b"outside"]
     assert set(open_proxy.connect_requests()) == {broker}
+
+
+def test_the_cookbook_snippet(auth_proxy: Tinyproxy, broker: str) -> None:
+    """docs/snippets/proxy_client.py, run as a reader would run it."""
+    snippet = Path(__file__).resolve().parents[2] / "docs" / "snippets" / "proxy_client.py"
+    env = {**os.environ, "LIFTBRIDGE_BROKERS": broker}
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(snippet.parents[2]), env.get("PYTHONPATH")])
+    )
+
+    def run(proxy: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(snippet)],
+            env={**env, "LIFTBRIDGE_PROXY": proxy},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    worked = run(auth_proxy.url)
+    assert worked.returncode == 0, worked.stderr
+    assert worked.stdout == f"1 broker(s), through http://127.0.0.1:{auth_proxy.port}\n"
+    refused = run(auth_proxy.url_with("lbwire", "wrong"))
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout.startswith("refused: ")
+    assert "wrong" not in refused.stdout + refused.stderr
