@@ -175,7 +175,16 @@ def proxy_from_environment(environ: Optional[Mapping[str, str]] = None) -> Optio
     if not url:  # set and empty: no proxy (grpc core's rule)
         return None
     no_proxy = next((env[n] for n in NO_PROXY_VARIABLES if n in env), "")
-    return HttpProxy.from_url(url, no_proxy=no_proxy, source=f"the {name} environment variable")
+    try:
+        return HttpProxy.from_url(url, no_proxy=no_proxy, source=f"the {name} environment variable")
+    except ValueError as exc:
+        if name == "grpc_proxy":
+            hint = "or set grpc_proxy empty for no proxy"
+        else:
+            hint = (
+                f"or set grpc_proxy, which wins over {name}: to an http:// URL, or empty for none"
+            )
+        raise ValueError(f"{exc}; {hint}") from None
 
 
 def select_proxy(
