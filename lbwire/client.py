@@ -48,6 +48,7 @@ from .error import ErrorUnavailable as ErrorUnavailable
 from .error import LiftbridgeError as LiftbridgeError
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
+from .grpc.proxy import select_proxy
 from .metadata import MetadataCache
 from .observer import ClientObserver
 from .partitioning import KeyPartitioner, RoundRobinPartitioner
@@ -150,8 +151,19 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     Args:
         brokers: Seed brokers, each `host:port` (IPv6 as `[addr]:port`).
         max_message_size: Largest message received, in bytes (gRPC limit).
-        enable_http_proxy: Accepted for gufo-liftbridge compatibility; lbwire
-            always connects directly.
+        enable_http_proxy: Connect through the HTTP proxy the environment
+            names, as gufo-liftbridge (grpcio) does: the first of `grpc_proxy`,
+            `https_proxy`, `http_proxy` that is set, except to the hosts the
+            first of `no_grpc_proxy`, `no_proxy` lists (names, their
+            subdomains, addresses, CIDR blocks, `*`). Read once, here.
+        proxy: `http://[user:password@]host:port`: connect to every broker
+            through this HTTP proxy, whatever `enable_http_proxy` and the
+            environment say. Connections go through a CONNECT tunnel, TLS end
+            to end; `connect_timeout` covers the proxy. The credentials are
+            sent as `Proxy-Authorization: Basic` and never shown. A proxy
+            that refuses the credentials (407) or the broker (403) raises
+            `ErrorPermissionDenied` without retries; one that cannot be
+            reached or cannot reach the broker raises `ErrorUnavailable`.
         compression_method: `zlib` or `lzma`: compress published values when
             `auto_compress=True` is passed to `publish`.
         compression_threshold: Compress only values at least this long.
@@ -220,6 +232,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         keepalive_time: Optional[float] = SAFE_KEEPALIVE_TIME,
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
+        proxy: Optional[str] = None,
     ) -> None:
         if isinstance(brokers, str):
             brokers = [brokers]
@@ -249,6 +262,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             )
         if idle_timeout is not None and idle_timeout <= 0:
             raise ErrorInvalidArgument(f"idle_timeout must be positive, not {idle_timeout}")
+        try:
+            http_proxy = select_proxy(proxy, enable_http_proxy)
+        except ValueError as exc:  # (the message never shows credentials)
+            raise ErrorInvalidArgument(str(exc)) from None
         self.max_message_size = max_message_size
         self.enable_http_proxy = enable_http_proxy
         self.compression_method = compression_method
@@ -268,6 +285,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
                 ssl_context=ssl_context,
                 server_hostname=tls_server_hostname,
                 keepalive_time=keepalive_time,
+                proxy=http_proxy,
             ),
             max_per_broker=max_conns_per_broker,
             idle_timeout=idle_timeout,
