@@ -8,7 +8,7 @@ the client's `Router`. It holds no state of its own.
 from __future__ import annotations
 
 from random import random
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Type, TypeVar, cast
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Type, TypeVar, cast
 
 import anyio
 
@@ -16,8 +16,8 @@ from . import wire
 from ._log import LazyLogger
 from ._routing import CURSOR_STREAM
 from .error import ErrorDeadlineExceeded, ErrorInvalidArgument, ErrorNoMetadataLeader, ErrorNotFound
-from .metadata import to_public_partition
-from .types import Metadata, PartitionMetadata
+from .metadata import to_public_group, to_public_partition
+from .types import ConsumerGroupMetadata, Metadata, PartitionMetadata
 
 if TYPE_CHECKING:
     from ._routing import Router
@@ -27,6 +27,15 @@ __all__ = ["SERVER_DEFAULT", "AdminMethods"]
 logger = LazyLogger("lbwire")
 
 _R = TypeVar("_R")
+
+
+def _names(what: str, names: Optional[Sequence[str]]) -> List[str]:
+    """`names` as a list; a plain string (a likely slip for a list of one) is refused."""
+    if names is None:
+        return []
+    if isinstance(names, (str, bytes)):
+        raise ErrorInvalidArgument(f"{what} must be a list of names, not {names!r}")
+    return list(names)
 
 
 class _ServerDefault(int):
@@ -65,24 +74,84 @@ class AdminMethods:
     # ------------------------------------------------------------------ metadata
 
     async def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+        self,
+        stream: Optional[str] = None,
+        *,
+        wait_for_stream: bool = False,
+        streams: Optional[Sequence[str]] = None,
+        groups: Optional[Sequence[str]] = None,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
+        One FetchMetadata call answers for every stream and group named
+        (`streams` and `groups` are lbwire's additions).
+
         Args:
             stream: Only this stream's metadata, if set.
-            wait_for_stream: Wait until `stream` exists and every partition
+            wait_for_stream: Wait until `stream` (or each of `streams`; or,
+                when none is named, every stream) exists and every partition
                 has a leader.
+            streams: Only these streams' metadata (instead of `stream`).
+            groups: Also the metadata of these consumer groups (coordinator
+                and epoch), in `Metadata.groups`.
+
+        Returns:
+            The brokers, the streams asked for that exist (all streams when
+            none is named) and the groups asked for that exist.
 
         Raises:
+            ErrorInvalidArgument: Both `stream` and `streams`, or a plain
+                string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
         """
+        names = _names("streams", streams)
+        if stream and names:
+            raise ErrorInvalidArgument("Pass either stream or streams, not both")
+        if stream:
+            names = [stream]
+        group_ids = _names("groups", groups)
         router = self._router
+        response: Optional[wire.FetchMetadataResponse] = None
         if wait_for_stream:
-            response = await router.wait_for_stream(stream)
-        else:
-            response = await router.refresh(*([stream] if stream else []))
+            waited: List[Optional[str]] = [*names] or [None]  # None: every stream
+            for name in waited:
+                response = await router.wait_for_stream(name)
+            if len(names) > 1 or group_ids:
+                response = None  # one answer for all of them, below
+        if response is None:
+            if group_ids:
+                response = await self._fetch_metadata(names, group_ids)
+            else:
+                response = await router.refresh(*names)
         return router.metadata.to_public(response)
+
+    async def get_consumer_group_metadata(self, group_id: str) -> ConsumerGroupMetadata:
+        """The coordinator and epoch of a consumer group.
+
+        Raises:
+            ErrorInvalidArgument: Empty group id.
+            ErrorNotFound: No such group (none ever joined it, or it was
+                removed after its last member left).
+        """
+        if not group_id:
+            raise ErrorInvalidArgument("Consumer group id must not be empty")
+        group = await self.fetch_consumer_group_metadata(group_id)
+        if group is None:
+            raise ErrorNotFound(f"No such consumer group: {group_id!r}")
+        return to_public_group(group)
+
+    async def _fetch_metadata(
+        self, streams: Sequence[str], groups: Sequence[str]
+    ) -> wire.FetchMetadataResponse:
+        # Without a deadline on the wire, as Router.refresh (see there).
+        response = await self._call_any(
+            "FetchMetadata",
+            wire.FetchMetadataRequest(streams=streams, groups=groups),
+            wire.FetchMetadataResponse,
+            send_deadline=False,
+        )
+        self._router.metadata.update(response, streams)
+        return response
 
     async def get_partition_metadata(
         self, stream: str, partition: int, wait_for_stream: bool = False
@@ -348,7 +417,11 @@ class AdminMethods:
     async def fetch_consumer_group_metadata(
         self, group_id: str
     ) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
+        """The group's coordinator and epoch, or None if the group does not exist.
+
+        The wire form, as consumer groups use it; `get_consumer_group_metadata`
+        gives the public type.
+        """
         response = await self._call_any(
             "FetchMetadata",
             wire.FetchMetadataRequest(groups=[group_id]),

@@ -85,6 +85,7 @@ _BLOCKING_CALLS = (
     "fetch_consumer_group_assignments",
     "report_consumer_group_coordinator",
     "fetch_consumer_group_metadata",
+    "get_consumer_group_metadata",
 )
 #: Async generators on the async client: plain iterators here.
 _ITERATORS = ("subscribe", "publish_bulk", "activity")
