@@ -86,9 +86,10 @@ _BLOCKING_CALLS = (
     "report_consumer_group_coordinator",
     "fetch_consumer_group_metadata",
     "get_consumer_group_metadata",
+    "health",
 )
 #: Async generators on the async client: plain iterators here.
-_ITERATORS = ("subscribe", "publish_bulk", "activity")
+_ITERATORS = ("subscribe", "publish_bulk", "activity", "watch_health")
 #: Plain methods on the async client: called as they are.
 _PLAIN = ("get_publish_request", "connection_info", "add_connection_listener")
 
