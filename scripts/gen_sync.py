@@ -44,6 +44,7 @@ import contextlib
 import importlib
 import inspect
 import sys
+import sysconfig
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,7 +272,19 @@ def _section(module: str) -> int:
         return 0
     if root == PACKAGE:
         return 3
-    return 1 if root in sys.stdlib_module_names else 2
+    return 1 if _is_stdlib(root) else 2
+
+
+def _is_stdlib(root: str) -> bool:
+    names = getattr(sys, "stdlib_module_names", None)  # Python 3.10+
+    if names is not None:
+        return root in names
+    spec = importlib.util.find_spec(root)
+    if spec is None or spec.origin in (None, "built-in", "frozen"):
+        return True
+    origin = Path(spec.origin).resolve()
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    return "site-packages" not in origin.parts and stdlib in origin.parents
 
 
 def _member_key(name: str) -> Tuple[int, str]:
@@ -363,8 +376,10 @@ class Param:
         return self.name
 
 
-def parameters(module: Module, node: Any, imports: Imports) -> List[Param]:
-    """The parameters of function `node` but `self`, with their names bound in `imports`."""
+def parameters(
+    module: Module, node: Any, imports: Imports, kinds: Tuple[str, ...] = ()
+) -> List[Param]:
+    """The parameters of function `node` but `self` (only `kinds` if given), names bound."""
     args: ast.arguments = node.args
     positional = args.posonlyargs + args.args
     defaults: List[Optional[ast.expr]] = [None] * (len(positional) - len(args.defaults))
@@ -380,6 +395,8 @@ def parameters(module: Module, node: Any, imports: Imports) -> List[Param]:
         found.append((args.kwarg, "kwarg", None))
     params = []
     for arg, kind, default in found[1:]:  # not self
+        if kinds and kind not in kinds:
+            continue
         if arg.annotation is not None:
             imports.use(module, arg.annotation, runtime=False)
         if default is not None:
@@ -476,6 +493,11 @@ def _is_async(kind: Any) -> bool:
     return isinstance(kind, type) and any(hasattr(kind, attr) for attr in _ASYNC_PROTOCOL)
 
 
+def _owner(cls: type, name: str) -> type:
+    # The class of `cls`'s MRO that defines `name`: mixins are followed.
+    return next(c for c in cls.__mro__ if name in c.__dict__)
+
+
 def _yields(node: ast.AST) -> bool:
     return any(isinstance(sub, (ast.Yield, ast.YieldFrom)) for sub in ast.walk(node))
 
@@ -508,12 +530,12 @@ class Generator:
         self.imports.bind("_Base", (SYNC_MODULE, LOOP_CLASS), runtime=False)
         self.imports.bind("functools", ("functools", None), runtime=True)
         self.imports.bind("AsyncLiftbridgeClient", (ASYNC_MODULE, ASYNC_CLASS), runtime=True)
-        self.init(async_client, sync, loop)
+        self.init(async_client, sync)
         settings = self.settings(async_client)
         for name in sorted(dir(async_client)):
             if name.startswith("_") or name in hand_written:
                 continue
-            owner = next(c for c in async_client.__mro__ if name in c.__dict__)
+            owner = _owner(async_client, name)
             attr = owner.__dict__[name]
             module = load(owner.__module__)
             if isinstance(attr, property):
@@ -540,13 +562,14 @@ class Generator:
         )
         return text + "".join("\n" + member + "\n" for member in self.members)
 
-    def init(self, async_client: type, sync: Module, loop: ast.ClassDef) -> None:
+    def init(self, async_client: type, sync: Module) -> None:
         """The constructor: the async client's arguments and `_LoopClient._start`'s."""
-        module = load(async_client.__module__)
-        node: Any = function(module, ASYNC_CLASS, "__init__")
+        owner = _owner(async_client, "__init__")
+        module = load(owner.__module__)
+        node: Any = function(module, owner.__name__, "__init__")
         params = parameters(module, node, self.imports)
         start: Any = function(sync, LOOP_CLASS, "_start")
-        extra = [p for p in parameters(sync, start, self.imports) if p.kind == "kwonly"]
+        extra = parameters(sync, start, self.imports, ("kwonly",))
         if [p.kind for p in params[:1]] != ["normal"] or any(
             p.kind not in ("kwonly",) for p in params[1:]
         ):
@@ -561,8 +584,9 @@ class Generator:
 
     def settings(self, async_client: type) -> Dict[str, Tuple[Module, ast.AST]]:
         """The public attributes the async client's `__init__` assigns, with their annotations."""
-        module = load(async_client.__module__)
-        init: Any = function(module, ASYNC_CLASS, "__init__")
+        owner = _owner(async_client, "__init__")
+        module = load(owner.__module__)
+        init: Any = function(module, owner.__name__, "__init__")
         annotations = {arg.arg: arg.annotation for arg in init.args.args + init.args.kwonlyargs}
         found: Dict[str, Tuple[Module, ast.AST]] = {}
         for node in ast.walk(init):
