@@ -22,7 +22,16 @@ subscription, closes the connections and stops the thread.
 How the two sides meet: every task group or cancel scope the async client
 opens must be left by the task that entered it, so the client's `async with`
 block, each subscription and each consumer run in one long-lived task of
-their own in the loop thread, never split across portal calls.
+their own in the loop thread, never split across portal calls (and so does
+an async context manager wrapped by `context()`).
+
+The methods are not written here: scripts/gen_sync.py writes one per public
+method, property and setting of the async client into
+`lbwire._sync_generated.SyncClientMethods`, with the same parameters,
+defaults and docstring and the return type made blocking, so type checkers
+see them. This module has the machinery they call (`_LoopClient`: `run`,
+`iterate`, `context`) and the hooks `_wrap_<name>` for the methods whose
+results are themselves asynchronous (`consumer`, `publish_async`).
 """
 
 from __future__ import annotations
