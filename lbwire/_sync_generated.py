@@ -98,6 +98,11 @@ class SyncClientMethods(_Base):
             subscription_buffer=subscription_buffer,
         )
 
+    @property
+    def ack_timeout(self) -> float:
+        """Default seconds a `publish` waits for its ack."""
+        return self._client.ack_timeout
+
     def activity(
         self,
         *,
@@ -127,6 +132,11 @@ class SyncClientMethods(_Base):
         self._client.add_connection_listener(callback)
 
     @property
+    def broker_seeds(self) -> List[str]:
+        """The async client's `broker_seeds`."""
+        return self._client.broker_seeds
+
+    @property
     def cached_metadata(self) -> MetadataCache:
         """The client's metadata cache (read it only: the client owns it)."""
         return self._client.cached_metadata
@@ -135,6 +145,16 @@ class SyncClientMethods(_Base):
     def channel_config(self) -> ChannelConfig:
         """The settings of every connection the client opens (frozen)."""
         return self._client.channel_config
+
+    @property
+    def compression_method(self) -> Optional[str]:
+        """The async client's `compression_method`."""
+        return self._client.compression_method
+
+    @property
+    def compression_threshold(self) -> int:
+        """Compress only values at least this long."""
+        return self._client.compression_threshold
 
     def connection_info(self) -> List[ConnectionInfo]:
         """A snapshot of the client's open connections (for tests and diagnostics).
@@ -271,6 +291,16 @@ class SyncClientMethods(_Base):
         """
         self.run(self._client.delete_stream, name)
 
+    @property
+    def enable_http_proxy(self) -> bool:
+        """Accepted for gufo-liftbridge compatibility; lbwire always connects directly."""
+        return self._client.enable_http_proxy
+
+    @property
+    def encoding_header(self) -> str:
+        """Header that names the compression method."""
+        return self._client.encoding_header
+
     def fetch_consumer_group_assignments(
         self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
     ) -> wire.FetchConsumerGroupAssignmentsResponse:
@@ -392,6 +422,26 @@ class SyncClientMethods(_Base):
         return self._client.max_conns_per_broker
 
     @property
+    def max_message_size(self) -> int:
+        """Largest message received, in bytes (gRPC limit)."""
+        return self._client.max_message_size
+
+    @property
+    def max_publish_size(self) -> int:
+        """Largest publish request sent, in bytes."""
+        return self._client.max_publish_size
+
+    @property
+    def metadata_leader_dev(self) -> float:
+        """Deviation of that pause (s)."""
+        return self._client.metadata_leader_dev
+
+    @property
+    def metadata_leader_timeout(self) -> float:
+        """Mean pause (s) after "no metadata leader"."""
+        return self._client.metadata_leader_timeout
+
+    @property
     def observer(self) -> Optional[ClientObserver]:
         """What the client tells of its retries, reconnects, resubscribes and acks.
 
@@ -403,6 +453,11 @@ class SyncClientMethods(_Base):
     @observer.setter
     def observer(self, observer: Optional[ClientObserver]) -> None:
         self._client.observer = observer
+
+    @property
+    def partitioner(self) -> Optional[Partitioner]:
+        """Default partitioner for `publish` without a partition."""
+        return self._client.partitioner
 
     def pause_stream(
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
@@ -526,6 +581,11 @@ class SyncClientMethods(_Base):
                 ack_timeout=ack_timeout,
             )
         )
+
+    @property
+    def publish_async_ack_timeout(self) -> float:
+        """Seconds to wait for the acks of `publish_bulk` and `publish_async`."""
+        return self._client.publish_async_ack_timeout
 
     def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
@@ -762,63 +822,3 @@ class SyncClientMethods(_Base):
             ErrorDeadlineExceeded: `timeout` passed first.
         """
         self.run(self._client.wait_for_stream, stream, timeout=timeout)
-
-    @property
-    def ack_timeout(self) -> float:
-        """The async client's `ack_timeout`."""
-        return self._client.ack_timeout
-
-    @property
-    def broker_seeds(self) -> List[str]:
-        """The async client's `broker_seeds`."""
-        return self._client.broker_seeds
-
-    @property
-    def compression_method(self) -> Optional[str]:
-        """The async client's `compression_method`."""
-        return self._client.compression_method
-
-    @property
-    def compression_threshold(self) -> int:
-        """The async client's `compression_threshold`."""
-        return self._client.compression_threshold
-
-    @property
-    def enable_http_proxy(self) -> bool:
-        """The async client's `enable_http_proxy`."""
-        return self._client.enable_http_proxy
-
-    @property
-    def encoding_header(self) -> str:
-        """The async client's `encoding_header`."""
-        return self._client.encoding_header
-
-    @property
-    def max_message_size(self) -> int:
-        """The async client's `max_message_size`."""
-        return self._client.max_message_size
-
-    @property
-    def max_publish_size(self) -> int:
-        """The async client's `max_publish_size`."""
-        return self._client.max_publish_size
-
-    @property
-    def metadata_leader_dev(self) -> float:
-        """The async client's `metadata_leader_dev`."""
-        return self._client.metadata_leader_dev
-
-    @property
-    def metadata_leader_timeout(self) -> float:
-        """The async client's `metadata_leader_timeout`."""
-        return self._client.metadata_leader_timeout
-
-    @property
-    def partitioner(self) -> Optional[Partitioner]:
-        """The async client's `partitioner`."""
-        return self._client.partitioner
-
-    @property
-    def publish_async_ack_timeout(self) -> float:
-        """The async client's `publish_async_ack_timeout`."""
-        return self._client.publish_async_ack_timeout

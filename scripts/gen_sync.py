@@ -493,13 +493,44 @@ def _is_async(kind: Any) -> bool:
     return isinstance(kind, type) and any(hasattr(kind, attr) for attr in _ASYNC_PROTOCOL)
 
 
+def _arguments(doc: str) -> Dict[str, str]:
+    # The first sentence of each "name: text" of a Google-style docstring's
+    # Args section, when it fits a one-line docstring.
+    found: Dict[str, str] = {}
+    section, name = "", ""
+    for line in doc.splitlines():
+        if line and not line.startswith(" "):
+            section, name = line.strip(), ""
+        elif section == "Args:" and line.startswith(INDENT * 2) and name:
+            found[name] += " " + line.strip()
+        elif section == "Args:" and line.startswith(INDENT) and ": " in line:
+            name, _, text = line.strip().partition(": ")
+            found[name] = text
+    room = LINE_LENGTH - len(INDENT * 2) - 6  # the quotes
+    summaries = {}
+    for name, text in found.items():
+        sentence = text.split(". ")[0].rstrip(".")
+        for summary in (sentence, sentence.split("; ")[0]):
+            if len(summary) < room:
+                summaries[name] = summary + "."
+                break
+    return summaries
+
+
 def _owner(cls: type, name: str) -> type:
     # The class of `cls`'s MRO that defines `name`: mixins are followed.
     return next(c for c in cls.__mro__ if name in c.__dict__)
 
 
 def _yields(node: ast.AST) -> bool:
-    return any(isinstance(sub, (ast.Yield, ast.YieldFrom)) for sub in ast.walk(node))
+    # Whether function `node` is a generator (yields in its own body, not a nested function's).
+    nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(child, nested) and _yields(child):
+            return True
+    return False
 
 
 @dataclass
@@ -507,7 +538,10 @@ class Generator:
     """Builds the generated module's text."""
 
     imports: Imports = field(default_factory=Imports)
-    members: List[str] = field(default_factory=list)
+    #: Each member's text, by name: they are written sorted, the constructor first.
+    members: Dict[str, str] = field(default_factory=dict)
+    #: The first line of each argument the async client's docstring describes.
+    arguments: Dict[str, str] = field(default_factory=dict)
 
     def generate(self) -> str:
         """The generated module's text."""
@@ -530,6 +564,7 @@ class Generator:
         self.imports.bind("_Base", (SYNC_MODULE, LOOP_CLASS), runtime=False)
         self.imports.bind("functools", ("functools", None), runtime=True)
         self.imports.bind("AsyncLiftbridgeClient", (ASYNC_MODULE, ASYNC_CLASS), runtime=True)
+        self.arguments = _arguments(inspect.getdoc(async_client) or "")
         self.init(async_client, sync)
         settings = self.settings(async_client)
         for name in sorted(dir(async_client)):
@@ -560,7 +595,8 @@ class Generator:
             f"class {GENERATED_CLASS}(_Base):\n"
             f'{INDENT}"""{CLASS_DOC}"""\n'
         )
-        return text + "".join("\n" + member + "\n" for member in self.members)
+        names = sorted(self.members, key=lambda name: (name != "__init__", name))
+        return text + "".join("\n" + self.members[name] + "\n" for name in names)
 
     def init(self, async_client: type, sync: Module) -> None:
         """The constructor: the async client's arguments and `_LoopClient._start`'s."""
@@ -580,7 +616,7 @@ class Generator:
         lines = [signature("__init__", params[:1] + extra + params[1:], "None")]
         factory = ("functools.partial", ["AsyncLiftbridgeClient"] + [p.argument() for p in params])
         lines.append(statement("", ("self._start", [factory] + [p.argument() for p in extra])))
-        self.members.append("\n".join(lines))
+        self.members["__init__"] = "\n".join(lines)
 
     def settings(self, async_client: type) -> Dict[str, Tuple[Module, ast.AST]]:
         """The public attributes the async client's `__init__` assigns, with their annotations."""
@@ -618,10 +654,11 @@ class Generator:
         """A read-only property for a setting the async client's `__init__` assigns."""
         self.imports.use(module, annotation, runtime=False)
         returns = module.segment(annotation)
-        self.members.append(
+        summary = self.arguments.get(name, f"The async client's `{name}`.")
+        self.members[name] = (
             f"{INDENT}@property\n"
             f"{INDENT}def {name}(self) -> {returns}:\n"
-            f'{INDENT * 2}"""The async client\'s `{name}`."""\n'
+            f'{INDENT * 2}"""{summary}"""\n'
             f"{INDENT * 2}return self._client.{name}"
         )
 
@@ -645,7 +682,7 @@ class Generator:
                 signature(name, [value], "None"),
                 f"{INDENT * 2}self._client.{name} = {value.name}",
             ]
-        self.members.append("\n".join(lines))
+        self.members[name] = "\n".join(lines)
 
     def method(
         self, module: Module, owner: str, name: str, hook: Optional[ast.AST], sync: Module
@@ -706,7 +743,7 @@ class Generator:
         doc = (hook is not None and docstring(sync, hook)) or docstring(module, node)
         lines += [doc] if doc else []
         lines.append(body)
-        self.members.append("\n".join(lines))
+        self.members[name] = "\n".join(lines)
 
 
 def generate() -> str:
