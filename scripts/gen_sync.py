@@ -98,11 +98,14 @@ class Module:
     #: Local name -> (absolute module, attribute); attribute None for `import x`.
     names: Dict[str, Tuple[str, Optional[str]]] = field(default_factory=dict)
 
-    def segment(self, node: ast.AST) -> str:
-        """The source text of expression `node`, which must be on one line."""
+    def segment(self, node: ast.AST, *, annotation: bool = True) -> str:
+        """The source text of expression `node` (an annotation, else a default), on one line."""
         text = ast.get_source_segment(self.source, node)
         if text is None or "\n" in text:
             raise GenError(f"{self.path}:{node.lineno}: write this expression on one line")
+        if annotation and any(_quoted(sub) is not None for sub in ast.walk(node)):
+            # The generated module postpones annotations: no quotes needed.
+            return ast.unparse(_Unquote().visit(ast.parse(text, mode="eval")))
         return text
 
     def cls(self, name: str) -> ast.ClassDef:
@@ -111,6 +114,21 @@ class Module:
             if isinstance(node, ast.ClassDef) and node.name == name:
                 return node
         raise GenError(f"class {name} not found in {self.path}")
+
+
+def _quoted(node: ast.AST) -> Optional[ast.expr]:
+    # The annotation a string constant quotes, if it is one.
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return None
+    try:
+        return ast.parse(node.value, mode="eval").body
+    except SyntaxError:
+        return None
+
+
+class _Unquote(ast.NodeTransformer):
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return _quoted(node) or node
 
 
 _modules: Dict[str, Module] = {}
@@ -235,12 +253,21 @@ class Imports:
     def use(self, module: Module, node: ast.AST, *, runtime: bool) -> None:
         """Bind every name `node` (an annotation or default of `module`) refers to."""
         for sub in ast.walk(node):
+            if not runtime:
+                self._use_quoted(module, sub)
             if not isinstance(sub, ast.Name):
                 continue
             if sub.id in module.names:
                 self.bind(sub.id, module.names[sub.id], runtime=runtime)
             elif not hasattr(builtins, sub.id):
                 raise GenError(f"{module.path}:{sub.lineno}: cannot tell where {sub.id} is from")
+
+    def _use_quoted(self, module: Module, node: ast.AST) -> None:
+        # A quoted annotation ("ssl.SSLContext"); a string that is not one
+        # (a Literal's value) names nothing the module knows.
+        for sub in ast.walk(_quoted(node) or ast.Module(body=[], type_ignores=[])):
+            if isinstance(sub, ast.Name) and sub.id in module.names:
+                self.bind(sub.id, module.names[sub.id], runtime=False)
 
     def render(self) -> str:
         """The import statements, those needed only by type checkers under TYPE_CHECKING."""
@@ -406,7 +433,7 @@ def parameters(
                 arg.arg,
                 kind,
                 None if arg.annotation is None else module.segment(arg.annotation),
-                None if default is None else module.segment(default),
+                None if default is None else module.segment(default, annotation=False),
             )
         )
     return params
@@ -577,8 +604,11 @@ class Generator:
                 self.prop(module, owner.__name__, name, attr.fset is not None)
             elif inspect.isfunction(attr):
                 self.method(module, owner.__name__, name, hooks.get(name), sync)
-            else:
+            elif isinstance(attr, (staticmethod, classmethod)):
                 raise GenError(f"{owner.__name__}.{name}: a {type(attr).__name__} is not supported")
+            else:
+                settable = hasattr(type(attr), "__set__")
+                self.attribute(module, owner.__name__, name, settable)
         for name, (module, node) in sorted(settings.items()):
             if name not in dir(async_client):
                 self.setting(module, name, node)
@@ -653,14 +683,7 @@ class Generator:
     def setting(self, module: Module, name: str, annotation: ast.AST) -> None:
         """A read-only property for a setting the async client's `__init__` assigns."""
         self.imports.use(module, annotation, runtime=False)
-        returns = module.segment(annotation)
-        summary = self.arguments.get(name, f"The async client's `{name}`.")
-        self.members[name] = (
-            f"{INDENT}@property\n"
-            f"{INDENT}def {name}(self) -> {returns}:\n"
-            f'{INDENT * 2}"""{summary}"""\n'
-            f"{INDENT * 2}return self._client.{name}"
-        )
+        self.accessor(name, module.segment(annotation), None, None)
 
     def prop(self, module: Module, owner: str, name: str, settable: bool) -> None:
         """A property of the async client (and its setter), read in the caller's thread."""
@@ -668,14 +691,44 @@ class Generator:
         if node.returns is None:
             raise GenError(f"{module.path}:{node.lineno}: annotate the property {name}")
         self.imports.use(module, node.returns, runtime=False)
-        returns = module.segment(node.returns)
-        doc = docstring(module, node)
-        lines = [f"{INDENT}@property", f"{INDENT}def {name}(self) -> {returns}:"]
-        lines += [doc] if doc else []
-        lines.append(f"{INDENT * 2}return self._client.{name}")
+        value = None
         if settable:
             setter: Any = function(module, owner, name, f"{name}.setter")
             [value] = parameters(module, setter, self.imports)
+        self.accessor(name, module.segment(node.returns), docstring(module, node), value)
+
+    def attribute(self, module: Module, owner: str, name: str, settable: bool) -> None:
+        """A class attribute (a descriptor such as `name = Option[T]()`, or `name: T = ...`)."""
+        annotation: Optional[ast.expr] = None
+        for node in module.cls(owner).body:
+            if isinstance(node, ast.AnnAssign) and _dotted(node.target) == name:
+                annotation = node.annotation
+            elif (
+                isinstance(node, ast.Assign)
+                and name in {_dotted(target) for target in node.targets}
+                and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Subscript)
+                and not isinstance(node.value.func.slice, ast.Tuple)
+            ):
+                annotation = node.value.func.slice
+        if annotation is None:
+            raise GenError(
+                f"{module.path}: {owner}.{name}: declare its type (`{name}: T = ...` or "
+                f"`{name} = Descriptor[T]()`) so that the blocking client can declare it"
+            )
+        self.imports.use(module, annotation, runtime=False)
+        returns = module.segment(annotation)
+        value = Param("value", "normal", returns, None) if settable else None
+        self.accessor(name, returns, None, value)
+
+    def accessor(self, name: str, returns: str, doc: Optional[str], value: Optional[Param]) -> None:
+        """A property reading the async client's attribute `name` (setting it, given `value`)."""
+        if doc is None:
+            summary = self.arguments.get(name, f"The async client's `{name}`.")
+            doc = f'{INDENT * 2}"""{summary}"""'
+        lines = [f"{INDENT}@property", f"{INDENT}def {name}(self) -> {returns}:", doc]
+        lines.append(f"{INDENT * 2}return self._client.{name}")
+        if value is not None:
             lines += [
                 "",
                 f"{INDENT}@{name}.setter",
