@@ -236,7 +236,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     ) -> None:
         if isinstance(brokers, str):
             brokers = [brokers]
-        self.broker_seeds = list(brokers)
+        self.broker_seeds: List[str] = list(brokers)
         if not self.broker_seeds:
             raise ErrorInvalidArgument("Empty broker seeds: give at least one 'host:port'")
         seeds = [parse_broker(b) for b in self.broker_seeds]
