@@ -67,6 +67,7 @@ class SyncClientMethods(_Base):
         keepalive_time: Optional[float] = SAFE_KEEPALIVE_TIME,
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
+        proxy: Optional[str] = None,
     ) -> None:
         self._start(
             functools.partial(
@@ -93,6 +94,7 @@ class SyncClientMethods(_Base):
                 keepalive_time=keepalive_time,
                 idle_timeout=idle_timeout,
                 max_conns_per_broker=max_conns_per_broker,
+                proxy=proxy,
             ),
             backend=backend,
             subscription_buffer=subscription_buffer,
@@ -293,7 +295,7 @@ class SyncClientMethods(_Base):
 
     @property
     def enable_http_proxy(self) -> bool:
-        """Accepted for gufo-liftbridge compatibility; lbwire always connects directly."""
+        """The async client's `enable_http_proxy`."""
         return self._client.enable_http_proxy
 
     @property
