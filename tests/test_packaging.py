@@ -8,6 +8,7 @@ cursor example against a real server, as the demo does.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import os
 import queue
@@ -20,11 +21,15 @@ import venv
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+import lbwire
+from lbwire.cli import main as cli_main
 from lbwire.client import LiftbridgeClient
+from lbwire.grpc import ChannelConfig
 from lbwire.testing import LiftbridgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,23 +44,40 @@ PIP_TIMEOUT = 600
 READ_TIMEOUT = 60.0
 
 
-def run(argv: list[str], **kwargs: object) -> str:
+def run(argv: list[str], **kwargs: Any) -> str:
+    """What `argv` printed (with ``stderr=subprocess.STDOUT``, both streams); it must succeed."""
+    kwargs.setdefault("stderr", subprocess.PIPE)
     done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False, **kwargs
+        argv, stdout=subprocess.PIPE, text=True, timeout=PIP_TIMEOUT, check=False, **kwargs
     )
-    assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    errors = (done.stderr or "")[-3000:]
+    assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}\n{errors}"
     return done.stdout
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel `pip wheel` builds from the tree (build dependencies from PyPI)."""
+def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel `pip wheel` builds from the tree (build dependencies from PyPI), and its output."""
     source = tmp_path_factory.mktemp("source") / "lbwire"
     shutil.copytree(ROOT, source, ignore=_NOT_COPIED)
     out = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)])
+    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)]
+    # -v: pip shows the build backend's own output (its warnings) only then.
+    log = run([*argv, "-v", "--disable-pip-version-check"], stderr=subprocess.STDOUT)
     (built,) = out.glob("*.whl")
-    return built
+    return built, log
+
+
+@pytest.fixture(scope="module")
+def wheel(build: tuple[Path, str]) -> Path:
+    return build[0]
+
+
+def wheel_metadata(wheel: Path) -> email.message.Message:
+    """The METADATA of `wheel`, parsed."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.parser.Parser().parsestr(archive.read(metadata_file).decode())
 
 
 # -- the wheel --------------------------------------------------------------------------------
@@ -85,12 +107,59 @@ def test_wheel_holds_exactly_the_lbwire_package(wheel: Path) -> None:
 
 
 def test_wheel_requires_only_h2_and_anyio_at_run_time(wheel: Path) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        metadata = email.parser.Parser().parsestr(archive.read(metadata_file).decode())
+    metadata = wheel_metadata(wheel)
     unconditional = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
     names = {re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in unconditional}  # type: ignore[union-attr]
     assert names == {"h2", "anyio"}
+
+
+def test_building_the_wheel_prints_no_warning(build: tuple[Path, str]) -> None:
+    # setuptools' deprecation warnings (the license table, license classifiers)
+    # are classes named ...Warning, as the backend's other warnings are.
+    assert re.findall(r"\w+Warning\b.*", build[1]) == []
+
+
+def test_wheel_declares_the_mit_license_as_an_spdx_expression(wheel: Path) -> None:
+    metadata = wheel_metadata(wheel)
+    assert metadata["License-Expression"] == "MIT"
+    # The superseded ways of saying it are gone (PEP 639).
+    assert metadata["License"] is None
+    assert not [c for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        shipped = archive.read(name).decode()
+    assert shipped == (ROOT / "LICENSE").read_text()
+    assert shipped.startswith("MIT License\n")
+    assert "Copyright (c) 2026 lbwire developers" in shipped
+
+
+# -- the version ------------------------------------------------------------------------------
+
+
+def test_the_version_is_written_once_and_everything_agrees(
+    wheel: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    version = lbwire.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    # pyproject.toml reads it from lbwire/__init__.py rather than repeat it.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r"^version\s*=\s*[\"']", pyproject, re.MULTILINE) is None
+    assert 'version = { attr = "lbwire.__version__" }' in pyproject
+    written = [
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "lbwire").rglob("*.py")
+        if re.search(rf"[\"']{re.escape(version)}[\"']", path.read_text())
+    ]
+    assert written == ["lbwire/__init__.py"]
+    # Everything that shows it.
+    assert wheel_metadata(wheel)["Version"] == version
+    assert wheel.name.startswith(f"lbwire-{version}-")
+    assert ChannelConfig().user_agent == f"lbwire-grpc/{version}"
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"lbwire {version}\n"
 
 
 # -- installed alone in a fresh environment ---------------------------------------------------

@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Optional
 
+from .. import __version__
+
 if TYPE_CHECKING:
     import ssl
 
@@ -60,7 +62,8 @@ class ChannelConfig:
             WINDOW_UPDATEs (which are batched per quarter window).
         connection_window_size: inbound flow-control window of the connection,
             shared by all calls.
-        user_agent: the ``user-agent`` request header.
+        user_agent: the ``user-agent`` request header (``lbwire-grpc/`` and
+            lbwire's version by default).
 
     """
 
@@ -74,7 +77,7 @@ class ChannelConfig:
     keepalive_without_calls: bool = False
     stream_window_size: int = 4 * _MiB
     connection_window_size: int = 16 * _MiB
-    user_agent: str = "lbwire-grpc/0.1"
+    user_agent: str = f"lbwire-grpc/{__version__}"
 
     def __post_init__(self) -> None:
         _positive("connect_timeout", self.connect_timeout)
