@@ -162,6 +162,47 @@ def test_the_version_is_written_once_and_everything_agrees(
     assert capsys.readouterr().out == f"lbwire {version}\n"
 
 
+# -- public names -----------------------------------------------------------------------------
+
+#: The functions of `lbwire.error` that are public API (for programs calling `lbwire.grpc`).
+ERROR_FUNCTIONS = {"from_grpc_error"}
+#: Helpers the rest of lbwire uses: importable from `lbwire.error`, never exported.
+ERROR_HELPERS = {
+    "decode_reply",
+    "is_empty_partition_refusal",
+    "is_reverse_end",
+    "is_stop_reached",
+    "malformed_reply",
+    "may_resend",
+    "more_hopeful",
+    "no_broker_reachable",
+    "publish_async_error",
+    "refused_publish",
+    "subscribe_error",
+}
+
+
+def test_lbwire_error_exports_only_its_exceptions_and_public_functions() -> None:
+    from lbwire import error
+    from lbwire.error import _decisions, _hierarchy
+
+    # Every class of the hierarchy, and nothing that is not public.
+    exceptions = {
+        name
+        for name, value in vars(_hierarchy).items()
+        if isinstance(value, type) and issubclass(value, error.LiftbridgeError)
+    }
+    assert len(exceptions) >= 30
+    assert sorted(error.__all__) == sorted(exceptions | ERROR_FUNCTIONS)
+    star: dict[str, object] = {}
+    exec("from lbwire.error import *", star)
+    assert set(star) - {"__builtins__"} == set(error.__all__)
+    # The helpers stay where they were, for code that imported them.
+    for name in ERROR_HELPERS:
+        assert callable(getattr(error, name))
+        assert getattr(error, name) is getattr(_decisions, name)
+
+
 # -- installed alone in a fresh environment ---------------------------------------------------
 
 
