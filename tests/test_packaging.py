@@ -13,6 +13,7 @@ import email.parser
 import os
 import queue
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,47 @@ def test_lbwire_error_exports_only_its_exceptions_and_public_functions() -> None
     for name in ERROR_HELPERS:
         assert callable(getattr(error, name))
         assert getattr(error, name) is getattr(_decisions, name)
+
+
+# -- the README's performance tables ----------------------------------------------------------
+
+README_TABLES = ROOT / "scripts" / "readme_tables.py"
+
+
+def test_readme_tables_are_those_of_the_results() -> None:
+    run([sys.executable, str(README_TABLES), "--check"], cwd=ROOT)
+
+
+def test_readme_tables_check_finds_a_stale_table_and_the_script_rewrites_it(
+    tmp_path: Path,
+) -> None:
+    readme = tmp_path / "README.md"
+    original = (ROOT / "README.md").read_text()
+    row = next(line for line in original.splitlines() if line.startswith("| cursor set + get"))
+    readme.write_text(original.replace(row, "| cursor set + get (pairs/s) | 1 | 2 |"))
+    stale = subprocess.run(
+        [sys.executable, str(README_TABLES), "--check", "--readme", str(readme)],
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT,
+        check=False,
+    )
+    assert stale.returncode == 1
+    assert "-| cursor set + get (pairs/s) | 1 | 2 |" in stale.stdout
+    assert f"+{row}" in stale.stdout
+    assert "stale tables" in stale.stderr
+    run([sys.executable, str(README_TABLES), "--readme", str(readme)], cwd=tmp_path)
+    assert readme.read_text() == original
+
+
+def test_scenario_labels_are_written_only_in_the_benchmarks() -> None:
+    # By path: the repository is not necessarily on the import path here.
+    scenarios = runpy.run_path(str(ROOT / "benchmarks" / "_common.py"))["SCENARIOS"]
+    hook = (ROOT / "docs" / "_hooks" / "benchmarks.py").read_text()
+    script = README_TABLES.read_text()
+    labels = [scenario["label"] for scenario in scenarios.values()]
+    assert len(labels) == len(set(labels))
+    assert not [label for label in labels if label in hook or label in script]
 
 
 # -- installed alone in a fresh environment ---------------------------------------------------
