@@ -327,7 +327,11 @@ def test_wheel_alone_runs_the_cursor_example_against_a_real_server(
     stream_name: str,
     tmp_path: Path,
 ) -> None:
-    where = run([str(wheel_env), "-c", "import lbwire; print(lbwire.__file__)"], cwd=tmp_path)
+    where = run(
+        [str(wheel_env), "-c", "import lbwire; print(lbwire.__file__)"],
+        cwd=tmp_path,
+        env=clean_env(),  # a PYTHONPATH naming the tree would find its lbwire instead
+    )
     assert Path(where.strip()).is_relative_to(wheel_env.parent.parent)
     installed = run([str(wheel_env), "-m", "pip", "list", "--format=freeze"], cwd=tmp_path)
     assert "grpcio" not in installed.lower()
