@@ -26,11 +26,11 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 # The labels and the rendering are the benchmarks' own (benchmarks/tables.py,
-# which the README's tables use too); mkdocs does not put the repository on
-# the import path.
+# which the README's tables use too). The repository goes first on the import
+# path: mkdocs puts this hook's folder there while it loads the hook, and this
+# file's name would shadow the benchmarks package (mkdocs restores the path).
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))
 from benchmarks import tables  # noqa: E402
 
 RESULTS = Path("benchmarks") / "results"
