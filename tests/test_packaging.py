@@ -57,10 +57,16 @@ def run(argv: list[str], **kwargs: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tree to build from, so that builds write nothing into the tree."""
+    copy = tmp_path_factory.mktemp("source") / "lbwire"
+    shutil.copytree(ROOT, copy, ignore=_NOT_COPIED)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def build(source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The wheel `pip wheel` builds from the tree (build dependencies from PyPI), and its output."""
-    source = tmp_path_factory.mktemp("source") / "lbwire"
-    shutil.copytree(ROOT, source, ignore=_NOT_COPIED)
     out = tmp_path_factory.mktemp("wheel")
     argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)]
     # -v: pip shows the build backend's own output (its warnings) only then.
@@ -118,6 +124,20 @@ def test_building_the_wheel_prints_no_warning(build: tuple[Path, str]) -> None:
     # setuptools' deprecation warnings (the license table, license classifiers)
     # are classes named ...Warning, as the backend's other warnings are.
     assert re.findall(r"\w+Warning\b.*", build[1]) == []
+
+
+def test_an_editable_install_prints_no_warning(source: Path, tmp_path: Path) -> None:
+    # An environment without pip: this interpreter's pip installs into it.
+    directory = tmp_path / "env"
+    venv.create(directory, with_pip=False, symlinks=os.name != "nt")
+    python = directory / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    log = run([*pip, "install", "-v", "--no-deps", "-e", str(source)], stderr=subprocess.STDOUT)
+    assert re.findall(r"\w+Warning\b.*", log) == []
+    where = run(
+        [str(python), "-c", "import lbwire; print(lbwire.__file__)"], cwd=tmp_path, env=clean_env()
+    )
+    assert Path(where.strip()) == source / "lbwire" / "__init__.py"
 
 
 def test_wheel_declares_the_mit_license_as_an_spdx_expression(wheel: Path) -> None:
