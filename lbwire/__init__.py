@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     )
     from .types import AckPolicy, CursorConvention, Message, StartPosition, StopPosition
 
+# The one place the version is written: the package metadata (pyproject.toml
+# reads it), `lbwire --version`, the gRPC user agent and OpenTelemetry take it here.
 __version__ = "0.1.0"
 
 __all__ = [

@@ -45,9 +45,8 @@ from .error import (
     ErrorUnavailable,
     LiftbridgeError,
     PublishAsyncError,
-    may_resend,
-    refused_publish,
 )
+from .error._decisions import may_resend, refused_publish
 from .retry import retrying
 from .types import Ack, AckPolicy, Partitioner
 

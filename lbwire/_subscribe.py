@@ -28,9 +28,8 @@ from .error import (
     ErrorSegmentClosed,
     ErrorUnavailable,
     LiftbridgeError,
-    malformed_reply,
-    subscribe_error,
 )
+from .error._decisions import malformed_reply, subscribe_error
 from .grpc import GRPCError
 from .types import Message, StartPosition, StopPosition
 
