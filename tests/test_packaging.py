@@ -274,7 +274,9 @@ def wheel_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("venv") / "env"
     venv.create(directory, with_pip=True, symlinks=os.name != "nt")
     python = directory / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    run([str(python), "-m", "pip", "install", "--quiet", str(wheel)])
+    # Without the clean environment a PYTHONPATH naming the tree makes pip
+    # find lbwire "already installed" there and skip the wheel.
+    run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], env=clean_env())
     return python
 
 
