@@ -54,6 +54,7 @@ import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
+from .options import OPTION_NAMES, read_only_option
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -462,6 +463,16 @@ class LiftbridgeClient:
         if callable(value):
             raise AttributeError(f"lbwire.sync.LiftbridgeClient has no method {name!r}")
         return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Refuse the async client's settings, read-only here too (see `ClientOptions`)."""
+        if name in _READ_ONLY:
+            raise read_only_option(name)
+        super().__setattr__(name, value)
+
+
+#: The names `LiftbridgeClient.__setattr__` refuses: the options and seeds.
+_READ_ONLY = frozenset(OPTION_NAMES) | {"options", "broker_seeds"}
 
 
 def _blocking(name: str) -> Callable[..., Any]:
