@@ -49,6 +49,16 @@ def test_every_option_has_a_changed_value_here() -> None:
     assert set(CHANGED) == set(OPTION_NAMES)
 
 
+def test_the_constructor_keywords_are_the_options_with_the_same_defaults() -> None:
+    keywords = dict(LiftbridgeClient.__init__.__kwdefaults__ or {})
+    assert keywords.pop("options") is None
+    assert keywords.pop("retry_policy") is None  # RetryPolicy() in the options
+    defaults = ClientOptions()
+    assert keywords == {name: getattr(defaults, name) for name in keywords}
+    assert {*keywords, "retry_policy"} == set(OPTION_NAMES)
+    assert defaults.retry_policy == RetryPolicy()
+
+
 @pytest.mark.parametrize("name", [*OPTION_NAMES, "options", "broker_seeds"])
 async def test_assigning_an_option_raises_and_says_how_to_derive_options(name: str) -> None:
     client = LiftbridgeClient([UNUSED_BROKER])
