@@ -205,6 +205,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     keepalive_time = Option[Optional[float]]()
     idle_timeout = Option[Optional[float]]()
     max_conns_per_broker = Option[int]()
+    proxy = Option[Optional[str]]()
 
     def __init__(
         self,
@@ -231,6 +232,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         keepalive_time: Optional[float] = SAFE_KEEPALIVE_TIME,
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
+        proxy: Optional[str] = None,
         options: Optional[ClientOptions] = None,
     ) -> None:
         if isinstance(brokers, str):
@@ -261,6 +263,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             "keepalive_time": keepalive_time,
             "idle_timeout": idle_timeout,
             "max_conns_per_broker": max_conns_per_broker,
+            "proxy": proxy,
         }
         if options is None:
             if retry_policy is None:

@@ -35,6 +35,7 @@ from .compression import compress
 from .error import ErrorInvalidArgument, ErrorReadOnlyOption
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
+from .grpc.proxy import HttpProxy, select_proxy
 from .retry import RetryPolicy
 from .types import CursorConvention, Partitioner
 
@@ -68,8 +69,12 @@ class ClientOptions:
     Attributes:
         max_message_size: Largest message received, in bytes (gRPC limit,
             at least 4 MiB in effect); it bounds decompressed values too.
-        enable_http_proxy: Accepted for gufo-liftbridge compatibility; lbwire
-            always connects directly.
+        enable_http_proxy: Connect through the HTTP proxy the environment
+            names, as gufo-liftbridge (grpcio) does: the first of `grpc_proxy`,
+            `https_proxy`, `http_proxy` that is set, except to the hosts the
+            first of `no_grpc_proxy`, `no_proxy` lists (names, their
+            subdomains, addresses, CIDR blocks, `*`). Read once, when the
+            client is made.
         compression_method: `zlib` or `lzma`: compress published values when
             `auto_compress=True` is passed to `publish`.
         compression_threshold: Compress only values at least this long.
@@ -112,6 +117,15 @@ class ClientOptions:
             the pool is below this limit, else shares the least busy one.
             Every other call goes over one more connection of its own per
             broker. Each is an HTTP/2 connection that multiplexes its calls.
+        proxy: `http://[user:password@]host:port`: connect to every broker
+            through this HTTP proxy, whatever `enable_http_proxy` and the
+            environment say. Connections go through a CONNECT tunnel, TLS end
+            to end; `connect_timeout` covers the proxy. The credentials are
+            sent as `Proxy-Authorization: Basic` and never shown (not in the
+            options' repr either). A proxy that refuses the credentials (407)
+            or the broker (403) raises `ErrorPermissionDenied` without
+            retries; one that cannot be reached or cannot reach the broker
+            raises `ErrorUnavailable`.
 
     Raises:
         ValueError: An option out of its range, or an unknown compression
@@ -139,6 +153,8 @@ class ClientOptions:
     keepalive_time: Optional[float] = SAFE_KEEPALIVE_TIME
     idle_timeout: Optional[float] = 300.0
     max_conns_per_broker: int = 2
+    # Not in the repr: the URL may hold credentials.
+    proxy: Optional[str] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.compression_method is not None:
@@ -164,11 +180,21 @@ class ClientOptions:
             raise ErrorInvalidArgument(
                 f"retry_policy must be a RetryPolicy, not {type(self.retry_policy).__name__}"
             )
+        if self.proxy is not None:
+            _checked_proxy(self.proxy, False)
         # An int (as gufo-era code may pass) becomes the enum; a bad one raises.
         object.__setattr__(self, "cursor_convention", CursorConvention(self.cursor_convention))
 
     def channel_config(self) -> ChannelConfig:
-        """The settings of every connection a client with these options opens."""
+        """The settings of every connection a client with these options opens.
+
+        With `enable_http_proxy`, this reads the proxy variables of the
+        environment (the client calls it once, when it is made).
+
+        Raises:
+            ValueError: A proxy variable names a proxy lbwire cannot use
+                (`ErrorInvalidArgument`).
+        """
         return ChannelConfig(
             connect_timeout=self.connect_timeout,
             max_receive_message_length=max(self.max_message_size, _MIN_RECEIVE_LIMIT),
@@ -178,7 +204,16 @@ class ClientOptions:
             ssl_context=self.ssl_context,
             server_hostname=self.tls_server_hostname,
             keepalive_time=self.keepalive_time,
+            proxy=_checked_proxy(self.proxy, self.enable_http_proxy),
         )
+
+
+def _checked_proxy(proxy: Optional[str], enable_http_proxy: bool) -> Optional[HttpProxy]:
+    """The connections' proxy (see `select_proxy`), or `ErrorInvalidArgument`."""
+    try:
+        return select_proxy(proxy, enable_http_proxy)
+    except ValueError as exc:  # (the message never shows credentials)
+        raise ErrorInvalidArgument(str(exc)) from None
 
 
 #: The option names, in the constructor's order.

@@ -23,6 +23,7 @@ from ._failures import CONNECTION_ERRORS, describe_failure, failure_status
 from .config import ChannelConfig
 from .keepalive import KeepalivePolicy
 from .protocol import ClientProtocol
+from .proxy import HttpProxy
 from .status import GRPCError, Status
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Channel:
         # IPv6 literals are bracketed in :authority.
         host_part = f"[{host}]" if ":" in host else host
         self._authority = f"{host_part}:{port}"
+        proxy = config.proxy
+        self._proxy = proxy if proxy is not None and proxy.used_for(host) else None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -134,6 +137,11 @@ class Channel:
         writes made; neither is to be changed from outside.
         """
         return self._connection
+
+    @property
+    def proxy(self) -> Optional[HttpProxy]:
+        """The HTTP proxy the connections go through (None: direct, or ``no_proxy``)."""
+        return self._proxy
 
     @property
     def keepalive_time(self) -> Optional[float]:
@@ -269,7 +277,10 @@ class Channel:
 
     async def _connect(self) -> Connection:
         config = self.config
+        proxy = self._proxy
         where = self._authority
+        if proxy is not None:  # (str(proxy) never shows the credentials)
+            where = f"{where} through the HTTP proxy {proxy}"
         ssl_context = config.ssl_context
         # One bound for TCP, TLS, our preface and the server's SETTINGS.
         deadline = anyio.current_time() + config.connect_timeout
@@ -283,14 +294,15 @@ class Channel:
                         self.port,
                         ssl_context=ssl_context,
                         server_hostname=config.server_hostname,
+                        proxy=proxy,
                     )
         except TimeoutError:
             raise GRPCError(
                 Status.UNAVAILABLE,
                 f"timed out connecting to {where} after {config.connect_timeout} s",
             ) from None
-        except GRPCError as exc:  # (the TLS server refused HTTP/2)
-            raise GRPCError(exc.status, f"{where} {exc.message}") from None
+        except GRPCError as exc:  # (the TLS server refused HTTP/2, the proxy failed)
+            raise GRPCError(exc.status, f"failed to connect to {where}: {exc.message}") from exc
         except CONNECTION_ERRORS as exc:
             why = describe_failure(exc, tls=ssl_context is not None, answered=True)
             if isinstance(exc, anyio.EndOfStream):  # only TLS handshakes raise it here

@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Optional
 
+from .proxy import HttpProxy
+
 if TYPE_CHECKING:
     import ssl
 
@@ -61,6 +63,10 @@ class ChannelConfig:
         connection_window_size: inbound flow-control window of the connection,
             shared by all calls.
         user_agent: the ``user-agent`` request header.
+        proxy: the HTTP proxy to open connections through (a CONNECT
+            tunnel; TLS, when configured, runs end to end through it), except
+            to the hosts its ``no_proxy`` names; ``None`` connects directly.
+            ``connect_timeout`` covers the proxy too.
 
     """
 
@@ -75,6 +81,7 @@ class ChannelConfig:
     stream_window_size: int = 4 * _MiB
     connection_window_size: int = 16 * _MiB
     user_agent: str = "lbwire-grpc/0.1"
+    proxy: Optional[HttpProxy] = None
 
     def __post_init__(self) -> None:
         _positive("connect_timeout", self.connect_timeout)
@@ -97,6 +104,8 @@ class ChannelConfig:
             raise ValueError("server_hostname needs an ssl_context")
         if not self.user_agent.isascii() or not self.user_agent.isprintable():
             raise ValueError("user_agent must be printable ASCII")
+        if self.proxy is not None and not isinstance(self.proxy, HttpProxy):
+            raise TypeError("proxy must be an lbwire.grpc.proxy.HttpProxy or None")
 
 
 def _positive(name: str, value: float) -> None:

@@ -42,6 +42,7 @@ CHANGED = {
     "keepalive_time": None,
     "idle_timeout": None,
     "max_conns_per_broker": 3,
+    "proxy": "http://127.0.0.1:1",
 }
 
 
@@ -185,3 +186,14 @@ async def test_publish_and_subscribe_use_the_one_encoding_header(broker: str, st
     assert zlib.decompress(first.value) == value
     assert second.value == value
     assert "X-Theirs" not in second.headers
+
+
+async def test_the_options_repr_does_not_show_the_proxy_credentials() -> None:
+    client = LiftbridgeClient([UNUSED_BROKER], proxy="http://user:s3cret@127.0.0.1:1")
+    assert client.options.proxy == "http://user:s3cret@127.0.0.1:1"
+    assert "s3cret" not in repr(client.options)
+
+
+async def test_a_bad_proxy_url_in_derived_options_raises() -> None:
+    with pytest.raises(ValueError, match="proxy"):
+        dataclasses.replace(ClientOptions(), proxy="https://127.0.0.1:1")

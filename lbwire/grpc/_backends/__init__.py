@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 import anyio
+import anyio.abc
 from anyio.abc import SocketAttribute
 
 from ..status import GRPCError, Status
@@ -18,6 +19,8 @@ from .stream import StreamTransport
 
 if TYPE_CHECKING:
     import ssl
+
+    from ..proxy import HttpProxy
 
 __all__ = [
     "Backend",
@@ -58,19 +61,30 @@ async def connect(
     *,
     ssl_context: Optional[ssl.SSLContext] = None,
     server_hostname: Optional[str] = None,
+    proxy: Optional[HttpProxy] = None,
 ) -> Transport:
     """Open a TCP (and TLS, with ALPN h2) connection with the fastest transport available.
 
     Plaintext on asyncio: an :class:`asyncio.Protocol`; plaintext on trio: an
     anyio stream written to through its socket while that takes the bytes;
-    TLS, and other backends: an anyio stream.
+    TLS, and other backends: an anyio stream. Through ``proxy``: a CONNECT
+    tunnel (:mod:`.tunnel`), then an anyio stream, TLS end to end in it.
 
     Raises:
         OSError, ssl.SSLError, anyio.EndOfStream, ...: the connection failed.
-        GRPCError: the TLS server did not agree to HTTP/2 (ALPN).
+        GRPCError: the TLS server did not agree to HTTP/2 (ALPN), or the
+            proxy could not be reached or refused the tunnel.
 
     """
     library = _library()
+    if proxy is not None:
+        from .tunnel import open_tunnel
+
+        stream = await open_tunnel(proxy, host, port)
+        if ssl_context is None:
+            raw = stream.extra(SocketAttribute.raw_socket, None) if library == "trio" else None
+            return StreamTransport(stream, raw_socket=raw)
+        return await _start_tls(stream, ssl_context, server_hostname or host)
     if ssl_context is None:
         if library == "asyncio":
             from .asyncio_backend import connect_asyncio
@@ -79,8 +93,6 @@ async def connect(
         stream = await anyio.connect_tcp(host, port)
         raw = stream.extra(SocketAttribute.raw_socket, None) if library == "trio" else None
         return StreamTransport(stream, raw_socket=raw)
-    from anyio.streams.tls import TLSAttribute
-
     ssl_context.set_alpn_protocols(["h2"])
     tls_stream = await anyio.connect_tcp(
         host,
@@ -89,8 +101,32 @@ async def connect(
         tls_hostname=server_hostname or host,
         tls_standard_compatible=False,
     )
+    return await _checked_h2(tls_stream)
+
+
+async def _start_tls(
+    stream: anyio.abc.ByteStream, ssl_context: ssl.SSLContext, hostname: str
+) -> Transport:
+    """TLS over an open stream (a proxy's tunnel), as ``anyio.connect_tcp`` does it."""
+    from anyio.streams.tls import TLSStream
+
+    ssl_context.set_alpn_protocols(["h2"])
+    try:
+        tls_stream = await TLSStream.wrap(
+            stream, hostname=hostname, ssl_context=ssl_context, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+    return await _checked_h2(tls_stream)
+
+
+async def _checked_h2(tls_stream: anyio.abc.ByteStream) -> Transport:
+    """The transport over ``tls_stream``, if the server agreed to HTTP/2 (ALPN)."""
+    from anyio.streams.tls import TLSAttribute
+
     alpn = tls_stream.extra(TLSAttribute.alpn_protocol, None)
     if alpn not in (None, "h2"):
         await anyio.aclose_forcefully(tls_stream)
-        raise GRPCError(Status.UNAVAILABLE, f"negotiated ALPN {alpn!r}, not h2")
+        raise GRPCError(Status.UNAVAILABLE, f"the server negotiated ALPN {alpn!r}, not h2")
     return StreamTransport(tls_stream, tls=True)
