@@ -41,7 +41,7 @@ from ._subscribe import SubscribeMethods, Subscriptions
 from .compression import compress as compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
-from .error import ErrorInvalidArgument
+from .error import ErrorInvalidArgument, ErrorInvalidType
 from .error import ErrorMessageSizeExceeded as ErrorMessageSizeExceeded
 from .error import ErrorNoMetadataLeader as ErrorNoMetadataLeader
 from .error import ErrorNotFound as ErrorNotFound
@@ -269,6 +269,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             if retry_policy is None:
                 keywords["retry_policy"] = RetryPolicy()
             options = ClientOptions(**keywords)
+        elif not isinstance(options, ClientOptions):
+            raise ErrorInvalidType(f"options must be a ClientOptions, not {type(options).__name__}")
         else:
             _check_no_keywords(keywords)
         self._options = options

@@ -113,6 +113,11 @@ async def test_options_with_option_keywords_raise() -> None:
         LiftbridgeClient([UNUSED_BROKER], options=ClientOptions(), max_publish_size=2000)
 
 
+async def test_options_of_another_type_raise() -> None:
+    with pytest.raises(TypeError, match="ClientOptions"):
+        LiftbridgeClient([UNUSED_BROKER], options={"ack_timeout": 1.0})  # type: ignore[arg-type]
+
+
 async def test_options_with_keywords_at_their_defaults_are_accepted() -> None:
     options = ClientOptions(ack_timeout=1.0)
     assert LiftbridgeClient([UNUSED_BROKER], options=options, ack_timeout=5.0).options is options
