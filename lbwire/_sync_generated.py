@@ -11,9 +11,9 @@ import functools
 from typing import TYPE_CHECKING
 
 from ._admin import SERVER_DEFAULT
-from .client import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PUBLISH_SIZE
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
+from .options import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PUBLISH_SIZE
 from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .grpc.config import ChannelConfig
     from .metadata import MetadataCache
     from .observer import ClientObserver
+    from .options import ClientOptions
     from .retry import RetryPolicy
     from .sync import Consumer
     from .sync import _LoopClient as _Base
@@ -68,6 +69,7 @@ class SyncClientMethods(_Base):
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
         proxy: Optional[str] = None,
+        options: Optional[ClientOptions] = None,
     ) -> None:
         self._start(
             functools.partial(
@@ -95,6 +97,7 @@ class SyncClientMethods(_Base):
                 idle_timeout=idle_timeout,
                 max_conns_per_broker=max_conns_per_broker,
                 proxy=proxy,
+                options=options,
             ),
             backend=backend,
             subscription_buffer=subscription_buffer,
@@ -102,8 +105,12 @@ class SyncClientMethods(_Base):
 
     @property
     def ack_timeout(self) -> float:
-        """Default seconds a `publish` waits for its ack."""
+        """The async client's `ack_timeout`."""
         return self._client.ack_timeout
+
+    @ack_timeout.setter
+    def ack_timeout(self, value: float) -> None:
+        self._client.ack_timeout = value
 
     def activity(
         self,
@@ -135,8 +142,12 @@ class SyncClientMethods(_Base):
 
     @property
     def broker_seeds(self) -> List[str]:
-        """The async client's `broker_seeds`."""
+        """The seed brokers given to the client (a copy: they cannot be changed)."""
         return self._client.broker_seeds
+
+    @broker_seeds.setter
+    def broker_seeds(self, value: List[str]) -> None:
+        self._client.broker_seeds = value
 
     @property
     def cached_metadata(self) -> MetadataCache:
@@ -153,10 +164,27 @@ class SyncClientMethods(_Base):
         """The async client's `compression_method`."""
         return self._client.compression_method
 
+    @compression_method.setter
+    def compression_method(self, value: Optional[str]) -> None:
+        self._client.compression_method = value
+
     @property
     def compression_threshold(self) -> int:
-        """Compress only values at least this long."""
+        """The async client's `compression_threshold`."""
         return self._client.compression_threshold
+
+    @compression_threshold.setter
+    def compression_threshold(self, value: int) -> None:
+        self._client.compression_threshold = value
+
+    @property
+    def connect_timeout(self) -> float:
+        """The async client's `connect_timeout`."""
+        return self._client.connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, value: float) -> None:
+        self._client.connect_timeout = value
 
     def connection_info(self) -> List[ConnectionInfo]:
         """A snapshot of the client's open connections (for tests and diagnostics).
@@ -277,8 +305,12 @@ class SyncClientMethods(_Base):
 
     @property
     def cursor_convention(self) -> CursorConvention:
-        """What stored cursors hold."""
+        """The async client's `cursor_convention`."""
         return self._client.cursor_convention
+
+    @cursor_convention.setter
+    def cursor_convention(self, value: CursorConvention) -> None:
+        self._client.cursor_convention = value
 
     @property
     def cursor_store(self) -> CursorStore:
@@ -298,10 +330,18 @@ class SyncClientMethods(_Base):
         """The async client's `enable_http_proxy`."""
         return self._client.enable_http_proxy
 
+    @enable_http_proxy.setter
+    def enable_http_proxy(self, value: bool) -> None:
+        self._client.enable_http_proxy = value
+
     @property
     def encoding_header(self) -> str:
-        """Header that names the compression method."""
+        """The async client's `encoding_header`."""
         return self._client.encoding_header
+
+    @encoding_header.setter
+    def encoding_header(self, value: str) -> None:
+        self._client.encoding_header = value
 
     def fetch_consumer_group_assignments(
         self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
@@ -397,8 +437,12 @@ class SyncClientMethods(_Base):
 
     @property
     def idle_timeout(self) -> Optional[float]:
-        """Seconds after which an unused connection is closed (None: never)."""
+        """The async client's `idle_timeout`."""
         return self._client.idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, value: Optional[float]) -> None:
+        self._client.idle_timeout = value
 
     def join_consumer_group(
         self, group_id: str, consumer_id: str, streams: Sequence[str]
@@ -410,6 +454,15 @@ class SyncClientMethods(_Base):
         """
         return self.run(self._client.join_consumer_group, group_id, consumer_id, streams)
 
+    @property
+    def keepalive_time(self) -> Optional[float]:
+        """The async client's `keepalive_time`."""
+        return self._client.keepalive_time
+
+    @keepalive_time.setter
+    def keepalive_time(self, value: Optional[float]) -> None:
+        self._client.keepalive_time = value
+
     def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
 
@@ -420,28 +473,48 @@ class SyncClientMethods(_Base):
 
     @property
     def max_conns_per_broker(self) -> int:
-        """Most pooled Subscribe connections to one broker."""
+        """The async client's `max_conns_per_broker`."""
         return self._client.max_conns_per_broker
+
+    @max_conns_per_broker.setter
+    def max_conns_per_broker(self, value: int) -> None:
+        self._client.max_conns_per_broker = value
 
     @property
     def max_message_size(self) -> int:
-        """Largest message received, in bytes (gRPC limit)."""
+        """The async client's `max_message_size`."""
         return self._client.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int) -> None:
+        self._client.max_message_size = value
 
     @property
     def max_publish_size(self) -> int:
-        """Largest publish request sent, in bytes."""
+        """The async client's `max_publish_size`."""
         return self._client.max_publish_size
+
+    @max_publish_size.setter
+    def max_publish_size(self, value: int) -> None:
+        self._client.max_publish_size = value
 
     @property
     def metadata_leader_dev(self) -> float:
-        """Deviation of that pause (s)."""
+        """The async client's `metadata_leader_dev`."""
         return self._client.metadata_leader_dev
+
+    @metadata_leader_dev.setter
+    def metadata_leader_dev(self, value: float) -> None:
+        self._client.metadata_leader_dev = value
 
     @property
     def metadata_leader_timeout(self) -> float:
-        """Mean pause (s) after "no metadata leader"."""
+        """The async client's `metadata_leader_timeout`."""
         return self._client.metadata_leader_timeout
+
+    @metadata_leader_timeout.setter
+    def metadata_leader_timeout(self, value: float) -> None:
+        self._client.metadata_leader_timeout = value
 
     @property
     def observer(self) -> Optional[ClientObserver]:
@@ -457,9 +530,26 @@ class SyncClientMethods(_Base):
         self._client.observer = observer
 
     @property
+    def options(self) -> ClientOptions:
+        """The client's options (frozen): every part of the client reads these.
+
+        Derive changed ones with `dataclasses.replace(client.options, ...)`
+        and give them to a new client (`LiftbridgeClient(brokers, options=...)`).
+        """
+        return self._client.options
+
+    @options.setter
+    def options(self, value: ClientOptions) -> None:
+        self._client.options = value
+
+    @property
     def partitioner(self) -> Optional[Partitioner]:
-        """Default partitioner for `publish` without a partition."""
+        """The async client's `partitioner`."""
         return self._client.partitioner
+
+    @partitioner.setter
+    def partitioner(self, value: Optional[Partitioner]) -> None:
+        self._client.partitioner = value
 
     def pause_stream(
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
@@ -473,6 +563,15 @@ class SyncClientMethods(_Base):
             ErrorNotFound: No such stream or partition.
         """
         self.run(self._client.pause_stream, name, partitions=partitions, resume_all=resume_all)
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """The async client's `proxy`."""
+        return self._client.proxy
+
+    @proxy.setter
+    def proxy(self, value: Optional[str]) -> None:
+        self._client.proxy = value
 
     def publish(
         self,
@@ -586,8 +685,12 @@ class SyncClientMethods(_Base):
 
     @property
     def publish_async_ack_timeout(self) -> float:
-        """Seconds to wait for the acks of `publish_bulk` and `publish_async`."""
+        """The async client's `publish_async_ack_timeout`."""
         return self._client.publish_async_ack_timeout
+
+    @publish_async_ack_timeout.setter
+    def publish_async_ack_timeout(self, value: float) -> None:
+        self._client.publish_async_ack_timeout = value
 
     def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
@@ -661,18 +764,30 @@ class SyncClientMethods(_Base):
 
     @property
     def resubscribe_wait_time(self) -> float:
-        """How long (s) a subscription tries to resume before it raises."""
+        """The async client's `resubscribe_wait_time`."""
         return self._client.resubscribe_wait_time
+
+    @resubscribe_wait_time.setter
+    def resubscribe_wait_time(self, value: float) -> None:
+        self._client.resubscribe_wait_time = value
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """Bounds of the retries of failed calls."""
+        """The async client's `retry_policy`."""
         return self._client.retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RetryPolicy) -> None:
+        self._client.retry_policy = value
 
     @property
     def rpc_timeout(self) -> float:
-        """Deadline (s) sent with every unary call but publishes."""
+        """The async client's `rpc_timeout`."""
         return self._client.rpc_timeout
+
+    @rpc_timeout.setter
+    def rpc_timeout(self, value: float) -> None:
+        self._client.rpc_timeout = value
 
     def set_cursor(self, stream: str, partition: int, cursor_id: str, offset: int) -> None:
         """Store a cursor after processing the message at `offset`.
@@ -696,6 +811,15 @@ class SyncClientMethods(_Base):
             ErrorNotFound: No such stream or partition.
         """
         self.run(self._client.set_stream_readonly, name, partitions=partitions, readonly=readonly)
+
+    @property
+    def ssl_context(self) -> Optional[ssl.SSLContext]:
+        """The async client's `ssl_context`."""
+        return self._client.ssl_context
+
+    @ssl_context.setter
+    def ssl_context(self, value: Optional[ssl.SSLContext]) -> None:
+        self._client.ssl_context = value
 
     def subscribe(
         self,
@@ -808,6 +932,15 @@ class SyncClientMethods(_Base):
             on_undecodable=on_undecodable,
             missing_cursor=missing_cursor,
         )
+
+    @property
+    def tls_server_hostname(self) -> Optional[str]:
+        """The async client's `tls_server_hostname`."""
+        return self._client.tls_server_hostname
+
+    @tls_server_hostname.setter
+    def tls_server_hostname(self, value: Optional[str]) -> None:
+        self._client.tls_server_hostname = value
 
     def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
