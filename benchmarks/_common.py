@@ -43,19 +43,51 @@ PYPY = "lbwire-pypy"
 BASELINE = "gufo-grpcio"
 GO = "go-liftbridge"
 
-#: Scenario keys, in report order, with their unit and whether higher is better.
+#: Scenario keys, in report order, with their unit, whether higher is better,
+#: the label tables show (the README's and the documentation's) and, where
+#: False, whether they leave out the spread of the rounds.
 SCENARIOS: Dict[str, Dict[str, Any]] = {
-    "subscribe_100B": {"unit": "msgs/s", "higher": True},
-    "subscribe_1KiB": {"unit": "msgs/s", "higher": True},
-    "publish_unacked": {"unit": "msgs/s", "higher": True},
-    "publish_acked": {"unit": "msgs/s", "higher": True},
-    "publish_acked_p99_ms": {"unit": "ms", "higher": False},
-    "publish_pipelined": {"unit": "msgs/s", "higher": True},
-    "cursor_roundtrip": {"unit": "pairs/s", "higher": True},
-    "first_message_ms": {"unit": "ms", "higher": False},
-    "first_message_warm_ms": {"unit": "ms", "higher": False},
-    "import_ms": {"unit": "ms", "higher": False},
-    "subscribe_peak_rss_mb": {"unit": "MB", "higher": False},
+    "subscribe_100B": {"unit": "msgs/s", "higher": True, "label": "subscribe 100 B"},
+    "subscribe_1KiB": {"unit": "msgs/s", "higher": True, "label": "subscribe 1 KiB"},
+    "publish_unacked": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "sequential publish, unacked",
+    },
+    "publish_acked": {"unit": "msgs/s", "higher": True, "label": "sequential publish, acked"},
+    # Tables show the median round's p99 alone: the range of a tail latency
+    # over a few rounds says little about it.
+    "publish_acked_p99_ms": {
+        "unit": "ms",
+        "higher": False,
+        "label": "acked publish p99",
+        "spread": False,
+    },
+    "publish_pipelined": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "pipelined publish, 1,000 in flight",
+    },
+    "cursor_roundtrip": {"unit": "pairs/s", "higher": True, "label": "cursor set + get"},
+    "first_message_ms": {"unit": "ms", "higher": False, "label": "connect to first message"},
+    "first_message_warm_ms": {
+        "unit": "ms",
+        "higher": False,
+        "label": "connect to first message, warm",
+    },
+    "import_ms": {"unit": "ms", "higher": False, "label": "import of the client package"},
+    "subscribe_peak_rss_mb": {
+        "unit": "MB",
+        "higher": False,
+        "label": "peak RSS subscribing to 1,000,000 messages",
+    },
+}
+#: A few words a table adds to a client's cell in a scenario: after its
+#: figure, or alone where it has none (where that is no surprise to explain).
+CELL_NOTES: Dict[str, Dict[str, str]] = {
+    "publish_unacked": {GO: "queues only"},
+    "publish_acked": {BASELINE: "cannot wait for acks"},
+    "publish_pipelined": {BASELINE: "`publish_bulk`"},
 }
 
 

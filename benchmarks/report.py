@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._common import BASELINE, CLIENTS, GO, LBWIRE_CLIENTS, SCENARIOS
+from .tables import cell
 
 THROUGHPUT = [k for k, v in SCENARIOS.items() if v["unit"] in ("msgs/s", "pairs/s")]
 
@@ -21,24 +22,6 @@ def speedup(results: Dict[str, Any], scenario: str, client: str, other: str) -> 
     if mine is None or theirs is None or mine <= 0 or theirs <= 0:
         return None
     return mine / theirs if SCENARIOS[scenario]["higher"] else theirs / mine
-
-
-def _fmt(value: float, unit: str) -> str:
-    if unit in ("msgs/s", "pairs/s"):
-        if value >= 10_000:
-            return f"{value / 1000:.1f}k"
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
-
-
-def _cell(entry: Optional[Dict[str, Any]]) -> str:
-    if entry is None:
-        return "-"
-    value, spread = float(entry["value"]), float(entry["spread"])
-    text = _fmt(value, entry["unit"])
-    if spread and value:
-        text += f" ±{spread / 2 / value * 100:.0f}%"
-    return text
 
 
 def _table(rows: List[List[str]]) -> str:
@@ -166,8 +149,7 @@ def print_report(report: Dict[str, Any]) -> None:
     for key in SCENARIOS:
         if key in results:
             rows.append(
-                [f"{key} ({SCENARIOS[key]['unit']})"]
-                + [_cell(results[key].get(c)) for c in clients]
+                [f"{key} ({SCENARIOS[key]['unit']})"] + [cell(results[key].get(c)) for c in clients]
             )
     print(_table(rows))
 

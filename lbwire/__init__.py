@@ -21,12 +21,16 @@ if TYPE_CHECKING:
         ErrorUnavailable,
         LiftbridgeError,
     )
+    from .options import ClientOptions
     from .types import AckPolicy, CursorConvention, Message, StartPosition, StopPosition
 
+# The one place the version is written: the package metadata (pyproject.toml
+# reads it), `lbwire --version`, the gRPC user agent and OpenTelemetry take it here.
 __version__ = "0.1.0"
 
 __all__ = [
     "AckPolicy",
+    "ClientOptions",
     "CursorConvention",
     "ErrorAlreadyExists",
     "ErrorChannelClosed",
@@ -46,6 +50,7 @@ __all__ = [
 # `lbwire.testing`) does not load the client, the gRPC layer and h2.
 _HOMES: Dict[str, str] = {
     "LiftbridgeClient": "client",
+    "ClientOptions": "options",
     "ErrorAlreadyExists": "error",
     "ErrorChannelClosed": "error",
     "ErrorMessageSizeExceeded": "error",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, AsyncGenerator
 
 from . import wire
 from ._address import Address, format_address
-from .error import ErrorNotFound, decode_reply, from_grpc_error
+from .error import ErrorNotFound, from_grpc_error
+from .error._decisions import decode_reply
 from .grpc import GRPCError
 from .types import HealthStatus
 

@@ -25,7 +25,6 @@ from typing import (
     Dict,
     Iterable,
     Optional,
-    Protocol,
     Set,
     TypeVar,
 )
@@ -45,9 +44,8 @@ from .error import (
     ErrorUnavailable,
     LiftbridgeError,
     PublishAsyncError,
-    may_resend,
-    refused_publish,
 )
+from .error._decisions import may_resend, refused_publish
 from .retry import retrying
 from .types import Ack, AckPolicy, Partitioner
 
@@ -57,18 +55,8 @@ if TYPE_CHECKING:
     from ._address import Address
     from ._pool import ConnectionRegistry
     from ._routing import Router
+    from .options import ClientOptions
     from .publish import PendingAck, PublishSession
-
-    class PublishOptions(Protocol):
-        """The client's publish options (its public attributes of these names)."""
-
-        compression_method: Optional[str]
-        compression_threshold: int
-        encoding_header: str
-        max_publish_size: int
-        partitioner: Optional[Partitioner]
-        ack_timeout: float
-        publish_async_ack_timeout: float
 
 
 __all__ = ["Publisher", "new_correlation_id"]
@@ -116,12 +104,12 @@ class Publisher:
     Args:
         router: Where calls go.
         connections: For the PublishAsync stream's channel.
-        options: The client, read for its publish options (compression,
-            timeouts, partitioner, size limit), which users may change.
+        options: The client's options (compression, timeouts, partitioner,
+            size limit).
     """
 
     def __init__(
-        self, router: Router, connections: ConnectionRegistry, options: PublishOptions
+        self, router: Router, connections: ConnectionRegistry, options: ClientOptions
     ) -> None:
         self.router = router
         self.connections = connections

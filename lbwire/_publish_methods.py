@@ -22,6 +22,7 @@ from .retry import call_budget
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
+    from .options import ClientOptions
     from .publish import PendingAck
 
 
@@ -35,7 +36,7 @@ class PublishMethods:
     """
 
     _publisher: Publisher
-    publish_async_ack_timeout: float
+    options: ClientOptions
 
     def get_publish_request(
         self,
@@ -236,7 +237,7 @@ class PublishMethods:
         # Sent from here rather than through one more coroutine: this is the
         # pipelined (per-message) path.
         encoded = publisher.encode(request)
-        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        timeout = ack_timeout if ack_timeout is not None else self.options.publish_async_ack_timeout
         if not publisher.connections.open:
             return await publisher.send_outside(request, encoded, timeout)
         if session is None:

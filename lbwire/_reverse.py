@@ -29,6 +29,8 @@ from .error import (
     ErrorReverseUnsupported,
     ErrorUnavailable,
     LiftbridgeError,
+)
+from .error._decisions import (
     is_empty_partition_refusal,
     is_reverse_end,
     is_stop_reached,

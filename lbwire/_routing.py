@@ -34,11 +34,9 @@ from .error import (
     ErrorPartitionPaused,
     ErrorUnavailable,
     LiftbridgeError,
-    decode_reply,
     from_grpc_error,
-    more_hopeful,
-    no_broker_reachable,
 )
+from .error._decisions import decode_reply, more_hopeful, no_broker_reachable
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition

@@ -28,9 +28,8 @@ from .error import (
     ErrorSegmentClosed,
     ErrorUnavailable,
     LiftbridgeError,
-    malformed_reply,
-    subscribe_error,
 )
+from .error._decisions import malformed_reply, subscribe_error
 from .grpc import GRPCError
 from .types import Message, StartPosition, StopPosition
 
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
     from ._routing import Router
     from .activity import ActivityEvent
+    from .options import ClientOptions
     from .retry import RetryPolicy
 
 __all__ = ["SubscribeMethods", "Subscriptions"]
@@ -64,9 +64,7 @@ class Subscriptions:
         router: Where calls go, and the metadata cache.
         connections: The pooled Subscribe connections.
         cursors: For StartPosition.RESUME.
-        encoding_header: The header naming a message's compression.
-        resubscribe_wait_time: How long (s) to try resuming before raising.
-        policy: The pause between resume attempts.
+        options: The client's options (the resume bounds and retry policy).
     """
 
     def __init__(
@@ -75,17 +73,23 @@ class Subscriptions:
         connections: ConnectionRegistry,
         cursors: CursorStore,
         *,
-        encoding_header: str,
-        resubscribe_wait_time: float,
-        policy: RetryPolicy,
+        options: ClientOptions,
     ) -> None:
         self.router = router
         self.connections = connections
         self.cursors = cursors
-        self.encoding_header = encoding_header
-        self.resubscribe_wait_time = resubscribe_wait_time
-        self.policy = policy
+        self.options = options
         self.reverse_support = ReverseSupport(self)
+
+    @property
+    def resubscribe_wait_time(self) -> float:
+        """How long (s) to try resuming before raising."""
+        return self.options.resubscribe_wait_time
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The pause between resume attempts, and the bound of a subscription's setup."""
+        return self.options.retry_policy
 
     async def messages(
         self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
@@ -384,8 +388,8 @@ class SubscribeMethods:
     """`LiftbridgeClient.subscribe` (the client inherits it): checks and delegates."""
 
     _subscriptions: Subscriptions
-    #: The client's receive limit: it bounds decompressed values too.
-    max_message_size: int
+    #: The client's options: `max_message_size` bounds decompressed values too.
+    options: ClientOptions
 
     async def subscribe(
         self,
@@ -520,8 +524,9 @@ class SubscribeMethods:
             )
         else:
             messages = self._subscribe_once(request, setup_timeout)
-        encoding_header = self._subscriptions.encoding_header
-        max_size = self.max_message_size
+        options = self.options
+        encoding_header = options.encoding_header
+        max_size = options.max_message_size
         try:
             async for message in messages:
                 headers = message.headers

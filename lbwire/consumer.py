@@ -15,6 +15,7 @@ before a reassignment is delivered again to the partition's next owner.
 
 from __future__ import annotations
 
+import math
 import uuid
 from enum import IntEnum
 from types import TracebackType
@@ -26,6 +27,7 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Set,
     Tuple,
     Type,
     cast,
@@ -180,7 +182,13 @@ class Consumer:
         self._coordinator_timeout = 15.0
         self._tasks: Dict[_Key, anyio.CancelScope] = {}
         self._processed: Dict[_Key, int] = {}
+        #: What the cursor of each partition holds, as far as this member
+        #: knows: its own last commit, or the value loaded when it started.
         self._committed: Dict[_Key, int] = {}
+        #: The partitions of the coordinator's last answer, and when it came
+        #: (see `checkpoint`).
+        self._assignment: Set[_Key] = set()
+        self._last_answer = -math.inf
         self._last: Optional[_Key] = None
         self._last_offset = -1
         self._task_group: Optional[TaskGroup] = None
@@ -286,12 +294,67 @@ class Consumer:
     # ------------------------------------------------------------------ commits
 
     async def checkpoint(self) -> None:
-        """Commit the positions processed since the last commit."""
-        for key, offset in list(self._processed.items()):
-            if self._committed.get(key) == offset:
+        """Commit the positions processed since the last commit, of the partitions still ours.
+
+        Right before committing, the member asks the group's coordinator which
+        partitions are its own at the group's current epoch (one
+        FetchConsumerGroupAssignments call, and a metadata call when the epoch
+        moved), and commits only for those: a partition handed to another
+        member since this member's last poll is skipped, and its new owner
+        starts after the last position committed for it.
+
+        What is left: Liftbridge's SetCursor carries no member or epoch, so a
+        partition moved between the coordinator's answer and the commit (one
+        or two round trips) can still get this member's commit, after its new
+        owner's. The commit holds an offset this member processed, so the
+        cost is that the next owner re-reads messages (at least once); nothing
+        is skipped. When the coordinator cannot be reached, the member's last
+        known assignment decides, as long as the coordinator answered it
+        within the group's consumer timeout; after that, nothing is committed
+        and the error is raised.
+
+        Raises:
+            LiftbridgeError: The coordinator, metadata or cursor calls failed.
+        """
+        if all(self._committed.get(key) == offset for key, offset in self._processed.items()):
+            return
+        try:
+            assigned = await self._assigned_now()
+        except (ErrorUnavailable, ErrorDeadlineExceeded):
+            if anyio.current_time() - self._last_answer >= self._consumer_timeout:
+                raise
+            assigned = self._assignment
+        for key in sorted(assigned):
+            # Read at the commit, not before the check: _reconcile may have
+            # taken the partition away (and handed its progress over) meanwhile.
+            offset = self._processed.get(key)
+            if offset is None or self._committed.get(key) == offset:
                 continue
             await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
             self._committed[key] = offset
+
+    async def _assigned_now(self) -> Set[_Key]:
+        """The partitions the coordinator assigns this member at the group's current epoch."""
+        epoch, coordinator = self.epoch, self.coordinator
+        # The epoch may move once while it is looked up; twice, and the group
+        # is rebalancing: nothing is surely ours.
+        for _ in range(2):
+            try:
+                response = await self.client.fetch_consumer_group_assignments(
+                    self.group_id, self.consumer_id, epoch, coordinator=coordinator
+                )
+            except (ErrorStaleEpoch, ErrorNotCoordinator):
+                group = await self.client.fetch_consumer_group_metadata(self.group_id)
+                if group is None:
+                    return set()
+                epoch, coordinator = group.epoch, group.coordinator
+                continue
+            except (ErrorNotMember, ErrorNotFound) as error:
+                if isinstance(error, ErrorUnavailable):
+                    raise  # ErrorHostNotFound: the coordinator is unreachable
+                return set()  # no longer a member, or no longer a group
+            return {(a.stream, p) for a in response.assignments for p in a.partitions}
+        return set()
 
     async def _checkpoint_loop(self, interval: float) -> None:
         while True:
@@ -428,7 +491,9 @@ class Consumer:
     # ------------------------------------------------------------------ partitions
 
     async def _reconcile(self, assignments: Sequence[wire.PartitionAssignment]) -> None:
+        # Called with each answer of the coordinator.
         wanted = {(a.stream, p) for a in assignments for p in a.partitions}
+        self._assignment, self._last_answer = wanted, anyio.current_time()
         for key in [k for k in self._tasks if k not in wanted]:
             self._tasks.pop(key).cancel()
             if self._last == key:
@@ -436,11 +501,9 @@ class Consumer:
             # Hand the partition over with our progress committed, and forget
             # it: a later commit of ours must never overwrite the new owner's.
             offset = self._processed.pop(key, None)
-            if offset is not None and self._committed.pop(key, None) != offset:
-                try:
-                    await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
-                except LiftbridgeError as error:
-                    logger.info("Commit of revoked %s failed: %s", key, error)
+            known = self._committed.pop(key, None)
+            if offset is not None and known != offset:
+                await self._hand_over(key, offset, known)
         if self._task_group is None:
             return  # closing
         for key in sorted(wanted - set(self._tasks)):
@@ -448,12 +511,32 @@ class Consumer:
             self._tasks[key] = scope
             self._task_group.start_soon(self._read_partition, key, scope)
 
+    async def _hand_over(self, key: _Key, offset: int, known: Optional[int]) -> None:
+        """Commit a revoked partition's progress, unless its cursor moved since ours.
+
+        The new owner may have started, and committed, before this member
+        learnt of the change: a stored value other than the one this member
+        last stored (or loaded) is the new owner's, and is left alone. The
+        load and the store are two calls, so a commit of the new owner's
+        between them is still overwritten (see `checkpoint`).
+        """
+        try:
+            stored = await self.client.cursor_store.load(key[0], key[1], self.cursor_id)
+            if stored != (-1 if known is None else known):
+                logger.debug("Not handing %s over: its cursor moved to %d", key, stored)
+                return
+            await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
+        except LiftbridgeError as error:
+            logger.info("Commit of revoked %s failed: %s", key, error)
+
     async def _read_partition(self, key: _Key, scope: anyio.CancelScope) -> None:
         stream, partition = key
         assert self._send is not None
         with scope:
             try:
                 stored = await self.client.cursor_store.load(stream, partition, self.cursor_id)
+                # What the cursor holds as far as this member knows (see _hand_over).
+                self._committed[key] = stored
                 start_offset: Optional[int] = None
                 start_position = StartPosition.NEW_ONLY
                 if stored >= 0:

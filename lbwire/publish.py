@@ -20,8 +20,8 @@ from .error import (
     ErrorUnavailable,
     LiftbridgeError,
     from_grpc_error,
-    publish_async_error,
 )
+from .error._decisions import publish_async_error
 from .grpc import GRPCError
 from .observer import ObserverSlot
 

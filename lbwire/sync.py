@@ -22,7 +22,16 @@ subscription, closes the connections and stops the thread.
 How the two sides meet: every task group or cancel scope the async client
 opens must be left by the task that entered it, so the client's `async with`
 block, each subscription and each consumer run in one long-lived task of
-their own in the loop thread, never split across portal calls.
+their own in the loop thread, never split across portal calls (and so does
+an async context manager wrapped by `context()`).
+
+The methods are not written here: scripts/gen_sync.py writes one per public
+method, property and setting of the async client into
+`lbwire._sync_generated.SyncClientMethods`, with the same parameters,
+defaults and docstring and the return type made blocking, so type checkers
+see them. This module has the machinery they call (`_LoopClient`: `run`,
+`iterate`, `context`) and the hooks `_wrap_<name>` for the methods whose
+results are themselves asynchronous (`consumer`, `publish_async`).
 """
 
 from __future__ import annotations
@@ -35,24 +44,27 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncContextManager,
     AsyncIterator,
     Awaitable,
     Callable,
     ContextManager,
     Dict,
-    Iterable,
+    Generic,
     Iterator,
     List,
     Optional,
-    Sequence,
     Set,
+    Tuple,
     Type,
     TypeVar,
+    cast,
 )
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._sync_generated import SyncClientMethods
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
 
 if TYPE_CHECKING:
@@ -60,38 +72,13 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from .consumer import Consumer as AsyncConsumer
-    from .types import Message
+    from .publish import PendingAck
+    from .types import Ack, Message
 
 __all__ = ["Consumer", "LiftbridgeClient"]
 
 _T = TypeVar("_T")
-
-#: Methods that are coroutines on the async client: they block here.
-_BLOCKING_CALLS = (
-    "get_metadata",
-    "get_partition_metadata",
-    "wait_for_stream",
-    "wait_for_cursors",
-    "create_stream",
-    "delete_stream",
-    "pause_stream",
-    "set_stream_readonly",
-    "publish",
-    "publish_to_subject",
-    "set_cursor",
-    "get_cursor",
-    "join_consumer_group",
-    "leave_consumer_group",
-    "fetch_consumer_group_assignments",
-    "report_consumer_group_coordinator",
-    "fetch_consumer_group_metadata",
-    "get_consumer_group_metadata",
-    "health",
-)
-#: Async generators on the async client: plain iterators here.
-_ITERATORS = ("subscribe", "publish_bulk", "activity", "watch_health")
-#: Plain methods on the async client: called as they are.
-_PLAIN = ("get_publish_request", "connection_info", "add_connection_listener")
+_Self = TypeVar("_Self", bound="_LoopClient")
 
 _END = object()
 
@@ -107,7 +94,7 @@ class _Pump:
     subscription costs one thread hand-off per batch, not per message.
     """
 
-    def __init__(self, owner: LiftbridgeClient, agen: AsyncIterator[Any], buffer: int) -> None:
+    def __init__(self, owner: _LoopClient, agen: AsyncIterator[Any], buffer: int) -> None:
         self._owner = owner
         self._portal = owner.portal
         self._agen = agen
@@ -203,7 +190,7 @@ class Consumer:
     and on leaving the block.
     """
 
-    def __init__(self, owner: LiftbridgeClient, consumer: AsyncConsumer) -> None:
+    def __init__(self, owner: _LoopClient, consumer: AsyncConsumer) -> None:
         self._owner = owner
         self._consumer = consumer
         self._stop: Optional[anyio.Event] = None
@@ -276,27 +263,70 @@ class Consumer:
         return self._consumer.cursor_id
 
 
-class LiftbridgeClient:
-    """Blocking Liftbridge client: the async client's methods, run on a private loop thread.
+class _Held(Generic[_T]):
+    """An async context manager entered and left by one task of the loop thread."""
 
-    Takes the arguments of `lbwire.client.LiftbridgeClient`, plus:
+    def __init__(self, owner: _LoopClient, manager: AsyncContextManager[_T]) -> None:
+        self._owner = owner
+        self._manager = manager
+        self._leave: Optional[anyio.Event] = None
+        self._exc_info: Tuple[Any, Any, Any] = (None, None, None)
+        self._future: Optional[Future[Optional[bool]]] = None
 
-    Args:
-        backend: The anyio backend of the private event loop ("asyncio" or "trio").
-        subscription_buffer: Messages a subscription reads ahead of its iterator.
+    async def _hold(self, *, task_status: TaskStatus[_T]) -> Optional[bool]:
+        # Entered and left by this one task, so that the manager may open a
+        # task group or cancel scope.
+        self._leave = anyio.Event()
+        value = await self._manager.__aenter__()
+        try:
+            task_status.started(value)
+            await self._leave.wait()
+        except BaseException as exc:
+            if not await self._manager.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            return None
+        return await self._manager.__aexit__(*self._exc_info)
 
-    The client opens on construction and must be closed: use it as a context
-    manager or call `close()`. Methods raise what the async ones raise, and
-    RuntimeError once the client is closed.
+    def __enter__(self) -> _T:
+        if self._owner.closed:
+            raise RuntimeError("LiftbridgeClient is closed")
+        self._future, value = self._owner.portal.start_task(self._hold)
+        return cast(_T, value)
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> Optional[bool]:
+        leave, future = self._leave, self._future
+        self._future = None
+        if leave is None or future is None:
+            return None
+        self._exc_info = (exc_type, exc, traceback)
+        try:
+            self._owner.portal.call(leave.set)
+        except RuntimeError:
+            return None  # the client has closed, and the manager with it
+        return future.result()
+
+
+class _LoopClient:
+    """The machinery of the blocking client; `SyncClientMethods` adds the async client's methods.
+
+    Methods of the async client that return something asynchronous have a
+    hook `_wrap_<name>` here that makes it blocking; scripts/gen_sync.py
+    passes their results to it.
     """
 
-    def __init__(
+    _client: AsyncLiftbridgeClient
+
+    def _start(
         self,
-        brokers: Iterable[str],
+        make_client: Callable[[], AsyncLiftbridgeClient],
         *,
         backend: str = "asyncio",
         subscription_buffer: int = 256,
-        **options: Any,
     ) -> None:
         if subscription_buffer < 1:
             raise ValueError(f"subscription_buffer must be at least 1, not {subscription_buffer}")
@@ -310,9 +340,7 @@ class LiftbridgeClient:
             # Named here, not with start_blocking_portal(name=...), which
             # anyio releases before 4.5 do not take.
             self._portal.call(_name_thread)
-            self._client: AsyncLiftbridgeClient = self._portal.call(
-                functools.partial(AsyncLiftbridgeClient, brokers, **options)
-            )
+            self._client = self._portal.call(make_client)
             self._stop: anyio.Event = self._portal.call(anyio.Event)
             self._host, _ = self._portal.start_task(self._hold_open)
         except BaseException:
@@ -360,7 +388,7 @@ class LiftbridgeClient:
                 future.cancel()
             raise
 
-    def iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+    def iterate(self, agen: AsyncIterator[_T]) -> Iterator[_T]:
         """Iterate `agen` (from the async client) in the loop thread, as a plain iterator.
 
         Closing the returned generator (or leaving it on an exception, or
@@ -387,30 +415,51 @@ class LiftbridgeClient:
             with self._lock:
                 self._pumps.discard(pump)
 
-    def consumer(self, group_id: str, streams: Sequence[str], **options: Any) -> Consumer:
-        """A blocking consumer group member.
+    def context(self, manager: AsyncContextManager[_T]) -> ContextManager[_T]:
+        """Enter and leave `manager` (from the async client) in one task of the loop thread.
 
-        Arguments as for `lbwire.client.LiftbridgeClient.consumer`.
+        The returned context manager gives what `manager` gives; the
+        exception of its block, if any, is passed to `manager`.
         """
-        return Consumer(self, self._client.consumer(group_id, streams, **options))
+        return _Held(self, manager)
 
-    def publish_async(self, value: bytes, **options: Any) -> Future[Any]:
+    def _iterator(
+        self, func: Callable[..., AsyncIterator[_T]], *args: Any, **kwargs: Any
+    ) -> Iterator[_T]:
+        if self._closed:
+            raise RuntimeError("LiftbridgeClient is closed")
+        # The async generator is only created here; it runs in the pump's task.
+        return self.iterate(func(*args, **kwargs))
+
+    # ------------------------------------------------------------------ hooks
+
+    def _wrap_consumer(self, consumer: AsyncConsumer) -> Consumer:
+        """A blocking member of consumer group `group_id` reading `streams` (see `Consumer`).
+
+        Use the result as a context manager, then iterate it.
+        `auto_offset` None means `AutoOffset.NEW_ONLY`.
+
+        Raises:
+            ValueError: Empty group id or no streams.
+        """
+        return Consumer(self, consumer)
+
+    def _wrap_publish_async(self, pending: PendingAck) -> Future[Optional[Ack]]:
         """Send a message on the pipelined PublishAsync stream; returns at once.
 
         Returns:
             A `concurrent.futures.Future` of the Ack (None for AckPolicy.NONE):
             `.result()` raises what awaiting the async `PendingAck` raises.
         """
-        pending = self.run(self._client.publish_async, value, **options)
 
-        async def wait() -> Any:
+        async def wait() -> Optional[Ack]:
             return await pending
 
         return self._portal.start_task_soon(wait)
 
     # ------------------------------------------------------------------ life cycle
 
-    def __enter__(self) -> LiftbridgeClient:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(
@@ -451,59 +500,19 @@ class LiftbridgeClient:
             self._portal.call(self._portal.stop, True)
         self._portal_cm.__exit__(None, None, None)
 
-    def __getattr__(self, name: str) -> Any:
-        """The async client's settings (`broker_seeds`, `rpc_timeout`...), read-only.
 
-        The methods are wrappers made from their names below; to a type
-        checker they, like these settings, are Any.
-        """
-        client = self.__dict__.get("_client")
-        if name.startswith("_") or client is None:
-            raise AttributeError(name)
-        value = getattr(client, name)
-        if callable(value):
-            raise AttributeError(f"lbwire.sync.LiftbridgeClient has no method {name!r}")
-        return value
+class LiftbridgeClient(SyncClientMethods, _LoopClient):
+    """Blocking Liftbridge client: the async client's methods, run on a private loop thread.
 
+    Takes the arguments of `lbwire.client.LiftbridgeClient`, plus:
 
-def _blocking(name: str) -> Callable[..., Any]:
-    def method(self: LiftbridgeClient, *args: Any, **kwargs: Any) -> Any:
-        return self.run(getattr(self.async_client, name), *args, **kwargs)
+    Args:
+        backend: The anyio backend of the private event loop ("asyncio" or "trio").
+        subscription_buffer: Messages a subscription reads ahead of its iterator.
 
-    return method
-
-
-def _iterator(name: str) -> Callable[..., Any]:
-    def method(self: LiftbridgeClient, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        if self.closed:
-            raise RuntimeError("LiftbridgeClient is closed")
-        # The async generator is only created here; it runs in the pump's task.
-        return self.iterate(getattr(self.async_client, name)(*args, **kwargs))
-
-    return method
-
-
-def _plain(name: str) -> Callable[..., Any]:
-    def method(self: LiftbridgeClient, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.async_client, name)(*args, **kwargs)
-
-    return method
-
-
-def _install() -> None:
-    kinds = {
-        **dict.fromkeys(_BLOCKING_CALLS, _blocking),
-        **dict.fromkeys(_ITERATORS, _iterator),
-        **dict.fromkeys(_PLAIN, _plain),
-    }
-    for name, make in kinds.items():
-        original = getattr(AsyncLiftbridgeClient, name)
-        method = make(name)
-        method.__name__ = name
-        method.__qualname__ = f"LiftbridgeClient.{name}"
-        method.__doc__ = original.__doc__
-        method.__wrapped__ = original  # type: ignore[attr-defined]
-        setattr(LiftbridgeClient, name, method)
-
-
-_install()
+    The client opens on construction and must be closed: use it as a context
+    manager or call `close()`. Methods raise what the async ones raise, and
+    RuntimeError once the client is closed. The methods, properties and
+    settings are made from the async client's by scripts/gen_sync.py (in
+    `lbwire._sync_generated`), so type checkers see their signatures.
+    """

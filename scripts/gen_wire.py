@@ -17,7 +17,6 @@ text and does not depend on a formatter's version.
 from __future__ import annotations
 
 import argparse
-import difflib
 import keyword
 import re
 import sys
@@ -860,26 +859,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ProtoError as exc:
         print(f"gen_wire: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current == text:
-            return 0
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            str(args.output),
-            "generated",
-            n=1,
-        )
-        sys.stderr.writelines(list(diff)[:40])
-        print(
-            f"gen_wire: {args.output} is stale: it differs from what {source} generates; "
-            "run: python scripts/gen_wire.py",
-            file=sys.stderr,
-        )
-        return 1
-    args.output.write_text(text, encoding="utf-8")
-    return 0
+    stale = (
+        f"gen_wire: {args.output} is stale: it differs from what {source} generates; "
+        "run: python scripts/gen_wire.py"
+    )
+    # The generators' shared helpers, beside this script (also when it is
+    # loaded from its path, as the tests do).
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _codegen import write_or_check
+
+    return write_or_check(args.output, text, check=args.check, stale=stale)
 
 
 if __name__ == "__main__":

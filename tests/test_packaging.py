@@ -8,10 +8,12 @@ cursor example against a real server, as the demo does.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import os
 import queue
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -20,11 +22,15 @@ import venv
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+import lbwire
+from lbwire.cli import main as cli_main
 from lbwire.client import LiftbridgeClient
+from lbwire.grpc import ChannelConfig
 from lbwire.testing import LiftbridgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,23 +45,46 @@ PIP_TIMEOUT = 600
 READ_TIMEOUT = 60.0
 
 
-def run(argv: list[str], **kwargs: object) -> str:
+def run(argv: list[str], **kwargs: Any) -> str:
+    """What `argv` printed (with ``stderr=subprocess.STDOUT``, both streams); it must succeed."""
+    kwargs.setdefault("stderr", subprocess.PIPE)
     done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False, **kwargs
+        argv, stdout=subprocess.PIPE, text=True, timeout=PIP_TIMEOUT, check=False, **kwargs
     )
-    assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    errors = (done.stderr or "")[-3000:]
+    assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}\n{errors}"
     return done.stdout
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel `pip wheel` builds from the tree (build dependencies from PyPI)."""
-    source = tmp_path_factory.mktemp("source") / "lbwire"
-    shutil.copytree(ROOT, source, ignore=_NOT_COPIED)
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tree to build from, so that builds write nothing into the tree."""
+    copy = tmp_path_factory.mktemp("source") / "lbwire"
+    shutil.copytree(ROOT, copy, ignore=_NOT_COPIED)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def build(source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel `pip wheel` builds from the tree (build dependencies from PyPI), and its output."""
     out = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)])
+    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)]
+    # -v: pip shows the build backend's own output (its warnings) only then.
+    log = run([*argv, "-v", "--disable-pip-version-check"], stderr=subprocess.STDOUT)
     (built,) = out.glob("*.whl")
-    return built
+    return built, log
+
+
+@pytest.fixture(scope="module")
+def wheel(build: tuple[Path, str]) -> Path:
+    return build[0]
+
+
+def wheel_metadata(wheel: Path) -> email.message.Message:
+    """The METADATA of `wheel`, parsed."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.parser.Parser().parsestr(archive.read(metadata_file).decode())
 
 
 # -- the wheel --------------------------------------------------------------------------------
@@ -85,12 +114,155 @@ def test_wheel_holds_exactly_the_lbwire_package(wheel: Path) -> None:
 
 
 def test_wheel_requires_only_h2_and_anyio_at_run_time(wheel: Path) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        metadata = email.parser.Parser().parsestr(archive.read(metadata_file).decode())
+    metadata = wheel_metadata(wheel)
     unconditional = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
     names = {re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in unconditional}  # type: ignore[union-attr]
     assert names == {"h2", "anyio"}
+
+
+def test_building_the_wheel_prints_no_warning(build: tuple[Path, str]) -> None:
+    # setuptools' deprecation warnings (the license table, license classifiers)
+    # are classes named ...Warning, as the backend's other warnings are.
+    assert re.findall(r"\w+Warning\b.*", build[1]) == []
+
+
+def test_an_editable_install_prints_no_warning(source: Path, tmp_path: Path) -> None:
+    # An environment without pip: this interpreter's pip installs into it.
+    directory = tmp_path / "env"
+    venv.create(directory, with_pip=False, symlinks=os.name != "nt")
+    python = directory / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    log = run([*pip, "install", "-v", "--no-deps", "-e", str(source)], stderr=subprocess.STDOUT)
+    assert re.findall(r"\w+Warning\b.*", log) == []
+    where = run(
+        [str(python), "-c", "import lbwire; print(lbwire.__file__)"], cwd=tmp_path, env=clean_env()
+    )
+    assert Path(where.strip()) == source / "lbwire" / "__init__.py"
+
+
+def test_wheel_declares_the_mit_license_as_an_spdx_expression(wheel: Path) -> None:
+    metadata = wheel_metadata(wheel)
+    assert metadata["License-Expression"] == "MIT"
+    # The superseded ways of saying it are gone (PEP 639).
+    assert metadata["License"] is None
+    assert not [c for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        shipped = archive.read(name).decode()
+    assert shipped == (ROOT / "LICENSE").read_text()
+    assert shipped.startswith("MIT License\n")
+    assert "Copyright (c) 2026 lbwire developers" in shipped
+
+
+# -- the version ------------------------------------------------------------------------------
+
+
+def test_the_version_is_written_once_and_everything_agrees(
+    wheel: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    version = lbwire.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    # pyproject.toml reads it from lbwire/__init__.py rather than repeat it.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r"^version\s*=\s*[\"']", pyproject, re.MULTILINE) is None
+    assert 'version = { attr = "lbwire.__version__" }' in pyproject
+    written = [
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "lbwire").rglob("*.py")
+        if re.search(rf"[\"']{re.escape(version)}[\"']", path.read_text())
+    ]
+    assert written == ["lbwire/__init__.py"]
+    # Everything that shows it.
+    assert wheel_metadata(wheel)["Version"] == version
+    assert wheel.name.startswith(f"lbwire-{version}-")
+    assert ChannelConfig().user_agent == f"lbwire-grpc/{version}"
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"lbwire {version}\n"
+
+
+# -- public names -----------------------------------------------------------------------------
+
+#: The functions of `lbwire.error` that are public API (for programs calling `lbwire.grpc`).
+ERROR_FUNCTIONS = {"from_grpc_error"}
+#: Helpers the rest of lbwire uses: importable from `lbwire.error`, never exported.
+ERROR_HELPERS = {
+    "decode_reply",
+    "is_empty_partition_refusal",
+    "is_reverse_end",
+    "is_stop_reached",
+    "malformed_reply",
+    "may_resend",
+    "more_hopeful",
+    "no_broker_reachable",
+    "publish_async_error",
+    "refused_publish",
+    "subscribe_error",
+}
+
+
+def test_lbwire_error_exports_only_its_exceptions_and_public_functions() -> None:
+    from lbwire import error
+    from lbwire.error import _decisions, _hierarchy
+
+    # Every class of the hierarchy, and nothing that is not public.
+    exceptions = {
+        name
+        for name, value in vars(_hierarchy).items()
+        if isinstance(value, type) and issubclass(value, error.LiftbridgeError)
+    }
+    assert len(exceptions) >= 30
+    assert sorted(error.__all__) == sorted(exceptions | ERROR_FUNCTIONS)
+    star: dict[str, object] = {}
+    exec("from lbwire.error import *", star)
+    assert set(star) - {"__builtins__"} == set(error.__all__)
+    # The helpers stay where they were, for code that imported them.
+    for name in ERROR_HELPERS:
+        assert callable(getattr(error, name))
+        assert getattr(error, name) is getattr(_decisions, name)
+
+
+# -- the README's performance tables ----------------------------------------------------------
+
+README_TABLES = ROOT / "scripts" / "readme_tables.py"
+
+
+def test_readme_tables_are_those_of_the_results() -> None:
+    run([sys.executable, str(README_TABLES), "--check"], cwd=ROOT)
+
+
+def test_readme_tables_check_finds_a_stale_table_and_the_script_rewrites_it(
+    tmp_path: Path,
+) -> None:
+    readme = tmp_path / "README.md"
+    original = (ROOT / "README.md").read_text()
+    row = next(line for line in original.splitlines() if line.startswith("| cursor set + get"))
+    readme.write_text(original.replace(row, "| cursor set + get (pairs/s) | 1 | 2 |"))
+    stale = subprocess.run(
+        [sys.executable, str(README_TABLES), "--check", "--readme", str(readme)],
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT,
+        check=False,
+    )
+    assert stale.returncode == 1
+    assert "-| cursor set + get (pairs/s) | 1 | 2 |" in stale.stdout
+    assert f"+{row}" in stale.stdout
+    assert "stale tables" in stale.stderr
+    run([sys.executable, str(README_TABLES), "--readme", str(readme)], cwd=tmp_path)
+    assert readme.read_text() == original
+
+
+def test_scenario_labels_are_written_only_in_the_benchmarks() -> None:
+    # By path: the repository is not necessarily on the import path here.
+    scenarios = runpy.run_path(str(ROOT / "benchmarks" / "_common.py"))["SCENARIOS"]
+    hook = (ROOT / "docs" / "_hooks" / "benchmarks.py").read_text()
+    script = README_TABLES.read_text()
+    labels = [scenario["label"] for scenario in scenarios.values()]
+    assert len(labels) == len(set(labels))
+    assert not [label for label in labels if label in hook or label in script]
 
 
 # -- installed alone in a fresh environment ---------------------------------------------------
@@ -102,7 +274,9 @@ def wheel_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("venv") / "env"
     venv.create(directory, with_pip=True, symlinks=os.name != "nt")
     python = directory / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    run([str(python), "-m", "pip", "install", "--quiet", str(wheel)])
+    # Without the clean environment a PYTHONPATH naming the tree makes pip
+    # find lbwire "already installed" there and skip the wheel.
+    run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], env=clean_env())
     return python
 
 
@@ -175,7 +349,11 @@ def test_wheel_alone_runs_the_cursor_example_against_a_real_server(
     stream_name: str,
     tmp_path: Path,
 ) -> None:
-    where = run([str(wheel_env), "-c", "import lbwire; print(lbwire.__file__)"], cwd=tmp_path)
+    where = run(
+        [str(wheel_env), "-c", "import lbwire; print(lbwire.__file__)"],
+        cwd=tmp_path,
+        env=clean_env(),  # a PYTHONPATH naming the tree would find its lbwire instead
+    )
     assert Path(where.strip()).is_relative_to(wheel_env.parent.parent)
     installed = run([str(wheel_env), "-m", "pip", "list", "--format=freeze"], cwd=tmp_path)
     assert "grpcio" not in installed.lower()

@@ -8,39 +8,34 @@ and `<!-- benchmarks:targets -->` in a page with text rendered from the JSON.
 `<!-- benchmarks:newest/table -->` (and `run`, `targets`) render the run
 against the newest Liftbridge, `benchmarks/results/newest/latest.json`
 (`python -m benchmarks --server newest --out benchmarks/results/newest`).
-A missing result file fails the build.
+The text comes from `benchmarks/tables.py`, as the README's tables do. A
+missing result file fails the build.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
+# The labels and the rendering are the benchmarks' own (benchmarks/tables.py,
+# which the README's tables use too). The repository goes first on the import
+# path: mkdocs puts this hook's folder there while it loads the hook, and this
+# file's name would shadow the benchmarks package (mkdocs restores the path).
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from benchmarks import tables  # noqa: E402
+
 RESULTS = Path("benchmarks") / "results"
 CHART_URI = "img/benchmarks.png"
 SCALE_URI = "img/scale.png"
-
-# The benchmark's scenario keys, in table order, with the label a reader sees.
-LABELS = {
-    "subscribe_100B": "subscribe 100 B (msgs/s)",
-    "subscribe_1KiB": "subscribe 1 KiB (msgs/s)",
-    "publish_unacked": "sequential publish, unacked (msgs/s)",
-    "publish_acked": "sequential publish, acked (msgs/s)",
-    "publish_acked_p99_ms": "acked publish p99 (ms)",
-    "publish_pipelined": "pipelined publish, 1,000 in flight (msgs/s)",
-    "cursor_roundtrip": "cursor set + get (pairs/s)",
-    "first_message_ms": "connect to first message (ms)",
-    "first_message_warm_ms": "connect to first message, warm (ms)",
-    "import_ms": "import of the client package (ms)",
-    "subscribe_peak_rss_mb": "peak RSS subscribing to 1,000,000 messages (MB)",
-}
 
 
 def _root(config: MkDocsConfig) -> Path:
@@ -54,69 +49,6 @@ def _load(config: MkDocsConfig, run: str = "") -> Dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise PluginError(f"cannot read the benchmark results {path}: {exc}") from exc
     return report
-
-
-def _number(value: float, unit: str) -> str:
-    if unit in ("msgs/s", "pairs/s"):
-        return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:,.0f}"
-    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
-
-
-def _cell(entry: Dict[str, Any]) -> str:
-    value, spread = float(entry["value"]), float(entry["spread"])
-    text = _number(value, entry["unit"])
-    if spread and value:
-        text += f" ±{spread / 2 / value * 100:.0f}%"
-    return text
-
-
-def _run(report: Dict[str, Any]) -> str:
-    return (
-        f"Run of {report['date'][:10]} ({report['mode']} mode, {report['duration_s']:.0f} s): "
-        f"{report['server']}, {report['python']}, {report['machine']}. "
-        "Median of the rounds, ± half their range."
-    )
-
-
-def _table(report: Dict[str, Any]) -> str:
-    results = report["results"]
-    notes = report.get("notes") or {}
-    # Clients in the run's own order (the run writes them in benchmarks'
-    # client order), so this page never lists them apart from the benchmarks.
-    clients: List[str] = []
-    for per in results.values():
-        clients.extend(c for c in per if c not in clients)
-    lines = ["| scenario (unit) | " + " | ".join(clients) + " |"]
-    lines.append("|---" * (len(clients) + 1) + "|")
-    footnotes: List[str] = []
-    for key, label in LABELS.items():
-        if key not in results:
-            continue
-        cells = []
-        for client in clients:
-            entry = results[key].get(client)
-            if entry is not None:
-                cells.append(_cell(entry))
-            elif client in notes.get(key, {}):
-                footnotes.append(f"{label}, {client}: {notes[key][client]}")
-                cells.append(f"n/a ({len(footnotes)})")
-            else:
-                cells.append("")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if footnotes:
-        lines.append("")
-        lines.extend(f"{n}. {text}" for n, text in enumerate(footnotes, 1))
-    return "\n".join(lines)
-
-
-def _targets(report: Dict[str, Any]) -> str:
-    lines = ["| target | ratio in this run | goal | met |", "|---|---|---|---|"]
-    for target in report.get("targets", []):
-        ratio = "" if target["ratio"] is None else f"{target['ratio']:.2f}"
-        met = {True: "yes", False: "**no**", None: "n/a"}[target["met"]]
-        name = target["target"] + (f" ({target['detail']})" if target["detail"] else "")
-        lines.append(f"| {name} | {ratio} | {target['goal']} | {met} |")
-    return "\n".join(lines)
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -136,7 +68,11 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     """Fill in the benchmark markers of a page."""
     if "<!-- benchmarks:" not in markdown:
         return markdown
-    renderers = {"run": _run, "table": _table, "targets": _targets}
+    renderers = {
+        "run": tables.run_line,
+        "table": tables.results_table,
+        "targets": tables.targets_table,
+    }
     reports: Dict[str, Dict[str, Any]] = {}
 
     def fill(match: re.Match[str]) -> str:

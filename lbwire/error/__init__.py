@@ -9,8 +9,10 @@ server says more, and mixes in the matching built-in exception
 programmer would catch.
 
 Every decision from a gRPC status or the server's message text to an
-exception is made here (`from_grpc_error`, `subscribe_error`); callers decide
-by class, never by reading the text.
+exception is made here; callers decide by class, never by reading the text.
+`from_grpc_error` is the public one, for programs that call `lbwire.grpc`
+themselves; the helpers the rest of lbwire uses (`subscribe_error`,
+`may_resend`, ...) are importable from here too but are not public API.
 
 Transient and permanent errors: each class says, with its `transient`
 attribute, whether trying the same call again (after fresh metadata) can
@@ -22,7 +24,8 @@ began the call, so a publish may be sent again without being stored twice.
 
 from __future__ import annotations
 
-from ._decisions import (
+# lbwire's own helpers: imported here for the rest of lbwire, left out of __all__.
+from ._decisions import (  # noqa: F401
     decode_reply,
     from_grpc_error,
     is_empty_partition_refusal,
@@ -65,6 +68,7 @@ from ._hierarchy import (
     ErrorPartitionPaused,
     ErrorPermissionDenied,
     ErrorReadonly,
+    ErrorReadOnlyOption,
     ErrorReverseUnsupported,
     ErrorSegmentClosed,
     ErrorStaleEpoch,
@@ -102,6 +106,7 @@ __all__ = [
     "ErrorNotMember",
     "ErrorPartitionPaused",
     "ErrorPermissionDenied",
+    "ErrorReadOnlyOption",
     "ErrorReadonly",
     "ErrorReverseUnsupported",
     "ErrorSegmentClosed",
@@ -110,18 +115,7 @@ __all__ = [
     "ErrorUndecodableMessage",
     "LiftbridgeError",
     "PublishAsyncError",
-    "decode_reply",
     "from_grpc_error",
-    "is_empty_partition_refusal",
-    "is_reverse_end",
-    "is_stop_reached",
-    "malformed_reply",
-    "may_resend",
-    "more_hopeful",
-    "no_broker_reachable",
-    "publish_async_error",
-    "refused_publish",
-    "subscribe_error",
 ]
 
 # Shown (tracebacks, reprs, pickles) under the public module, not the private

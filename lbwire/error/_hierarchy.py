@@ -79,6 +79,15 @@ class ErrorInvalidType(ErrorInvalidArgument, TypeError):
     """
 
 
+class ErrorReadOnlyOption(LiftbridgeError, AttributeError):
+    """A program assigned one of the client's options, which are fixed.
+
+    An `AttributeError`, as Python raises for any read-only attribute. The
+    message says how to make a client with the changed option (see
+    `lbwire.options.ClientOptions`).
+    """
+
+
 class ErrorInvalidPartition(ErrorNotFound, ErrorInvalidArgument):
     """A negative partition number: no such partition can exist.
 

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Optional
 
+from .. import __version__
 from .proxy import HttpProxy
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class ChannelConfig:
             WINDOW_UPDATEs (which are batched per quarter window).
         connection_window_size: inbound flow-control window of the connection,
             shared by all calls.
-        user_agent: the ``user-agent`` request header.
+        user_agent: the ``user-agent`` request header (``lbwire-grpc/`` and
+            lbwire's version by default).
         proxy: the HTTP proxy to open connections through (a CONNECT
             tunnel; TLS, when configured, runs end to end through it), except
             to the hosts its ``no_proxy`` names; ``None`` connects directly.
@@ -80,7 +82,7 @@ class ChannelConfig:
     keepalive_without_calls: bool = False
     stream_window_size: int = 4 * _MiB
     connection_window_size: int = 16 * _MiB
-    user_agent: str = "lbwire-grpc/0.1"
+    user_agent: str = f"lbwire-grpc/{__version__}"
     proxy: Optional[HttpProxy] = None
 
     def __post_init__(self) -> None:

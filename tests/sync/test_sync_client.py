@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from lbwire.client import LiftbridgeClient as AsyncLiftbridgeClient
@@ -276,3 +278,31 @@ def test_ctrl_c_during_a_blocking_call_cancels_it(liftbridge_server, stream_name
             process.communicate()
     assert process.returncode == 0, err.decode()
     assert out.decode().splitlines() == ["interrupted", "brokers 1", "threads 1"]
+
+
+def test_context_holds_an_async_context_manager_in_one_task(client, stream_name):
+    # What generated methods of async context managers return: entered and
+    # left by one task of the loop thread, so it may hold a cancel scope
+    # (leaving one in another task raises), and told of the block's exception.
+    seen: list[object] = []
+
+    @contextlib.asynccontextmanager
+    async def temporary_stream(async_client):
+        with anyio.CancelScope():
+            await async_client.create_stream(stream_name, wait_for_stream=True)
+            try:
+                yield stream_name
+            except ValueError as exc:
+                seen.append(exc)
+                raise
+            finally:
+                await async_client.delete_stream(stream_name)
+
+    with client.context(temporary_stream(client.async_client)) as name:
+        assert client.publish(b"x", stream=name).offset == 0
+    assert client.get_metadata(stream_name).metadata == []
+    with pytest.raises(ValueError, match="boom"):  # noqa: SIM117
+        with client.context(temporary_stream(client.async_client)):
+            raise ValueError("boom")
+    assert [str(e) for e in seen] == ["boom"]
+    assert client.get_metadata(stream_name).metadata == []

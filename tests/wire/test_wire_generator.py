@@ -10,27 +10,17 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers.scripts import load_script
 from wire_reference import pb_class
 
 import lbwire.wire as wire
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "gen_wire.py"
 PROTO = REPO / "protos" / "liftbridge" / "api.proto"
 GENERATED = REPO / "lbwire" / "wire" / "_generated.py"
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_wire", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_wire"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-gen: Any = _load_script()
+gen: Any = load_script("gen_wire")
 
 
 def import_generated(path: Path, name: str) -> ModuleType:
