@@ -8,16 +8,28 @@ the client's `Router`. It holds no state of its own.
 from __future__ import annotations
 
 from random import random
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Type, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncGenerator,
+    List,
+    Optional,
+    Sequence,
+    Type,
+    TypeVar,
+    cast,
+)
 
 import anyio
 
 from . import wire
+from ._address import Address, parse_broker
+from ._health import API_SERVICE, check_health, watch_health
 from ._log import LazyLogger
 from ._routing import CURSOR_STREAM
 from .error import ErrorDeadlineExceeded, ErrorInvalidArgument, ErrorNoMetadataLeader, ErrorNotFound
-from .metadata import to_public_partition
-from .types import Metadata, PartitionMetadata
+from .metadata import to_public_group, to_public_partition
+from .types import ConsumerGroupMetadata, HealthStatus, Metadata, PartitionMetadata
 
 if TYPE_CHECKING:
     from ._routing import Router
@@ -27,6 +39,24 @@ __all__ = ["SERVER_DEFAULT", "AdminMethods"]
 logger = LazyLogger("lbwire")
 
 _R = TypeVar("_R")
+
+
+def _names(what: str, names: Optional[Sequence[str]]) -> List[str]:
+    """`names` as a list; a plain string (a likely slip for a list of one) is refused."""
+    if names is None:
+        return []
+    if isinstance(names, (str, bytes)):
+        raise ErrorInvalidArgument(f"{what} must be a list of names, not {names!r}")
+    return list(names)
+
+
+def _health_broker(router: Router, broker: Optional[str]) -> Address:
+    if broker is None:
+        return router.any_broker()
+    try:
+        return parse_broker(broker)
+    except ValueError as exc:
+        raise ErrorInvalidArgument(str(exc)) from None
 
 
 class _ServerDefault(int):
@@ -65,24 +95,84 @@ class AdminMethods:
     # ------------------------------------------------------------------ metadata
 
     async def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+        self,
+        stream: Optional[str] = None,
+        *,
+        wait_for_stream: bool = False,
+        streams: Optional[Sequence[str]] = None,
+        groups: Optional[Sequence[str]] = None,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
+        One FetchMetadata call answers for every stream and group named
+        (`streams` and `groups` are lbwire's additions).
+
         Args:
             stream: Only this stream's metadata, if set.
-            wait_for_stream: Wait until `stream` exists and every partition
+            wait_for_stream: Wait until `stream` (or each of `streams`; or,
+                when none is named, every stream) exists and every partition
                 has a leader.
+            streams: Only these streams' metadata (instead of `stream`).
+            groups: Also the metadata of these consumer groups (coordinator
+                and epoch), in `Metadata.groups`.
+
+        Returns:
+            The brokers, the streams asked for that exist (all streams when
+            none is named) and the groups asked for that exist.
 
         Raises:
+            ErrorInvalidArgument: Both `stream` and `streams`, or a plain
+                string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
         """
+        names = _names("streams", streams)
+        if stream and names:
+            raise ErrorInvalidArgument("Pass either stream or streams, not both")
+        if stream:
+            names = [stream]
+        group_ids = _names("groups", groups)
         router = self._router
+        response: Optional[wire.FetchMetadataResponse] = None
         if wait_for_stream:
-            response = await router.wait_for_stream(stream)
-        else:
-            response = await router.refresh(*([stream] if stream else []))
+            waited: List[Optional[str]] = [*names] or [None]  # None: every stream
+            for name in waited:
+                response = await router.wait_for_stream(name)
+            if len(names) > 1 or group_ids:
+                response = None  # one answer for all of them, below
+        if response is None:
+            if group_ids:
+                response = await self._fetch_metadata(names, group_ids)
+            else:
+                response = await router.refresh(*names)
         return router.metadata.to_public(response)
+
+    async def get_consumer_group_metadata(self, group_id: str) -> ConsumerGroupMetadata:
+        """The coordinator and epoch of a consumer group.
+
+        Raises:
+            ErrorInvalidArgument: Empty group id.
+            ErrorNotFound: No such group (none ever joined it, or it was
+                removed after its last member left).
+        """
+        if not group_id:
+            raise ErrorInvalidArgument("Consumer group id must not be empty")
+        group = await self.fetch_consumer_group_metadata(group_id)
+        if group is None:
+            raise ErrorNotFound(f"No such consumer group: {group_id!r}")
+        return to_public_group(group)
+
+    async def _fetch_metadata(
+        self, streams: Sequence[str], groups: Sequence[str]
+    ) -> wire.FetchMetadataResponse:
+        # Without a deadline on the wire, as Router.refresh (see there).
+        response = await self._call_any(
+            "FetchMetadata",
+            wire.FetchMetadataRequest(streams=streams, groups=groups),
+            wire.FetchMetadataResponse,
+            send_deadline=False,
+        )
+        self._router.metadata.update(response, streams)
+        return response
 
     async def get_partition_metadata(
         self, stream: str, partition: int, wait_for_stream: bool = False
@@ -128,6 +218,89 @@ class AdminMethods:
     async def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
         await self.wait_for_stream(CURSOR_STREAM, timeout=timeout)
+
+    # ------------------------------------------------------------------ health
+
+    async def health(
+        self,
+        service: str = API_SERVICE,
+        *,
+        broker: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> HealthStatus:
+        """Ask one broker's gRPC health service (`grpc.health.v1.Health/Check`).
+
+        Liftbridge reports the service `proto.API` SERVING from the moment
+        its gRPC server starts, before it has loaded its streams (a stream
+        may still be missing for a moment after a restart), and NOT_SERVING
+        only when it stops on SIGINT, just before it closes every connection.
+        SIGTERM and SIGKILL give no signal. The empty service name (the
+        server as a whole) always stays SERVING. Take the answer as a hint,
+        never as a guarantee: SERVING does not mean a partition can be read
+        (a `get_partition_metadata` that answers does).
+
+        The call is made once, without retries: it reports what it finds.
+
+        Args:
+            service: The service name to ask about.
+            broker: `host:port` of the broker to ask; by default the broker
+                the client sends calls any broker can serve to.
+            timeout: Seconds to wait for the answer (default: `rpc_timeout`).
+
+        Returns:
+            The service's status.
+
+        Raises:
+            ErrorInvalidArgument: `broker` is not a `host:port` address.
+            ErrorNotFound: The broker knows no such service.
+            ErrorUnavailable: The broker could not be reached.
+            ErrorDeadlineExceeded: No answer within `timeout`.
+        """
+        router = self._router
+        return await check_health(
+            router, _health_broker(router, broker), service, timeout or router.rpc_timeout
+        )
+
+    def watch_health(
+        self, service: str = API_SERVICE, *, broker: Optional[str] = None
+    ) -> AsyncGenerator[HealthStatus, None]:
+        """Follow one broker's health status (`grpc.health.v1.Health/Watch`).
+
+        Yields the current status at once, then each change. Liftbridge's
+        statuses are those `health` describes: for `proto.API`, SERVING
+        while the server runs, and NOT_SERVING only when it stops on
+        SIGINT, just before it closes every connection. A server stopped by
+        SIGTERM or SIGKILL, or one that cannot be reached any more, sends
+        nothing: the watch then raises `ErrorUnavailable` (a frozen one is
+        noticed only by the connection's keepalive, see `keepalive_time`).
+        So NOT_SERVING and the end of a watch are hints that the broker is
+        going away, never a guarantee that one that is going away says so.
+        A service the broker does not know gives SERVICE_UNKNOWN (and the
+        watch goes on: the status may be set later).
+
+        Needs the client's `async with` block (the call uses the client's
+        connection); nothing is held across a `yield` but the call itself.
+        Close the iterator (`aclose()`, or leave an `async with
+        contextlib.aclosing(...)` block) to end the call.
+
+        Args:
+            service: The service name to follow.
+            broker: `host:port` of the broker to follow; by default the
+                broker the client sends calls any broker can serve to.
+
+        Raises:
+            RuntimeError: The client's block is not open (at the call).
+            ErrorInvalidArgument: `broker` is not a `host:port` address (at the call).
+            ErrorUnavailable: The broker could not be reached, or the
+                connection to it was lost (from the iteration).
+        """
+        router = self._router
+        if not router.connections.open:
+            raise RuntimeError(
+                "watch_health needs an open client: "
+                "use 'async with LiftbridgeClient(...) as client'"
+            )
+        return watch_health(router, _health_broker(router, broker), service)
 
     # ------------------------------------------------------------------ streams
 
@@ -348,7 +521,11 @@ class AdminMethods:
     async def fetch_consumer_group_metadata(
         self, group_id: str
     ) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
+        """The group's coordinator and epoch, or None if the group does not exist.
+
+        The wire form, as consumer groups use it; `get_consumer_group_metadata`
+        gives the public type.
+        """
         response = await self._call_any(
             "FetchMetadata",
             wire.FetchMetadataRequest(groups=[group_id]),

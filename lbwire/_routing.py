@@ -145,6 +145,9 @@ class Router:
         `request` is a wire message or its encoding. With `send_deadline`
         false, `timeout` bounds the call on this side only and the server sees
         a call without deadline.
+
+        `method` is a method of `proto.API`, or another service's full path
+        (`/service/Method`).
         """
         connections = self.connections
         if not connections.open:
@@ -174,12 +177,14 @@ class Router:
         send_deadline: bool,
     ) -> _R:
         payload = request if type(request) is bytes else request.encode()
+        # A method of another service (the health check) comes as its full path.
+        path = method if method[0] == "/" else _API + method
         try:
             if send_deadline:
-                data = await channel.unary_unary(_API + method, payload, timeout=timeout)
+                data = await channel.unary_unary(path, payload, timeout=timeout)
             else:
                 with anyio.fail_after(timeout):
-                    data = await channel.unary_unary(_API + method, payload)
+                    data = await channel.unary_unary(path, payload)
         except TimeoutError:
             raise ErrorDeadlineExceeded(
                 f"{method} to {format_address(address)} got no answer within {timeout} s"

@@ -11,6 +11,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from ._admin import SERVER_DEFAULT
+from ._health import API_SERVICE
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .options import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PUBLISH_SIZE
@@ -33,7 +34,15 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .sync import Consumer
     from .sync import _LoopClient as _Base
-    from .types import Ack, Message, Metadata, Partitioner, PartitionMetadata
+    from .types import (
+        Ack,
+        ConsumerGroupMetadata,
+        HealthStatus,
+        Message,
+        Metadata,
+        Partitioner,
+        PartitionMetadata,
+    )
 else:
     _Base = object
 
@@ -364,8 +373,22 @@ class SyncClientMethods(_Base):
         )
 
     def fetch_consumer_group_metadata(self, group_id: str) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
+        """The group's coordinator and epoch, or None if the group does not exist.
+
+        The wire form, as consumer groups use it; `get_consumer_group_metadata`
+        gives the public type.
+        """
         return self.run(self._client.fetch_consumer_group_metadata, group_id)
+
+    def get_consumer_group_metadata(self, group_id: str) -> ConsumerGroupMetadata:
+        """The coordinator and epoch of a consumer group.
+
+        Raises:
+            ErrorInvalidArgument: Empty group id.
+            ErrorNotFound: No such group (none ever joined it, or it was
+                removed after its last member left).
+        """
+        return self.run(self._client.get_consumer_group_metadata, group_id)
 
     def get_cursor(self, stream: str, partition: int, cursor_id: str) -> int:
         """Read a stored cursor: the stored value, or -1 when there is none.
@@ -377,19 +400,43 @@ class SyncClientMethods(_Base):
         return self.run(self._client.get_cursor, stream, partition, cursor_id)
 
     def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+        self,
+        stream: Optional[str] = None,
+        *,
+        wait_for_stream: bool = False,
+        streams: Optional[Sequence[str]] = None,
+        groups: Optional[Sequence[str]] = None,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
+        One FetchMetadata call answers for every stream and group named
+        (`streams` and `groups` are lbwire's additions).
+
         Args:
             stream: Only this stream's metadata, if set.
-            wait_for_stream: Wait until `stream` exists and every partition
+            wait_for_stream: Wait until `stream` (or each of `streams`; or,
+                when none is named, every stream) exists and every partition
                 has a leader.
+            streams: Only these streams' metadata (instead of `stream`).
+            groups: Also the metadata of these consumer groups (coordinator
+                and epoch), in `Metadata.groups`.
+
+        Returns:
+            The brokers, the streams asked for that exist (all streams when
+            none is named) and the groups asked for that exist.
 
         Raises:
+            ErrorInvalidArgument: Both `stream` and `streams`, or a plain
+                string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
         """
-        return self.run(self._client.get_metadata, stream, wait_for_stream=wait_for_stream)
+        return self.run(
+            self._client.get_metadata,
+            stream,
+            wait_for_stream=wait_for_stream,
+            streams=streams,
+            groups=groups,
+        )
 
     def get_partition_metadata(
         self, stream: str, partition: int, wait_for_stream: bool = False
@@ -434,6 +481,43 @@ class SyncClientMethods(_Base):
             auto_compress=auto_compress,
             expected_offset=expected_offset,
         )
+
+    def health(
+        self,
+        service: str = API_SERVICE,
+        *,
+        broker: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> HealthStatus:
+        """Ask one broker's gRPC health service (`grpc.health.v1.Health/Check`).
+
+        Liftbridge reports the service `proto.API` SERVING from the moment
+        its gRPC server starts, before it has loaded its streams (a stream
+        may still be missing for a moment after a restart), and NOT_SERVING
+        only when it stops on SIGINT, just before it closes every connection.
+        SIGTERM and SIGKILL give no signal. The empty service name (the
+        server as a whole) always stays SERVING. Take the answer as a hint,
+        never as a guarantee: SERVING does not mean a partition can be read
+        (a `get_partition_metadata` that answers does).
+
+        The call is made once, without retries: it reports what it finds.
+
+        Args:
+            service: The service name to ask about.
+            broker: `host:port` of the broker to ask; by default the broker
+                the client sends calls any broker can serve to.
+            timeout: Seconds to wait for the answer (default: `rpc_timeout`).
+
+        Returns:
+            The service's status.
+
+        Raises:
+            ErrorInvalidArgument: `broker` is not a `host:port` address.
+            ErrorNotFound: The broker knows no such service.
+            ErrorUnavailable: The broker could not be reached.
+            ErrorDeadlineExceeded: No answer within `timeout`.
+        """
+        return self.run(self._client.health, service, broker=broker, timeout=timeout)
 
     @property
     def idle_timeout(self) -> Optional[float]:
@@ -957,3 +1041,38 @@ class SyncClientMethods(_Base):
             ErrorDeadlineExceeded: `timeout` passed first.
         """
         self.run(self._client.wait_for_stream, stream, timeout=timeout)
+
+    def watch_health(
+        self, service: str = API_SERVICE, *, broker: Optional[str] = None
+    ) -> Iterator[HealthStatus]:
+        """Follow one broker's health status (`grpc.health.v1.Health/Watch`).
+
+        Yields the current status at once, then each change. Liftbridge's
+        statuses are those `health` describes: for `proto.API`, SERVING
+        while the server runs, and NOT_SERVING only when it stops on
+        SIGINT, just before it closes every connection. A server stopped by
+        SIGTERM or SIGKILL, or one that cannot be reached any more, sends
+        nothing: the watch then raises `ErrorUnavailable` (a frozen one is
+        noticed only by the connection's keepalive, see `keepalive_time`).
+        So NOT_SERVING and the end of a watch are hints that the broker is
+        going away, never a guarantee that one that is going away says so.
+        A service the broker does not know gives SERVICE_UNKNOWN (and the
+        watch goes on: the status may be set later).
+
+        Needs the client's `async with` block (the call uses the client's
+        connection); nothing is held across a `yield` but the call itself.
+        Close the iterator (`aclose()`, or leave an `async with
+        contextlib.aclosing(...)` block) to end the call.
+
+        Args:
+            service: The service name to follow.
+            broker: `host:port` of the broker to follow; by default the
+                broker the client sends calls any broker can serve to.
+
+        Raises:
+            RuntimeError: The client's block is not open (at the call).
+            ErrorInvalidArgument: `broker` is not a `host:port` address (at the call).
+            ErrorUnavailable: The broker could not be reached, or the
+                connection to it was lost (from the iteration).
+        """
+        return self._iterator(self._client.watch_health, service, broker=broker)

@@ -1,9 +1,11 @@
-"""Moving messages: `pub`, `sub` and `group consume`."""
+"""Moving messages: `pub`, `sub` and `group consume` (and `group describe`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import queue
 import re
@@ -24,6 +26,7 @@ from .common import (
     leaf,
     make_client,
     message_json,
+    print_table,
     run_async,
 )
 
@@ -513,10 +516,14 @@ async def _sub(args: argparse.Namespace) -> int:
 def _register_group(commands: Any) -> None:
     group = commands.add_parser(
         "group",
-        help="consume as a member of a consumer group",
-        description="Consume as a member of a consumer group.",
+        help="consume as a member of a consumer group, or describe one",
+        description="Consume as a member of a consumer group, or describe one.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  lbwire group consume billing orders refunds --from earliest\n",
+        epilog="""\
+examples:
+  lbwire group consume billing orders refunds --from earliest
+  lbwire group describe billing
+""",
     )
     actions = group.add_subparsers(title="actions", metavar="ACTION", required=True)
     consume = add_command(
@@ -544,6 +551,23 @@ printed and on exit; --from applies to partitions the group has no position for.
     consume.add_argument("--consumer-id", help="this member's id (default: a random one)")
     _output_options(consume)
     consume.set_defaults(run=run_async(_group_consume), spill_into="streams")
+
+    describe = add_command(
+        actions,
+        "describe",
+        help="show GROUP's coordinator (broker id and address) and epoch",
+        epilog="""\
+examples:
+  lbwire group describe billing
+  lbwire group describe billing --format json
+
+The server's API keeps no member list: only the coordinator knows a group's
+members, from their polls.
+""",
+    )
+    describe.add_argument("group", help="consumer group id")
+    describe.add_argument("--format", choices=["table", "json"], default="table")
+    describe.set_defaults(run=run_async(_group_describe))
 
 
 async def _group_consume(args: argparse.Namespace) -> int:
@@ -574,4 +598,21 @@ async def _group_consume(args: argparse.Namespace) -> int:
                     finally:
                         printer.flush()
                     flusher.cancel_scope.cancel()
+    return 0
+
+
+async def _group_describe(args: argparse.Namespace) -> int:
+    async with make_client(args) as client:
+        metadata = await client.get_metadata(groups=[args.group])
+    if not metadata.groups:
+        raise CommandError(f"consumer group {args.group!r} does not exist", EXIT_NOT_FOUND)
+    (group,) = metadata.groups
+    address = next((b.address for b in metadata.brokers if b.id == group.coordinator), "")
+    if args.format == "json":
+        print(json.dumps({**dataclasses.asdict(group), "coordinator_address": address}))
+        return 0
+    print_table(
+        [[group.group_id, group.coordinator, address or "-", str(group.epoch)]],
+        ["GROUP", "COORDINATOR", "ADDRESS", "EPOCH"],
+    )
     return 0

@@ -1,4 +1,4 @@
-"""`lbwire stream`, `metadata`, `activity`, `dev`, help and exit codes, against the real server."""
+"""`lbwire stream`, `metadata`, `group describe`, `activity`, `dev`, help, exit codes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from cli_support import COMMAND_TIMEOUT, command_env, lbwire_argv
 from helpers.servers import by_generation
 
+from lbwire.sync import LiftbridgeClient as SyncClient
 from lbwire.testing import LiftbridgeServer
 
 
@@ -64,6 +65,34 @@ def test_metadata_of_a_missing_stream_exits_4(lbwire, stream_name):
     done = lbwire("metadata", stream_name, check=False)
     assert done.returncode == 4
     assert done.stderr.decode() == f"lbwire: error: stream '{stream_name}' does not exist\n"
+
+
+def test_group_describe_shows_coordinator_and_epoch(lbwire, liftbridge_server, stream_name):
+    group = "g-" + stream_name
+    lbwire("stream", "create", stream_name)
+    with SyncClient([liftbridge_server.broker]) as client:
+        client.wait_for_cursors()
+        joined = client.join_consumer_group(group, "member-1", [stream_name])
+        try:
+            described = json.loads(lbwire("group", "describe", group, "--format", "json").stdout)
+            table = lbwire("group", "describe", group).stdout.decode()
+        finally:
+            client.leave_consumer_group(group, "member-1")
+    assert described == {
+        "group_id": group,
+        "coordinator": joined.coordinator,
+        "coordinator_address": liftbridge_server.broker,
+        "epoch": joined.epoch,
+    }
+    header, row = table.splitlines()
+    assert header.split() == ["GROUP", "COORDINATOR", "ADDRESS", "EPOCH"]
+    assert row.split() == [group, joined.coordinator, liftbridge_server.broker, str(joined.epoch)]
+
+
+def test_group_describe_of_a_missing_group_exits_4(lbwire, stream_name):
+    done = lbwire("group", "describe", stream_name, check=False)
+    assert done.returncode == 4
+    assert done.stderr.decode() == f"lbwire: error: consumer group '{stream_name}' does not exist\n"
 
 
 def test_readonly_refuses_pub_until_turned_off(lbwire, stream_name):
@@ -220,6 +249,7 @@ HELP_PATHS = [
     ("cursor", "set"),
     ("group",),
     ("group", "consume"),
+    ("group", "describe"),
     ("activity",),
 ]
 

@@ -20,7 +20,7 @@ from lbwire.consumer import AutoOffset
 from lbwire.error import ErrorNotFound
 from lbwire.sync import LiftbridgeClient
 from lbwire.testing import LiftbridgeServer
-from lbwire.types import AckPolicy, StartPosition
+from lbwire.types import AckPolicy, HealthStatus, StartPosition
 
 REPO = Path(__file__).resolve().parents[2]
 HANG_GUARD = 30.0
@@ -103,6 +103,13 @@ def test_cursors_and_metadata(client, stream_name):
     assert client.get_cursor(stream_name, 1, "c") == 42
     [stream] = client.get_metadata(stream_name).metadata
     assert sorted(stream.partitions) == [0, 1]
+
+
+def test_health_check_and_watch(client):
+    assert client.health() is HealthStatus.SERVING
+    statuses = client.watch_health()
+    assert next(statuses) is HealthStatus.SERVING
+    statuses.close()
 
 
 def test_errors_are_the_async_clients(client, stream_name):
