@@ -17,6 +17,7 @@ from ._log import LazyLogger
 from ._routing import CURSOR_STREAM
 from .error import ErrorDeadlineExceeded, ErrorInvalidArgument, ErrorNoMetadataLeader, ErrorNotFound
 from .metadata import to_public_partition
+from .retry import POLICY_BOUND, Backoff, wait_bound
 from .types import Metadata, PartitionMetadata
 
 if TYPE_CHECKING:
@@ -65,21 +66,30 @@ class AdminMethods:
     # ------------------------------------------------------------------ metadata
 
     async def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+        self,
+        stream: Optional[str] = None,
+        *,
+        wait_for_stream: bool = False,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
+
+        Time budget: the retry policy's; with `wait_for_stream`, `timeout`.
 
         Args:
             stream: Only this stream's metadata, if set.
             wait_for_stream: Wait until `stream` exists and every partition
                 has a leader.
+            timeout: Bound (s) of that wait (lbwire addition): by default the
+                retry policy's `max_time`; None waits on, as gufo-liftbridge.
 
         Raises:
             ErrorUnavailable: No broker could be reached within the retry policy.
+            ErrorDeadlineExceeded: `wait_for_stream` and not ready within `timeout`.
         """
         router = self._router
         if wait_for_stream:
-            response = await router.wait_for_stream(stream)
+            response = await router.wait_for_stream(stream, wait_bound(timeout, router.policy))
         else:
             response = await router.refresh(*([stream] if stream else []))
         return router.metadata.to_public(response)
@@ -88,6 +98,9 @@ class AdminMethods:
         self, stream: str, partition: int, wait_for_stream: bool = False
     ) -> PartitionMetadata:
         """Fetch one partition's metadata from its leader (high watermark, newest offset).
+
+        Time budget: the retry policy's (`wait_for_stream` adds the bounded
+        wait of `wait_for_stream()`).
 
         Raises:
             ErrorNotFound: No such stream or partition.
@@ -107,25 +120,26 @@ class AdminMethods:
             raise ErrorNotFound(f"No metadata for {stream!r} partition {partition}")
         return to_public_partition(response.metadata)
 
-    async def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
+    async def wait_for_stream(
+        self, stream: str, *, timeout: Optional[float] = POLICY_BOUND
+    ) -> None:
         """Wait until `stream` exists and each of its partitions has a leader.
+
+        Metadata is fetched again with pauses growing as the retry policy's
+        backoff.
 
         Args:
             stream: Stream name.
-            timeout: Give up after this many seconds (None: wait on).
+            timeout: Give up after this many seconds: by default the retry
+                policy's `max_time`; None waits on.
 
         Raises:
             ErrorDeadlineExceeded: `timeout` passed first.
         """
-        try:
-            with anyio.fail_after(timeout):
-                await self.get_metadata(stream, wait_for_stream=True)
-        except TimeoutError:
-            raise ErrorDeadlineExceeded(
-                f"Stream {stream!r} was not ready within {timeout} s"
-            ) from None
+        router = self._router
+        await router.wait_for_stream(stream, wait_bound(timeout, router.policy))
 
-    async def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
+    async def wait_for_cursors(self, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
         await self.wait_for_stream(CURSOR_STREAM, timeout=timeout)
 
@@ -153,8 +167,12 @@ class AdminMethods:
         compact_max_goroutines: int = 0,
         optimistic_concurrency_control: Optional[bool] = None,
         encryption: Optional[bool] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> None:
         """Create a stream.
+
+        Time budget: `timeout`, for the whole call (the retries while the
+        cluster elects a metadata leader, and `wait_for_stream`).
 
         Durations are in seconds, as in gufo-liftbridge; 0 means the server's
         default. An option not given is not sent, so the server's configured
@@ -182,11 +200,16 @@ class AdminMethods:
             compact_max_goroutines: Concurrency of compaction.
             optimistic_concurrency_control: Enable `expected_offset` checks.
             encryption: Encrypt data at rest (needs the server's key).
+            timeout: Bound (s) of the call: by default the retry policy's
+                `max_time`; None retries "no metadata leader" and waits for
+                the stream without bound, as gufo-liftbridge.
 
         Raises:
             ValueError: Invalid arguments (before anything is sent).
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
+            ErrorDeadlineExceeded: Not created (and ready, with
+                `wait_for_stream`) within `timeout`.
         """
         if not name:
             raise ErrorInvalidArgument("Stream name must not be empty")
@@ -222,17 +245,31 @@ class AdminMethods:
             optimisticConcurrencyControl=optimistic_concurrency_control,
             encryption=encryption,
         )
-        while True:
-            try:
-                await self._call_any("CreateStream", request, wire.CreateStreamResponse)
-                break
-            except ErrorNoMetadataLeader:
-                logger.info("No metadata leader while creating %r; retrying", name)
-                dev = self.metadata_leader_dev
-                await anyio.sleep(max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()))
-        self._router.metadata.forget(name)
-        if wait_for_stream:
-            await self.wait_for_stream(name)
+        router = self._router
+        bound = wait_bound(timeout, router.policy)
+        dev = self.metadata_leader_dev
+        # gufo-liftbridge's pause after "no metadata leader", which its
+        # options set.
+        backoff = Backoff(
+            router.policy,
+            pause=lambda _: max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()),
+        )
+        with anyio.move_on_after(bound) as scope:
+            while True:
+                try:
+                    await self._call_any("CreateStream", request, wire.CreateStreamResponse)
+                    break
+                except ErrorNoMetadataLeader:
+                    logger.info("No metadata leader while creating %r; retrying", name)
+                    await backoff.wait()
+            router.metadata.forget(name)
+            if wait_for_stream:
+                await router.wait_for_stream(name, None)
+        if scope.cancelled_caught:
+            raise ErrorDeadlineExceeded(
+                f"Stream {name!r} was not created{' and ready' if wait_for_stream else ''} "
+                f"within {bound} s"
+            )
 
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.

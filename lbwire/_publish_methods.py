@@ -103,7 +103,8 @@ class PublishMethods:
             ack_inbox: NATS subject for the ack (server-chosen if None).
             correlation_id: Id to correlate the ack with the message.
             ack_policy: LEADER, ALL or NONE.
-            wait_for_stream: Retry while the stream does not exist yet.
+            wait_for_stream: Retry while the stream does not exist yet (for
+                at most the retry policy's `max_time`).
             auto_compress: Compress with the client's compression method.
             partitioner: Partitioner for this message.
             expected_offset: Optimistic concurrency: the offset the message

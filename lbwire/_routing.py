@@ -49,7 +49,7 @@ from .error import (
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
-from .retry import RetryPolicy, call_budget, retrying
+from .retry import Backoff, RetryPolicy, call_budget, retrying
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
@@ -505,14 +505,28 @@ class Router:
             raise ErrorUnavailable(f"Broker {broker_id!r} is not in the cluster metadata")
         return address
 
-    async def wait_for_stream(self, stream: Optional[str]) -> wire.FetchMetadataResponse:
-        """Refresh until `stream` (or every stream, if None) is ready; the last answer."""
+    async def wait_for_stream(
+        self, stream: Optional[str], timeout: Optional[float]
+    ) -> wire.FetchMetadataResponse:
+        """Refresh until `stream` (or every stream, if None) is ready; the last answer.
+
+        The pauses between refreshes grow as the retry policy's backoff.
+
+        Raises:
+            ErrorDeadlineExceeded: Not ready within `timeout` s (None: no bound).
+        """
         streams = [stream] if stream else []
-        while True:
-            response = await self.refresh(*streams)
-            if self.stream_ready(stream):
-                return response
-            await anyio.sleep(0.05)
+        backoff = Backoff(self.policy)
+        checked = None
+        with anyio.move_on_after(timeout):
+            while True:
+                response = await self.refresh(*streams, since=checked)
+                if self.stream_ready(stream):
+                    return response
+                checked = anyio.current_time()
+                await backoff.wait()
+        what = f"Stream {stream!r} was" if stream else "The streams were"
+        raise ErrorDeadlineExceeded(f"{what} not ready within {timeout} s")
 
     def stream_ready(self, stream: Optional[str]) -> bool:
         """Whether the cache knows `stream` (or every stream) with a leader per partition."""
