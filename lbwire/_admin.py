@@ -274,6 +274,9 @@ class AdminMethods:
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such stream.
         """
@@ -286,6 +289,9 @@ class AdminMethods:
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
     ) -> None:
         """Pause a stream's partitions (all when `partitions` is None).
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         A paused partition resumes when it is published to; with `resume_all`
         every paused partition of the stream resumes then.
@@ -307,6 +313,9 @@ class AdminMethods:
     ) -> None:
         """Make a stream's partitions read-only, or writable again.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such stream or partition.
         """
@@ -324,6 +333,9 @@ class AdminMethods:
     ) -> wire.JoinConsumerGroupResponse:
         """Add a member to a consumer group (created if needed).
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Returns:
             The coordinator's broker id, the group epoch and the timeouts (ns).
         """
@@ -338,6 +350,9 @@ class AdminMethods:
     async def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such group.
         """
@@ -351,6 +366,9 @@ class AdminMethods:
         self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
     ) -> wire.FetchConsumerGroupAssignmentsResponse:
         """Ask the group's coordinator (a broker id) for a member's partitions.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         This is also the member's heartbeat.
 
@@ -373,7 +391,10 @@ class AdminMethods:
     async def report_consumer_group_coordinator(
         self, group_id: str, consumer_id: str, coordinator: str, epoch: int
     ) -> None:
-        """Report a group's coordinator as failed (a majority of members moves it)."""
+        """Report a group's coordinator as failed (a majority of members moves it).
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         await self._call_any(
             "ReportConsumerGroupCoordinator",
             wire.ReportConsumerGroupCoordinatorRequest(
@@ -385,7 +406,10 @@ class AdminMethods:
     async def fetch_consumer_group_metadata(
         self, group_id: str
     ) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
+        """The group's coordinator and epoch, or None if the group does not exist.
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         response = await self._call_any(
             "FetchMetadata",
             wire.FetchMetadataRequest(groups=[group_id]),

@@ -88,6 +88,9 @@ class PublishMethods:
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
+        Time budget: the retry policy's for finding the leader and resending
+        what was not sent; each try waits for its ack at most `ack_timeout`.
+
         Inside the client's block an acked publish travels on the client's
         long-lived PublishAsync stream, as go-liftbridge's does; with
         AckPolicy.NONE, an `ack_inbox`, or outside the block it is a unary
@@ -160,6 +163,8 @@ class PublishMethods:
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
+        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+
         Returns:
             The first Ack, or None for AckPolicy.NONE.
 
@@ -209,6 +214,9 @@ class PublishMethods:
     ) -> PendingAck:
         """Send a message on the pipelined PublishAsync stream without waiting.
 
+        Time budget: sending, the retry policy's (opening the stream); the
+        ack, `ack_timeout` after it was sent.
+
         Returns:
             An awaitable `PendingAck`: `await` it for the Ack (None for
             AckPolicy.NONE); it raises `PublishAsyncError` if the server
@@ -248,6 +256,9 @@ class PublishMethods:
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
     ) -> AsyncIterator[wire.PublishResponse]:
         """Publish many requests pipelined on one PublishAsync stream.
+
+        Time budget: opening the stream, the retry policy's; each ack, at
+        most `publish_async_ack_timeout` after its request was sent.
 
         As in gufo-liftbridge, the items are PublishResponses: `item.ack`
         is the Ack. Requests with AckPolicy.NONE get no response.

@@ -341,6 +341,10 @@ class SubscribeMethods:
     ) -> AsyncIterator[Message]:
         """Read messages from a stream partition.
 
+        Time budget: the set-up within `timeout` (default: the retry
+        policy's `max_time`); each outage within `resubscribe_wait_time`;
+        reading itself has no bound.
+
         Goes to the partition leader (or a random in-sync replica with
         `allow_isr`). When the broker fails or leadership moves, the
         subscription resumes on the new leader at the next unseen offset:
