@@ -112,7 +112,7 @@ async def test_an_idle_subscription_resumes_through_a_second_restart_after_its_w
     # than resubscribe_wait_time; the next restart is a new outage with a
     # window of its own (lbwire 0.2 kept the first outage's deadline until a
     # message arrived, and gave up at once).
-    window = 3.0
+    window = 10.0  # longer than a restart takes, relaunches included
     received: list[Message] = []
     async with LiftbridgeClient([fresh_server.broker], resubscribe_wait_time=window) as client:
         await client.create_stream(stream_name, wait_for_stream=True)
