@@ -29,6 +29,7 @@ from ._log import LazyLogger
 from ._routing import CURSOR_STREAM
 from .error import ErrorDeadlineExceeded, ErrorInvalidArgument, ErrorNoMetadataLeader, ErrorNotFound
 from .metadata import to_public_group, to_public_partition
+from .retry import POLICY_BOUND, Backoff, wait_bound
 from .types import ConsumerGroupMetadata, HealthStatus, Metadata, PartitionMetadata
 
 if TYPE_CHECKING:
@@ -101,11 +102,14 @@ class AdminMethods:
         wait_for_stream: bool = False,
         streams: Optional[Sequence[str]] = None,
         groups: Optional[Sequence[str]] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
         One FetchMetadata call answers for every stream and group named
         (`streams` and `groups` are lbwire's additions).
+
+        Time budget: the retry policy's; with `wait_for_stream`, `timeout`.
 
         Args:
             stream: Only this stream's metadata, if set.
@@ -115,6 +119,9 @@ class AdminMethods:
             streams: Only these streams' metadata (instead of `stream`).
             groups: Also the metadata of these consumer groups (coordinator
                 and epoch), in `Metadata.groups`.
+            timeout: Bound (s) of the wait for streams (lbwire addition): by
+                default the retry policy's `max_time`; None waits on, as
+                gufo-liftbridge.
 
         Returns:
             The brokers, the streams asked for that exist (all streams when
@@ -124,6 +131,7 @@ class AdminMethods:
             ErrorInvalidArgument: Both `stream` and `streams`, or a plain
                 string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
+            ErrorDeadlineExceeded: `wait_for_stream` and not ready within `timeout`.
         """
         names = _names("streams", streams)
         if stream and names:
@@ -134,9 +142,19 @@ class AdminMethods:
         router = self._router
         response: Optional[wire.FetchMetadataResponse] = None
         if wait_for_stream:
+            bound = wait_bound(timeout, router.policy)
             waited: List[Optional[str]] = [*names] or [None]  # None: every stream
-            for name in waited:
-                response = await router.wait_for_stream(name)
+            if len(waited) == 1:
+                response = await router.wait_for_stream(waited[0], bound)
+            else:
+                # One bound for the whole wait, not one per stream.
+                with anyio.move_on_after(bound) as scope:
+                    for name in waited:
+                        await router.wait_for_stream(name, None)
+                if scope.cancelled_caught:
+                    raise ErrorDeadlineExceeded(
+                        f"Streams {names!r} were not ready within {bound} s"
+                    )
             if len(names) > 1 or group_ids:
                 response = None  # one answer for all of them, below
         if response is None:
@@ -179,6 +197,9 @@ class AdminMethods:
     ) -> PartitionMetadata:
         """Fetch one partition's metadata from its leader (high watermark, newest offset).
 
+        Time budget: the retry policy's (`wait_for_stream` adds the bounded
+        wait of `wait_for_stream()`).
+
         Raises:
             ErrorNotFound: No such stream or partition.
             ErrorPartitionPaused: The partition is paused (its leader serves
@@ -197,25 +218,26 @@ class AdminMethods:
             raise ErrorNotFound(f"No metadata for {stream!r} partition {partition}")
         return to_public_partition(response.metadata)
 
-    async def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
+    async def wait_for_stream(
+        self, stream: str, *, timeout: Optional[float] = POLICY_BOUND
+    ) -> None:
         """Wait until `stream` exists and each of its partitions has a leader.
+
+        Metadata is fetched again with pauses growing as the retry policy's
+        backoff.
 
         Args:
             stream: Stream name.
-            timeout: Give up after this many seconds (None: wait on).
+            timeout: Give up after this many seconds: by default the retry
+                policy's `max_time`; None waits on.
 
         Raises:
             ErrorDeadlineExceeded: `timeout` passed first.
         """
-        try:
-            with anyio.fail_after(timeout):
-                await self.get_metadata(stream, wait_for_stream=True)
-        except TimeoutError:
-            raise ErrorDeadlineExceeded(
-                f"Stream {stream!r} was not ready within {timeout} s"
-            ) from None
+        router = self._router
+        await router.wait_for_stream(stream, wait_bound(timeout, router.policy))
 
-    async def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
+    async def wait_for_cursors(self, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
         await self.wait_for_stream(CURSOR_STREAM, timeout=timeout)
 
@@ -326,8 +348,12 @@ class AdminMethods:
         compact_max_goroutines: int = 0,
         optimistic_concurrency_control: Optional[bool] = None,
         encryption: Optional[bool] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> None:
         """Create a stream.
+
+        Time budget: `timeout`, for the whole call (the retries while the
+        cluster elects a metadata leader, and `wait_for_stream`).
 
         Durations are in seconds, as in gufo-liftbridge; 0 means the server's
         default. An option not given is not sent, so the server's configured
@@ -355,11 +381,16 @@ class AdminMethods:
             compact_max_goroutines: Concurrency of compaction.
             optimistic_concurrency_control: Enable `expected_offset` checks.
             encryption: Encrypt data at rest (needs the server's key).
+            timeout: Bound (s) of the call: by default the retry policy's
+                `max_time`; None retries "no metadata leader" and waits for
+                the stream without bound, as gufo-liftbridge.
 
         Raises:
             ValueError: Invalid arguments (before anything is sent).
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
+            ErrorDeadlineExceeded: Not created (and ready, with
+                `wait_for_stream`) within `timeout`.
         """
         if not name:
             raise ErrorInvalidArgument("Stream name must not be empty")
@@ -395,20 +426,37 @@ class AdminMethods:
             optimisticConcurrencyControl=optimistic_concurrency_control,
             encryption=encryption,
         )
-        while True:
-            try:
-                await self._call_any("CreateStream", request, wire.CreateStreamResponse)
-                break
-            except ErrorNoMetadataLeader:
-                logger.info("No metadata leader while creating %r; retrying", name)
-                dev = self.metadata_leader_dev
-                await anyio.sleep(max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()))
-        self._router.metadata.forget(name)
-        if wait_for_stream:
-            await self.wait_for_stream(name)
+        router = self._router
+        bound = wait_bound(timeout, router.policy)
+        dev = self.metadata_leader_dev
+        # gufo-liftbridge's pause after "no metadata leader", which its
+        # options set.
+        backoff = Backoff(
+            router.policy,
+            pause=lambda _: max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()),
+        )
+        with anyio.move_on_after(bound) as scope:
+            while True:
+                try:
+                    await self._call_any("CreateStream", request, wire.CreateStreamResponse)
+                    break
+                except ErrorNoMetadataLeader:
+                    logger.info("No metadata leader while creating %r; retrying", name)
+                    await backoff.wait()
+            router.metadata.forget(name)
+            if wait_for_stream:
+                await router.wait_for_stream(name, None)
+        if scope.cancelled_caught:
+            raise ErrorDeadlineExceeded(
+                f"Stream {name!r} was not created{' and ready' if wait_for_stream else ''} "
+                f"within {bound} s"
+            )
 
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such stream.
@@ -422,6 +470,9 @@ class AdminMethods:
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
     ) -> None:
         """Pause a stream's partitions (all when `partitions` is None).
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         A paused partition resumes when it is published to; with `resume_all`
         every paused partition of the stream resumes then.
@@ -443,6 +494,9 @@ class AdminMethods:
     ) -> None:
         """Make a stream's partitions read-only, or writable again.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such stream or partition.
         """
@@ -460,6 +514,9 @@ class AdminMethods:
     ) -> wire.JoinConsumerGroupResponse:
         """Add a member to a consumer group (created if needed).
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Returns:
             The coordinator's broker id, the group epoch and the timeouts (ns).
         """
@@ -474,6 +531,9 @@ class AdminMethods:
     async def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such group.
         """
@@ -487,6 +547,9 @@ class AdminMethods:
         self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
     ) -> wire.FetchConsumerGroupAssignmentsResponse:
         """Ask the group's coordinator (a broker id) for a member's partitions.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         This is also the member's heartbeat.
 
@@ -509,7 +572,10 @@ class AdminMethods:
     async def report_consumer_group_coordinator(
         self, group_id: str, consumer_id: str, coordinator: str, epoch: int
     ) -> None:
-        """Report a group's coordinator as failed (a majority of members moves it)."""
+        """Report a group's coordinator as failed (a majority of members moves it).
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         await self._call_any(
             "ReportConsumerGroupCoordinator",
             wire.ReportConsumerGroupCoordinatorRequest(
@@ -525,6 +591,8 @@ class AdminMethods:
 
         The wire form, as consumer groups use it; `get_consumer_group_metadata`
         gives the public type.
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
         """
         response = await self._call_any(
             "FetchMetadata",

@@ -267,7 +267,8 @@ class Publisher:
             except ErrorNotFound:
                 if not wait_for_stream:
                     raise
-                await self.router.wait_for_stream(request.stream)
+                # Bounded as a wait_for_stream() with the default timeout.
+                await self.router.wait_for_stream(request.stream, self.router.policy.max_time)
 
     async def _publish_unary(
         self, request: wire.PublishRequest, encoded: bytes, wait: float

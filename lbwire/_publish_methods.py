@@ -89,6 +89,9 @@ class PublishMethods:
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
+        Time budget: the retry policy's for finding the leader and resending
+        what was not sent; each try waits for its ack at most `ack_timeout`.
+
         Inside the client's block an acked publish travels on the client's
         long-lived PublishAsync stream, as go-liftbridge's does; with
         AckPolicy.NONE, an `ack_inbox`, or outside the block it is a unary
@@ -104,7 +107,8 @@ class PublishMethods:
             ack_inbox: NATS subject for the ack (server-chosen if None).
             correlation_id: Id to correlate the ack with the message.
             ack_policy: LEADER, ALL or NONE.
-            wait_for_stream: Retry while the stream does not exist yet.
+            wait_for_stream: Retry while the stream does not exist yet (for
+                at most the retry policy's `max_time`).
             auto_compress: Compress with the client's compression method.
             partitioner: Partitioner for this message.
             expected_offset: Optimistic concurrency: the offset the message
@@ -160,6 +164,8 @@ class PublishMethods:
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
+        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+
         Returns:
             The first Ack, or None for AckPolicy.NONE.
 
@@ -209,6 +215,9 @@ class PublishMethods:
     ) -> PendingAck:
         """Send a message on the pipelined PublishAsync stream without waiting.
 
+        Time budget: sending, the retry policy's (opening the stream); the
+        ack, `ack_timeout` after it was sent.
+
         Returns:
             An awaitable `PendingAck`: `await` it for the Ack (None for
             AckPolicy.NONE); it raises `PublishAsyncError` if the server
@@ -248,6 +257,9 @@ class PublishMethods:
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
     ) -> AsyncIterator[wire.PublishResponse]:
         """Publish many requests pipelined on one PublishAsync stream.
+
+        Time budget: opening the stream, the retry policy's; each ack, at
+        most `publish_async_ack_timeout` after its request was sent.
 
         As in gufo-liftbridge, the items are PublishResponses: `item.ack`
         is the Ack. Requests with AckPolicy.NONE get no response.

@@ -15,6 +15,7 @@ from ._health import API_SERVICE
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .options import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PUBLISH_SIZE
+from .retry import POLICY_BOUND
 from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
 
 if TYPE_CHECKING:
@@ -254,8 +255,12 @@ class SyncClientMethods(_Base):
         compact_max_goroutines: int = 0,
         optimistic_concurrency_control: Optional[bool] = None,
         encryption: Optional[bool] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> None:
         """Create a stream.
+
+        Time budget: `timeout`, for the whole call (the retries while the
+        cluster elects a metadata leader, and `wait_for_stream`).
 
         Durations are in seconds, as in gufo-liftbridge; 0 means the server's
         default. An option not given is not sent, so the server's configured
@@ -283,11 +288,16 @@ class SyncClientMethods(_Base):
             compact_max_goroutines: Concurrency of compaction.
             optimistic_concurrency_control: Enable `expected_offset` checks.
             encryption: Encrypt data at rest (needs the server's key).
+            timeout: Bound (s) of the call: by default the retry policy's
+                `max_time`; None retries "no metadata leader" and waits for
+                the stream without bound, as gufo-liftbridge.
 
         Raises:
             ValueError: Invalid arguments (before anything is sent).
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
+            ErrorDeadlineExceeded: Not created (and ready, with
+                `wait_for_stream`) within `timeout`.
         """
         self.run(
             self._client.create_stream,
@@ -310,6 +320,7 @@ class SyncClientMethods(_Base):
             compact_max_goroutines=compact_max_goroutines,
             optimistic_concurrency_control=optimistic_concurrency_control,
             encryption=encryption,
+            timeout=timeout,
         )
 
     @property
@@ -328,6 +339,9 @@ class SyncClientMethods(_Base):
 
     def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such stream.
@@ -357,6 +371,9 @@ class SyncClientMethods(_Base):
     ) -> wire.FetchConsumerGroupAssignmentsResponse:
         """Ask the group's coordinator (a broker id) for a member's partitions.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         This is also the member's heartbeat.
 
         Raises:
@@ -377,6 +394,8 @@ class SyncClientMethods(_Base):
 
         The wire form, as consumer groups use it; `get_consumer_group_metadata`
         gives the public type.
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
         """
         return self.run(self._client.fetch_consumer_group_metadata, group_id)
 
@@ -393,6 +412,9 @@ class SyncClientMethods(_Base):
     def get_cursor(self, stream: str, partition: int, cursor_id: str) -> int:
         """Read a stored cursor: the stored value, or -1 when there is none.
 
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
+
         Raises:
             ValueError: Empty cursor id or negative partition.
             ErrorNotFound: The cursors stream does not exist (cursors disabled).
@@ -406,11 +428,14 @@ class SyncClientMethods(_Base):
         wait_for_stream: bool = False,
         streams: Optional[Sequence[str]] = None,
         groups: Optional[Sequence[str]] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
         One FetchMetadata call answers for every stream and group named
         (`streams` and `groups` are lbwire's additions).
+
+        Time budget: the retry policy's; with `wait_for_stream`, `timeout`.
 
         Args:
             stream: Only this stream's metadata, if set.
@@ -420,6 +445,9 @@ class SyncClientMethods(_Base):
             streams: Only these streams' metadata (instead of `stream`).
             groups: Also the metadata of these consumer groups (coordinator
                 and epoch), in `Metadata.groups`.
+            timeout: Bound (s) of the wait for streams (lbwire addition): by
+                default the retry policy's `max_time`; None waits on, as
+                gufo-liftbridge.
 
         Returns:
             The brokers, the streams asked for that exist (all streams when
@@ -429,6 +457,7 @@ class SyncClientMethods(_Base):
             ErrorInvalidArgument: Both `stream` and `streams`, or a plain
                 string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
+            ErrorDeadlineExceeded: `wait_for_stream` and not ready within `timeout`.
         """
         return self.run(
             self._client.get_metadata,
@@ -436,12 +465,16 @@ class SyncClientMethods(_Base):
             wait_for_stream=wait_for_stream,
             streams=streams,
             groups=groups,
+            timeout=timeout,
         )
 
     def get_partition_metadata(
         self, stream: str, partition: int, wait_for_stream: bool = False
     ) -> PartitionMetadata:
         """Fetch one partition's metadata from its leader (high watermark, newest offset).
+
+        Time budget: the retry policy's (`wait_for_stream` adds the bounded
+        wait of `wait_for_stream()`).
 
         Raises:
             ErrorNotFound: No such stream or partition.
@@ -533,6 +566,9 @@ class SyncClientMethods(_Base):
     ) -> wire.JoinConsumerGroupResponse:
         """Add a member to a consumer group (created if needed).
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Returns:
             The coordinator's broker id, the group epoch and the timeouts (ns).
         """
@@ -549,6 +585,9 @@ class SyncClientMethods(_Base):
 
     def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such group.
@@ -640,6 +679,9 @@ class SyncClientMethods(_Base):
     ) -> None:
         """Pause a stream's partitions (all when `partitions` is None).
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         A paused partition resumes when it is published to; with `resume_all`
         every paused partition of the stream resumes then.
 
@@ -676,6 +718,9 @@ class SyncClientMethods(_Base):
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
+        Time budget: the retry policy's for finding the leader and resending
+        what was not sent; each try waits for its ack at most `ack_timeout`.
+
         Inside the client's block an acked publish travels on the client's
         long-lived PublishAsync stream, as go-liftbridge's does; with
         AckPolicy.NONE, an `ack_inbox`, or outside the block it is a unary
@@ -691,7 +736,8 @@ class SyncClientMethods(_Base):
             ack_inbox: NATS subject for the ack (server-chosen if None).
             correlation_id: Id to correlate the ack with the message.
             ack_policy: LEADER, ALL or NONE.
-            wait_for_stream: Retry while the stream does not exist yet.
+            wait_for_stream: Retry while the stream does not exist yet (for
+                at most the retry policy's `max_time`).
             auto_compress: Compress with the client's compression method.
             partitioner: Partitioner for this message.
             expected_offset: Optimistic concurrency: the offset the message
@@ -781,6 +827,9 @@ class SyncClientMethods(_Base):
     ) -> Iterator[wire.PublishResponse]:
         """Publish many requests pipelined on one PublishAsync stream.
 
+        Time budget: opening the stream, the retry policy's; each ack, at
+        most `publish_async_ack_timeout` after its request was sent.
+
         As in gufo-liftbridge, the items are PublishResponses: `item.ack`
         is the Ack. Requests with AckPolicy.NONE get no response.
 
@@ -815,6 +864,8 @@ class SyncClientMethods(_Base):
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
+        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+
         Returns:
             The first Ack, or None for AckPolicy.NONE.
 
@@ -837,7 +888,10 @@ class SyncClientMethods(_Base):
     def report_consumer_group_coordinator(
         self, group_id: str, consumer_id: str, coordinator: str, epoch: int
     ) -> None:
-        """Report a group's coordinator as failed (a majority of members moves it)."""
+        """Report a group's coordinator as failed (a majority of members moves it).
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         self.run(
             self._client.report_consumer_group_coordinator,
             group_id,
@@ -876,6 +930,9 @@ class SyncClientMethods(_Base):
     def set_cursor(self, stream: str, partition: int, cursor_id: str, offset: int) -> None:
         """Store a cursor after processing the message at `offset`.
 
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
+
         With the default (gufo-liftbridge) convention the cursor then holds
         `offset + 1`, the next message to process; with
         `CursorConvention.LAST_PROCESSED` (go-liftbridge's) it holds `offset`.
@@ -890,6 +947,9 @@ class SyncClientMethods(_Base):
         self, name: str, *, partitions: Optional[Sequence[int]] = None, readonly: bool = True
     ) -> None:
         """Make a stream's partitions read-only, or writable again.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such stream or partition.
@@ -926,6 +986,10 @@ class SyncClientMethods(_Base):
         missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> Iterator[Message]:
         """Read messages from a stream partition.
+
+        Time budget: the set-up within `timeout` (default: the retry
+        policy's `max_time`); each outage within `resubscribe_wait_time`;
+        reading itself has no bound.
 
         Goes to the partition leader (or a random in-sync replica with
         `allow_isr`). When the broker fails or leadership moves, the
@@ -1026,16 +1090,20 @@ class SyncClientMethods(_Base):
     def tls_server_hostname(self, value: Optional[str]) -> None:
         self._client.tls_server_hostname = value
 
-    def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
+    def wait_for_cursors(self, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
         self.run(self._client.wait_for_cursors, timeout=timeout)
 
-    def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
+    def wait_for_stream(self, stream: str, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until `stream` exists and each of its partitions has a leader.
+
+        Metadata is fetched again with pauses growing as the retry policy's
+        backoff.
 
         Args:
             stream: Stream name.
-            timeout: Give up after this many seconds (None: wait on).
+            timeout: Give up after this many seconds: by default the retry
+                policy's `max_time`; None waits on.
 
         Raises:
             ErrorDeadlineExceeded: `timeout` passed first.

@@ -444,6 +444,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     async def set_cursor(self, stream: str, partition: int, cursor_id: str, offset: int) -> None:
         """Store a cursor after processing the message at `offset`.
 
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
+
         With the default (gufo-liftbridge) convention the cursor then holds
         `offset + 1`, the next message to process; with
         `CursorConvention.LAST_PROCESSED` (go-liftbridge's) it holds `offset`.
@@ -456,6 +459,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     async def get_cursor(self, stream: str, partition: int, cursor_id: str) -> int:
         """Read a stored cursor: the stored value, or -1 when there is none.
+
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
 
         Raises:
             ValueError: Empty cursor id or negative partition.

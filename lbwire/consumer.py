@@ -51,6 +51,7 @@ from .error import (
     ErrorUnavailable,
     LiftbridgeError,
 )
+from .retry import Backoff
 from .types import Message, StartPosition
 
 if TYPE_CHECKING:
@@ -62,12 +63,16 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cursors import CursorStore
+    from .retry import RetryPolicy
 
     class GroupClient(Protocol):
         """What a consumer needs of `LiftbridgeClient` (no import of it: no cycle)."""
 
         @property
         def cursor_store(self) -> CursorStore: ...
+
+        @property
+        def retry_policy(self) -> RetryPolicy: ...
 
         async def join_consumer_group(
             self, group_id: str, consumer_id: str, streams: Sequence[str]
@@ -398,6 +403,9 @@ class Consumer:
 
     async def _assignment_loop(self) -> None:
         last_answer = anyio.current_time()
+        # Pauses after failed polls grow (the client's retry policy), never
+        # beyond the poll interval: the poll is also the heartbeat.
+        backoff = Backoff(self.client.retry_policy)
         while True:
             interval = self._fraction * self._consumer_timeout
             try:
@@ -418,14 +426,14 @@ class Consumer:
                     if anyio.current_time() - last_answer > self._coordinator_timeout:
                         await self._report_coordinator()
                         last_answer = anyio.current_time()
-                    await anyio.sleep(min(interval, 0.5))
+                    await backoff.wait(cap=interval)
                     await self._refresh_group_quietly()
-                elif isinstance(error, ErrorNotFound):
+                    continue
+                if isinstance(error, ErrorNotFound):
                     # Deleted with its streams, or created by a Raft entry
                     # this coordinator has not applied yet: the metadata
                     # leader knows which (and we rejoin only in the first case).
                     await self._refresh_group_quietly()
-                    await anyio.sleep(0.1)
                 elif isinstance(error, ErrorNotMember):
                     await self._rejoin_quietly()  # our membership timed out
                 elif isinstance(error, (ErrorStaleEpoch, ErrorNotCoordinator)):
@@ -437,7 +445,9 @@ class Consumer:
                     self._assigned.set()  # wait_assigned() must not wait forever
                     await self._send.send(error)
                     return
+                await backoff.wait(cap=interval)
                 continue
+            backoff.reset()
             last_answer = anyio.current_time()
             if response.epoch != self.epoch or not self._assigned.is_set():
                 logger.debug(
@@ -453,25 +463,23 @@ class Consumer:
             await anyio.sleep(interval)
 
     async def _refresh_group_quietly(self) -> None:
+        """`_refresh_group`, logging instead of raising (the loop pauses after it)."""
         try:
             await self._refresh_group()
         except ErrorUnavailable as error:  # ErrorHostNotFound included: not the group's absence
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
-            await anyio.sleep(0.1)
         except ErrorNotFound:
             # The group went away while its coordinator was unreachable (its
             # members timed out, ours included): join it anew.
             await self._rejoin_quietly()
         except LiftbridgeError as error:
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
-            await anyio.sleep(0.1)
 
     async def _rejoin_quietly(self) -> None:
         try:
             await self._rejoin()
         except LiftbridgeError as error:
             logger.debug("Rejoining group %s failed: %s", self.group_id, error)
-            await anyio.sleep(0.1)
 
     async def _rejoin(self) -> None:
         logger.info("Consumer %s rejoins group %s", self.consumer_id, self.group_id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import anyio
 import pytest
 from client_support import HANG_GUARD, publish_values
+from helpers import CallCounter, wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
@@ -16,6 +18,7 @@ from lbwire.error import (
     ErrorNotFound,
     ErrorPartitionPaused,
 )
+from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer
 from lbwire.types import ConsumerGroupMetadata, PartitionEventTimestamps
 
@@ -130,6 +133,38 @@ async def test_wait_for_stream_with_timeout_raises_deadline_exceeded(
     with pytest.raises(ErrorDeadlineExceeded, match=stream_name) as caught:
         await client.wait_for_stream(stream_name, timeout=0.2)
     assert isinstance(caught.value, TimeoutError)
+
+
+async def test_wait_for_stream_is_bounded_by_the_retry_policy_by_default(
+    broker: str, stream_name: str
+) -> None:
+    async with LiftbridgeClient([broker], retry_policy=RetryPolicy(max_time=0.5)) as client:
+        with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded, match=r"0\.5 s"):
+            await client.wait_for_stream(stream_name)
+        with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded, match=r"0\.5 s"):
+            await client.get_metadata(stream_name, wait_for_stream=True)
+
+
+async def test_wait_for_stream_with_timeout_none_waits_past_the_retry_policy(
+    broker: str, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    max_time = 0.3
+    counter = CallCounter("FetchMetadata").install(monkeypatch)
+    async with LiftbridgeClient([broker], retry_policy=RetryPolicy(max_time=max_time)) as client:
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(partial(client.wait_for_stream, stream_name, timeout=None))
+                await wait_until(
+                    lambda: (
+                        len(counter.starts) > 1
+                        and counter.starts[-1] - counter.starts[0] > 3 * max_time
+                    ),
+                    "the wait has asked for longer than the retry policy's max_time",
+                )
+                await client.create_stream(stream_name)
+    # Polled with growing pauses, not every 50 ms.
+    pauses = [b - a for a, b in zip(counter.starts, counter.starts[1:])]
+    assert max(pauses) > 2 * min(pauses)
 
 
 async def test_get_metadata_with_wait_for_stream_returns_the_ready_stream(
