@@ -2,8 +2,9 @@
 # The lbwire test suite, from a fresh clone (README "Testing").
 #
 #   bash scripts/test.sh           the whole suite: four passes (below)
-#   bash scripts/test.sh --quick   the tests that need no server, plus a smoke
-#                                  test against a real server (for iterating)
+#   bash scripts/test.sh --quick   the tests that need no server (but the package,
+#                                  docs and benchmark builds), plus a smoke test
+#                                  against a real server (for iterating)
 #
 # The passes of the whole suite:
 # 1. CPython 3 with the upb (C) protobuf as the reference implementation;
@@ -31,7 +32,7 @@ quick=0
 for arg in "$@"; do
     case $arg in
         --quick) quick=1 ;;
-        -h | --help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "scripts/test.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -210,8 +211,11 @@ pytest_cpython=(.venv/bin/python -m pytest -q -p no:cacheprovider)
 
 if [ "$quick" -eq 1 ]; then
     section "quick: the tests that need no server, and a smoke test against v1.9.0"
+    # But the wheel, venv, docs-site and benchmark builds, which take minutes.
     start_pass "CPython, tests needing no server" \
-        "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not server and not slow"
+        "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not server and not slow" \
+        --ignore tests/test_packaging.py --ignore tests/test_docs.py \
+        --ignore tests/test_benchmarks.py
     start_pass "CPython, smoke test against Liftbridge v1.9.0" \
         "${pytest_cpython[@]}" -m smoke
     wait_passes
