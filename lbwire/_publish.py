@@ -18,7 +18,7 @@ from collections import deque
 from typing import (
     TYPE_CHECKING,
     Any,
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Deque,
@@ -473,24 +473,33 @@ class Publisher:
 
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool
-    ) -> AsyncIterator[wire.PublishResponse]:
+    ) -> AsyncGenerator[wire.PublishResponse, None]:
         """Pipeline `requests`, yielding their responses in order (see the client's)."""
         if self.connections.open:
-            async for response in self._pipeline(await self.session(), requests, wait):
-                yield response
+            responses = self._pipeline(await self.session(), requests, wait)
+            try:
+                async for response in responses:
+                    yield response
+            finally:
+                # Closed here, not left to the garbage collector (trio warns).
+                await responses.aclose()
             return
         # Outside the client's block the iteration owns its stream.
         async with self.connections.outside_scope() as task_group:
             session = await self._open_session(task_group)
+            responses = self._pipeline(session, requests, wait)
             try:
-                async for response in self._pipeline(session, requests, wait):
+                async for response in responses:
                     yield response
             finally:
-                await session.aclose()
+                try:
+                    await responses.aclose()
+                finally:
+                    await session.aclose()
 
     async def _pipeline(
         self, session: PublishSession, requests: Iterable[wire.PublishRequest], wait: bool
-    ) -> AsyncIterator[wire.PublishResponse]:
+    ) -> AsyncGenerator[wire.PublishResponse, None]:
         # At most BULK_IN_FLIGHT requests await their acks: the iterable is
         # read only as acks come back, so an endless one works in bounded
         # memory. Acks are yielded in request order as soon as they are in.

@@ -69,7 +69,7 @@ async def tcp_proxy(upstream_port: int) -> AsyncIterator[Proxy]:
     proxy = Proxy(upstream_port)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     proxy.port = listener.extra(SocketAttribute.local_port)
-    async with anyio.create_task_group() as tasks:
+    async with listener, anyio.create_task_group() as tasks:  # closes the listening socket
         tasks.start_soon(listener.serve, proxy.serve)
         try:
             yield proxy

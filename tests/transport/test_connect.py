@@ -33,7 +33,7 @@ async def tcp_server(answer: Optional[bytes]) -> AsyncIterator[int]:
             await anyio.sleep_forever()
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    async with anyio.create_task_group() as tasks:
+    async with listener, anyio.create_task_group() as tasks:  # closes the listening socket
         tasks.start_soon(listener.serve, serve)
         try:
             yield listener.extra(SocketAttribute.local_port)
