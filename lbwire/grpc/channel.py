@@ -312,13 +312,20 @@ class Channel:
             keepalive=self._keepalive,
             on_unusable=self._forget,
         )
-        await self._task_group.start(connection.run)
         try:
+            await self._task_group.start(connection.run)
             with anyio.move_on_after(deadline - anyio.current_time()):
                 await connection.flush()
                 await connection.wait_answered()
         except GRPCError:
             pass  # reported below, from the connection's error
+        except BaseException:
+            # Cancelled (the call's deadline or the caller's scope ended the
+            # set-up first): no one will use this connection, so close it
+            # now rather than leave its socket to the channel's end.
+            with anyio.CancelScope(shield=True):
+                await connection.close()
+            raise
         if connection.error is not None:
             error = connection.error
             raise GRPCError(error.status, f"failed to connect to {where}: {error.message}")
