@@ -398,13 +398,21 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
         # A subscription made outside the client's block (as gufo allows)
-        # owns its connections and their tasks until it is closed.
-        async with self._connections.outside_scope():
-            try:
-                async for message in messages:
-                    yield message
-            finally:
-                await messages.aclose()  # type: ignore[attr-defined]
+        # owns its connections until it is closed. Their tasks run only while
+        # it waits for a message: no task group is held across `yield`, so a
+        # `break` without aclose ends it cleanly (see OutsideIteration).
+        iteration = self._connections.outside_iteration()
+        try:
+            while True:
+                async with iteration.step():
+                    try:
+                        message = await messages.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield message
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]
+            await iteration.aclose()
 
     # ------------------------------------------------------------------ life cycle
 

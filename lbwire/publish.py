@@ -141,6 +141,8 @@ class PublishSession:
         self._opener: Optional[PendingAck] = None
         self._answered_event: Optional[anyio.Event] = None
         self._last_sent = anyio.current_time()
+        #: A `publish_bulk` over this stream stopped at an ack timeout.
+        self.timed_out = False
 
     async def start(self) -> None:
         """Open the stream; its reader runs in the client's task group.

@@ -115,8 +115,14 @@ class Connection(TransportSink):
         self._call_started: Optional[anyio.Event] = None
         # (keepalive) The server answered a PING with GOAWAY too_many_pings.
         self._pings_refused = False
+        # The scope of the running `run`, cancelled to stop it for good.
         self._scope = anyio.CancelScope()
+        self._running = False
         self._done = anyio.Event()
+        #: Whether `run` may be cancelled from outside without ending the
+        #: connection (see `run`): set by a channel whose owner lends it a
+        #: task group only while it waits (`Channel.lend`).
+        self.lent = False
         self._handlers: Dict[type, Callable[[Event], None]] = {
             MessageReceived: self._on_message,  # type: ignore[dict-item]
             CallEnded: self._on_call_ended,  # type: ignore[dict-item]
@@ -135,10 +141,23 @@ class Connection(TransportSink):
 
     # -- the connection's task ---------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Run the transport (and keepalive) until the connection ends or :meth:`close`."""
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the transport (and keepalive) until the connection ends or :meth:`close`.
+
+        A :attr:`lent` connection's task may also be cancelled from outside:
+        the connection then stays open, and a later ``run`` takes up where
+        this one stopped (what arrived meanwhile waits in the transport).
+        """
+        if self._done.is_set():  # closed while no task ran it
+            task_status.started()
+            return
+        scope = self._scope = anyio.CancelScope()
+        self._running = True
+        paused = False
         try:
-            with self._scope:
+            with scope:
                 task_status.started()
                 async with anyio.create_task_group() as tasks:
                     if self._schedule is not None:
@@ -152,11 +171,19 @@ class Connection(TransportSink):
                     # failing meanwhile must report this cause, not its echo.
                     self._terminate(GRPCError(Status.UNAVAILABLE, self._end_reason()))
                     tasks.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            paused = self.lent and self.error is None and not scope.cancel_called
+            raise
         finally:
-            self._terminate(GRPCError(Status.UNAVAILABLE, self._end_reason()))
-            with anyio.CancelScope(shield=True):
-                await self.transport.aclose()
-            self._done.set()
+            self._running = False
+            if not paused:
+                await self._finish()
+
+    async def _finish(self) -> None:
+        self._terminate(GRPCError(Status.UNAVAILABLE, self._end_reason()))
+        with anyio.CancelScope(shield=True):
+            await self.transport.aclose()
+        self._done.set()
 
     def _end_reason(self) -> str:
         if self.error is not None:
@@ -440,5 +467,12 @@ class Connection(TransportSink):
                 await self.flush()
             self._terminate(GRPCError(Status.UNAVAILABLE, "channel closed"))
         self._scope.cancel()
+        if not self._running and not self._done.is_set():
+            await self._finish()  # (a lent connection no task runs now)
         with anyio.CancelScope(shield=True):
             await self._done.wait()
+
+    @property
+    def running(self) -> bool:
+        """Whether a task runs the connection now (see :meth:`run`)."""
+        return self._running

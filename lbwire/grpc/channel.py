@@ -75,6 +75,7 @@ class Channel:
         self.port = port
         self.config = config
         self._task_group = task_group
+        self._lent = False
         self._connection: Optional[Connection] = None
         self._attempt: Optional[_ConnectAttempt] = None
         self._closed = False
@@ -139,6 +140,22 @@ class Channel:
     def keepalive_time(self) -> Optional[float]:
         """The keepalive interval now in use (doubled after "too_many_pings"), or None."""
         return None if self._keepalive is None else self._keepalive.time
+
+    def lend(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run the connection's tasks in ``task_group`` until it ends, not any longer.
+
+        For an owner that has no task group lasting as long as the channel
+        (an async generator must not hold one across ``yield``): it lends
+        one for each wait. When that group ends, the connection's tasks stop
+        but the connection stays open; the next ``lend`` runs them again.
+        Close the channel with :meth:`aclose` as usual.
+        """
+        self._task_group = task_group
+        self._lent = True
+        connection = self._connection
+        if connection is not None and connection.error is None and not connection.running:
+            connection.lent = True
+            task_group.start_soon(connection.run)
 
     async def aclose(self) -> None:
         """Close the connection; calls in progress end with UNAVAILABLE.
@@ -312,6 +329,7 @@ class Channel:
             keepalive=self._keepalive,
             on_unusable=self._forget,
         )
+        connection.lent = self._lent
         try:
             await self._task_group.start(connection.run)
             with anyio.move_on_after(deadline - anyio.current_time()):
