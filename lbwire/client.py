@@ -332,7 +332,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         None (the default) tells no one; `lbwire.otel.instrument` sets one.
         See `lbwire.observer.ClientObserver`.
         """
-        return self._connections.observers.current
+        return self._connections.observers.installed
 
     @observer.setter
     def observer(self, observer: Optional[ClientObserver]) -> None:

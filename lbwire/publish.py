@@ -209,7 +209,7 @@ class PublishSession:
             return
         try:
             self._dispatch(response)
-        except Exception as exc:  # a bug, or an observer that raised
+        except Exception as exc:  # a bug (the observer's errors are caught before)
             self._end_with(ErrorUnavailable(f"PublishAsync reply not dispatched: {exc!r}"))
 
     def _end_with(self, error: LiftbridgeError) -> None:
