@@ -170,9 +170,7 @@ class ConnectionRegistry:
             # subscription, or the next part of a bulk publish, reuses it.
             channel = scope.channels.get(address)
             if channel is None:
-                channel = scope.channels[address] = self.detached_channel(
-                    address, scope.task_group
-                )
+                channel = scope.channels[address] = self.detached_channel(address, scope.task_group)
                 if scope.lending:
                     channel.lend(scope.task_group)
             return channel

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._backends import Backend, Transport, TransportSink
 from ._failures import CONNECTION_ERRORS, describe_failure, failure_status
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["Connection"]
 
 _PING_DATA = b"lbwire\x00\x00"
+# The most written at once by a write that waits: `write_stall_timeout`
+# counts from the last part the peer took.
+_WRITE_CHUNK = 64 * 1024
 
 
 class Connection(TransportSink):
@@ -65,6 +69,7 @@ class Connection(TransportSink):
         keepalive: the channel's keepalive settings (``None``: no PINGs).
         on_unusable: called once the connection takes no new calls (GOAWAY,
             failure, close), so the channel opens the next one.
+        write_stall_timeout: see :class:`~lbwire.grpc.ChannelConfig`.
 
     Attributes:
         transport: the transport (for tests and diagnostics: ``writes``).
@@ -84,6 +89,7 @@ class Connection(TransportSink):
         *,
         keepalive: Optional[KeepalivePolicy],
         on_unusable: Callable[[Connection], None],
+        write_stall_timeout: float = 5.0,
     ) -> None:
         self.transport = transport
         self.protocol = protocol
@@ -93,6 +99,8 @@ class Connection(TransportSink):
         self.answered = False
         self.woke = False
         self._on_unusable = on_unusable
+        #: Seconds a write may go without progress (`ChannelConfig.write_stall_timeout`).
+        self.write_stall_timeout = write_stall_timeout
         self._keepalive = keepalive
         self._schedule: Optional[KeepaliveSchedule] = None
         if keepalive is not None:
@@ -280,18 +288,34 @@ class Connection(TransportSink):
                 return
             self._writing = True
             # Shielded from the caller's cancellation (a half-written frame
-            # would corrupt the connection), not from the connection's end.
+            # would corrupt the connection), not from the connection's end,
+            # nor beyond `write_stall_timeout` without progress: a peer that
+            # takes nothing (frozen) would hold the caller until keepalive.
+            stall = self.write_stall_timeout
             with anyio.CancelScope(shield=True), anyio.CancelScope() as scope:
                 self._write_scope = scope
                 if self.error is not None:
                     scope.cancel()
                 data = data[sent:]
                 while data:
-                    await transport.write(data)
+                    for start in range(0, len(data), _WRITE_CHUNK):
+                        scope.deadline = anyio.current_time() + stall
+                        await transport.write(data[start : start + _WRITE_CHUNK])
                     data = protocol.data_to_send()
             self._write_scope = None
             if scope.cancelled_caught:
+                if self.error is None:
+                    self._terminate(
+                        GRPCError(
+                            Status.UNAVAILABLE,
+                            f"connection lost: the server took nothing for {stall} s "
+                            "(write_stall_timeout)",
+                        )
+                    )
+                    self._scope.cancel()
                 assert self.error is not None
+                # A caller cancelled meanwhile learns of that, not of this.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 raise GRPCError(self.error.status, self.error.message)
         except CONNECTION_ERRORS as exc:
             self._terminate(self._lost(exc))

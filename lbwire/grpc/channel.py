@@ -328,6 +328,7 @@ class Channel:
             _backends.running_backend(),
             keepalive=self._keepalive,
             on_unusable=self._forget,
+            write_stall_timeout=config.write_stall_timeout,
         )
         connection.lent = self._lent
         try:

@@ -61,6 +61,12 @@ class ChannelConfig:
         connection_window_size: inbound flow-control window of the connection,
             shared by all calls.
         user_agent: the ``user-agent`` request header.
+        write_stall_timeout: seconds a write that the peer does not take
+            (a frozen or dead peer) may go without progress before the
+            connection fails (its calls with UNAVAILABLE). A write that began
+            is finished even when its caller is cancelled, as half a frame
+            would corrupt the connection; this bounds how long that caller
+            waits (on TLS and on trio; plaintext asyncio writes never wait).
 
     """
 
@@ -75,10 +81,12 @@ class ChannelConfig:
     stream_window_size: int = 4 * _MiB
     connection_window_size: int = 16 * _MiB
     user_agent: str = "lbwire-grpc/0.1"
+    write_stall_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         _positive("connect_timeout", self.connect_timeout)
         _positive("keepalive_timeout", self.keepalive_timeout)
+        _positive("write_stall_timeout", self.write_stall_timeout)
         if self.keepalive_time is not None:
             _positive("keepalive_time", self.keepalive_time)
             if self.keepalive_time < MIN_KEEPALIVE_TIME:
