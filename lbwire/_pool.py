@@ -372,6 +372,8 @@ class OutsideIteration:
                 yield task_group
             finally:
                 _outside_scope.reset(token)
+                for channel in channels.values():
+                    channel.unlend()
 
     async def aclose(self) -> None:
         """Close the connections (no step may run meanwhile or after)."""

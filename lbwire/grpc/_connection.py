@@ -131,6 +131,8 @@ class Connection(TransportSink):
         #: connection (see `run`): set by a channel whose owner lends it a
         #: task group only while it waits (`Channel.lend`).
         self.lent = False
+        # (lent) The task group to run in once a call waits (`run_when_waited`).
+        self._lent_to: Optional[anyio.abc.TaskGroup] = None
         self._handlers: Dict[type, Callable[[Event], None]] = {
             MessageReceived: self._on_message,  # type: ignore[dict-item]
             CallEnded: self._on_call_ended,  # type: ignore[dict-item]
@@ -495,6 +497,21 @@ class Connection(TransportSink):
             await self._finish()  # (a lent connection no task runs now)
         with anyio.CancelScope(shield=True):
             await self._done.wait()
+
+    def lend(self, task_group: Optional[anyio.abc.TaskGroup]) -> None:
+        """(lent) Run in ``task_group`` once a call waits (None: the group ended).
+
+        Not before: a subscription that finds its next message already
+        received costs its owner no task for it.
+        """
+        self.lent = True
+        self._lent_to = task_group
+
+    def run_when_waited(self) -> None:
+        """A call is about to wait: a lent connection no task runs starts running."""
+        task_group, self._lent_to = self._lent_to, None
+        if task_group is not None and not self._running and not self._done.is_set():
+            task_group.start_soon(self.run)
 
     @property
     def running(self) -> bool:

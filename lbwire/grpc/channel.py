@@ -147,15 +147,21 @@ class Channel:
         For an owner that has no task group lasting as long as the channel
         (an async generator must not hold one across ``yield``): it lends
         one for each wait. When that group ends, the connection's tasks stop
-        but the connection stays open; the next ``lend`` runs them again.
+        but the connection stays open; after the next ``lend`` they run again
+        once a call waits.
         Close the channel with :meth:`aclose` as usual.
         """
         self._task_group = task_group
         self._lent = True
         connection = self._connection
         if connection is not None and connection.error is None and not connection.running:
-            connection.lent = True
-            task_group.start_soon(connection.run)
+            connection.lend(task_group)
+
+    def unlend(self) -> None:
+        """The task group given to :meth:`lend` ends (its tasks stopped)."""
+        connection = self._connection
+        if connection is not None:
+            connection.lend(None)
 
     async def aclose(self) -> None:
         """Close the connection; calls in progress end with UNAVAILABLE.
