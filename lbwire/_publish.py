@@ -13,6 +13,7 @@ A publish that failed is sent again only when it never went out
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections import deque
 from typing import (
@@ -24,6 +25,7 @@ from typing import (
     Deque,
     Dict,
     Iterable,
+    List,
     Optional,
     Set,
     TypeVar,
@@ -484,18 +486,36 @@ class Publisher:
                 # Closed here, not left to the garbage collector (trio warns).
                 await responses.aclose()
             return
-        # Outside the client's block the iteration owns its stream.
-        async with self.connections.outside_scope() as task_group:
-            session = await self._open_session(task_group)
-            responses = self._pipeline(session, requests, wait)
-            try:
-                async for response in responses:
+        # Outside the client's block the iteration owns its connection. No
+        # task group may be held across `yield` (see OutsideIteration): each
+        # part of BULK_IN_FLIGHT requests goes over a stream of its own in
+        # one step, and its responses are yielded after that step.
+        iteration = self.connections.outside_iteration()
+        requests_left = iter(requests)
+        try:
+            while True:
+                part = list(itertools.islice(requests_left, BULK_IN_FLIGHT))
+                if not part:
+                    return
+                received: List[wire.PublishResponse] = []
+                async with iteration.step() as task_group:
+                    session = await self._open_session(task_group)
+                    pipeline = self._pipeline(session, part, wait)
+                    try:
+                        async for response in pipeline:
+                            received.append(response)
+                    finally:
+                        # Closed here, not by the garbage collector (trio warns).
+                        try:
+                            await pipeline.aclose()
+                        finally:
+                            await session.aclose()
+                for response in received:
                     yield response
-            finally:
-                try:
-                    await responses.aclose()
-                finally:
-                    await session.aclose()
+                if session.timed_out:
+                    return  # (wait=False: the pipeline stopped at an ack timeout)
+        finally:
+            await iteration.aclose()
 
     async def _pipeline(
         self, session: PublishSession, requests: Iterable[wire.PublishRequest], wait: bool
@@ -524,6 +544,7 @@ class Publisher:
             except ErrorAckTimeout:
                 if wait:
                     raise
+                session.timed_out = True
                 return
             if ack is not None:
                 yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)

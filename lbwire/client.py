@@ -324,7 +324,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         None (the default) tells no one; `lbwire.otel.instrument` sets one.
         See `lbwire.observer.ClientObserver`.
         """
-        return self._connections.observers.current
+        return self._connections.observers.installed
 
     @observer.setter
     def observer(self, observer: Optional[ClientObserver]) -> None:
@@ -390,13 +390,21 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
         # A subscription made outside the client's block (as gufo allows)
-        # owns its connections and their tasks until it is closed.
-        async with self._connections.outside_scope():
-            try:
-                async for message in messages:
-                    yield message
-            finally:
-                await messages.aclose()  # type: ignore[attr-defined]
+        # owns its connections until it is closed. Their tasks run only while
+        # it waits for a message: no task group is held across `yield`, so a
+        # `break` without aclose ends it cleanly (see OutsideIteration).
+        iteration = self._connections.outside_iteration()
+        try:
+            while True:
+                async with iteration.step():
+                    try:
+                        message = await messages.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield message
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]
+            await iteration.aclose()
 
     # ------------------------------------------------------------------ life cycle
 
