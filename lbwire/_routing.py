@@ -338,7 +338,15 @@ class Router:
 
         async def attempt(failures: int) -> _R:
             nonlocal failed_at
-            address = await self.leader(stream, partition, refresh=failures > 0, since=failed_at)
+            try:
+                address = await self.leader(
+                    stream, partition, refresh=failures > 0, since=failed_at
+                )
+            except LiftbridgeError:
+                # Fresh metadata that names no leader (an election under
+                # way): the next try needs an answer newer than this one.
+                failed_at = anyio.current_time()
+                raise
             try:
                 return await self.call(
                     address, method, request, response_type, timeout=timeout or self.rpc_timeout
