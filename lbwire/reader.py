@@ -85,7 +85,7 @@ def _lag(high_watermark: int, committed: Optional[int]) -> int:
 
 
 async def _each(func: Callable[[int], Awaitable[_T]], partitions: Iterable[int]) -> Dict[int, _T]:
-    """`func(partition)` for every partition, concurrently (one call per partition)."""
+    """`func(partition)` for every partition, concurrently; by partition number."""
     results: Dict[int, _T] = {}
 
     async def one(partition: int) -> None:
@@ -102,7 +102,7 @@ async def _each(func: Callable[[int], Awaitable[_T]], partitions: Iterable[int])
         if error is None:
             raise
         raise error from None
-    return results
+    return {partition: results[partition] for partition in sorted(results)}
 
 
 def _first_liftbridge_error(exc: BaseException) -> Optional[LiftbridgeError]:
