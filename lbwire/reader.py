@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncIterator,
     Awaitable,
     Callable,
     Deque,
@@ -49,7 +50,14 @@ if TYPE_CHECKING:
 
     from .client import LiftbridgeClient
 
-__all__ = ["MessageBatches", "PartitionLag", "StreamReader", "stream_lag"]
+__all__ = [
+    "MessageBatches",
+    "PartitionLag",
+    "StreamReader",
+    "SubscriptionBatches",
+    "batched",
+    "stream_lag",
+]
 
 logger = LazyLogger("lbwire.reader")
 
@@ -713,10 +721,7 @@ class MessageBatches:
     """The batches of a `StreamReader` (see `StreamReader.batches`); iterate it."""
 
     def __init__(self, reader: StreamReader, max_count: int, max_wait: float) -> None:
-        if max_count < 1:
-            raise ErrorInvalidArgument(f"max_count must be at least 1, not {max_count}")
-        if max_wait < 0:
-            raise ErrorInvalidArgument(f"max_wait must not be negative, not {max_wait}")
+        _check_batch_bounds(max_count, max_wait)
         self._reader = reader
         self.max_count = max_count
         self.max_wait = max_wait
@@ -726,3 +731,144 @@ class MessageBatches:
 
     async def __anext__(self) -> List[Message]:
         return await self._reader.next_batch(self.max_count, self.max_wait)
+
+
+class SubscriptionBatches:
+    """One subscription's messages in batches; made by `batched`, used as `async with`.
+
+    A task of its own (in a task group the object owns, for the length of
+    its block) reads the subscription into a buffer of at most
+    `max_buffered` messages; iterating the object takes them in lists.
+    """
+
+    def __init__(
+        self,
+        messages: AsyncIterator[Message],
+        max_count: int,
+        max_wait: float,
+        max_buffered: Optional[int] = None,
+    ) -> None:
+        _check_batch_bounds(max_count, max_wait)
+        self.max_count = max_count
+        self.max_wait = max_wait
+        self._limit = max(max_buffered or 2 * max_count, 1)
+        self._messages = messages
+        self._buffer: Deque[Message] = deque()
+        self._space: Optional[anyio.Event] = None
+        self._wake = anyio.Event()
+        self._ended = False
+        self._error: Optional[LiftbridgeError] = None
+        self._task_group: Optional[TaskGroup] = None
+
+    async def __aenter__(self) -> SubscriptionBatches:
+        """Start reading the subscription."""
+        tg = self._task_group = await open_task_group()
+        tg.start_soon(self._pump)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> Optional[bool]:
+        """Stop reading and close the subscription."""
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            await close_task_group(tg, exc_type, exc, traceback)
+        return None
+
+    async def _pump(self) -> None:
+        buffer, limit = self._buffer, self._limit
+        messages = self._messages
+        try:
+            async for msg in messages:
+                while len(buffer) >= limit:
+                    space = self._space = anyio.Event()
+                    await space.wait()
+                buffer.append(msg)
+                self._wake.set()
+        except LiftbridgeError as error:
+            self._error = error
+        finally:
+            self._ended = True
+            self._wake.set()
+            await messages.aclose()  # type: ignore[attr-defined]
+
+    def __aiter__(self) -> SubscriptionBatches:
+        return self
+
+    async def __anext__(self) -> List[Message]:
+        """The next batch (see `batched`)."""
+        if self._task_group is None:
+            raise RuntimeError("Use the batches inside 'async with batched(...)'")
+        buffer, max_count = self._buffer, self.max_count
+        batch: List[Message] = []
+        deadline: Optional[float] = None
+        while True:
+            room = max_count - len(batch)
+            if len(buffer) <= room:
+                batch.extend(buffer)
+                buffer.clear()
+            else:
+                batch.extend(buffer.popleft() for _ in range(room))
+            space = self._space
+            if space is not None:
+                self._space = None
+                space.set()
+            if len(batch) >= max_count or self._ended:
+                break
+            self._wake = anyio.Event()
+            if batch:
+                if deadline is None:
+                    deadline = anyio.current_time() + self.max_wait
+                if anyio.current_time() >= deadline:
+                    break
+                with anyio.move_on_at(deadline):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+        if batch:
+            return batch
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        raise StopAsyncIteration
+
+
+def batched(
+    messages: AsyncIterator[Message],
+    max_count: int,
+    max_wait: float,
+    *,
+    max_buffered: Optional[int] = None,
+) -> SubscriptionBatches:
+    """A single subscription's messages in lists of at most `max_count`.
+
+    Wraps what `LiftbridgeClient.subscribe(...)` returns (which stays a plain
+    async iterator); use the result as an async context manager, inside the
+    client's block, and iterate it::
+
+        subscription = client.subscribe("orders", partition=0, start_position=...)
+        async with batched(subscription, 500, 0.05) as batches:
+            async for batch in batches:
+                handle(batch)
+
+    A batch is built from messages that have already arrived: once the first
+    is there, it waits at most `max_wait` seconds for more (0: not at all),
+    and comes as soon as it has `max_count`. At most `max_buffered` messages
+    (default: twice `max_count`) are read ahead. Leaving the block closes the
+    subscription. An error ending the subscription is raised by the iterator
+    after the messages that came before it.
+
+    Raises:
+        ValueError: `max_count` below 1 or a negative `max_wait`.
+    """
+    return SubscriptionBatches(messages, max_count, max_wait, max_buffered)
+
+
+def _check_batch_bounds(max_count: int, max_wait: float) -> None:
+    if max_count < 1:
+        raise ErrorInvalidArgument(f"max_count must be at least 1, not {max_count}")
+    if max_wait < 0:
+        raise ErrorInvalidArgument(f"max_wait must not be negative, not {max_wait}")

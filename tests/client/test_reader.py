@@ -8,7 +8,7 @@ from helpers import HANG_GUARD, wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorInvalidArgument, ErrorInvalidPartition, LiftbridgeError
-from lbwire.reader import StreamReader, stream_lag
+from lbwire.reader import StreamReader, batched, stream_lag
 from lbwire.types import Message, StartPosition
 
 pytestmark = pytest.mark.anyio
@@ -299,3 +299,48 @@ async def test_batches_bad_arguments(client: LiftbridgeClient, three: str) -> No
             reader.batches(0, 1)
         with pytest.raises(ValueError, match="max_wait"):
             reader.batches(1, -1)
+
+
+# -- batches of a single subscription ------------------------------------------
+
+
+async def test_batched_subscription_holds_at_most_max_count(
+    client: LiftbridgeClient, three: str
+) -> None:
+    subscription = client.subscribe(
+        three, partition=1, start_position=StartPosition.EARLIEST, stop_offset=3
+    )
+    with anyio.fail_after(HANG_GUARD):
+        async with batched(subscription, 3, 0.05) as batches:
+            got = [batch async for batch in batches]
+    assert [m.offset for b in got for m in b] == [0, 1, 2, 3]
+    assert all(1 <= len(b) <= 3 for b in got)
+
+
+async def test_batched_subscription_waits_at_most_max_wait_once_a_message_is_there(
+    client: LiftbridgeClient, three: str
+) -> None:
+    subscription = client.subscribe(three, partition=0, start_position=StartPosition.EARLIEST)
+    with anyio.fail_after(HANG_GUARD):
+        async with batched(subscription, 100, 0.05) as batches:
+            seen = 0
+            while seen < 4:  # max_count is never reached: each batch ends at max_wait
+                seen += len(await batches.__anext__())
+            assert seen == 4
+
+
+async def test_batched_subscription_raises_its_error(client: LiftbridgeClient, three: str) -> None:
+    from lbwire.error import ErrorNotFound
+
+    async def read() -> None:
+        async with batched(client.subscribe(three, partition=9), 10, 0) as batches:
+            async for _ in batches:
+                pass
+
+    with pytest.raises(ErrorNotFound), anyio.fail_after(HANG_GUARD):
+        await read()
+
+
+async def test_batched_bad_arguments(client: LiftbridgeClient) -> None:
+    with pytest.raises(ValueError, match="max_count"):
+        batched(client.subscribe("s"), 0, 1)
