@@ -757,6 +757,8 @@ class SubscriptionBatches:
         self._space: Optional[anyio.Event] = None
         self._wake = anyio.Event()
         self._ended = False
+        #: Whether the iterator waits for `_wake` (the task sets it only then).
+        self._waiting = False
         self._error: Optional[LiftbridgeError] = None
         self._task_group: Optional[TaskGroup] = None
 
@@ -787,13 +789,27 @@ class SubscriptionBatches:
                     space = self._space = anyio.Event()
                     await space.wait()
                 buffer.append(msg)
-                self._wake.set()
+                if self._waiting:
+                    # Only when the iterator waits: setting an event per
+                    # message was most of this loop's cost.
+                    self._waiting = False
+                    self._wake.set()
         except LiftbridgeError as error:
             self._error = error
         finally:
             self._ended = True
             self._wake.set()
+            # Not left to the garbage collector (PyPy: maybe after the loop ended).
             await messages.aclose()  # type: ignore[attr-defined]
+
+    async def _wait(self) -> None:
+        """Wait until the task adds a message (or ends)."""
+        wake = self._wake = anyio.Event()
+        self._waiting = True
+        try:
+            await wake.wait()
+        finally:
+            self._waiting = False
 
     def __aiter__(self) -> SubscriptionBatches:
         return self
@@ -818,16 +834,15 @@ class SubscriptionBatches:
                 space.set()
             if len(batch) >= max_count or self._ended:
                 break
-            self._wake = anyio.Event()
             if batch:
                 if deadline is None:
                     deadline = anyio.current_time() + self.max_wait
                 if anyio.current_time() >= deadline:
                     break
                 with anyio.move_on_at(deadline):
-                    await self._wake.wait()
+                    await self._wait()
             else:
-                await self._wake.wait()
+                await self._wait()
         if batch:
             return batch
         if self._error is not None:
