@@ -33,6 +33,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Protocol,
     Sequence,
     Type,
     TypeVar,
@@ -717,10 +718,16 @@ class StreamReader:
         return {n: _lag(high, self._partitions[n].committed) for n, high in highs.items()}
 
 
-class MessageBatches:
-    """The batches of a `StreamReader` (see `StreamReader.batches`); iterate it."""
+class BatchSource(Protocol):
+    """What `MessageBatches` takes its batches from (a reader, a group member)."""
 
-    def __init__(self, reader: StreamReader, max_count: int, max_wait: float) -> None:
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]: ...
+
+
+class MessageBatches:
+    """The batches of a reader or group member (see their `batches`); iterate it."""
+
+    def __init__(self, reader: BatchSource, max_count: int, max_wait: float) -> None:
         _check_batch_bounds(max_count, max_wait)
         self._reader = reader
         self.max_count = max_count
