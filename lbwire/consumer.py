@@ -355,7 +355,7 @@ class Consumer:
             pass
         if deadline is None:
             return await self._receive.receive()
-        with anyio.move_on_at(deadline):
+        with anyio.CancelScope(deadline=deadline):  # (no move_on_at in anyio for 3.9)
             return await self._receive.receive()
         return None
 

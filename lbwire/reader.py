@@ -846,7 +846,7 @@ class SubscriptionBatches:
                     deadline = anyio.current_time() + self.max_wait
                 if anyio.current_time() >= deadline:
                     break
-                with anyio.move_on_at(deadline):
+                with anyio.CancelScope(deadline=deadline):  # (no move_on_at in anyio for 3.9)
                     await self._wait()
             else:
                 await self._wait()
