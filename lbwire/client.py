@@ -92,6 +92,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from .consumer import AutoOffset, Consumer
+    from .reader import StreamReader
 
 __all__ = [
     "CURSOR_STREAM",
@@ -508,4 +509,64 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             auto_offset=AutoOffset.NEW_ONLY if auto_offset is None else auto_offset,
             auto_checkpoint_interval=auto_checkpoint_interval,
             max_buffered=max_buffered,
+        )
+
+    # ------------------------------------------------------------------ whole streams
+
+    def reader(
+        self,
+        stream: str,
+        partitions: Optional[Iterable[int]] = None,
+        *,
+        cursor_id: Optional[str] = None,
+        start_position: StartPosition = StartPosition.EARLIEST,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
+        stop_offset: Optional[int] = None,
+        stop_timestamp: Optional[float] = None,
+        auto_commit: bool = True,
+        commit_every: Optional[int] = None,
+        commit_interval: Optional[float] = 5.0,
+        max_buffered: int = 256,
+        allow_isr: bool = False,
+        resume: bool = False,
+    ) -> StreamReader:
+        """A reader of every partition of `stream` (or `partitions`), each from its own cursor.
+
+        Use the result as an async context manager inside the client's
+        block, then iterate it (see `lbwire.reader.StreamReader`). A
+        partition with a stored cursor `cursor_id` resumes from it; the
+        others start at `start_position` (EARLIEST, LATEST or NEW_ONLY), or
+        `start_offset`/`start_timestamp`. The stop arguments apply to each
+        partition, as in `subscribe`; the reader ends when every partition
+        has stopped. With `auto_commit` (and a `cursor_id`) processed
+        positions are committed every `commit_every` messages, every
+        `commit_interval` seconds and on leaving the block; each partition
+        buffers at most `max_buffered` messages.
+
+        Raises:
+            ValueError: An empty stream name or partition list, a negative
+                partition, RESUME as start_position, or a bound out of range.
+        """
+        # Imported on first use, as most programs read single partitions.
+        from .reader import StreamReader
+
+        return StreamReader(
+            self,
+            stream,
+            partitions,
+            cursor_id=cursor_id,
+            start_position=start_position,
+            start_offset=start_offset,
+            start_timestamp=start_timestamp,
+            stop_position=stop_position,
+            stop_offset=stop_offset,
+            stop_timestamp=stop_timestamp,
+            auto_commit=auto_commit,
+            commit_every=commit_every,
+            commit_interval=commit_interval,
+            max_buffered=max_buffered,
+            allow_isr=allow_isr,
+            resume=resume,
         )

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cursors import CursorStore
+    from .reader import MessageBatches
     from .retry import RetryPolicy
 
     class GroupClient(Protocol):
@@ -196,6 +197,9 @@ class Consumer:
         self._last_answer = -math.inf
         self._last: Optional[_Key] = None
         self._last_offset = -1
+        #: The batch handed out last: partition to its last offset.
+        self._batch: Dict[_Key, int] = {}
+        self._batch_error: Optional[LiftbridgeError] = None
         self._task_group: Optional[TaskGroup] = None
         self._send: Optional[MemoryObjectSendStream[object]] = None
         self._receive: Optional[MemoryObjectReceiveStream[object]] = None
@@ -295,6 +299,70 @@ class Consumer:
         if self._last is not None:
             self._processed[self._last] = self._last_offset
             self._last = None
+        if self._batch:
+            self._processed.update(self._batch)
+            self._batch = {}
+
+    def batches(self, max_count: int, max_wait: float) -> MessageBatches:
+        """Iterate the messages in lists of at most `max_count` (async for).
+
+        A batch merges the member's partitions, in order within each. It is
+        built from messages that have already arrived: once the first is
+        there, it waits at most `max_wait` seconds for more (0: not at all).
+        Its messages count as processed when the next batch is asked for.
+
+        Raises:
+            ValueError: `max_count` below 1 or a negative `max_wait`.
+        """
+        from .reader import MessageBatches
+
+        return MessageBatches(self, max_count, max_wait)
+
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]:
+        """One batch (see `batches`); raises StopAsyncIteration when the member ended."""
+        if self._receive is None:
+            raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
+        self._mark_last_processed()
+        if self._batch_error is not None:
+            error, self._batch_error = self._batch_error, None
+            raise error
+        batch: List[Message] = []
+        deadline: Optional[float] = None
+        while len(batch) < max_count:
+            if batch and deadline is None:
+                deadline = anyio.current_time() + max_wait
+            try:
+                item = await self._receive_until(deadline)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                if batch:
+                    break
+                raise StopAsyncIteration from None
+            if item is None:
+                break  # max_wait passed
+            if isinstance(item, LiftbridgeError):
+                if not batch:
+                    raise item
+                self._batch_error = item  # after the messages that came before it
+                break
+            scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+            key = (msg.stream, msg.partition)
+            if self._tasks.get(key) is scope:
+                batch.append(msg)
+                self._batch[key] = msg.offset
+        return batch
+
+    async def _receive_until(self, deadline: Optional[float]) -> object:
+        """The next item of the partitions' stream; None when `deadline` passed first."""
+        assert self._receive is not None
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        if deadline is None:
+            return await self._receive.receive()
+        with anyio.CancelScope(deadline=deadline):  # (no move_on_at in anyio for 3.9)
+            return await self._receive.receive()
+        return None
 
     # ------------------------------------------------------------------ commits
 
@@ -504,7 +572,7 @@ class Consumer:
         self._assignment, self._last_answer = wanted, anyio.current_time()
         for key in [k for k in self._tasks if k not in wanted]:
             self._tasks.pop(key).cancel()
-            if self._last == key:
+            if self._last == key or key in self._batch:
                 self._mark_last_processed()
             # Hand the partition over with our progress committed, and forget
             # it: a later commit of ours must never overwrite the new owner's.

@@ -187,7 +187,7 @@ def test_bad_arguments_exit_2(lbwire, args):
 
 def test_reverse_on_a_v1_server_is_a_clear_error(lbwire, stream_name, liftbridge_server):
     lbwire("stream", "create", stream_name)
-    done = lbwire("sub", stream_name, "--reverse", "--count", "1", check=False)
+    done = lbwire("sub", stream_name, "--partition", "0", "--reverse", "--count", "1", check=False)
     if by_generation(liftbridge_server, v1_9_0=True, newest=False):
         assert done.returncode == 7
         assert done.stderr.decode().startswith("lbwire: error: --reverse is not supported")
