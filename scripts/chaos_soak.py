@@ -173,12 +173,18 @@ class Run:
         self.ledgers = [Ledger() for _ in range(args.partitions)]
         self.progress: dict[str, Progress] = {}
         self.errors: Counter[str] = Counter()
+        self.error_examples: dict[str, str] = {}
         self.failures: list[str] = []
         self.faults: Counter[str] = Counter()
         self.longest_fault = 0.0
         self.longest_recovery = 0.0
         self.producing = True
         self.gaps = 0
+        #: Voluntary resubscriptions, and how far each RESUME started from the
+        #: offset after the one stored when leaving (0 is right).
+        self.resubscribes = 0
+        self.repairs = 0
+        self.resume_moves: list[int] = []
         self.restarts: Counter[str] = Counter()
         self.broker_ports: frozenset[int] = frozenset()
         #: (seconds since the start, RSS, open descriptors, connections to brokers)
@@ -204,6 +210,7 @@ class Run:
         """Count an exception lbwire raised; anything but a LiftbridgeError fails the run."""
         if isinstance(exc, LiftbridgeError):
             self.errors[type(exc).__name__] += 1
+            self.error_examples.setdefault(type(exc).__name__, f"{where}: {exc}")
         else:
             self.errors[f"NOT-LiftbridgeError:{type(exc).__name__}"] += 1
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -270,12 +277,20 @@ async def producer(client: LiftbridgeClient, run: Run, partition: int) -> None:
 
 
 async def subscriber(client: LiftbridgeClient, run: Run, partition: int) -> None:
-    """Read one partition from its cursor, storing the cursor as it goes; resubscribe on errors."""
+    """Read one partition from its cursor, storing the cursor as it goes.
+
+    It subscribes again when its subscription raises, and also on its own
+    every `--resubscribe` seconds or so (after storing its cursor), so that
+    RESUME and leaving a subscription mid-stream are exercised throughout.
+    """
     name = f"subscriber-{partition}"
     progress = run.tracker(name)
     ledger = run.ledgers[partition]
     cursor_id = f"soak-cursor-{partition}"
+    rng = random.Random(f"{run.args.seed}-{partition}")
+    stored: Optional[int] = None  # the offset last stored by a leaving subscription
     while True:
+        leave_at = time.monotonic() + run.args.resubscribe * rng.uniform(0.5, 1.5)
         try:
             subscription = client.subscribe(
                 STREAM,
@@ -290,17 +305,28 @@ async def subscriber(client: LiftbridgeClient, run: Run, partition: int) -> None
                     if expected is not None and msg.offset != expected:
                         run.gaps += 1
                         log(f"{name}: offset {msg.offset} after {expected - 1} in one subscription")
+                    elif expected is None and stored is not None:
+                        run.resume_moves.append(msg.offset - (stored + 1))
+                    stored = None
                     expected = msg.offset + 1
                     if not run.record(msg, SUBSCRIBED):
                         ledger.subscriber_dups += 1
                     progress.tick()
-                    if time.monotonic() - stored_at >= run.args.cursor_interval:
+                    leaving = time.monotonic() >= leave_at
+                    if leaving or time.monotonic() - stored_at >= run.args.cursor_interval:
                         try:
                             await client.set_cursor(STREAM, partition, cursor_id, msg.offset)
+                            if leaving:
+                                stored = msg.offset
                         except Exception as exc:
                             run.error(f"{name} set_cursor", exc)
                         stored_at = time.monotonic()
-            run.failures.append(f"{name}: the subscription ended without an error")
+                    if leaving:
+                        break
+                else:
+                    run.failures.append(f"{name}: the subscription ended without an error")
+            run.resubscribes += 1
+            continue
         except Exception as exc:
             run.error(name, exc)
         run.restarts[name] += 1
@@ -333,12 +359,43 @@ async def member(brokers: list[str], run: Run, index: int, group: Progress) -> N
 
 
 async def healthy(cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run) -> bool:
-    """Wait until a metadata leader replicates to all and every partition is fully in sync."""
+    """Wait until the cluster is whole again, restarting a node that stays out.
+
+    Whole: a metadata leader replicates to every node, and every partition
+    (the cursors' too) has a leader and all three replicas in sync. A node
+    can stay out of the metadata Raft group after another node restarts (a
+    server matter, not the client's): it is killed and started again, and
+    that is counted as a repair, not as a fault.
+    """
+    for attempt in range(3):
+        stuck = await out_of_cluster(cluster, admin, run)
+        if stuck is None:
+            return True
+        if stuck < 0 or attempt == 2:
+            break
+        log(f"repair: node{stuck} stays out of the cluster; killing and starting it")
+        run.repairs += 1
+        await cluster.nodes[stuck].akill()
+        try:
+            await cluster.nodes[stuck].astart()
+        except LiftbridgeStartError as exc:
+            log(f"node{stuck} did not start: {str(exc).splitlines()[0]}")
+    return False
+
+
+async def out_of_cluster(
+    cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run
+) -> Optional[int]:
+    """None when the cluster is whole, else the node that is out (-1: unknown)."""
     try:
         await cluster.await_ready()
     except LiftbridgeStartError as exc:
-        log(f"cluster not ready: {str(exc).splitlines()[0]}")
-        return False
+        reason = str(exc).splitlines()[0]
+        log(f"cluster not ready: {reason}")
+        named = [i for i, node in enumerate(cluster.nodes) if f"{node.broker}:" in reason]
+        return named[0] if named else -1
+    ids = [node.server_id for node in cluster.nodes]
+    out: Counter[int] = Counter()
     with anyio.move_on_after(run.args.heal_timeout):
         while True:
             try:
@@ -349,15 +406,16 @@ async def healthy(cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run)
                     if s.name in (STREAM, CURSORS_STREAM)
                     for p in s.partitions.values()
                 ]
+                out = Counter(i for p in partitions for i, n in enumerate(ids) if n not in p.isr)
                 if len(partitions) == run.args.partitions + 1 and all(
-                    p.leader and len(p.isr) == len(cluster.nodes) for p in partitions
+                    p.leader and len(p.isr) == len(ids) for p in partitions
                 ):
-                    return True
+                    return None
             except Exception as exc:
                 run.error("admin get_metadata", exc)
             await anyio.sleep(0.5)
-    log("partitions not back in sync in time")
-    return False
+    log(f"partitions not back in sync in time (replicas out of sync by node: {dict(out)})")
+    return out.most_common(1)[0][0] if out else -1
 
 
 async def chaos(cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run, end: float) -> None:
@@ -397,11 +455,14 @@ async def chaos(cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run, e
             await node.astart()
         lasted = time.monotonic() - began
         run.faults[kind] += 1
-        run.longest_fault = max(run.longest_fault, lasted)
+        repairs = run.repairs
         if not await healthy(cluster, admin, run):
             run.failures.append(f"the cluster did not heal after fault {sum(run.faults.values())}")
             return
         recovery = time.monotonic() - began
+        if run.repairs > repairs:
+            lasted = recovery  # the node was down until repaired
+        run.longest_fault = max(run.longest_fault, lasted)
         run.longest_recovery = max(run.longest_recovery, recovery)
         log(f"  node{index} back after {lasted:.1f} s, partitions in sync after {recovery:.1f} s")
         await anyio.sleep(pause)
@@ -569,7 +630,8 @@ def summary(run: Run, args: argparse.Namespace, seconds: float) -> bool:
     )
     print(
         f"faults: {dict(run.faults)} (total {sum(run.faults.values())}), longest fault"
-        f" {run.longest_fault:.1f} s, longest recovery {run.longest_recovery:.1f} s"
+        f" {run.longest_fault:.1f} s, longest recovery {run.longest_recovery:.1f} s,"
+        f" repairs (a node restarted to rejoin) {run.repairs}"
     )
     print(
         f"acked: {acked}; lost: {len(lost)}; stored without ack: {unacked_stored};"
@@ -582,7 +644,16 @@ def summary(run: Run, args: argparse.Namespace, seconds: float) -> bool:
         f" {sum(ledger.group_dups for ledger in run.ledgers)})"
     )
     print(f"errors: {dict(run.errors.most_common())}")
-    print(f"restarts: {dict(run.restarts)}")
+    for text in run.error_examples.values():
+        print(f"  first {text.splitlines()[0][:300]}")
+    moves = run.resume_moves
+    back = [m for m in moves if m < 0]
+    skips = [m for m in moves if m > 0]
+    print(
+        f"restarts after errors: {dict(run.restarts)}; voluntary resubscribes {run.resubscribes}:"
+        f" {moves.count(0)} resumed at the stored cursor, {len(back)} before it"
+        f" (by {sorted(back)[:5]}), {len(skips)} after it"
+    )
     print(
         f"max stall: {stalls.get(worst, 0.0):.1f} s ({worst}); hang limit {hang_limit:.1f} s;"
         f" hangs: {len(hangs)}"
@@ -615,6 +686,8 @@ def summary(run: Run, args: argparse.Namespace, seconds: float) -> bool:
         failures.append(f"{stored_twice} messages stored twice")
     if mismatches:
         failures.append(f"acks naming the wrong offset: {mismatches[:10]}")
+    if skips:
+        failures.append(f"RESUME skipped messages after the stored cursor: {skips[:10]}")
     if acked == 0:
         failures.append("nothing was acked")
     for failure in failures:
@@ -660,6 +733,7 @@ def main() -> int:
     parser.add_argument("--max-pause", type=float, default=20.0, help="between faults, s")
     parser.add_argument("--first-fault", type=float, default=20.0, help="s after the start")
     parser.add_argument("--cursor-interval", type=float, default=0.5, help="s between set_cursor")
+    parser.add_argument("--resubscribe", type=float, default=60.0, help="s between leaving")
     parser.add_argument("--heal-timeout", type=float, default=120.0)
     parser.add_argument("--catch-up", type=float, default=120.0, help="s for readers at the end")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
