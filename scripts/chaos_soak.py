@@ -375,11 +375,14 @@ async def healthy(cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run)
             break
         log(f"repair: node{stuck} stays out of the cluster; killing and starting it")
         run.repairs += 1
+        began = time.monotonic()
         await cluster.nodes[stuck].akill()
         try:
             await cluster.nodes[stuck].astart()
         except LiftbridgeStartError as exc:
             log(f"node{stuck} did not start: {str(exc).splitlines()[0]}")
+        # The repair is a fault too (a kill and a start).
+        run.longest_fault = max(run.longest_fault, time.monotonic() - began)
     return False
 
 
@@ -455,14 +458,11 @@ async def chaos(cluster: LiftbridgeCluster, admin: LiftbridgeClient, run: Run, e
             await node.astart()
         lasted = time.monotonic() - began
         run.faults[kind] += 1
-        repairs = run.repairs
+        run.longest_fault = max(run.longest_fault, lasted)
         if not await healthy(cluster, admin, run):
             run.failures.append(f"the cluster did not heal after fault {sum(run.faults.values())}")
             return
         recovery = time.monotonic() - began
-        if run.repairs > repairs:
-            lasted = recovery  # the node was down until repaired
-        run.longest_fault = max(run.longest_fault, lasted)
         run.longest_recovery = max(run.longest_recovery, recovery)
         log(f"  node{index} back after {lasted:.1f} s, partitions in sync after {recovery:.1f} s")
         await anyio.sleep(pause)
@@ -734,7 +734,9 @@ def main() -> int:
     parser.add_argument("--first-fault", type=float, default=20.0, help="s after the start")
     parser.add_argument("--cursor-interval", type=float, default=0.5, help="s between set_cursor")
     parser.add_argument("--resubscribe", type=float, default=60.0, help="s between leaving")
-    parser.add_argument("--heal-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--heal-timeout", type=float, default=60.0, help="s for replicas to get back in sync"
+    )
     parser.add_argument("--catch-up", type=float, default=120.0, help="s for readers at the end")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args()
