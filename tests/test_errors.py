@@ -213,8 +213,11 @@ def test_a_subscription_whose_leader_moved_is_resumed() -> None:
     assert after.transient
 
 
-def test_a_subscription_whose_segment_closed_is_resumed() -> None:
-    error = _subscribe_error(Status.UNKNOWN, "segment has been closed", handshake_done=True)
+@pytest.mark.parametrize(
+    "text", ["segment has been closed", "failed to read message headers: segment not found"]
+)
+def test_a_subscription_whose_segment_closed_is_resumed(text: str) -> None:
+    error = _subscribe_error(Status.UNKNOWN, text, handshake_done=True)
     assert isinstance(error, ErrorSegmentClosed)
     assert error.transient
 

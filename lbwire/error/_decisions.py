@@ -297,8 +297,10 @@ def subscribe_error(
         return None  # stop position reached, end of read-only partition, or empty
     if status == Status.UNAVAILABLE:
         return ErrorUnavailable(text, status=status, not_processed=exc.not_processed)
-    if "segment has been closed" in text:
-        # v1.9.0: Internal before the handshake, Unknown after it.
+    if "segment has been closed" in text or "segment not found" in text:
+        # v1.9.0: Internal before the handshake, Unknown after it. "Not
+        # found": the segment being read was removed under the reader (seen
+        # in a chaos soak while leadership moved); the next subscribe reads on.
         return ErrorSegmentClosed(text, status=status)
     if not handshake_done:
         if status == Status.FAILED_PRECONDITION and "leader" in lowered:
