@@ -121,6 +121,10 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], 
     (Status.FAILED_PRECONDITION, "not the consumer group coordinator", ErrorNotCoordinator),
     (Status.FAILED_PRECONDITION, "not currently assigned", ErrorNotAssigned),
     (Status.INTERNAL, "no known metadata leader", ErrorNoMetadataLeader),
+    # A cursor call to a server that has not loaded `__cursors` yet (just
+    # restarted; server/cursors.go): missing as the client's own lookup says,
+    # so the cursor store waits it out for a stream it has seen.
+    (Status.INTERNAL, "cursors stream does not exist", ErrorNotFound),
     # Metadata changes are forwarded to the metadata leader over NATS; when it
     # just died and Raft has not noticed yet, NATS answers "no responders".
     (Status.INTERNAL, "no responders", ErrorNoMetadataLeader),
