@@ -38,6 +38,10 @@ logger = LazyLogger("lbwire.publish")
 
 _PATH = "/proto.API/PublishAsync"
 
+#: Longest `PublishSession.aclose` waits for the server to read the requests
+#: sent without an ack (AckPolicy.NONE) before it resets the stream.
+CLOSE_GRACE = 5.0
+
 
 class PendingAck:
     """The outcome of one pipelined publish: `await` it for the Ack.
@@ -158,6 +162,11 @@ class PublishSession:
         # what wakes it sooner when an earlier one comes.
         self._sweep_at = math.inf
         self._sweep_wake: Optional[anyio.Event] = None
+        # Whether a request went out with AckPolicy.NONE (nothing confirms
+        # that the server read it), and whether `aclose` half-closed the stream.
+        self._unconfirmed = False
+        self.draining = False
+        self._finished = anyio.Event()  # set when the reader ends
 
     async def start(self) -> None:
         """Open the stream; its reader runs in the client's task group.
@@ -192,6 +201,7 @@ class PublishSession:
                 raise error from None
         finally:
             self.closed = True
+            self._finished.set()
             if self._ended_by is not None:
                 error = self._ended_by
             self._open_gate()
@@ -366,6 +376,7 @@ class PublishSession:
             raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
         correlation_id = request.correlationId
         if request.ackPolicy == wire.AckPolicy.NONE:
+            self._unconfirmed = True
             self._last_sent = anyio.current_time()
             item = PendingAck(None, correlation_id, 0.0)
             item.resolve(None, None)  # the server sends nothing back
@@ -401,7 +412,7 @@ class PublishSession:
             except anyio.WouldBlock:
                 await lock.acquire()
             try:
-                if self._call.ended:
+                if self._call.ended or self.draining:
                     # The stream ended (its connection broke) before this
                     # request went out, and its reader has not run yet.
                     self.closed = True
@@ -431,7 +442,24 @@ class PublishSession:
         return now - self._last_sent
 
     async def aclose(self) -> None:
-        """End the stream; acks still awaited fail with ErrorUnavailable."""
+        """End the stream; acks still awaited fail with ErrorUnavailable.
+
+        When requests went out without an ack, the stream is half-closed
+        first and the server given up to `CLOSE_GRACE` seconds to end it:
+        Liftbridge drops the requests it has not read yet when the stream is
+        reset, and nothing else would tell the publisher.
+        """
         self.closed = True
+        call = self._call
+        if self._unconfirmed and call is not None and not call.ended and self._scope is not None:
+            with anyio.move_on_after(CLOSE_GRACE):
+                async with self._send_lock:  # no message half sent
+                    self.draining = True
+                    try:
+                        await call.end()
+                    except GRPCError:
+                        pass  # the stream broke: nothing more to wait for
+                    else:
+                        await self._finished.wait()
         if self._scope is not None:
             self._scope.cancel()

@@ -120,12 +120,19 @@ def _children() -> list[int]:
 #: the end of a pass.
 LONG_MODULES = ("test_benchmarks.py", "test_packaging.py", "test_docs.py")
 
+#: The hang guard (pytest-timeout) of those modules' tests and `slow` ones,
+#: which run for minutes; every other test has pyproject's `timeout`.
+LONG_TIMEOUT = 1800
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
     with_slow = {item.path for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        if item.path.name in LONG_MODULES or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
     # A stable sort of whole modules, so module-scoped servers start once.
     items.sort(key=lambda item: (item.path.name not in LONG_MODULES, item.path not in with_slow))
 

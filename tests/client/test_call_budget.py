@@ -7,7 +7,8 @@ bound the whole call, not each level.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, Callable
 
 import anyio
@@ -87,18 +88,60 @@ def _first(stream: str, key: Any, value: bytes, count: int) -> int:
     return 0
 
 
+class _Lag:
+    """How long the event loop was late during a block (see `_timed`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.elapsed = 0.0
+
+    @property
+    def bound(self) -> float:
+        """The budget, its slack, and the time the loop could not run."""
+        return POLICY.max_time + SLACK + self.seconds
+
+
+#: How often `_timed`'s ticker wakes.
+TICK = 0.01
+
+
+@contextlib.asynccontextmanager
+async def _timed() -> AsyncIterator[_Lag]:
+    """Time a block, and how late a ticker beside it woke, in all.
+
+    On a loaded machine the process waits for a CPU, and so does every timer
+    of the call measured: that wait is allowed on top of the budget. A call
+    that outlives its budget while the loop runs on time is not excused.
+    """
+    lag = _Lag()
+
+    async def tick() -> None:
+        while True:
+            before = anyio.current_time()
+            await anyio.sleep(TICK)
+            lag.seconds += max(0.0, anyio.current_time() - before - TICK)
+
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tick)
+        try:
+            yield lag
+        finally:
+            lag.elapsed = anyio.current_time() - started
+            tasks.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("method", sorted(CALLS))
 async def test_a_call_with_the_server_down_ends_within_the_retry_policy(
     server: LiftbridgeServer, method: str
 ) -> None:
-    async with LiftbridgeClient(
-        [server.broker], retry_policy=POLICY, resubscribe_wait_time=5.0
-    ) as client:
-        started = anyio.current_time()
+    async with (
+        LiftbridgeClient([server.broker], retry_policy=POLICY, resubscribe_wait_time=5.0) as client,
+        _timed() as lag,
+    ):
         with anyio.fail_after(HANG_GUARD), pytest.raises(LiftbridgeError):
             await CALLS[method](client)
-        elapsed = anyio.current_time() - started
-    assert elapsed <= POLICY.max_time + SLACK, f"{method} took {elapsed:.1f} s"
+    assert lag.elapsed <= lag.bound, f"{method} took {lag.elapsed:.1f} s (lag {lag.seconds:.1f} s)"
 
 
 WARM_CALLS = ["publish", "publish_keyed", "set_cursor", "get_cursor", "get_partition_metadata"]
@@ -118,11 +161,16 @@ async def test_calls_of_a_client_that_knew_the_server_end_within_the_retry_polic
         took = {}
         for method in WARM_CALLS:
             call = CALLS[method]
-            started = anyio.current_time()
-            with anyio.fail_after(HANG_GUARD), pytest.raises(LiftbridgeError):
-                await call(_Renamed(client, stream_name))
-            took[method] = round(anyio.current_time() - started, 1)
-    assert all(t <= POLICY.max_time + SLACK for t in took.values()), took
+            async with _timed() as lag:
+                with anyio.fail_after(HANG_GUARD), pytest.raises(LiftbridgeError):
+                    await call(_Renamed(client, stream_name))
+            took[method] = lag
+    late = {
+        m: (round(t.elapsed, 1), round(t.seconds, 1))
+        for m, t in took.items()
+        if t.elapsed > t.bound
+    }
+    assert not late, f"took (seconds, loop lag): {late}"
 
 
 class _Renamed:

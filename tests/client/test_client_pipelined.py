@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import anyio
 import pytest
-from client_support import HANG_GUARD, read_all
+from client_support import HANG_GUARD, collect, read_all
 from helpers import wait_until
 from helpers.frozen import frozen
 
@@ -18,8 +21,9 @@ from lbwire.error import (
     ErrorReadonly,
     PublishAsyncError,
 )
+from lbwire.publish import PublishSession
 from lbwire.testing import LiftbridgeServer
-from lbwire.types import AckPolicy
+from lbwire.types import AckPolicy, StartPosition
 
 pytestmark = pytest.mark.anyio
 
@@ -190,6 +194,51 @@ async def test_publish_async_with_ack_policy_none_resolves_to_none(
 ) -> None:
     pending = await client.publish_async(b"x", stream=stream, ack_policy=AckPolicy.NONE)
     assert await pending is None
+
+
+async def test_publish_async_with_ack_policy_none_is_all_stored_after_the_client_closes(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # Nothing comes back for these, so nothing tells the publisher whether the
+    # server read them: closing the client must not reset the stream before it
+    # did (Liftbridge drops the requests it had not read). The server is
+    # frozen while the client closes, so it finds every request and the
+    # stream's end (reset or half-close) waiting at once.
+    pid = fresh_server.pid
+    assert pid is not None
+    values = [b"%d" % i for i in range(20)]
+    closed = anyio.Event()
+
+    async def resume(session: PublishSession) -> None:
+        # Once the stream's end is written: a reset (the client closed) or a
+        # half-close (the client waits for the server).
+        await wait_until(
+            lambda: closed.is_set() or getattr(session, "draining", False), "the stream ends"
+        )
+        os.kill(pid, signal.SIGCONT)
+
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        try:
+            with anyio.fail_after(HANG_GUARD):
+                async with anyio.create_task_group() as tg:
+                    async with LiftbridgeClient([fresh_server.broker]) as publisher:
+                        await publisher.publish(b"opens the stream", stream=stream_name)
+                        session = publisher._publisher._session  # noqa: SLF001 (its state is the condition)
+                        assert session is not None
+                        os.kill(pid, signal.SIGSTOP)
+                        for value in values:
+                            await publisher.publish_async(
+                                value, stream=stream_name, ack_policy=AckPolicy.NONE
+                            )
+                        tg.start_soon(resume, session)
+                    closed.set()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        messages = await collect(
+            client.subscribe(stream_name, start_position=StartPosition.EARLIEST), 21
+        )
+    assert [m.value for m in messages] == [b"opens the stream", *values]
 
 
 async def test_publish_async_ack_timeout_raises_error_ack_timeout(

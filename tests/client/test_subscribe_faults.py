@@ -230,4 +230,4 @@ async def test_subscribe_timeout_bounds_the_set_up_on_a_frozen_leader(
             with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded):
                 await collect(client.subscribe(stream_name, timeout=1))
             took = anyio.current_time() - started
-    assert took < 3, took
+    assert took < 1 + 5, took  # the timeout, with room for a loaded machine

@@ -54,15 +54,22 @@ class Proxy:
     async def serve(self, client: anyio.abc.SocketStream) -> None:
         self.connections += 1
         stalled = self._stalled
-        upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
-        self._streams += [client, upstream]
-        with anyio.CancelScope() as scope:
-            self._scopes.append(scope)
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._pump, client, upstream, stalled)
-                tasks.start_soon(self._pump, upstream, client, stalled)
-        await anyio.aclose_forcefully(client)
-        await anyio.aclose_forcefully(upstream)
+        self._streams.append(client)
+        # Closed in `finally`: the proxy's end cancels this task, and a socket
+        # left to the garbage collector is a ResourceWarning.
+        try:
+            upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
+            try:
+                self._streams.append(upstream)
+                with anyio.CancelScope() as scope:
+                    self._scopes.append(scope)
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(self._pump, client, upstream, stalled)
+                        tasks.start_soon(self._pump, upstream, client, stalled)
+            finally:
+                await anyio.aclose_forcefully(upstream)
+        finally:
+            await anyio.aclose_forcefully(client)
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,7 @@ def flood_port() -> Iterator[int]:
     finally:
         server.stdin.close()  # the server's signal to stop
         server.wait(timeout=30)
+        server.stdout.close()
 
 
 def memory_kib(field: str) -> int:

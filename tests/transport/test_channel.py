@@ -13,7 +13,7 @@ from typing import AsyncIterator, Dict, List, Tuple
 import anyio
 import pytest
 from h2.errors import ErrorCodes
-from helpers import wait_until
+from helpers import HANG_GUARD, wait_until
 from helpers.h2peer import RawConnection, RawServer, memory_server
 from helpers.proxy import tcp_proxy
 from peer import PeerServer, path
@@ -83,13 +83,33 @@ async def test_messages_sent_in_a_row_share_one_write(channel: Channel) -> None:
         assert await call.receive() == b"warm-up"
         connection = channel.connection
         assert connection is not None
-        before = connection.transport.writes
-        for i in range(100):
-            await call.send_message(b"m%03d" % i)
-        assert connection.transport.writes == before  # not yet: the task has not yielded
+        # What each write carried: other frames may go out meanwhile in
+        # writes of their own (a PING's ack, when the peer pings), more of
+        # them on a loaded machine, so writes are told apart by content.
+        transport = connection.transport
+        chunks: List[bytes] = []
+        write_nowait, write = transport.write_nowait, transport.write
+
+        def recording_write_nowait(data: bytes) -> int:
+            sent = write_nowait(data)
+            chunks.append(bytes(data[:sent]))
+            return sent
+
+        async def recording_write(data: bytes) -> None:
+            await write(data)
+            chunks.append(bytes(data))
+
+        transport.write_nowait = recording_write_nowait  # type: ignore[method-assign]
+        transport.write = recording_write  # type: ignore[method-assign]
+        messages = [b"m%03d" % i for i in range(100)]
+        for message in messages:
+            await call.send_message(message)
+        assert chunks == []  # not yet: the task has not yielded
         received = [await call.receive() for _ in range(100)]
-        assert received == [b"m%03d" % i for i in range(100)]
-        assert connection.transport.writes == before + 1
+        assert received == messages
+        with_messages = [chunk for chunk in chunks if any(m in chunk for m in messages)]
+        assert len(with_messages) == 1
+        assert all(m in with_messages[0] for m in messages)
         await call.end()
 
 
@@ -193,8 +213,8 @@ async def test_local_deadline_resets_the_stream_when_the_server_ignores_it() -> 
             await channel.unary_unary("/t/Hang", b"", timeout=0.25)
         elapsed = anyio.current_time() - started
         assert caught.value.status is Status.DEADLINE_EXCEEDED
-        assert 0.24 <= elapsed < 1.5
-        with anyio.fail_after(5):
+        assert 0.24 <= elapsed < 0.25 + 5  # the deadline (room for a loaded machine)
+        with anyio.fail_after(HANG_GUARD):
             while not server.resets:
                 await server.reset_seen.wait()
         assert server.resets[0][1] == 8  # CANCEL
@@ -354,9 +374,10 @@ async def test_connect_to_closed_port_is_unavailable_quickly() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = ChannelConfig(connect_timeout=2.0)
+    # A refusal ends the call, not the connect timeout.
+    config = ChannelConfig(connect_timeout=30.0)
     async with Channel.open("127.0.0.1", port, config=config) as channel:
-        with anyio.fail_after(2.5):
+        with anyio.fail_after(10):
             with pytest.raises(GRPCError) as caught:
                 await channel.unary_unary(path("Echo"), b"")
         assert caught.value.status is Status.UNAVAILABLE
@@ -390,7 +411,7 @@ async def test_server_shutdown_fails_calls_in_flight_then_reconnects() -> None:
 
 async def test_connection_closed_mid_call_is_unavailable() -> None:
     async with raw_channel() as (server, channel):
-        with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
+        with anyio.fail_after(HANG_GUARD), pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Close", b"")
         assert caught.value.status is Status.UNAVAILABLE
         assert await channel.unary_unary("/t/Echo", b"new connection") == b"new connection"
@@ -533,11 +554,12 @@ async def test_keepalive_detects_a_stalled_peer(monkeypatch: pytest.MonkeyPatch)
         assert await channel.unary_unary("/t/Echo", b"alive") == b"alive"
         server.stalled.set()
         started = anyio.current_time()
-        with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
+        with anyio.fail_after(HANG_GUARD), pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Hang", b"")
         assert caught.value.status is Status.UNAVAILABLE
         assert "keepalive" in caught.value.message
-        assert anyio.current_time() - started < 2
+        # keepalive_time + keepalive_timeout, with room for a loaded machine.
+        assert anyio.current_time() - started < 0.5 + 5
 
 
 async def test_idle_connection_is_not_pinged(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Type
 
 import anyio
 import pytest
+from helpers import HANG_GUARD
 from helpers.h2peer import raw_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,7 +37,7 @@ async def test_garbage_fails_every_call_on_the_connection_and_the_channel_recove
             held.set()
 
         server.on_hold = on_hold
-        with anyio.fail_after(5):
+        with anyio.fail_after(HANG_GUARD):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(call, "/t/Hold")
                 await held.wait()
@@ -61,7 +62,7 @@ async def test_a_broken_call_fails_alone() -> None:
         async def held_call() -> None:
             result.append(await channel.unary_unary("/t/Hold", b"survivor"))
 
-        with anyio.fail_after(5):
+        with anyio.fail_after(HANG_GUARD):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(held_call)
                 await held.wait()

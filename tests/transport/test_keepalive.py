@@ -24,6 +24,7 @@ from typing import List, Optional, Tuple
 
 import anyio
 import pytest
+from helpers import HANG_GUARD
 from helpers.frozen import frozen
 from helpers.h2peer import memory_server
 from helpers.proxy import tcp_proxy
@@ -276,7 +277,7 @@ async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
                 failures.append(caught.value)
 
             # No keepalive: the socket's end alone must do it.
-            with anyio.fail_after(5):
+            with anyio.fail_after(HANG_GUARD):
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(unary)
                     await anyio.to_thread.run_sync(peer.event("started", request).wait, 5)

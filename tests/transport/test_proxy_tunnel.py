@@ -60,7 +60,7 @@ async def fake_proxy(handler: Handler) -> AsyncIterator[FakeProxy]:
             proxy.closed_by_client.set()
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    async with anyio.create_task_group() as tasks:
+    async with listener, anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, serve)
         proxy.port = listener.extra(SocketAttribute.local_port)
         try:

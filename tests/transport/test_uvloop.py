@@ -12,6 +12,7 @@ from typing import Any, Dict, Tuple
 
 import anyio
 import pytest
+from helpers import HANG_GUARD
 from helpers.h2peer import raw_server
 
 from lbwire.grpc import Channel, GRPCError, Status
@@ -57,7 +58,7 @@ async def test_deadline_and_cancellation(peer: Any, channel: Channel) -> None:
 
 async def test_a_closed_connection_fails_the_call_and_the_next_reconnects() -> None:
     async with raw_server() as server, Channel.open("127.0.0.1", server.port) as channel:
-        with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
+        with anyio.fail_after(HANG_GUARD), pytest.raises(GRPCError) as caught:
             await channel.unary_unary("/t/Close", b"")
         assert caught.value.status is Status.UNAVAILABLE
         assert await channel.unary_unary("/t/Echo", b"back") == b"back"
