@@ -121,7 +121,7 @@ if TYPE_CHECKING:
         ) -> AsyncIterator[Message]: ...
 
 
-__all__ = ["AutoOffset", "Consumer", "GroupPartition", "PartitionsCallback"]
+__all__ = ["AutoOffset", "Consumer", "GroupPartition", "PartitionKey", "PartitionsCallback"]
 
 logger = LazyLogger("lbwire.consumer")
 
@@ -824,8 +824,10 @@ class Consumer:
         with scope:
             try:
                 stored = await self.client.cursor_store.load(stream, partition, self.cursor_id)
-                # What the cursor holds as far as this member knows (see _hand_over).
-                self._committed.setdefault(key, stored)
+                # What the cursor holds as far as this member knows (see
+                # _hand_over); a seek keeps what the member committed itself.
+                if seek is None or key not in self._committed:
+                    self._committed[key] = stored
                 start_offset: Optional[int] = None
                 start_position = StartPosition.NEW_ONLY
                 if seek is not None:
