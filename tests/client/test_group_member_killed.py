@@ -62,6 +62,7 @@ class _Member:
         self.owned: set[GroupPartition] = set()
         self.assigned_at: dict[GroupPartition, float] = {}
         self.delivered: list[tuple[int, int]] = []
+        self.reading = anyio.CancelScope()
 
     async def on_assigned(self, partitions: list[GroupPartition]) -> None:
         now = time.monotonic()
@@ -126,8 +127,11 @@ async def test_survivors_take_over_a_killed_members_partition_losing_nothing(
             ):
                 await consumer.wait_assigned()
                 started.set()
-                async for msg in consumer:
-                    member.delivered.append((msg.partition, msg.offset))
+                # Only the loop is cancelled at the end: the member then
+                # leaves the group with its client still running.
+                with member.reading:
+                    async for msg in consumer:
+                        member.delivered.append((msg.partition, msg.offset))
 
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         c_process: Process | None = None
@@ -202,7 +206,8 @@ async def test_survivors_take_over_a_killed_members_partition_losing_nothing(
                     }
 
                 await wait_until(all_delivered, "every message delivered")
-                tg.cancel_scope.cancel()
+                for member in (a, b):
+                    member.reading.cancel()
         finally:
             if c_process is not None and c_process.returncode is None:
                 c_process.kill()
