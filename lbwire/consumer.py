@@ -823,10 +823,12 @@ class Consumer:
         assert self._send is not None
         with scope:
             try:
+                known = self._committed.get(key)
                 stored = await self.client.cursor_store.load(stream, partition, self.cursor_id)
                 # What the cursor holds as far as this member knows (see
-                # _hand_over); a seek keeps what the member committed itself.
-                if seek is None or key not in self._committed:
+                # _hand_over), unless the member committed while it was read
+                # (newer) or this is a seek (the member's own knowledge stands).
+                if self._committed.get(key) == known and (seek is None or known is None):
                     self._committed[key] = stored
                 start_offset: Optional[int] = None
                 start_position = StartPosition.NEW_ONLY

@@ -377,16 +377,24 @@ async def test_rebalance_callbacks_name_the_partitions_that_came_and_went(
         async with client.consumer(
             group, [stream_name], on_assigned=seen_b.assigned, on_revoked=seen_b.revoked
         ) as b:
+
+            def reads(consumer: Consumer) -> set[GroupPartition]:
+                return {
+                    GroupPartition(stream_name, p)
+                    for p in consumer.assignments.get(stream_name, [])
+                }
+
+            # The callbacks agree with what each member reads (a read task
+            # restarts after the server ends it, hence the wait).
             await wait_until(
-                lambda: len(seen_a.owned()) == 2 and len(seen_b.owned()) == 2, "a 2/2 split"
+                lambda: (
+                    len(seen_a.owned()) == len(seen_b.owned()) == 2
+                    and reads(a) == seen_a.owned()
+                    and reads(b) == seen_b.owned()
+                ),
+                "a 2/2 split, as the callbacks tell it",
             )
             assert seen_a.owned() | seen_b.owned() == everything
-            assert {GroupPartition(stream_name, p) for p in a.assignments[stream_name]} == (
-                seen_a.owned()
-            )
-            assert {GroupPartition(stream_name, p) for p in b.assignments[stream_name]} == (
-                seen_b.owned()
-            )
             assert all(kind == "assigned" for kind, _ in seen_b.events)
             kinds = [kind for kind, _ in seen_a.events]
             assert "revoked" in kinds
@@ -564,7 +572,9 @@ async def test_a_commit_in_on_revoked_hands_the_partition_over(
         async with client.consumer(group, [stream_name], consumer_id="b") as b:
             await wait_until(lambda: committed_in_callback != [], "a's on_revoked committed")
             (moved,) = committed_in_callback
-            assert b.assignments == {stream_name: [moved.partition]}
+            await wait_until(
+                lambda: b.assignments == {stream_name: [moved.partition]}, "b reads it"
+            )
             assert await client.cursor_store.load(stream_name, moved.partition, cursor_id) == 4
             # Once revoked, the partition is not a's to commit.
             with pytest.raises(ErrorInvalidPartition):
