@@ -13,17 +13,19 @@ A publish that failed is sent again only when it never went out
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections import deque
 from typing import (
     TYPE_CHECKING,
     Any,
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Deque,
     Dict,
     Iterable,
+    List,
     Optional,
     Set,
     TypeVar,
@@ -473,24 +475,51 @@ class Publisher:
 
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool
-    ) -> AsyncIterator[wire.PublishResponse]:
+    ) -> AsyncGenerator[wire.PublishResponse, None]:
         """Pipeline `requests`, yielding their responses in order (see the client's)."""
         if self.connections.open:
-            async for response in self._pipeline(await self.session(), requests, wait):
-                yield response
-            return
-        # Outside the client's block the iteration owns its stream.
-        async with self.connections.outside_scope() as task_group:
-            session = await self._open_session(task_group)
+            responses = self._pipeline(await self.session(), requests, wait)
             try:
-                async for response in self._pipeline(session, requests, wait):
+                async for response in responses:
                     yield response
             finally:
-                await session.aclose()
+                # Closed here, not left to the garbage collector (trio warns).
+                await responses.aclose()
+            return
+        # Outside the client's block the iteration owns its connection. No
+        # task group may be held across `yield` (see OutsideIteration): each
+        # part of BULK_IN_FLIGHT requests goes over a stream of its own in
+        # one step, and its responses are yielded after that step.
+        iteration = self.connections.outside_iteration()
+        requests_left = iter(requests)
+        try:
+            while True:
+                part = list(itertools.islice(requests_left, BULK_IN_FLIGHT))
+                if not part:
+                    return
+                received: List[wire.PublishResponse] = []
+                async with iteration.step() as task_group:
+                    session = await self._open_session(task_group)
+                    pipeline = self._pipeline(session, part, wait)
+                    try:
+                        async for response in pipeline:
+                            received.append(response)
+                    finally:
+                        # Closed here, not by the garbage collector (trio warns).
+                        try:
+                            await pipeline.aclose()
+                        finally:
+                            await session.aclose()
+                for response in received:
+                    yield response
+                if session.timed_out:
+                    return  # (wait=False: the pipeline stopped at an ack timeout)
+        finally:
+            await iteration.aclose()
 
     async def _pipeline(
         self, session: PublishSession, requests: Iterable[wire.PublishRequest], wait: bool
-    ) -> AsyncIterator[wire.PublishResponse]:
+    ) -> AsyncGenerator[wire.PublishResponse, None]:
         # At most BULK_IN_FLIGHT requests await their acks: the iterable is
         # read only as acks come back, so an endless one works in bounded
         # memory. Acks are yielded in request order as soon as they are in.
@@ -515,6 +544,7 @@ class Publisher:
             except ErrorAckTimeout:
                 if wait:
                     raise
+                session.timed_out = True
                 return
             if ack is not None:
                 yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)

@@ -279,5 +279,9 @@ class PublishMethods:
             ErrorAckTimeout: With `wait`, an ack missing after
                 `publish_async_ack_timeout`.
         """
-        async for response in self._publisher.publish_bulk(iter_req, wait):
-            yield response
+        responses = self._publisher.publish_bulk(iter_req, wait)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            await responses.aclose()  # not left to the garbage collector (trio warns)

@@ -13,6 +13,7 @@ the outage, not the number of subscriptions.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from typing import (
@@ -103,9 +104,13 @@ class _Fetch:
         return not self.streams or (bool(streams) and streams <= self.streams)
 
     def outcome(self) -> Optional[wire.FetchMetadataResponse]:
-        """The answer, the failure raised, or None if it never finished."""
-        if self.error is not None:
-            raise self.error
+        """The answer, the failure raised (a copy of its own), or None if it never finished."""
+        error = self.error
+        if error is not None:
+            # One object raised in every caller would gather all their
+            # frames in its traceback, and keep them alive with the last
+            # fetch: each caller gets a copy, whose cause is the original.
+            raise copy.copy(error) from error
         return self.response
 
 
@@ -333,7 +338,15 @@ class Router:
 
         async def attempt(failures: int) -> _R:
             nonlocal failed_at
-            address = await self.leader(stream, partition, refresh=failures > 0, since=failed_at)
+            try:
+                address = await self.leader(
+                    stream, partition, refresh=failures > 0, since=failed_at
+                )
+            except LiftbridgeError:
+                # Fresh metadata that names no leader (an election under
+                # way): the next try needs an answer newer than this one.
+                failed_at = anyio.current_time()
+                raise
             try:
                 return await self.call(
                     address, method, request, response_type, timeout=timeout or self.rpc_timeout

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .observer import ClientObserver
     from .options import ClientOptions
     from .retry import RetryPolicy
-    from .sync import Consumer
+    from .sync import Consumer, Reader
     from .sync import _LoopClient as _Base
     from .types import (
         Ack,
@@ -887,6 +887,54 @@ class SyncClientMethods(_Base):
             correlation_id=correlation_id,
             ack_policy=ack_policy,
             ack_timeout=ack_timeout,
+        )
+
+    def reader(
+        self,
+        stream: str,
+        partitions: Optional[Iterable[int]] = None,
+        *,
+        cursor_id: Optional[str] = None,
+        start_position: StartPosition = StartPosition.EARLIEST,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
+        stop_offset: Optional[int] = None,
+        stop_timestamp: Optional[float] = None,
+        auto_commit: bool = True,
+        commit_every: Optional[int] = None,
+        commit_interval: Optional[float] = 5.0,
+        max_buffered: int = 256,
+        allow_isr: bool = False,
+        resume: bool = False,
+    ) -> Reader:
+        """A blocking reader of every partition of `stream` (see `Reader`).
+
+        Use the result as a context manager, then iterate it; the arguments
+        are the async client's `reader`'s.
+
+        Raises:
+            ValueError: An empty stream name or partition list, a negative
+                partition, RESUME as start_position, or a bound out of range.
+        """
+        return self._wrap_reader(
+            self._client.reader(
+                stream,
+                partitions,
+                cursor_id=cursor_id,
+                start_position=start_position,
+                start_offset=start_offset,
+                start_timestamp=start_timestamp,
+                stop_position=stop_position,
+                stop_offset=stop_offset,
+                stop_timestamp=stop_timestamp,
+                auto_commit=auto_commit,
+                commit_every=commit_every,
+                commit_interval=commit_interval,
+                max_buffered=max_buffered,
+                allow_isr=allow_isr,
+                resume=resume,
+            )
         )
 
     def report_consumer_group_coordinator(

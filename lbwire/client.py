@@ -92,6 +92,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from .consumer import AutoOffset, Consumer, PartitionsCallback
+    from .reader import StreamReader
 
 __all__ = [
     "CURSOR_STREAM",
@@ -324,7 +325,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         None (the default) tells no one; `lbwire.otel.instrument` sets one.
         See `lbwire.observer.ClientObserver`.
         """
-        return self._connections.observers.current
+        return self._connections.observers.installed
 
     @observer.setter
     def observer(self, observer: Optional[ClientObserver]) -> None:
@@ -390,13 +391,21 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
         # A subscription made outside the client's block (as gufo allows)
-        # owns its connections and their tasks until it is closed.
-        async with self._connections.outside_scope():
-            try:
-                async for message in messages:
-                    yield message
-            finally:
-                await messages.aclose()  # type: ignore[attr-defined]
+        # owns its connections until it is closed. Their tasks run only while
+        # it waits for a message: no task group is held across `yield`, so a
+        # `break` without aclose ends it cleanly (see OutsideIteration).
+        iteration = self._connections.outside_iteration()
+        try:
+            while True:
+                async with iteration.step():
+                    try:
+                        message = await messages.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield message
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]
+            await iteration.aclose()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -507,4 +516,64 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             max_buffered=max_buffered,
             on_assigned=on_assigned,
             on_revoked=on_revoked,
+        )
+
+    # ------------------------------------------------------------------ whole streams
+
+    def reader(
+        self,
+        stream: str,
+        partitions: Optional[Iterable[int]] = None,
+        *,
+        cursor_id: Optional[str] = None,
+        start_position: StartPosition = StartPosition.EARLIEST,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
+        stop_offset: Optional[int] = None,
+        stop_timestamp: Optional[float] = None,
+        auto_commit: bool = True,
+        commit_every: Optional[int] = None,
+        commit_interval: Optional[float] = 5.0,
+        max_buffered: int = 256,
+        allow_isr: bool = False,
+        resume: bool = False,
+    ) -> StreamReader:
+        """A reader of every partition of `stream` (or `partitions`), each from its own cursor.
+
+        Use the result as an async context manager inside the client's
+        block, then iterate it (see `lbwire.reader.StreamReader`). A
+        partition with a stored cursor `cursor_id` resumes from it; the
+        others start at `start_position` (EARLIEST, LATEST or NEW_ONLY), or
+        `start_offset`/`start_timestamp`. The stop arguments apply to each
+        partition, as in `subscribe`; the reader ends when every partition
+        has stopped. With `auto_commit` (and a `cursor_id`) processed
+        positions are committed every `commit_every` messages, every
+        `commit_interval` seconds and on leaving the block; each partition
+        buffers at most `max_buffered` messages.
+
+        Raises:
+            ValueError: An empty stream name or partition list, a negative
+                partition, RESUME as start_position, or a bound out of range.
+        """
+        # Imported on first use, as most programs read single partitions.
+        from .reader import StreamReader
+
+        return StreamReader(
+            self,
+            stream,
+            partitions,
+            cursor_id=cursor_id,
+            start_position=start_position,
+            start_offset=start_offset,
+            start_timestamp=start_timestamp,
+            stop_position=stop_position,
+            stop_offset=stop_offset,
+            stop_timestamp=stop_timestamp,
+            auto_commit=auto_commit,
+            commit_every=commit_every,
+            commit_interval=commit_interval,
+            max_buffered=max_buffered,
+            allow_isr=allow_isr,
+            resume=resume,
         )

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cursors import CursorStore
+    from .reader import MessageBatches
     from .retry import RetryPolicy
     from .types import PartitionMetadata
 
@@ -253,6 +254,9 @@ class Consumer:
         self._last_answer = -math.inf
         self._last: Optional[_Key] = None
         self._last_offset = -1
+        #: The batch handed out last: partition to its last offset.
+        self._batch: Dict[_Key, int] = {}
+        self._batch_error: Optional[LiftbridgeError] = None
         self._task_group: Optional[TaskGroup] = None
         self._send: Optional[MemoryObjectSendStream[object]] = None
         self._receive: Optional[MemoryObjectReceiveStream[object]] = None
@@ -380,6 +384,75 @@ class Consumer:
         if self._last is not None:
             self._processed[self._last] = self._last_offset
             self._last = None
+        if self._batch:
+            self._processed.update(self._batch)
+            self._batch = {}
+
+    def batches(self, max_count: int, max_wait: float) -> MessageBatches:
+        """Iterate the messages in lists of at most `max_count` (async for).
+
+        A batch merges the member's partitions, in order within each. It is
+        built from messages that have already arrived: once the first is
+        there, it waits at most `max_wait` seconds for more (0: not at all).
+        Its messages count as processed when the next batch is asked for.
+
+        Raises:
+            ValueError: `max_count` below 1 or a negative `max_wait`.
+        """
+        from .reader import MessageBatches
+
+        return MessageBatches(self, max_count, max_wait)
+
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]:
+        """One batch (see `batches`); raises StopAsyncIteration when the member ended."""
+        if self._receive is None:
+            raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
+        self._mark_last_processed()
+        if self._batch_error is not None:
+            error, self._batch_error = self._batch_error, None
+            raise error
+        batch: List[Message] = []
+        deadline: Optional[float] = None
+        while len(batch) < max_count:
+            if batch and deadline is None:
+                deadline = anyio.current_time() + max_wait
+            held = self._take_held()
+            try:
+                item = held if held is not None else await self._receive_until(deadline)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                if batch:
+                    break
+                raise StopAsyncIteration from None
+            if item is None:
+                break  # max_wait passed
+            if isinstance(item, LiftbridgeError):
+                if not batch:
+                    raise item
+                self._batch_error = item  # after the messages that came before it
+                break
+            scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+            key = (msg.stream, msg.partition)
+            if self._tasks.get(key) is not scope:
+                continue  # a partition taken away, or sought
+            if key in self._paused:
+                self._held.setdefault(key, deque()).append((scope, msg))
+                continue
+            batch.append(msg)
+            self._batch[key] = msg.offset
+        return batch
+
+    async def _receive_until(self, deadline: Optional[float]) -> object:
+        """The next item of the partitions' stream; None when `deadline` passed first."""
+        assert self._receive is not None
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        if deadline is None:
+            return await self._receive.receive()
+        with anyio.CancelScope(deadline=deadline):  # (no move_on_at in anyio for 3.9)
+            return await self._receive.receive()
+        return None
 
     # ------------------------------------------------------------------ commits
 
@@ -422,6 +495,8 @@ class Consumer:
             wanted[key] = offset
         if self._last in wanted:
             self._last = None  # the caller says what is processed
+        for key in wanted:
+            self._batch.pop(key, None)
         for key, offset in wanted.items():
             if offset > 0:
                 self._processed[key] = offset - 1
@@ -547,7 +622,7 @@ class Consumer:
         old = self._tasks.pop(key, None)
         if old is not None:
             old.cancel()
-        if self._last == key:
+        if self._last == key or key in self._batch:
             self._mark_last_processed()
         self._held.pop(key, None)
         self._start_reading(key, offset)
@@ -748,7 +823,9 @@ class Consumer:
         revoked = sorted(before - wanted)
         for key in [k for k in self._tasks if k not in wanted]:
             self._tasks.pop(key).cancel()
-        if self._last is not None and self._last not in wanted:
+        if (self._last is not None and self._last not in wanted) or any(
+            key not in wanted for key in self._batch
+        ):
             self._mark_last_processed()
         if revoked:
             self._revoking.update(revoked)

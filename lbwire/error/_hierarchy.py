@@ -178,11 +178,12 @@ class ErrorLeaderMoved(ErrorInternal):
 
 
 class ErrorSegmentClosed(ErrorInternal):
-    """The log closed the segment a subscription was reading.
+    """The log closed (or lost) the segment a subscription was reading.
 
-    The log cleaner replaced it (a new subscription gets past it), or the
-    partition was paused. `LiftbridgeClient.subscribe` resumes, or raises
-    `ErrorPartitionPaused`, instead of raising this.
+    The log cleaner replaced it or the log was cut under the reader (a new
+    subscription gets past it), or the partition was paused.
+    `LiftbridgeClient.subscribe` resumes, or raises `ErrorPartitionPaused`,
+    instead of raising this.
     """
 
     transient = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import traceback
 
 import anyio
 import pytest
@@ -86,11 +87,9 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(
     assert 1 <= len(counter.starts) <= 2
 
 
-async def test_a_failed_fetch_fails_every_caller_it_served(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    counter = CallCounter("FetchMetadata").install(monkeypatch)
-    failures: list[BaseException] = []
+async def refresh_together_at_a_refusing_port(callers: int) -> list[ErrorUnavailable]:
+    """What `callers` concurrent refreshes raise when no broker accepts connections."""
+    failures: list[ErrorUnavailable] = []
 
     async def refresh(client: LiftbridgeClient) -> None:
         try:
@@ -98,17 +97,41 @@ async def test_a_failed_fetch_fails_every_caller_it_served(
         except ErrorUnavailable as exc:
             failures.append(exc)
 
-    async def refresh_together(client: LiftbridgeClient) -> None:
-        async with anyio.create_task_group() as tg:
-            for _ in range(20):
-                tg.start_soon(refresh, client)
-
     # A loopback port that refuses connections (bound, not listening).
     with socket.socket() as refusing:
         refusing.bind(("127.0.0.1", 0))
         broker = f"127.0.0.1:{refusing.getsockname()[1]}"
         policy = RetryPolicy(attempts=1)
-        async with LiftbridgeClient([broker], retry_policy=policy) as client:
-            await refresh_together(client)
+        async with (
+            LiftbridgeClient([broker], retry_policy=policy) as client,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(callers):
+                tg.start_soon(refresh, client)
+    return failures
+
+
+async def test_a_failed_fetch_fails_every_caller_it_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = CallCounter("FetchMetadata").install(monkeypatch)
+    failures = await refresh_together_at_a_refusing_port(20)
     assert len(failures) == 20
     assert len(counter.starts) == 1
+
+
+async def test_each_caller_of_a_failed_fetch_gets_an_exception_of_its_own() -> None:
+    # One exception object raised in twenty tasks would gather every task's
+    # frames in its traceback (and keep them alive with the last fetch).
+    failures = await refresh_together_at_a_refusing_port(20)
+    assert len({id(failure) for failure in failures}) == 20
+    for failure in failures:
+        frames = traceback.extract_tb(failure.__traceback__)
+        routers = [f for f in frames if f.filename.endswith("_routing.py") and f.name == "refresh"]
+        assert len(routers) == 1
+    # The waiters' exceptions say the same, and lead to the fetch's own.
+    (fetched,) = [f for f in failures if f.__cause__ not in failures]
+    assert all(f.__cause__ is fetched for f in failures if f is not fetched)
+    assert {(type(f), str(f), f.status) for f in failures} == {
+        (type(fetched), str(fetched), fetched.status)
+    }

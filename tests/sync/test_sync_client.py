@@ -201,6 +201,24 @@ def test_consumer_member_controls(client, stream_name):
             member.seek(5, 0)
 
 
+def test_whole_stream_reader(client, stream_name):
+    client.create_stream(stream_name, partitions=2, wait_for_stream=True)
+    for partition in (0, 1):
+        for value in (b"a", b"b"):
+            client.publish(value, stream=stream_name, partition=partition)
+    with client.reader(stream_name, cursor_id="r", commit_interval=None) as reader:
+        got = [next(reader) for _ in range(3)]
+        batch = next(reader.batches(10, 0))
+        assert reader.highwater() == {0: 1, 1: 1}
+        assert reader.lag() == {0: 2, 1: 2}  # nothing committed yet
+        reader.commit()  # the three single messages; the batch is still in hand
+        assert sum(reader.committed().values()) == 3
+        assert sum(reader.lag().values()) == 1
+    assert sorted((m.partition, m.offset) for m in got + batch) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # Leaving the block committed the batch in hand too.
+    assert [client.get_cursor(stream_name, p, "r") for p in (0, 1)] == [2, 2]
+
+
 def test_close_from_another_thread_ends_a_blocked_subscription(liftbridge_server, stream_name):
     client = LiftbridgeClient([liftbridge_server.broker])
     client.create_stream(stream_name, wait_for_stream=True)
