@@ -579,3 +579,29 @@ async def test_a_commit_in_on_revoked_hands_the_partition_over(
             # Once revoked, the partition is not a's to commit.
             with pytest.raises(ErrorInvalidPartition):
                 await a.commit({moved: 5})
+
+
+@pytest.mark.anyio
+async def test_batches_of_a_member_leave_a_paused_partition_out(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 3)
+    async with client.consumer(
+        "g-" + stream_name, [stream_name], auto_offset=AutoOffset.EARLIEST
+    ) as consumer:
+        await consumer.wait_assigned()
+        consumer.pause(0)
+        got: list[tuple[int, int]] = []
+        with anyio.fail_after(HANG_GUARD):
+            async for batch in consumer.batches(10, 0.05):
+                got.extend((m.partition, m.offset) for m in batch)
+                if len(got) >= 3:
+                    break
+        assert got == [(1, 0), (1, 1), (1, 2)]
+        consumer.resume(0)
+        with anyio.fail_after(HANG_GUARD):
+            async for batch in consumer.batches(10, 0.05):
+                got.extend((m.partition, m.offset) for m in batch)
+                if len(got) >= 6:
+                    break
+    assert got[3:] == [(0, 0), (0, 1), (0, 2)]
