@@ -38,3 +38,6 @@ class LazyLogger:
 
     def warning(self, msg: str, *args: object, exc_info: bool = False) -> None:
         self._get().warning(msg, *args, stacklevel=2, exc_info=exc_info)
+
+    def error(self, msg: str, *args: object, exc_info: bool = False) -> None:
+        self._get().error(msg, *args, exc_info=exc_info, stacklevel=2)

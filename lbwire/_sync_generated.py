@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._cursors import CursorStore
     from ._pool import ConnectionInfo
     from .activity import ActivityEvent
-    from .consumer import AutoOffset
+    from .consumer import AutoOffset, PartitionsCallback
     from .grpc.config import ChannelConfig
     from .metadata import MetadataCache
     from .observer import ClientObserver
@@ -213,6 +213,8 @@ class SyncClientMethods(_Base):
         auto_offset: Optional[AutoOffset] = None,
         auto_checkpoint_interval: Optional[float] = 5.0,
         max_buffered: int = 256,
+        on_assigned: Optional[PartitionsCallback] = None,
+        on_revoked: Optional[PartitionsCallback] = None,
     ) -> Consumer:
         """A blocking member of consumer group `group_id` reading `streams` (see `Consumer`).
 
@@ -230,6 +232,8 @@ class SyncClientMethods(_Base):
                 auto_offset=auto_offset,
                 auto_checkpoint_interval=auto_checkpoint_interval,
                 max_buffered=max_buffered,
+                on_assigned=on_assigned,
+                on_revoked=on_revoked,
             )
         )
 

@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from .consumer import AutoOffset, Consumer
+    from .consumer import AutoOffset, Consumer, PartitionsCallback
     from .reader import StreamReader
 
 __all__ = [
@@ -489,11 +489,16 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         auto_offset: Optional[AutoOffset] = None,
         auto_checkpoint_interval: Optional[float] = 5.0,
         max_buffered: int = 256,
+        on_assigned: Optional[PartitionsCallback] = None,
+        on_revoked: Optional[PartitionsCallback] = None,
     ) -> Consumer:
         """A member of consumer group `group_id` reading `streams` (see `lbwire.consumer`).
 
         Use the result as an async context manager, then iterate it.
-        `auto_offset` None means `AutoOffset.NEW_ONLY`.
+        `auto_offset` None means `AutoOffset.NEW_ONLY`. `on_assigned` and
+        `on_revoked` are awaited with the partitions (a sorted list of
+        `GroupPartition`) the member was given or lost; see `Consumer` for
+        when they run and what an exception in them does.
 
         Raises:
             ValueError: Empty group id or no streams.
@@ -509,6 +514,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             auto_offset=AutoOffset.NEW_ONLY if auto_offset is None else auto_offset,
             auto_checkpoint_interval=auto_checkpoint_interval,
             max_buffered=max_buffered,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
         )
 
     # ------------------------------------------------------------------ whole streams

@@ -11,25 +11,37 @@ it, so that a majority of members triggers a fail-over.
 
 Delivery is at least once: a message whose processing was not committed
 before a reassignment is delivered again to the partition's next owner.
+
+Partitions are named by `GroupPartition` (stream, partition), in the
+`on_assigned` and `on_revoked` callbacks, in `lag()` and as the keys of
+`commit(offsets)`, `seek`, `pause` and `resume`; a member of a single stream
+may give the partition number alone.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 from enum import IntEnum
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     AsyncGenerator,
     AsyncIterator,
+    Awaitable,
+    Callable,
+    Deque,
     Dict,
     List,
+    Mapping,
+    NamedTuple,
     Optional,
     Sequence,
     Set,
     Tuple,
     Type,
+    Union,
     cast,
 )
 
@@ -43,6 +55,7 @@ from .error import (
     ErrorChannelClosed,
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
+    ErrorInvalidPartition,
     ErrorNotAssigned,
     ErrorNotCoordinator,
     ErrorNotFound,
@@ -65,6 +78,7 @@ if TYPE_CHECKING:
     from ._cursors import CursorStore
     from .reader import MessageBatches
     from .retry import RetryPolicy
+    from .types import PartitionMetadata
 
     class GroupClient(Protocol):
         """What a consumer needs of `LiftbridgeClient` (no import of it: no cycle)."""
@@ -89,6 +103,10 @@ if TYPE_CHECKING:
             self, group_id: str
         ) -> Optional[wire.ConsumerGroupMetadata]: ...
 
+        async def get_partition_metadata(
+            self, stream: str, partition: int, wait_for_stream: bool = ...
+        ) -> PartitionMetadata: ...
+
         async def report_consumer_group_coordinator(
             self, group_id: str, consumer_id: str, coordinator: str, epoch: int
         ) -> None: ...
@@ -104,11 +122,28 @@ if TYPE_CHECKING:
         ) -> AsyncIterator[Message]: ...
 
 
-__all__ = ["AutoOffset", "Consumer"]
+__all__ = ["AutoOffset", "Consumer", "GroupPartition", "PartitionKey", "PartitionsCallback"]
 
 logger = LazyLogger("lbwire.consumer")
 
+
+class GroupPartition(NamedTuple):
+    """One partition of a member's streams: a `(stream, partition)` tuple with names."""
+
+    stream: str
+    partition: int
+
+
 _Key = Tuple[str, int]
+
+#: An `on_assigned` or `on_revoked` callback: awaited with the partitions
+#: that came or went, a sorted list of `GroupPartition`.
+PartitionsCallback = Callable[[List[GroupPartition]], Awaitable[None]]
+
+#: How a partition is named in `commit(offsets)`, `seek`, `pause` and
+#: `resume`: `(stream, partition)`, or the partition number alone when the
+#: member reads one stream.
+PartitionKey = Union[int, Tuple[str, int]]
 
 
 class AutoOffset(IntEnum):
@@ -146,8 +181,28 @@ class Consumer:
 
     A message counts as processed when the iterator is asked for the next
     one; processed positions are committed every `auto_checkpoint_interval`
-    seconds, on `checkpoint()`, when a partition is taken away, and on exit
-    (before the member leaves the group).
+    seconds, on `commit()` (or `checkpoint()`), when a partition is taken
+    away, and on exit (before the member leaves the group).
+
+    Rebalance callbacks: `on_assigned(partitions)` is awaited after the
+    member starts reading partitions it was given (its first assignment
+    included), `on_revoked(partitions)` when it learns that partitions were
+    taken away, after it stopped handing out their messages and before its
+    hand-over commit. `partitions` is a sorted list of `GroupPartition`.
+    The coordinator reassigns at once, but a member learns of it only at its
+    next poll (every `fetch_assignments_fraction` of the group's consumer
+    timeout), so `on_revoked` comes late: the new owner may already have
+    started from the committed position, and everything the old member
+    processed after that commit is delivered to the new owner again. A
+    commit made in `on_revoked` (`commit(offsets)` accepts the partitions
+    being revoked) narrows that window; it cannot close it. A member that
+    dies commits nothing more: its partitions go to the others once the
+    server's consumer timeout passes, from the last committed position.
+    The callbacks run in the member's polling task, which is also its
+    heartbeat, so they must finish well within the consumer timeout. An
+    exception a callback raises is logged (with its traceback) and the
+    member goes on, as with aiokafka's rebalance listener: a rebalance is
+    not undone by a failing callback. No callback runs when the block exits.
 
     Raises (from the iterator):
         ErrorNotFound: With AutoOffset.NONE, a partition has no committed position.
@@ -165,6 +220,8 @@ class Consumer:
         auto_checkpoint_interval: Optional[float] = 5.0,
         fetch_assignments_fraction: float = 0.4,
         max_buffered: int = 256,
+        on_assigned: Optional[PartitionsCallback] = None,
+        on_revoked: Optional[PartitionsCallback] = None,
     ) -> None:
         if not group_id:
             raise ErrorInvalidArgument("Consumer group id must not be empty")
@@ -204,6 +261,15 @@ class Consumer:
         self._send: Optional[MemoryObjectSendStream[object]] = None
         self._receive: Optional[MemoryObjectReceiveStream[object]] = None
         self._assigned = anyio.Event()
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        #: Partitions whose `on_revoked` is running: `commit(offsets)` may
+        #: still commit them (with the hand-over's check).
+        self._revoking: Set[_Key] = set()
+        #: Paused partitions: their readers wait on the event, and messages
+        #: already buffered wait in `_held` until `resume`.
+        self._paused: Dict[_Key, anyio.Event] = {}
+        self._held: Dict[_Key, Deque[Tuple[anyio.CancelScope, Message]]] = {}
 
     @property
     def cursor_id(self) -> str:
@@ -280,20 +346,39 @@ class Consumer:
             raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
         self._mark_last_processed()
         while True:
-            try:
-                item = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
-            if isinstance(item, BaseException):
-                raise item
-            scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+            held = self._take_held()
+            if held is not None:
+                scope, msg = held
+            else:
+                try:
+                    item = await self._receive.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    raise StopAsyncIteration from None
+                if isinstance(item, BaseException):
+                    raise item
+                scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
             key = (msg.stream, msg.partition)
-            if self._tasks.get(key) is scope:
-                break
-            # Read before its partition was taken away: the new owner has it.
+            if self._tasks.get(key) is not scope:
+                # Read before its partition was taken away (the new owner
+                # has it) or before a seek.
+                continue
+            if key in self._paused:
+                self._held.setdefault(key, deque()).append((scope, msg))
+                continue
+            break
         self._last = key
         self._last_offset = msg.offset
         return msg
+
+    def _take_held(self) -> Optional[Tuple[anyio.CancelScope, Message]]:
+        """A message buffered while its partition was paused, now resumed."""
+        for key, held in self._held.items():
+            if key not in self._paused:
+                item = held.popleft()
+                if not held:
+                    del self._held[key]
+                return item
+        return None
 
     def _mark_last_processed(self) -> None:
         if self._last is not None:
@@ -331,8 +416,9 @@ class Consumer:
         while len(batch) < max_count:
             if batch and deadline is None:
                 deadline = anyio.current_time() + max_wait
+            held = self._take_held()
             try:
-                item = await self._receive_until(deadline)
+                item = held if held is not None else await self._receive_until(deadline)
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 if batch:
                     break
@@ -346,9 +432,13 @@ class Consumer:
                 break
             scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
             key = (msg.stream, msg.partition)
-            if self._tasks.get(key) is scope:
-                batch.append(msg)
-                self._batch[key] = msg.offset
+            if self._tasks.get(key) is not scope:
+                continue  # a partition taken away, or sought
+            if key in self._paused:
+                self._held.setdefault(key, deque()).append((scope, msg))
+                continue
+            batch.append(msg)
+            self._batch[key] = msg.offset
         return batch
 
     async def _receive_until(self, deadline: Optional[float]) -> object:
@@ -365,6 +455,56 @@ class Consumer:
         return None
 
     # ------------------------------------------------------------------ commits
+
+    async def commit(self, offsets: Optional[Mapping[PartitionKey, int]] = None) -> None:
+        """Commit what was processed, or the positions given, for partitions still ours.
+
+        Args:
+            offsets: Partition (see `PartitionKey`) to the next offset to read:
+                every message before it counts as processed, and the group's
+                cursor stores `offset - 1` (go-liftbridge's last-processed
+                convention; 0 stores nothing). Only these partitions are
+                committed. None: what `checkpoint()` commits. A later message
+                handed out by the iterator moves the processed position on
+                as usual.
+
+        Inside `on_revoked`, the partitions being revoked may be given: each
+        is committed unless its cursor moved since this member's last commit
+        (its new owner's commit is left alone); see `checkpoint` for the
+        check that guards the others.
+
+        Raises:
+            ValueError: A partition not assigned to this member, a bare
+                partition number on a member of several streams, or a
+                negative offset.
+            LiftbridgeError: The coordinator, metadata or cursor calls failed.
+        """
+        if offsets is None:
+            await self.checkpoint()
+            return
+        wanted: Dict[_Key, int] = {}
+        for partition, offset in offsets.items():
+            key = self._key(partition)
+            if key not in self._assignment and key not in self._revoking:
+                raise ErrorInvalidPartition(
+                    f"{key[0]!r}/{key[1]} is not assigned to member {self.consumer_id} "
+                    f"(it reads {self.assignments})"
+                )
+            if offset < 0:
+                raise ErrorInvalidArgument(f"Offset must not be negative, not {offset}")
+            wanted[key] = offset
+        if self._last in wanted:
+            self._last = None  # the caller says what is processed
+        for key in wanted:
+            self._batch.pop(key, None)
+        for key, offset in wanted.items():
+            if offset > 0:
+                self._processed[key] = offset - 1
+        for key in sorted(set(wanted) & self._revoking):
+            processed = self._processed.get(key)
+            if processed is not None and self._committed.get(key) != processed:
+                await self._commit_revoked(key, processed, self._committed.get(key))
+        await self._checkpoint(set(wanted) - self._revoking)
 
     async def checkpoint(self) -> None:
         """Commit the positions processed since the last commit, of the partitions still ours.
@@ -389,7 +529,15 @@ class Consumer:
         Raises:
             LiftbridgeError: The coordinator, metadata or cursor calls failed.
         """
-        if all(self._committed.get(key) == offset for key, offset in self._processed.items()):
+        await self._checkpoint(None)
+
+    async def _checkpoint(self, only: Optional[Set[_Key]]) -> None:
+        """`checkpoint`, of the partitions in `only` (None: all)."""
+        if all(
+            self._committed.get(key) == offset
+            for key, offset in self._processed.items()
+            if only is None or key in only
+        ):
             return
         try:
             assigned = await self._assigned_now()
@@ -402,6 +550,8 @@ class Consumer:
             # taken the partition away (and handed its progress over) meanwhile.
             offset = self._processed.get(key)
             if offset is None or self._committed.get(key) == offset:
+                continue
+            if only is not None and key not in only:
                 continue
             await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
             self._committed[key] = offset
@@ -428,6 +578,105 @@ class Consumer:
                 return set()  # no longer a member, or no longer a group
             return {(a.stream, p) for a in response.assignments for p in a.partitions}
         return set()
+
+    # ------------------------------------------------------------------ positions
+
+    def _key(self, partition: PartitionKey) -> _Key:
+        """The (stream, partition) a caller means by `partition`."""
+        if isinstance(partition, tuple):
+            stream, number = partition
+            return GroupPartition(str(stream), int(number))
+        if len(self.streams) != 1:
+            raise ErrorInvalidArgument(
+                f"This member reads {len(self.streams)} streams: "
+                f"name partition {partition} as (stream, partition)"
+            )
+        return GroupPartition(self.streams[0], int(partition))
+
+    def _owned(self, partition: PartitionKey) -> _Key:
+        key = self._key(partition)
+        if key not in self._assignment:
+            raise ErrorInvalidPartition(
+                f"{key[0]!r}/{key[1]} is not assigned to member {self.consumer_id} "
+                f"(it reads {self.assignments})"
+            )
+        return key
+
+    def seek(self, partition: PartitionKey, offset: int) -> None:
+        """Read `partition` from `offset` on (its buffer is dropped, its subscription restarted).
+
+        What was processed and committed is not changed (a commit stores the
+        new progress); the next message of the partition the iterator hands
+        out is the one at `offset` (or the oldest retained, if that is
+        gone). The seek lasts while the partition is this member's: when it
+        is reassigned, its next owner starts from the committed position.
+
+        Raises:
+            ValueError: A partition not assigned to this member, or a negative offset.
+        """
+        key = self._owned(partition)
+        if offset < 0:
+            raise ErrorInvalidArgument(f"Offset must not be negative, not {offset}")
+        if self._task_group is None:
+            raise RuntimeError("seek() works inside the consumer's block")
+        old = self._tasks.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if self._last == key or key in self._batch:
+            self._mark_last_processed()
+        self._held.pop(key, None)
+        self._start_reading(key, offset)
+
+    def pause(self, partition: PartitionKey) -> None:
+        """Hand out no more messages of `partition` until `resume(partition)`.
+
+        Its subscription stays open (and stops reading once its buffer is
+        full); the member stays in the group and keeps the partition. A pause
+        lasts while the partition is this member's.
+
+        Raises:
+            ValueError: A partition not assigned to this member.
+        """
+        key = self._owned(partition)
+        self._paused.setdefault(key, anyio.Event())
+
+    def resume(self, partition: PartitionKey) -> None:
+        """Hand out `partition`'s messages again after `pause(partition)`.
+
+        Raises:
+            ValueError: A partition not assigned to this member.
+        """
+        key = self._owned(partition)
+        event = self._paused.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def paused(self) -> List[GroupPartition]:
+        """The partitions paused with `pause`."""
+        return [GroupPartition(*key) for key in sorted(self._paused)]
+
+    async def lag(self) -> Dict[GroupPartition, int]:
+        """Per assigned partition, the messages after the last one processed and committed.
+
+        `high_watermark - committed`, where `committed` is the last processed
+        offset the group's cursor holds (`__group:<group id>`,
+        go-liftbridge's convention; -1 when none is stored, so the whole
+        partition counts) as this member knows it: loaded when it started
+        the partition, then its own commits. The high watermark comes from
+        one FetchPartitionMetadata call per partition, to its leader.
+
+        Raises:
+            LiftbridgeError: A call failed.
+        """
+        out: Dict[GroupPartition, int] = {}
+        for key in sorted(self._assignment):
+            stream, number = key
+            metadata = await self.client.get_partition_metadata(stream, number)
+            committed = self._committed.get(key)
+            if committed is None:
+                committed = await self.client.cursor_store.load(stream, number, self.cursor_id)
+            out[GroupPartition(stream, number)] = max(0, metadata.high_watermark - committed)
+        return out
 
     async def _checkpoint_loop(self, interval: float) -> None:
         while True:
@@ -569,25 +818,66 @@ class Consumer:
     async def _reconcile(self, assignments: Sequence[wire.PartitionAssignment]) -> None:
         # Called with each answer of the coordinator.
         wanted = {(a.stream, p) for a in assignments for p in a.partitions}
-        self._assignment, self._last_answer = wanted, anyio.current_time()
+        before, self._assignment = self._assignment, wanted
+        self._last_answer = anyio.current_time()
+        revoked = sorted(before - wanted)
         for key in [k for k in self._tasks if k not in wanted]:
             self._tasks.pop(key).cancel()
-            if self._last == key or key in self._batch:
-                self._mark_last_processed()
-            # Hand the partition over with our progress committed, and forget
-            # it: a later commit of ours must never overwrite the new owner's.
-            offset = self._processed.pop(key, None)
-            known = self._committed.pop(key, None)
-            if offset is not None and known != offset:
-                await self._hand_over(key, offset, known)
+        if (self._last is not None and self._last not in wanted) or any(
+            key not in wanted for key in self._batch
+        ):
+            self._mark_last_processed()
+        if revoked:
+            self._revoking.update(revoked)
+            try:
+                await self._call_back(self._on_revoked, revoked, "on_revoked")
+                for key in revoked:
+                    # Hand the partition over with our progress committed, and
+                    # forget it: a later commit of ours must never overwrite
+                    # the new owner's.
+                    offset = self._processed.pop(key, None)
+                    known = self._committed.pop(key, None)
+                    if offset is not None and known != offset:
+                        await self._hand_over(key, offset, known)
+            finally:
+                self._revoking.difference_update(revoked)
+        for key in [k for k in self._paused if k not in wanted]:
+            self._paused.pop(key).set()
+        for key in [k for k in self._held if k not in wanted]:
+            del self._held[key]
         if self._task_group is None:
             return  # closing
         for key in sorted(wanted - set(self._tasks)):
-            scope = anyio.CancelScope()
-            self._tasks[key] = scope
-            self._task_group.start_soon(self._read_partition, key, scope)
+            self._start_reading(key, None)
+        added = sorted(wanted - before)
+        if added:
+            await self._call_back(self._on_assigned, added, "on_assigned")
+
+    async def _call_back(
+        self, callback: Optional[PartitionsCallback], keys: Sequence[_Key], name: str
+    ) -> None:
+        """Await a rebalance callback; what it raises is logged (see the class)."""
+        if callback is None:
+            return
+        try:
+            await callback([GroupPartition(*key) for key in keys])
+        except Exception:
+            logger.error("%s of group %s raised", name, self.group_id, exc_info=True)
+
+    def _start_reading(self, key: _Key, offset: Optional[int]) -> None:
+        assert self._task_group is not None
+        scope = anyio.CancelScope()
+        self._tasks[key] = scope
+        self._task_group.start_soon(self._read_partition, key, scope, offset)
 
     async def _hand_over(self, key: _Key, offset: int, known: Optional[int]) -> None:
+        """`_commit_revoked`, logging instead of raising."""
+        try:
+            await self._commit_revoked(key, offset, known)
+        except LiftbridgeError as error:
+            logger.info("Commit of revoked %s failed: %s", key, error)
+
+    async def _commit_revoked(self, key: _Key, offset: int, known: Optional[int]) -> None:
         """Commit a revoked partition's progress, unless its cursor moved since ours.
 
         The new owner may have started, and committed, before this member
@@ -596,26 +886,32 @@ class Consumer:
         load and the store are two calls, so a commit of the new owner's
         between them is still overwritten (see `checkpoint`).
         """
-        try:
-            stored = await self.client.cursor_store.load(key[0], key[1], self.cursor_id)
-            if stored != (-1 if known is None else known):
-                logger.debug("Not handing %s over: its cursor moved to %d", key, stored)
-                return
-            await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
-        except LiftbridgeError as error:
-            logger.info("Commit of revoked %s failed: %s", key, error)
+        stored = await self.client.cursor_store.load(key[0], key[1], self.cursor_id)
+        if stored != (-1 if known is None else known):
+            logger.debug("Not handing %s over: its cursor moved to %d", key, stored)
+            return
+        await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
+        self._committed[key] = offset
 
-    async def _read_partition(self, key: _Key, scope: anyio.CancelScope) -> None:
+    async def _read_partition(
+        self, key: _Key, scope: anyio.CancelScope, seek: Optional[int]
+    ) -> None:
         stream, partition = key
         assert self._send is not None
         with scope:
             try:
+                known = self._committed.get(key)
                 stored = await self.client.cursor_store.load(stream, partition, self.cursor_id)
-                # What the cursor holds as far as this member knows (see _hand_over).
-                self._committed[key] = stored
+                # What the cursor holds as far as this member knows (see
+                # _hand_over), unless the member committed while it was read
+                # (newer) or this is a seek (the member's own knowledge stands).
+                if self._committed.get(key) == known and (seek is None or known is None):
+                    self._committed[key] = stored
                 start_offset: Optional[int] = None
                 start_position = StartPosition.NEW_ONLY
-                if stored >= 0:
+                if seek is not None:
+                    start_offset = seek
+                elif stored >= 0:
                     start_offset = stored + 1
                 elif self.auto_offset == AutoOffset.NONE:
                     raise ErrorNotFound(
@@ -636,6 +932,9 @@ class Consumer:
                 )
                 try:
                     async for msg in messages:
+                        paused = self._paused.get(key)
+                        if paused is not None:
+                            await paused.wait()
                         await self._send.send((scope, msg))
                 finally:
                     # Not left to the garbage collector, which without

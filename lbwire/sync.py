@@ -53,6 +53,7 @@ from typing import (
     Generic,
     Iterator,
     List,
+    Mapping,
     Optional,
     Set,
     Tuple,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from .consumer import Consumer as AsyncConsumer
+    from .consumer import GroupPartition, PartitionKey
     from .publish import PendingAck
     from .reader import StreamReader
     from .types import Ack, Message
@@ -243,6 +245,26 @@ class Consumer:
     def checkpoint(self) -> None:
         """Commit the positions processed since the last commit."""
         self._owner.run(self._consumer.checkpoint)
+
+    def commit(self, offsets: Optional[Mapping[PartitionKey, int]] = None) -> None:
+        """Commit what was processed, or the next offsets given (see the async `commit`)."""
+        self._owner.run(self._consumer.commit, offsets)
+
+    def seek(self, partition: PartitionKey, offset: int) -> None:
+        """Read `partition` from `offset` on (see the async `seek`)."""
+        self._owner.portal.call(self._consumer.seek, partition, offset)
+
+    def pause(self, partition: PartitionKey) -> None:
+        """Hand out no more messages of `partition` until `resume(partition)`."""
+        self._owner.portal.call(self._consumer.pause, partition)
+
+    def resume(self, partition: PartitionKey) -> None:
+        """Hand out `partition`'s messages again."""
+        self._owner.portal.call(self._consumer.resume, partition)
+
+    def lag(self) -> Dict[GroupPartition, int]:
+        """Per assigned partition, the messages after the last one committed (see async `lag`)."""
+        return self._owner.run(self._consumer.lag)
 
     def wait_assigned(self) -> None:
         """Wait until the coordinator has answered this member at least once."""

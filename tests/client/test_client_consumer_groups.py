@@ -7,7 +7,7 @@ conditions, bounded by generous guards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import anyio
 import pytest
@@ -15,10 +15,11 @@ from helpers import HANG_GUARD, wait_until
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
-from lbwire.consumer import AutoOffset, Consumer
+from lbwire.consumer import AutoOffset, Consumer, GroupPartition
 from lbwire.error import (
     ErrorAlreadyMember,
     ErrorGroupMembership,
+    ErrorInvalidPartition,
     ErrorNotFound,
     ErrorNotMember,
     ErrorStaleEpoch,
@@ -333,3 +334,274 @@ async def test_checkpoint_after_a_partition_moved_does_not_commit_for_it(
             assert await client.cursor_store.load(stream_name, moved, cursor_id) == theirs
             tg.cancel_scope.cancel()
         await client.leave_consumer_group(group, "b")
+
+
+# ---------------------------------------------------------------- a member's controls
+
+
+class _Rebalances:
+    """What a member's on_assigned and on_revoked callbacks were given, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[GroupPartition]]] = []
+
+    async def assigned(self, partitions: list[GroupPartition]) -> None:
+        self.events.append(("assigned", partitions))
+
+    async def revoked(self, partitions: list[GroupPartition]) -> None:
+        self.events.append(("revoked", partitions))
+
+    def owned(self) -> set[GroupPartition]:
+        out: set[GroupPartition] = set()
+        for kind, partitions in self.events:
+            if kind == "assigned":
+                out.update(partitions)
+            else:
+                out.difference_update(partitions)
+        return out
+
+
+@pytest.mark.anyio
+async def test_rebalance_callbacks_name_the_partitions_that_came_and_went(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 4, 0)
+    group = "g-" + stream_name
+    seen_a, seen_b = _Rebalances(), _Rebalances()
+    everything = {GroupPartition(stream_name, p) for p in range(4)}
+    async with client.consumer(
+        group, [stream_name], on_assigned=seen_a.assigned, on_revoked=seen_a.revoked
+    ) as a:
+        await wait_until(lambda: seen_a.events != [], "a's first assignment")
+        assert seen_a.events == [("assigned", sorted(everything))]
+        async with client.consumer(
+            group, [stream_name], on_assigned=seen_b.assigned, on_revoked=seen_b.revoked
+        ) as b:
+
+            def reads(consumer: Consumer) -> set[GroupPartition]:
+                return {
+                    GroupPartition(stream_name, p)
+                    for p in consumer.assignments.get(stream_name, [])
+                }
+
+            # The callbacks agree with what each member reads (a read task
+            # restarts after the server ends it, hence the wait).
+            await wait_until(
+                lambda: (
+                    len(seen_a.owned()) == len(seen_b.owned()) == 2
+                    and reads(a) == seen_a.owned()
+                    and reads(b) == seen_b.owned()
+                ),
+                "a 2/2 split, as the callbacks tell it",
+            )
+            assert seen_a.owned() | seen_b.owned() == everything
+            assert all(kind == "assigned" for kind, _ in seen_b.events)
+            kinds = [kind for kind, _ in seen_a.events]
+            assert "revoked" in kinds
+        # b left: a gets its partitions back.
+        await wait_until(lambda: seen_a.owned() == everything, "a takes b's partitions")
+    # Leaving calls no callback.
+    assert seen_a.owned() == everything
+
+
+@pytest.mark.anyio
+async def test_a_failing_callback_is_logged_and_the_member_goes_on(
+    client: LiftbridgeClient, stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_stream(client, stream_name, 2, 3)
+
+    async def broken(partitions: list[GroupPartition]) -> None:
+        raise _UserError(f"callback saw {partitions}")
+
+    with caplog.at_level("ERROR", logger="lbwire.consumer"):
+        async with client.consumer(
+            "g-" + stream_name,
+            [stream_name],
+            auto_offset=AutoOffset.EARLIEST,
+            on_assigned=broken,
+        ) as consumer:
+            messages = await take(consumer, 6)
+    assert len(messages) == 6
+    (record,) = [r for r in caplog.records if "on_assigned" in r.getMessage()]
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], _UserError)
+
+
+@pytest.mark.anyio
+async def test_commit_offsets_stores_the_last_processed_offset(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 5)
+    group = "g-" + stream_name
+    cursor_id = f"__group:{group}"
+    async with client.consumer(
+        group, [stream_name], auto_offset=AutoOffset.EARLIEST, auto_checkpoint_interval=None
+    ) as consumer:
+        await consumer.wait_assigned()
+        # The next offset to read, as the reader's commit(offsets) takes it;
+        # the cursor holds the one before (go-liftbridge's convention).
+        await consumer.commit({0: 3, (stream_name, 1): 2})
+        assert await client.cursor_store.load(stream_name, 0, cursor_id) == 2
+        assert await client.cursor_store.load(stream_name, 1, cursor_id) == 1
+        assert await consumer.lag() == {
+            GroupPartition(stream_name, 0): 2,
+            GroupPartition(stream_name, 1): 3,
+        }
+        with pytest.raises(ErrorInvalidPartition, match="not assigned"):
+            await consumer.commit({7: 1})
+        with pytest.raises(ValueError, match="negative"):
+            await consumer.commit({0: -1})
+        with pytest.raises(ValueError, match="not assigned"):
+            consumer.seek(("other", 0), 0)
+
+
+@pytest.mark.anyio
+async def test_lag_counts_what_is_after_the_committed_position(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 6)
+    key = GroupPartition(stream_name, 0)
+    async with client.consumer(
+        "g-" + stream_name,
+        [stream_name],
+        auto_offset=AutoOffset.EARLIEST,
+        auto_checkpoint_interval=None,
+    ) as consumer:
+        await consumer.wait_assigned()
+        assert await consumer.lag() == {key: 6}  # nothing committed yet
+        await take(consumer, 4)
+        await consumer.commit()  # offsets 0-2 are processed (3 is in hand)
+        assert await consumer.lag() == {key: 3}
+        await take(consumer, 2)
+        await consumer.commit()
+        await client.publish(b"late", stream=stream_name, partition=0)
+        await wait_until(lambda: _async_eq(consumer.lag(), {key: 2}), "lag counts the new message")
+
+
+async def _async_eq(result: Awaitable[object], expected: object) -> bool:
+    return await result == expected
+
+
+@pytest.mark.anyio
+async def test_seek_reads_a_partition_again_from_the_given_offset(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 5)
+    async with client.consumer(
+        "g-" + stream_name, [stream_name], auto_offset=AutoOffset.EARLIEST
+    ) as consumer:
+        first = await take(consumer, 4)
+        assert [m.offset for m in first] == [0, 1, 2, 3]
+        consumer.seek(0, 1)
+        again = await take(consumer, 4)
+    assert [m.offset for m in again] == [1, 2, 3, 4]
+
+
+@pytest.mark.anyio
+async def test_a_paused_partition_hands_out_nothing_until_resumed(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 4)
+    async with client.consumer(
+        "g-" + stream_name, [stream_name], auto_offset=AutoOffset.EARLIEST
+    ) as consumer:
+        await consumer.wait_assigned()
+        consumer.pause(0)
+        assert consumer.paused() == [GroupPartition(stream_name, 0)]
+        unpaused = await take(consumer, 4)
+        assert [(m.partition, m.offset) for m in unpaused] == [(1, o) for o in range(4)]
+        # Nothing else comes while partition 0 is paused (its messages wait
+        # in the member's buffer or at the server).
+        with anyio.move_on_after(0.5) as waited:
+            await consumer.__anext__()
+        assert waited.cancel_called
+        consumer.resume(0)
+        assert consumer.paused() == []
+        resumed = await take(consumer, 4)
+    assert [(m.partition, m.offset) for m in resumed] == [(0, o) for o in range(4)]
+
+
+@pytest.mark.anyio
+async def test_a_member_of_several_streams_names_partitions_by_stream(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    other = stream_name + "-b"
+    await make_stream(client, stream_name, 1, 2)
+    await make_stream(client, other, 1, 2)
+    async with client.consumer(
+        "g-" + stream_name,
+        [stream_name, other],
+        auto_offset=AutoOffset.EARLIEST,
+        auto_checkpoint_interval=None,
+    ) as consumer:
+        await consumer.wait_assigned()
+        with pytest.raises(ValueError, match=r"\(stream, partition\)"):
+            consumer.pause(0)
+        await consumer.commit({(other, 0): 2})
+        assert await consumer.lag() == {
+            GroupPartition(stream_name, 0): 2,
+            GroupPartition(other, 0): 0,
+        }
+
+
+@pytest.mark.anyio
+async def test_a_commit_in_on_revoked_hands_the_partition_over(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 5)
+    group = "g-" + stream_name
+    cursor_id = f"__group:{group}"
+    committed_in_callback: list[GroupPartition] = []
+    a_ref: list[Consumer] = []
+
+    async def on_revoked(partitions: list[GroupPartition]) -> None:
+        # Everything of the revoked partitions counts as processed here.
+        await a_ref[0].commit({p: 5 for p in partitions})
+        committed_in_callback.extend(partitions)
+
+    async with client.consumer(
+        group,
+        [stream_name],
+        consumer_id="a",
+        auto_offset=AutoOffset.EARLIEST,
+        auto_checkpoint_interval=None,
+        on_revoked=on_revoked,
+    ) as a:
+        a_ref.append(a)
+        await a.wait_assigned()
+        async with client.consumer(group, [stream_name], consumer_id="b") as b:
+            await wait_until(lambda: committed_in_callback != [], "a's on_revoked committed")
+            (moved,) = committed_in_callback
+            await wait_until(
+                lambda: b.assignments == {stream_name: [moved.partition]}, "b reads it"
+            )
+            assert await client.cursor_store.load(stream_name, moved.partition, cursor_id) == 4
+            # Once revoked, the partition is not a's to commit.
+            with pytest.raises(ErrorInvalidPartition):
+                await a.commit({moved: 5})
+
+
+@pytest.mark.anyio
+async def test_batches_of_a_member_leave_a_paused_partition_out(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 3)
+    async with client.consumer(
+        "g-" + stream_name, [stream_name], auto_offset=AutoOffset.EARLIEST
+    ) as consumer:
+        await consumer.wait_assigned()
+        consumer.pause(0)
+        got: list[tuple[int, int]] = []
+        with anyio.fail_after(HANG_GUARD):
+            async for batch in consumer.batches(10, 0.05):
+                got.extend((m.partition, m.offset) for m in batch)
+                if len(got) >= 3:
+                    break
+        assert got == [(1, 0), (1, 1), (1, 2)]
+        consumer.resume(0)
+        with anyio.fail_after(HANG_GUARD):
+            async for batch in consumer.batches(10, 0.05):
+                got.extend((m.partition, m.offset) for m in batch)
+                if len(got) >= 6:
+                    break
+    assert got[3:] == [(0, 0), (0, 1), (0, 2)]

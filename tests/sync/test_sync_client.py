@@ -173,6 +173,34 @@ def test_consumer_group_member(client, stream_name):
     assert client.get_cursor(stream_name, 0, member.cursor_id) == 2
 
 
+def test_consumer_member_controls(client, stream_name):
+    client.create_stream(stream_name, partitions=2, wait_for_stream=True)
+    for partition in (0, 1):
+        for value in (b"a", b"b", b"c"):
+            client.publish(value, stream=stream_name, partition=partition)
+    with client.consumer(
+        "g-" + stream_name,
+        [stream_name],
+        auto_offset=AutoOffset.EARLIEST,
+        auto_checkpoint_interval=None,
+    ) as member:
+        member.wait_assigned()
+        member.pause(1)
+        assert [(m.partition, m.offset) for m in (next(member) for _ in range(3))] == [
+            (0, 0),
+            (0, 1),
+            (0, 2),
+        ]
+        member.seek(0, 1)
+        assert next(member).offset == 1
+        member.resume(1)
+        member.commit({0: 3, 1: 1})
+        assert client.get_cursor(stream_name, 0, member.cursor_id) == 2
+        assert member.lag() == {(stream_name, 0): 0, (stream_name, 1): 2}
+        with pytest.raises(ValueError, match="not assigned"):
+            member.seek(5, 0)
+
+
 def test_whole_stream_reader(client, stream_name):
     client.create_stream(stream_name, partitions=2, wait_for_stream=True)
     for partition in (0, 1):
