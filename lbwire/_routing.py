@@ -487,10 +487,10 @@ class Router:
                 self._last_fetch = fetch
             fetch.done.set()
 
-    async def refresh_quietly(self, since: Optional[float] = None) -> None:
-        """`refresh()` of all streams, logging instead of raising (before a retry)."""
+    async def refresh_quietly(self, *streams: str, since: Optional[float] = None) -> None:
+        """`refresh()`, logging instead of raising (before a retry)."""
         try:
-            await self.refresh(since=since)
+            await self.refresh(*streams, since=since)
         except LiftbridgeError as exc:
             logger.debug("Metadata refresh failed: %s", exc)
 

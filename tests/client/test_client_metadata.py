@@ -317,3 +317,28 @@ async def test_consumer_group_metadata_of_missing_group_raises_not_found(
     with pytest.raises(ErrorNotFound, match=stream_name):
         await client.get_consumer_group_metadata(stream_name)
     assert (await client.get_metadata(groups=[stream_name])).groups == []
+
+
+def test_an_answer_for_some_streams_changes_only_those_in_the_cache() -> None:
+    # No server involved: the cache's rule for an answer of some streams.
+    # A real broker answers only the streams asked for; an answer naming
+    # others (a widened shared fetch narrowed later) must not replace them.
+    from lbwire import wire
+    from lbwire.metadata import MetadataCache
+
+    def meta(name: str, leader: str) -> wire.StreamMetadata:
+        partition = wire.PartitionMetadata(id=0, leader=leader, isr=[leader])
+        return wire.StreamMetadata(name=name, partitions={0: partition})
+
+    brokers = [wire.Broker(id="b1", host="127.0.0.1", port=1)]
+    cache = MetadataCache()
+    cache.update(
+        wire.FetchMetadataResponse(
+            brokers=brokers, streamMetadata=[meta("a", "b1"), meta("b", "b1")]
+        )
+    )
+    gone = wire.StreamMetadata(name="a", error=wire.StreamMetadataError.UNKNOWN_STREAM)
+    cache.update(
+        wire.FetchMetadataResponse(brokers=brokers, streamMetadata=[gone, meta("c", "b1")]), ["a"]
+    )
+    assert set(cache.streams) == {"b"}
