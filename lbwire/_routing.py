@@ -552,23 +552,38 @@ class Router:
     ) -> wire.FetchMetadataResponse:
         """Refresh until `stream` (or every stream, if None) is ready; the last answer.
 
-        The pauses between refreshes grow as the retry policy's backoff.
+        The pauses between refreshes grow as the retry policy's backoff. A
+        refresh that reaches no broker within the policy does not end the
+        wait: the next one follows after a pause.
 
         Raises:
-            ErrorDeadlineExceeded: Not ready within `timeout` s (None: no bound).
+            ErrorDeadlineExceeded: Not ready within `timeout` s (None: no
+                bound); its cause is the last refresh's failure, if any.
         """
         streams = [stream] if stream else []
         backoff = Backoff(self.policy)
         checked = None
+        last: Optional[LiftbridgeError] = None
         with anyio.move_on_after(timeout):
             while True:
-                response = await self.refresh(*streams, since=checked)
-                if self.stream_ready(stream):
-                    return response
+                try:
+                    # The wait's bound is `timeout`, not a call's budget.
+                    with own_budget():
+                        response = await self.refresh(*streams, since=checked)
+                except LiftbridgeError as exc:
+                    if not exc.transient:
+                        raise
+                    last = exc
+                else:
+                    if self.stream_ready(stream):
+                        return response
                 checked = anyio.current_time()
                 await backoff.wait()
         what = f"Stream {stream!r} was" if stream else "The streams were"
-        raise ErrorDeadlineExceeded(f"{what} not ready within {timeout} s")
+        message = f"{what} not ready within {timeout} s"
+        if last is not None:
+            message += f" (last refresh: {last})"
+        raise ErrorDeadlineExceeded(message) from last
 
     def stream_ready(self, stream: Optional[str]) -> bool:
         """Whether the cache knows `stream` (or every stream) with a leader per partition."""
