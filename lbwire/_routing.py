@@ -68,6 +68,9 @@ _R = TypeVar("_R")
 #: itself, and what bounds the calls a client sends in an outage.
 MIN_REFRESH_INTERVAL = 0.05
 
+#: Seconds a unary call waits for an answer beyond the deadline it sends.
+ANSWER_GRACE = 0.5
+
 
 class _Fetch:
     """One FetchMetadata, shared by every caller it serves.
@@ -256,7 +259,10 @@ class Router:
         path = method if method[0] == "/" else _API + method
         try:
             if send_deadline:
-                data = await channel.unary_unary(path, payload, timeout=timeout)
+                # A broker that waits for something (a metadata leader) until
+                # the deadline answers just as it passes: waiting a little
+                # longer gets that answer instead of a deadline error.
+                data = await channel.unary_unary(path, payload, timeout=timeout, grace=ANSWER_GRACE)
             else:
                 with anyio.fail_after(timeout):
                     data = await channel.unary_unary(path, payload)
