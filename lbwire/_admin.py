@@ -390,7 +390,9 @@ class AdminMethods:
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
             ErrorDeadlineExceeded: Not created (and ready, with
-                `wait_for_stream`) within `timeout`.
+                `wait_for_stream`) within `timeout`. Its message says whether
+                the stream may exist: a CreateStream that got no answer may
+                have created it.
         """
         if not name:
             raise ErrorInvalidArgument("Stream name must not be empty")
@@ -435,22 +437,25 @@ class AdminMethods:
             router.policy,
             pause=lambda _: max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()),
         )
+        # Where the bound found the call: a CreateStream without answer may
+        # have created the stream.
+        state = "was not created"
         with anyio.move_on_after(bound) as scope:
             while True:
                 try:
+                    state = "may have been created, but no answer came"
                     await self._call_any("CreateStream", request, wire.CreateStreamResponse)
                     break
                 except ErrorNoMetadataLeader:
+                    state = "was not created (no metadata leader)"
                     logger.info("No metadata leader while creating %r; retrying", name)
                     await backoff.wait()
+            state = "was created but not ready"
             router.metadata.forget(name)
             if wait_for_stream:
                 await router.wait_for_stream(name, None)
         if scope.cancelled_caught:
-            raise ErrorDeadlineExceeded(
-                f"Stream {name!r} was not created{' and ready' if wait_for_stream else ''} "
-                f"within {bound} s"
-            )
+            raise ErrorDeadlineExceeded(f"Stream {name!r} {state} within {bound} s")
 
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.

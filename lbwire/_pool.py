@@ -154,6 +154,11 @@ class ConnectionRegistry:
             callback(format_address(address))
 
     @property
+    def task_group(self) -> Optional[TaskGroup]:
+        """The client's task group while its block is open (else None)."""
+        return self._task_group
+
+    @property
     def open(self) -> bool:
         """Whether the client's block is open (else calls bring their own connections)."""
         return self._task_group is not None

@@ -327,7 +327,8 @@ class Publisher:
                 raise
             except ErrorUnavailable as exc:
                 if exc.not_processed:
-                    await router.refresh_quietly()
+                    # (Its stream only, not every stream: see Resumption.failed.)
+                    await router.refresh_quietly(*([stream] if stream else []))
                 raise
             self._published.add(stream)
             return response

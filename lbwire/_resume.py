@@ -200,4 +200,7 @@ class Resumption:
         # the bound that applies.
         with anyio.CancelScope(deadline=self.setup_deadline()):
             await self._backoff.wait()
-            await self._router.refresh_quietly(since=now)
+            # Its own stream only: an answer of all streams replaces the
+            # whole cache, and a restarted server that has not loaded the
+            # others yet would make them vanish for every caller.
+            await self._router.refresh_quietly(self.stream, since=now)

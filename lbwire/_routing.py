@@ -48,7 +48,7 @@ from .error._decisions import decode_reply, more_hopeful, no_broker_reachable
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
-from .retry import Backoff, RetryPolicy, call_budget, retrying
+from .retry import Backoff, RetryPolicy, budget_deadline, call_budget, own_budget, retrying
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
@@ -67,6 +67,9 @@ _R = TypeVar("_R")
 #: client: what the callers of a refresh wait at most beyond the call
 #: itself, and what bounds the calls a client sends in an outage.
 MIN_REFRESH_INTERVAL = 0.05
+
+#: Seconds a unary call waits for an answer beyond the deadline it sends.
+ANSWER_GRACE = 0.5
 
 
 class _Fetch:
@@ -256,7 +259,10 @@ class Router:
         path = method if method[0] == "/" else _API + method
         try:
             if send_deadline:
-                data = await channel.unary_unary(path, payload, timeout=timeout)
+                # A broker that waits for something (a metadata leader) until
+                # the deadline answers just as it passes: waiting a little
+                # longer gets that answer instead of a deadline error.
+                data = await channel.unary_unary(path, payload, timeout=timeout, grace=ANSWER_GRACE)
             else:
                 with anyio.fail_after(timeout):
                     data = await channel.unary_unary(path, payload)
@@ -402,41 +408,64 @@ class Router:
         the caller waits for the fetch in flight to end and starts the next
         one, at least `MIN_REFRESH_INTERVAL` after the previous one began;
         callers arriving before its request is sent widen it to their streams.
-        A shared fetch's failure is raised in every caller it served. The
-        fetch runs in the caller that started it; if that caller is
-        cancelled, a waiter starts a new one.
+        A shared fetch's failure is raised in every caller it served.
+
+        The fetch belongs to none of its callers: it runs in a task of the
+        client's task group, with a retry budget of its own (the policy's),
+        so a caller's deadline or spent budget ends only that caller's wait.
+        Outside the client's block there is no such task group: the caller
+        that starts the fetch runs it (still with a budget of its own), and
+        if it is cancelled, a waiter starts a new one. Within a public call,
+        a caller waits no longer than the call's budget.
 
         Raises:
             ErrorUnavailable: No broker answered within the retry policy.
         """
         wanted = frozenset(streams)
         not_before = -math.inf if since is None else since
-        while True:
-            fetch = self._fetch
-            if fetch is None:
-                last = self._last_fetch
-                if since is not None and last is not None and last.serves(wanted, since):
-                    response = last.outcome()
-                    assert response is not None
-                    return _narrowed(response, wanted, last.streams)
-                return await self._run_fetch(wanted)
-            if not fetch.sent and fetch.started >= not_before:
-                fetch.widen(wanted)
-            await fetch.done.wait()
-            if fetch.serves(wanted, not_before):
-                response = fetch.outcome()
-                if response is not None:
-                    return _narrowed(response, wanted, fetch.streams)
-            # Not for us, or its caller was cancelled: the next one.
+        # A caller waits no longer than its own call's budget.
+        with anyio.move_on_at(budget_deadline()):
+            while True:
+                fetch = self._fetch
+                if fetch is None:
+                    last = self._last_fetch
+                    if since is not None and last is not None and last.serves(wanted, since):
+                        response = last.outcome()
+                        assert response is not None
+                        return _narrowed(response, wanted, last.streams)
+                    fetch = self._start_fetch(wanted)
+                    task_group = self.connections.task_group
+                    if task_group is None:
+                        with own_budget():
+                            await self._run_fetch(fetch, owned=False)
+                    else:
+                        task_group.start_soon(self._run_fetch, fetch, True)
+                elif not fetch.sent and fetch.started >= not_before:
+                    fetch.widen(wanted)
+                await fetch.done.wait()
+                if fetch.serves(wanted, not_before):
+                    response = fetch.outcome()
+                    if response is not None:
+                        return _narrowed(response, wanted, fetch.streams)
+                # Not for us, or its caller was cancelled: the next one.
+        raise ErrorUnavailable("No metadata within the retry budget of the call")
 
-    async def _run_fetch(self, wanted: FrozenSet[str]) -> wire.FetchMetadataResponse:
-        """Start and run the next shared fetch (see `refresh`)."""
+    def _start_fetch(self, wanted: FrozenSet[str]) -> _Fetch:
+        """The next shared fetch, at least `MIN_REFRESH_INTERVAL` after the last one began."""
         started = max(anyio.current_time(), self._last_start + MIN_REFRESH_INTERVAL)
         self._last_start = started
         fetch = self._fetch = _Fetch(wanted, started)
+        return fetch
+
+    async def _run_fetch(self, fetch: _Fetch, owned: bool) -> None:
+        """Run a shared fetch (see `refresh`); its outcome goes to `fetch`, never raised.
+
+        `owned`: it runs in a task of the client's task group, which is
+        cancelled only when the client closes.
+        """
         try:
             # Callers arriving during this pause join the fetch.
-            await anyio.sleep_until(started)
+            await anyio.sleep_until(fetch.started)
             fetch.sent = True
             streams = fetch.streams
             # No deadline on the wire: a broker without a fresh broker list
@@ -451,9 +480,12 @@ class Router:
             )
             self.metadata.update(response, streams)
             fetch.response = response
-            return _narrowed(response, wanted, streams)
         except LiftbridgeError as exc:
             fetch.error = exc
+        except anyio.get_cancelled_exc_class():
+            if owned:
+                # The client is closing: its waiters must not start another.
+                fetch.error = ErrorUnavailable("The client was closed during a metadata refresh")
             raise
         finally:
             self._fetch = None
@@ -461,10 +493,10 @@ class Router:
                 self._last_fetch = fetch
             fetch.done.set()
 
-    async def refresh_quietly(self, since: Optional[float] = None) -> None:
-        """`refresh()` of all streams, logging instead of raising (before a retry)."""
+    async def refresh_quietly(self, *streams: str, since: Optional[float] = None) -> None:
+        """`refresh()`, logging instead of raising (before a retry)."""
         try:
-            await self.refresh(since=since)
+            await self.refresh(*streams, since=since)
         except LiftbridgeError as exc:
             logger.debug("Metadata refresh failed: %s", exc)
 
@@ -526,23 +558,38 @@ class Router:
     ) -> wire.FetchMetadataResponse:
         """Refresh until `stream` (or every stream, if None) is ready; the last answer.
 
-        The pauses between refreshes grow as the retry policy's backoff.
+        The pauses between refreshes grow as the retry policy's backoff. A
+        refresh that reaches no broker within the policy does not end the
+        wait: the next one follows after a pause.
 
         Raises:
-            ErrorDeadlineExceeded: Not ready within `timeout` s (None: no bound).
+            ErrorDeadlineExceeded: Not ready within `timeout` s (None: no
+                bound); its cause is the last refresh's failure, if any.
         """
         streams = [stream] if stream else []
         backoff = Backoff(self.policy)
         checked = None
+        last: Optional[LiftbridgeError] = None
         with anyio.move_on_after(timeout):
             while True:
-                response = await self.refresh(*streams, since=checked)
-                if self.stream_ready(stream):
-                    return response
+                try:
+                    # The wait's bound is `timeout`, not a call's budget.
+                    with own_budget():
+                        response = await self.refresh(*streams, since=checked)
+                except LiftbridgeError as exc:
+                    if not exc.transient:
+                        raise
+                    last = exc
+                else:
+                    if self.stream_ready(stream):
+                        return response
                 checked = anyio.current_time()
                 await backoff.wait()
         what = f"Stream {stream!r} was" if stream else "The streams were"
-        raise ErrorDeadlineExceeded(f"{what} not ready within {timeout} s")
+        message = f"{what} not ready within {timeout} s"
+        if last is not None:
+            message += f" (last refresh: {last})"
+        raise ErrorDeadlineExceeded(message) from last
 
     def stream_ready(self, stream: Optional[str]) -> bool:
         """Whether the cache knows `stream` (or every stream) with a leader per partition."""

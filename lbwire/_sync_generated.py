@@ -301,7 +301,9 @@ class SyncClientMethods(_Base):
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
             ErrorDeadlineExceeded: Not created (and ready, with
-                `wait_for_stream`) within `timeout`.
+                `wait_for_stream`) within `timeout`. Its message says whether
+                the stream may exist: a CreateStream that got no answer may
+                have created it.
         """
         self.run(
             self._client.create_stream,

@@ -65,14 +65,18 @@ class MetadataCache:
             response: The server's answer.
             requested: The streams that were asked for; empty means all, in
                 which case streams missing from the answer are forgotten.
+                Otherwise only these streams change: others in the answer
+                are left out too.
         """
-        requested = list(requested)
-        if not requested:
+        wanted = set(requested)
+        if not wanted:
             self.streams = {}
-        for name in requested:
+        for name in wanted:
             self.streams.pop(name, None)
         for stream in response.streamMetadata:
-            if stream.error == wire.StreamMetadataError.OK:
+            if stream.error == wire.StreamMetadataError.OK and (
+                not wanted or stream.name in wanted
+            ):
                 self.streams[stream.name] = stream
         self.update_brokers(response.brokers)
 

@@ -19,12 +19,15 @@ attributes (`client.max_publish_size`...) read it, and assigning one raises
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import (
     TYPE_CHECKING,
+    Dict,
     Generic,
     NoReturn,
     Optional,
     Protocol,
+    Tuple,
     TypeVar,
     Union,
     cast,
@@ -32,7 +35,7 @@ from typing import (
 )
 
 from .compression import compress
-from .error import ErrorInvalidArgument, ErrorReadOnlyOption
+from .error import ErrorInvalidArgument, ErrorInvalidType, ErrorReadOnlyOption
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .grpc.proxy import HttpProxy, select_proxy
@@ -128,6 +131,8 @@ class ClientOptions:
             raises `ErrorUnavailable`.
 
     Raises:
+        TypeError: An option of the wrong type, e.g. `max_message_size="x"`
+            (`ErrorInvalidType`, also a `ValueError`).
         ValueError: An option out of its range, or an unknown compression
             method (`ErrorInvalidArgument`).
     """
@@ -157,6 +162,7 @@ class ClientOptions:
     proxy: Optional[str] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.compression_method is not None:
             compress(b"", self.compression_method)  # validates the method name
         for name in (
@@ -185,6 +191,16 @@ class ClientOptions:
         # An int (as gufo-era code may pass) becomes the enum; a bad one raises.
         object.__setattr__(self, "cursor_convention", CursorConvention(self.cursor_convention))
 
+    def _check_types(self) -> None:
+        """Raise `ErrorInvalidType` for an option of the wrong type (before any range check)."""
+        for name, (kinds, expected) in _TYPES.items():
+            value = getattr(self, name)
+            if value is None and "None" in expected:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                # (Not the value: a proxy URL may hold credentials.)
+                raise ErrorInvalidType(f"{name} must be {expected}, not {type(value).__name__}")
+
     def channel_config(self) -> ChannelConfig:
         """The settings of every connection a client with these options opens.
 
@@ -206,6 +222,41 @@ class ClientOptions:
             keepalive_time=self.keepalive_time,
             proxy=_checked_proxy(self.proxy, self.enable_http_proxy),
         )
+
+
+#: The options whose type is checked: the types accepted, and how the error names them.
+_TYPES: Dict[str, Tuple[Tuple[type, ...], str]] = {
+    **{
+        name: ((numbers.Integral,), "an int")
+        for name in (
+            "max_message_size",
+            "max_publish_size",
+            "compression_threshold",
+            "max_conns_per_broker",
+        )
+    },
+    **{
+        name: ((numbers.Real,), "a number of seconds")
+        for name in (
+            "publish_async_ack_timeout",
+            "metadata_leader_timeout",
+            "metadata_leader_dev",
+            "connect_timeout",
+            "rpc_timeout",
+            "ack_timeout",
+            "resubscribe_wait_time",
+        )
+    },
+    **{
+        name: ((numbers.Real,), "a number of seconds or None")
+        for name in ("keepalive_time", "idle_timeout")
+    },
+    "encoding_header": ((str,), "a str"),
+    **{
+        name: ((str,), "a str or None")
+        for name in ("compression_method", "tls_server_hostname", "proxy")
+    },
+}
 
 
 def _checked_proxy(proxy: Optional[str], enable_http_proxy: bool) -> Optional[HttpProxy]:

@@ -31,8 +31,10 @@ __all__ = [
     "POLICY_BOUND",
     "Backoff",
     "RetryPolicy",
+    "budget_deadline",
     "call_budget",
     "is_transient",
+    "own_budget",
     "retrying",
     "wait_bound",
 ]
@@ -212,6 +214,29 @@ def call_budget(policy: RetryPolicy) -> Iterator[_Budget]:
     token = _budget.set(budget)
     try:
         yield budget
+    finally:
+        _budget.reset(token)
+
+
+def budget_deadline() -> float:
+    """When the budget of this task's public call under way ends (inf: none is open)."""
+    budget = _budget.get()
+    if budget is None or budget.task != anyio.get_current_task().id:
+        return math.inf
+    return budget.deadline
+
+
+@contextmanager
+def own_budget() -> Iterator[None]:
+    """Run the retries inside with a budget of their own, not the call's under way.
+
+    For work shared by several calls (a metadata fetch many callers wait
+    for): the caller that happens to run it must not lend it what is left
+    of its own budget.
+    """
+    token = _budget.set(None)
+    try:
+        yield
     finally:
         _budget.reset(token)
 

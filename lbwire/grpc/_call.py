@@ -66,6 +66,7 @@ class Call:
         "_connection_hint",
         "_deadline",
         "_end",
+        "_grace",
         "_listener",
         "_max_send",
         "_messages",
@@ -87,12 +88,16 @@ class Call:
         max_send: int,
         connection: Optional[Connection],
         connect: Callable[[], Awaitable[Connection]],
+        grace: float = 0.0,
     ) -> None:
         self._path = path
         self._timeout = timeout
+        # The server is told the deadline `grace` s earlier than this side
+        # gives up, so an answer it sends at its deadline still arrives.
+        self._grace = grace
         self._metadata = encode_metadata(metadata) if metadata else ()
         self._max_send = max_send
-        self._deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        self._deadline = math.inf if timeout is None else anyio.current_time() + timeout + grace
         self._messages: Deque[MessageReceived] = collections.deque()
         self._end: Optional[CallEnded] = None
         self._listener: Optional[Callable[[bytes], None]] = None
@@ -188,7 +193,7 @@ class Call:
             if connection is None or not connection.protocol.can_start_call:
                 connection = await self._wait_for_connection()
             if self._timeout is not None:
-                timeout = self._deadline - anyio.current_time()
+                timeout = self._deadline - self._grace - anyio.current_time()
                 if timeout <= 0:
                     raise GRPCError(
                         Status.DEADLINE_EXCEEDED, "deadline exceeded before the call started"

@@ -201,6 +201,7 @@ class Channel:
         *,
         timeout: Optional[float] = None,
         metadata: MetadataArg = None,
+        grace: float = 0.0,
     ) -> bytes:
         """Make a unary call: send ``request``, return the response message.
 
@@ -211,6 +212,9 @@ class Channel:
                 cancelled on the server); ``None`` for no deadline.
             metadata: custom request metadata, ``(key, value)`` pairs; values of
                 ``-bin`` keys are bytes.
+            grace: with ``timeout``, seconds this side waits beyond the
+                deadline the server is told, for an answer the server sends
+                when its deadline passes.
 
         Raises:
             GRPCError: the call did not end with OK; UNAVAILABLE if the server
@@ -219,7 +223,7 @@ class Channel:
                 larger than the configured maximum.
 
         """
-        call = self._call(path, timeout, metadata)
+        call = self._call(path, timeout, metadata, grace)
         try:
             await call.start(request, True)
             return await call.unary_response()
@@ -259,7 +263,9 @@ class Channel:
         """
         return StreamStreamCall(self._call(path, timeout, metadata))
 
-    def _call(self, path: str, timeout: Optional[float], metadata: MetadataArg) -> Call:
+    def _call(
+        self, path: str, timeout: Optional[float], metadata: MetadataArg, grace: float = 0.0
+    ) -> Call:
         return Call(
             path,
             timeout,
@@ -267,6 +273,7 @@ class Channel:
             max_send=self.config.max_send_message_length,
             connection=self._connection,
             connect=self._get_connection,
+            grace=grace,
         )
 
     # -- connections ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from lbwire.error import (
     ErrorInvalidArgument,
     ErrorNotFound,
     ErrorPartitionPaused,
+    ErrorUnavailable,
 )
 from lbwire.retry import RetryPolicy
 from lbwire.testing import LiftbridgeServer
@@ -317,3 +318,74 @@ async def test_consumer_group_metadata_of_missing_group_raises_not_found(
     with pytest.raises(ErrorNotFound, match=stream_name):
         await client.get_consumer_group_metadata(stream_name)
     assert (await client.get_metadata(groups=[stream_name])).groups == []
+
+
+def test_an_answer_for_some_streams_changes_only_those_in_the_cache() -> None:
+    # No server involved: the cache's rule for an answer of some streams.
+    # A real broker answers only the streams asked for; an answer naming
+    # others (a widened shared fetch narrowed later) must not replace them.
+    from lbwire import wire
+    from lbwire.metadata import MetadataCache
+
+    def meta(name: str, leader: str) -> wire.StreamMetadata:
+        partition = wire.PartitionMetadata(id=0, leader=leader, isr=[leader])
+        return wire.StreamMetadata(name=name, partitions={0: partition})
+
+    brokers = [wire.Broker(id="b1", host="127.0.0.1", port=1)]
+    cache = MetadataCache()
+    cache.update(
+        wire.FetchMetadataResponse(
+            brokers=brokers, streamMetadata=[meta("a", "b1"), meta("b", "b1")]
+        )
+    )
+    gone = wire.StreamMetadata(name="a", error=wire.StreamMetadataError.UNKNOWN_STREAM)
+    cache.update(
+        wire.FetchMetadataResponse(brokers=brokers, streamMetadata=[gone, meta("c", "b1")]), ["a"]
+    )
+    assert set(cache.streams) == {"b"}
+
+
+#: A refresh with the server down gives up fast: the waits outlast it.
+SHORT_POLICY = RetryPolicy(attempts=100, initial_backoff=0.02, max_backoff=0.1, max_time=0.3)
+
+
+async def test_wait_for_stream_without_timeout_waits_through_refreshes_that_fail(
+    fresh_server: LiftbridgeServer, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready: list[bool] = []
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=SHORT_POLICY) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await fresh_server.akill()
+        counter = CallCounter("FetchMetadata").install(monkeypatch)
+
+        async def wait() -> None:
+            await client.wait_for_stream(stream_name, timeout=None)
+            ready.append(True)
+
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                begun = anyio.current_time()
+                tg.start_soon(wait)
+                # Refreshes go on after one has run out of its policy.
+                await wait_until(
+                    lambda: bool(counter.between(begun + 3 * SHORT_POLICY.max_time, float("inf"))),
+                    "refreshes after the policy's time",
+                )
+                assert not ready
+                await fresh_server.astart()
+    assert ready == [True]
+
+
+async def test_wait_for_stream_with_a_timeout_ends_at_it_with_the_last_failure_as_cause(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=SHORT_POLICY) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await fresh_server.akill()
+        timeout = 4 * SHORT_POLICY.max_time
+        begun = anyio.current_time()
+        with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded) as raised:
+            await client.wait_for_stream(stream_name, timeout=timeout)
+        assert anyio.current_time() - begun >= timeout
+    assert isinstance(raised.value.__cause__, ErrorUnavailable)
+    assert "last refresh" in str(raised.value)

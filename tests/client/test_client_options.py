@@ -9,7 +9,12 @@ import pytest
 from client_support import read_all
 
 from lbwire.client import ClientOptions, LiftbridgeClient, RetryPolicy
-from lbwire.error import ErrorMessageSizeExceeded, ErrorReadOnlyOption, LiftbridgeError
+from lbwire.error import (
+    ErrorInvalidType,
+    ErrorMessageSizeExceeded,
+    ErrorReadOnlyOption,
+    LiftbridgeError,
+)
 from lbwire.options import OPTION_NAMES
 from lbwire.sync import LiftbridgeClient as SyncLiftbridgeClient
 from lbwire.types import CursorConvention
@@ -116,6 +121,32 @@ async def test_options_with_option_keywords_raise() -> None:
 async def test_options_of_another_type_raise() -> None:
     with pytest.raises(TypeError, match="ClientOptions"):
         LiftbridgeClient([UNUSED_BROKER], options={"ack_timeout": 1.0})  # type: ignore[arg-type]
+
+
+WRONG_TYPES = {
+    "max_message_size": ("x", "an int"),
+    "max_publish_size": (1.5, "an int"),
+    "max_conns_per_broker": (True, "an int"),
+    "compression_threshold": ("10", "an int"),
+    "rpc_timeout": ("1", "a number of seconds"),
+    "ack_timeout": (None, "a number of seconds"),
+    "resubscribe_wait_time": ([1], "a number of seconds"),
+    "idle_timeout": ("300", "a number of seconds or None"),
+    "encoding_header": (b"X-Enc", "a str"),
+    "compression_method": (1, "a str or None"),
+    "proxy": (b"http://user:secret@127.0.0.1:1", "a str or None"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_TYPES))
+async def test_an_option_of_the_wrong_type_raises_invalid_type_naming_it(name: str) -> None:
+    value, expected = WRONG_TYPES[name]
+    with pytest.raises(ErrorInvalidType) as raised:
+        LiftbridgeClient([UNUSED_BROKER], **{name: value})
+    assert str(raised.value) == f"{name} must be {expected}, not {type(value).__name__}"
+    # A LiftbridgeError, and the TypeError a comparison raised before.
+    assert isinstance(raised.value, LiftbridgeError)
+    assert isinstance(raised.value, TypeError)
 
 
 async def test_options_with_keywords_at_their_defaults_are_accepted() -> None:

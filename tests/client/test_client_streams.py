@@ -8,12 +8,14 @@ import anyio
 import pytest
 from client_support import collect, publish_values, read_all
 from helpers import aclosing, wait_until
+from helpers.frozen import frozen
 from helpers.servers import by_generation
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
     ErrorAckTimeout,
     ErrorAlreadyExists,
+    ErrorDeadlineExceeded,
     ErrorEncryptionFailed,
     ErrorInvalidArgument,
     ErrorNotFound,
@@ -441,3 +443,15 @@ async def test_set_readonly_on_missing_stream_raises_not_found(
 ) -> None:
     with pytest.raises(ErrorNotFound):
         await client.set_stream_readonly(stream_name)
+
+
+async def test_create_stream_timing_out_mid_call_says_the_stream_may_exist(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # A frozen broker took the connection and the request, and answers
+    # nothing: whether it created the stream is unknown.
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        await client.get_metadata()  # the connection is open
+        async with frozen(fresh_server):
+            with pytest.raises(ErrorDeadlineExceeded, match="may have been created"):
+                await client.create_stream(stream_name, timeout=0.5)

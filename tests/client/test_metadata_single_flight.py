@@ -7,12 +7,13 @@ import traceback
 
 import anyio
 import pytest
-from helpers import CallCounter
+from helpers import CallCounter, wait_until
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorUnavailable
-from lbwire.retry import RetryPolicy
+from lbwire.retry import RetryPolicy, call_budget
+from lbwire.testing import LiftbridgeServer
 
 pytestmark = pytest.mark.anyio
 
@@ -129,9 +130,51 @@ async def test_each_caller_of_a_failed_fetch_gets_an_exception_of_its_own() -> N
         frames = traceback.extract_tb(failure.__traceback__)
         routers = [f for f in frames if f.filename.endswith("_routing.py") and f.name == "refresh"]
         assert len(routers) == 1
-    # The waiters' exceptions say the same, and lead to the fetch's own.
-    (fetched,) = [f for f in failures if f.__cause__ not in failures]
-    assert all(f.__cause__ is fetched for f in failures if f is not fetched)
+    # The callers' exceptions say the same, and lead to the fetch's own
+    # (raised in the fetch's task, in none of theirs).
+    (fetched,) = {id(f.__cause__): f.__cause__ for f in failures}.values()
+    assert isinstance(fetched, ErrorUnavailable)
+    assert fetched not in failures
     assert {(type(f), str(f), f.status) for f in failures} == {
         (type(fetched), str(fetched), fetched.status)
     }
+
+
+@pytest.mark.parametrize("inside_block", [True, False])
+async def test_a_shared_fetch_retries_with_its_own_budget_not_its_starters(
+    fresh_server: LiftbridgeServer, monkeypatch: pytest.MonkeyPatch, inside_block: bool
+) -> None:
+    # The caller that starts a fetch has spent its budget (a refresh nested
+    # deep in a publish); a caller with a fresh budget waits for the same
+    # fetch. The broker is down at the fetch's first try, and back later.
+    counter = CallCounter("FetchMetadata").install(monkeypatch)
+    policy = RetryPolicy(attempts=100, max_backoff=0.5, max_time=60)
+    client = LiftbridgeClient([fresh_server.broker], retry_policy=policy)
+    router = client._router  # noqa: SLF001
+    answers: list[wire.FetchMetadataResponse] = []
+
+    async def spent_starter() -> None:
+        with call_budget(router.policy) as budget:
+            budget.failures = budget.attempts
+            answers.append(await router.refresh())
+
+    async def waiter() -> None:
+        answers.append(await router.refresh())
+
+    async def run() -> None:
+        fresh_server.stop()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spent_starter)
+            await wait_until(lambda: len(counter.starts) == 1, "the fetch is sent")
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            # With the starter's budget, the fetch would fail for both.
+            await anyio.to_thread.run_sync(fresh_server.start)
+
+    if inside_block:
+        async with client:
+            await run()
+    else:
+        await run()
+    assert len(answers) == 2
+    assert answers[0] is answers[1]

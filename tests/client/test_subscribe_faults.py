@@ -231,3 +231,47 @@ async def test_subscribe_timeout_bounds_the_set_up_on_a_frozen_leader(
                 await collect(client.subscribe(stream_name, timeout=1))
             took = anyio.current_time() - started
     assert took < 1 + 5, took  # the timeout, with room for a loaded machine
+
+
+async def test_a_subscription_outage_refreshes_the_metadata_of_its_own_stream_only(
+    fresh_server: LiftbridgeServer, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refresh of all streams replaces the whole cache: a restarted server
+    # that has not loaded some stream yet would make it vanish for every
+    # caller, though only this subscription's stream was in question.
+    from lbwire import wire
+    from lbwire.grpc import Channel
+
+    asked: list[list[str]] = []
+    real = Channel.unary_unary
+
+    async def recording(channel: Channel, path: str, request: bytes, **kwargs: object) -> bytes:
+        if path == "/proto.API/FetchMetadata":
+            asked.append(wire.FetchMetadataRequest.decode(request).streams)
+        return await real(channel, path, request, **kwargs)  # type: ignore[arg-type]
+
+    other = f"{stream_name}-other"
+    received: list[Message] = []
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        for name in (stream_name, other):
+            await client.create_stream(name, wait_for_stream=True)
+
+        async def consume() -> None:
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+            async with aclosing(subscription) as messages:
+                async for message in messages:
+                    received.append(message)
+                    if len(received) == 2:
+                        return
+
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await publish_values(client, stream_name, [b"a0"])
+                await wait_until(lambda: len(received) == 1, "the first message arrives")
+                monkeypatch.setattr(Channel, "unary_unary", recording)
+                await kill_and_restart(fresh_server)
+                await publish_after_restart(client, stream_name, b"a1")
+                await wait_until(lambda: len(received) == 2, "the subscription resumes")
+    assert asked, "the outage refreshed no metadata"
+    assert all(streams == [stream_name] for streams in asked), asked

@@ -637,3 +637,26 @@ async def test_calls_beyond_goaway_last_stream_id_are_marked_not_processed() -> 
         assert isinstance(refused, GRPCError)
         assert refused.status is Status.UNAVAILABLE
         assert refused.not_processed
+
+
+async def test_an_answer_sent_at_the_servers_deadline_arrives_within_the_grace() -> None:
+    # A fake peer: it answers exactly when the deadline it was sent passes,
+    # as a broker that waits for a metadata leader until then does; a real
+    # broker's timing there cannot be scripted.
+    async with raw_channel() as (server, channel):
+        started = anyio.current_time()
+
+        async def answer_at_the_deadline(connection: RawConnection) -> None:
+            (_, headers) = server.requests[-1]
+            sent = headers[b"grpc-timeout"]
+            assert sent.endswith(b"u")
+            await anyio.sleep_until(started + int(sent[:-1]) / 1e6)
+            connection.release_held()
+
+        server.on_hold = answer_at_the_deadline
+        with anyio.fail_after(5):
+            answer = await channel.unary_unary("/t/Hold", b"late", timeout=0.2, grace=0.5)
+        assert answer == b"late"
+        (_, headers) = server.requests[-1]
+        # The server is told the deadline, not the deadline and the grace.
+        assert int(headers[b"grpc-timeout"][:-1]) <= 200_000
