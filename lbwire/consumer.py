@@ -821,8 +821,12 @@ class Consumer:
         before, self._assignment = self._assignment, wanted
         self._last_answer = anyio.current_time()
         revoked = sorted(before - wanted)
+        # (No await in this loop: a reading task that ends by itself removes
+        # its own entry, as it did during an await here in the chaos soak.)
         for key in [k for k in self._tasks if k not in wanted]:
-            self._tasks.pop(key).cancel()
+            scope = self._tasks.pop(key, None)
+            if scope is not None:
+                scope.cancel()
         if (self._last is not None and self._last not in wanted) or any(
             key not in wanted for key in self._batch
         ):
