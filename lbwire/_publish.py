@@ -35,6 +35,7 @@ import anyio
 from . import wire
 from ._checks import checked_publish_value
 from ._log import LazyLogger
+from ._room import PublishRoom
 from .compression import compress
 from .error import (
     ErrorAckTimeout,
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
         partitioner: Optional[Partitioner]
         ack_timeout: float
         publish_async_ack_timeout: float
+        publish_async_max_pending: int
+        publish_async_max_pending_bytes: int
 
 
 __all__ = ["Publisher", "new_correlation_id"]
@@ -126,6 +129,12 @@ class Publisher:
         self.connections = connections
         self.options = options
         self._session: Optional[PublishSession] = None
+        #: The bound on this client's publishes in flight on its PublishAsync
+        #: streams (publishes outside the client's block wait for their acks
+        #: on a stream of their own, outside it).
+        self.room = PublishRoom(
+            options.publish_async_max_pending, options.publish_async_max_pending_bytes
+        )
         self._session_lock: Optional[anyio.Lock] = None
         self._task_group: Optional[TaskGroup] = None
         # Streams a publish of this client reached (see `stream_known`).
@@ -440,10 +449,12 @@ class Publisher:
             if session is None or session.closed:
                 if self._task_group is None:
                     raise RuntimeError("LiftbridgeClient is not open")
-                session = self._session = await self._open_session(self._task_group)
+                session = self._session = await self._open_session(self._task_group, self.room)
             return session
 
-    async def _open_session(self, task_group: TaskGroup) -> PublishSession:
+    async def _open_session(
+        self, task_group: TaskGroup, room: Optional[PublishRoom] = None
+    ) -> PublishSession:
         """A new PublishAsync stream on any broker; its reader runs in `task_group`."""
         # Imported on first use, as many programs never pipeline.
         from .publish import PublishSession
@@ -455,7 +466,7 @@ class Publisher:
                 channel = connections.channel(address)
             else:
                 channel = connections.scope_channel(address)
-            session = PublishSession(channel, task_group, self.connections.observers)
+            session = PublishSession(channel, task_group, self.connections.observers, room)
             session.address = address
             await session.start()
             return session

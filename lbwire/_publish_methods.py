@@ -13,15 +13,19 @@ from typing import (
     Optional,
 )
 
+import anyio
+
 from . import wire
 from ._publish import Publisher, new_correlation_id
 from .error import (
+    ErrorDeadlineExceeded,
     ErrorInvalidArgument,
 )
 from .retry import call_budget
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
+    from ._room import InFlight
     from .publish import PendingAck
 
 
@@ -206,12 +210,24 @@ class PublishMethods:
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
     ) -> PendingAck:
-        """Send a message on the pipelined PublishAsync stream without waiting.
+        """Send a message on the pipelined PublishAsync stream without waiting for its ack.
+
+        Backpressure: an acked publish takes room in the client's bound on
+        publishes in flight (`publish_async_max_pending` requests,
+        `publish_async_max_pending_bytes` bytes) and gives it back when it is
+        settled: acknowledged, refused, timed out or failed with its stream,
+        whether or not anyone awaits it. When there is no room, this waits
+        for some, first come first served, within the ack timeout. Cancelled
+        while it waits, it leaves nothing behind and sends nothing.
 
         Returns:
             An awaitable `PendingAck`: `await` it for the Ack (None for
             AckPolicy.NONE); it raises `PublishAsyncError` if the server
             refused the message and `ErrorAckTimeout` if no ack came in time.
+
+        Raises:
+            ErrorDeadlineExceeded: No room in the bound within the ack
+                timeout; the message was not sent (`not_processed` is True).
         """
         publisher = self._publisher
         session = None
@@ -242,6 +258,35 @@ class PublishMethods:
         if session is None:
             session = await publisher.session()
         return await session.send(request, encoded, timeout)
+
+    @property
+    def publish_in_flight(self) -> InFlight:
+        """The acked publishes in flight now: `(requests, bytes)` (see `publish_async`)."""
+        return self._publisher.room.snapshot()
+
+    async def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until every publish in flight now is acknowledged or has failed.
+
+        Publishes sent while it waits are not waited for. It does not raise
+        the publishes' own errors: await their `PendingAck`s for those.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes
+                (each publish settles by its ack timeout at the latest).
+
+        Raises:
+            ErrorDeadlineExceeded: Some publishes were still in flight after
+                `timeout` seconds.
+        """
+        room = self._publisher.room
+        with anyio.move_on_after(timeout):
+            await room.drain()
+            return
+        requests, size = room.snapshot()
+        raise ErrorDeadlineExceeded(
+            f"flush: publishes still in flight after {timeout} s "
+            f"({requests} in flight now, {size} bytes)"
+        )
 
     async def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True

@@ -11,7 +11,12 @@ import functools
 from typing import TYPE_CHECKING
 
 from ._admin import SERVER_DEFAULT
-from .client import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PUBLISH_SIZE
+from .client import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PUBLISH_SIZE,
+)
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from . import wire
     from ._cursors import CursorStore
     from ._pool import ConnectionInfo
+    from ._room import InFlight
     from .activity import ActivityEvent
     from .consumer import AutoOffset
     from .grpc.config import ChannelConfig
@@ -52,6 +58,8 @@ class SyncClientMethods(_Base):
         compression_threshold: int = 0,
         encoding_header: str = "X-Msg-Encoding",
         publish_async_ack_timeout: float = 10.0,
+        publish_async_max_pending: int = DEFAULT_MAX_PENDING,
+        publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         metadata_leader_timeout: float = 3.0,
         metadata_leader_dev: float = 1.0,
         connect_timeout: float = 5.0,
@@ -79,6 +87,8 @@ class SyncClientMethods(_Base):
                 compression_threshold=compression_threshold,
                 encoding_header=encoding_header,
                 publish_async_ack_timeout=publish_async_ack_timeout,
+                publish_async_max_pending=publish_async_max_pending,
+                publish_async_max_pending_bytes=publish_async_max_pending_bytes,
                 metadata_leader_timeout=metadata_leader_timeout,
                 metadata_leader_dev=metadata_leader_dev,
                 connect_timeout=connect_timeout,
@@ -326,6 +336,22 @@ class SyncClientMethods(_Base):
     def fetch_consumer_group_metadata(self, group_id: str) -> Optional[wire.ConsumerGroupMetadata]:
         """The group's coordinator and epoch, or None if the group does not exist."""
         return self.run(self._client.fetch_consumer_group_metadata, group_id)
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until every publish in flight now is acknowledged or has failed.
+
+        Publishes sent while it waits are not waited for. It does not raise
+        the publishes' own errors: await their `PendingAck`s for those.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes
+                (each publish settles by its ack timeout at the latest).
+
+        Raises:
+            ErrorDeadlineExceeded: Some publishes were still in flight after
+                `timeout` seconds.
+        """
+        self.run(self._client.flush, timeout)
 
     def get_cursor(self, stream: str, partition: int, cursor_id: str) -> int:
         """Read a stored cursor: the stored value, or -1 when there is none.
@@ -589,6 +615,16 @@ class SyncClientMethods(_Base):
         """Seconds to wait for the acks of `publish_bulk` and `publish_async`."""
         return self._client.publish_async_ack_timeout
 
+    @property
+    def publish_async_max_pending(self) -> int:
+        """The async client's `publish_async_max_pending`."""
+        return self._client.publish_async_max_pending
+
+    @property
+    def publish_async_max_pending_bytes(self) -> int:
+        """Most bytes of encoded publishes in flight at once."""
+        return self._client.publish_async_max_pending_bytes
+
     def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
     ) -> Iterator[wire.PublishResponse]:
@@ -613,6 +649,11 @@ class SyncClientMethods(_Base):
                 `publish_async_ack_timeout`.
         """
         return self._iterator(self._client.publish_bulk, iter_req, wait)
+
+    @property
+    def publish_in_flight(self) -> InFlight:
+        """The acked publishes in flight now: `(requests, bytes)` (see `publish_async`)."""
+        return self._client.publish_in_flight
 
     def publish_to_subject(
         self,

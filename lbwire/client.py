@@ -119,6 +119,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 #: The server's default `clustering.replication.max.bytes`: larger messages are
 #: refused by the server, and silently lost when published without an ack.
 DEFAULT_MAX_PUBLISH_SIZE = 1024 * 1024
+#: Default bound on a client's publishes in flight (awaiting their acks).
+DEFAULT_MAX_PENDING = 4096
+#: Default bound on the bytes of a client's publishes in flight.
+DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024
 
 _R = TypeVar("_R")
 
@@ -170,6 +174,13 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         encoding_header: Header that names the compression method.
         publish_async_ack_timeout: Seconds to wait for the acks of
             `publish_bulk` and `publish_async`.
+        publish_async_max_pending: Most acked publishes in flight at once
+            (sent, or about to be, and not yet acknowledged, refused or timed
+            out), whichever method sent them. A publish beyond it waits for
+            room (see `publish_async`).
+        publish_async_max_pending_bytes: Most bytes of encoded publishes in
+            flight at once. A single message larger than this is sent alone,
+            once nothing else is in flight.
         metadata_leader_timeout: Mean pause (s) after "no metadata leader".
         metadata_leader_dev: Deviation of that pause (s).
         connect_timeout: Seconds a connection attempt may take.
@@ -217,6 +228,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         compression_threshold: int = 0,
         encoding_header: str = "X-Msg-Encoding",
         publish_async_ack_timeout: float = 10.0,
+        publish_async_max_pending: int = DEFAULT_MAX_PENDING,
+        publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         metadata_leader_timeout: float = 3.0,
         metadata_leader_dev: float = 1.0,
         connect_timeout: float = 5.0,
@@ -245,6 +258,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         for name, value in (
             ("max_message_size", max_message_size),
             ("max_publish_size", max_publish_size),
+            ("publish_async_max_pending", publish_async_max_pending),
+            ("publish_async_max_pending_bytes", publish_async_max_pending_bytes),
         ):
             if value <= 0:
                 raise ErrorInvalidArgument(f"{name} must be positive, not {value}")
@@ -272,6 +287,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         self.compression_threshold = compression_threshold
         self.encoding_header = encoding_header
         self.publish_async_ack_timeout = publish_async_ack_timeout
+        self.publish_async_max_pending = publish_async_max_pending
+        self.publish_async_max_pending_bytes = publish_async_max_pending_bytes
         self.metadata_leader_timeout = metadata_leader_timeout
         self.metadata_leader_dev = metadata_leader_dev
         self.ack_timeout = ack_timeout

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
     from ._address import Address
+    from ._room import PublishRoom
     from .grpc import Channel
 
 __all__ = ["PendingAck", "PublishSession"]
@@ -36,6 +37,10 @@ __all__ = ["PendingAck", "PublishSession"]
 logger = LazyLogger("lbwire.publish")
 
 _PATH = "/proto.API/PublishAsync"
+
+
+def _what(request: wire.PublishRequest) -> str:
+    return f"a message to {request.stream!r}"
 
 
 class PendingAck:
@@ -55,8 +60,10 @@ class PendingAck:
         "_ack",
         "_deadline",
         "_done",
+        "_epoch",
         "_error",
         "_event",
+        "_held",
         "_session",
         "correlation_id",
         "observed",
@@ -72,6 +79,10 @@ class PendingAck:
         self._event: Optional[anyio.Event] = None
         self._ack: Optional[wire.Ack] = None
         self._error: Optional[LiftbridgeError] = None
+        # The bytes of room this publish holds in its session's PublishRoom
+        # (-1: none), and the flush epoch it took them in.
+        self._held = -1
+        self._epoch = 0
         #: (stream, partition, time.monotonic() when sent) when the client has an observer.
         self.observed: Optional[Tuple[str, int, float]] = None
 
@@ -79,9 +90,23 @@ class PendingAck:
         """Settle the outcome (called by the session that sent the message)."""
         self._ack, self._error = ack, error
         self._done = True
+        if self._held >= 0:
+            self.release()
         event = self._event
         if event is not None:
             event.set()
+
+    def hold(self, size: int, epoch: int) -> None:
+        """Record that the publish holds `size` bytes of room, taken in flush epoch `epoch`."""
+        self._held = size
+        self._epoch = epoch
+
+    def release(self) -> None:
+        """Give back the room this publish holds, if any (once)."""
+        held, self._held = self._held, -1
+        session = self._session
+        if held >= 0 and session is not None and session.room is not None:
+            session.room.give(held, self._epoch)
 
     @property
     def deadline(self) -> float:
@@ -117,9 +142,15 @@ class PublishSession:
     """A PublishAsync stream and the acks awaited on it."""
 
     def __init__(
-        self, channel: Channel, task_group: TaskGroup, observers: Optional[ObserverSlot] = None
+        self,
+        channel: Channel,
+        task_group: TaskGroup,
+        observers: Optional[ObserverSlot] = None,
+        room: Optional[PublishRoom] = None,
     ) -> None:
         self._channel = channel
+        #: The client's bound on publishes in flight (None: unbounded).
+        self.room = room
         self._task_group = task_group
         self._observers = observers if observers is not None else ObserverSlot()
         self._pending: Dict[str, PendingAck] = {}
@@ -274,7 +305,8 @@ class PublishSession:
             await event.wait()
 
     def forget(self, item: PendingAck) -> None:
-        """Stop waiting for an ack (its awaiter gave up)."""
+        """Stop waiting for an ack (its awaiter gave up, or it was not sent): its room goes back."""
+        item.release()
         if item is self._opener:
             # No reply in time: the gate must not hold the others forever.
             self._open_gate()
@@ -324,10 +356,23 @@ class PublishSession:
         else:
             now = self._last_sent = anyio.current_time()
             item = PendingAck(self, correlation_id, now + timeout)
-            if not self._answered:
-                await self._first_reply_gate(item)
-                if self.closed:
-                    raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+            room = self.room
+            if room is not None:
+                # Room is given back when the publish is settled (PendingAck.release).
+                size = len(encoded)
+                if room.try_take(size):
+                    item.hold(size, room.epoch)
+                else:
+                    item.hold(size, await room.take(size, item.deadline, _what(request)))
+            if not self._answered or self.closed:
+                try:
+                    if not self._answered:
+                        await self._first_reply_gate(item)
+                    if self.closed:
+                        raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+                except BaseException:
+                    self.forget(item)
+                    raise
             if observe and self._observers.current is not None:
                 # time.monotonic: the ack is handled outside anyio's reach.
                 item.observed = (request.stream, request.partition, time.monotonic())

@@ -257,14 +257,19 @@ class Call:
         protocol = self._protocol
         view = memoryview(data)
         total = len(data)
-        while sent < total:
+        # Part of the message is queued: a cancelled caller still sends the
+        # rest, as a message cut short would garble every later one on the
+        # stream. The call's deadline, its end and the connection's failure
+        # still stop it.
+        with anyio.CancelScope(shield=True):
+            while sent < total:
+                await connection.flush()
+                if protocol.send_window(self._stream_id) <= 0:
+                    with anyio.CancelScope(deadline=self._deadline):
+                        await connection.wait_window()
+                await self._check()
+                sent += protocol.send_data(self._stream_id, view[sent:], end)
             await connection.flush()
-            if protocol.send_window(self._stream_id) <= 0:
-                with anyio.CancelScope(deadline=self._deadline):
-                    await connection.wait_window()
-            await self._check()
-            sent += protocol.send_data(self._stream_id, view[sent:], end)
-        await connection.flush()
 
     async def end(self) -> None:
         """Half-close: tell the server no more messages will be sent."""

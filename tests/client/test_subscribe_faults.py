@@ -10,15 +10,11 @@ own server (``fresh_server``), as it kills or freezes it.
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import anyio
 import pytest
 from client_support import HANG_GUARD, collect, publish_values, read_all
 from helpers import aclosing, wait_until
+from helpers.faults import frozen
 from helpers.restarts import publish_after_restart
 
 from lbwire.client import LiftbridgeClient
@@ -152,29 +148,6 @@ async def test_subscribing_to_a_never_existing_stream_raises_not_found_at_once(
     async with LiftbridgeClient([fresh_server.broker]) as client:
         with anyio.fail_after(5), pytest.raises(ErrorNotFound):
             await read()
-
-
-def process_state(pid: int) -> str:
-    """The process's state letter from /proc (T: stopped)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rpartition(")")[2].split()[0]
-
-
-@asynccontextmanager
-async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
-    """SIGSTOP the server process for the block (it keeps its sockets open).
-
-    kill() returns before every thread has stopped, so the block begins once
-    /proc says the process is stopped.
-    """
-    pid = server.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        await wait_until(lambda: process_state(pid) == "T", "the server process is stopped")
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 async def test_subscribe_to_a_frozen_leader_fails_within_the_retry_policys_bound(

@@ -18,16 +18,13 @@ What is proven, and how:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
 import uuid
-from typing import AsyncIterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import anyio
 import pytest
-from helpers import wait_until
+from helpers.faults import frozen
 from helpers.h2peer import memory_server
 from helpers.proxy import tcp_proxy
 
@@ -288,29 +285,6 @@ async def test_a_closed_connection_fails_the_calls_in_flight_at_once() -> None:
             assert await channel.unary_unary(path("Echo"), b"again") == b"again"
     finally:
         peer.stop(None)
-
-
-def all_threads_stopped(pid: int) -> bool:
-    """Whether every thread of a process is stopped (Linux /proc state "T")."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/stat") as stat:
-            if stat.read().rsplit(")", 1)[1].split()[0] != "T":
-                return False
-    return True
-
-
-@contextlib.asynccontextmanager
-async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
-    """SIGSTOP the server's process (a hung broker: connections stay open); SIGCONT after."""
-    pid = server.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        # The signal is delivered asynchronously: wait until every thread stopped.
-        await wait_until(lambda: all_threads_stopped(pid), "the server is stopped")
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 async def test_a_call_to_a_frozen_liftbridge_fails_within_keepalive(
