@@ -24,7 +24,7 @@ from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
 if TYPE_CHECKING:
     import ssl
     from concurrent.futures import Future
-    from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+    from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
     from . import wire
     from ._cursors import CursorStore
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._room import InFlight
     from .activity import ActivityEvent
     from .consumer import AutoOffset
+    from .error import PublishAsyncError
     from .grpc.config import ChannelConfig
     from .metadata import MetadataCache
     from .observer import ClientObserver
@@ -60,6 +61,7 @@ class SyncClientMethods(_Base):
         publish_async_ack_timeout: float = 10.0,
         publish_async_max_pending: int = DEFAULT_MAX_PENDING,
         publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None,
         metadata_leader_timeout: float = 3.0,
         metadata_leader_dev: float = 1.0,
         connect_timeout: float = 5.0,
@@ -89,6 +91,7 @@ class SyncClientMethods(_Base):
                 publish_async_ack_timeout=publish_async_ack_timeout,
                 publish_async_max_pending=publish_async_max_pending,
                 publish_async_max_pending_bytes=publish_async_max_pending_bytes,
+                on_publish_error=on_publish_error,
                 metadata_leader_timeout=metadata_leader_timeout,
                 metadata_leader_dev=metadata_leader_dev,
                 connect_timeout=connect_timeout,
@@ -483,6 +486,11 @@ class SyncClientMethods(_Base):
         self._client.observer = observer
 
     @property
+    def on_publish_error(self) -> Optional[Callable[[PublishAsyncError], None]]:
+        """The async client's `on_publish_error`."""
+        return self._client.on_publish_error
+
+    @property
     def partitioner(self) -> Optional[Partitioner]:
         """Default partitioner for `publish` without a partition."""
         return self._client.partitioner
@@ -625,6 +633,40 @@ class SyncClientMethods(_Base):
         """Most bytes of encoded publishes in flight at once."""
         return self._client.publish_async_max_pending_bytes
 
+    def publish_batch(
+        self,
+        messages: Iterable[Union[bytes, wire.PublishRequest]],
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> List[Future[Optional[Ack]]]:
+        """Publish many messages at once on the PublishAsync stream; returns once they are sent.
+
+        Returns:
+            One `concurrent.futures.Future` of the Ack per message, in order
+            (see `publish_async`).
+        """
+        return self._wrap_publish_batch(
+            self.run(
+                self._client.publish_batch,
+                messages,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                partitioner=partitioner,
+                ack_timeout=ack_timeout,
+            )
+        )
+
     def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
     ) -> Iterator[wire.PublishResponse]:
@@ -649,6 +691,17 @@ class SyncClientMethods(_Base):
                 `publish_async_ack_timeout`.
         """
         return self._iterator(self._client.publish_bulk, iter_req, wait)
+
+    @property
+    def publish_errors(self) -> int:
+        """Refusals that no awaiter received, since the client was made.
+
+        Those of fire-and-forget publishes (`publish_async` or
+        `publish_batch` with AckPolicy.NONE), and late ones of publishes
+        whose awaiter gave up. Each also goes to the `on_publish_error`
+        callback (or the log).
+        """
+        return self._client.publish_errors
 
     @property
     def publish_in_flight(self) -> InFlight:

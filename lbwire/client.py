@@ -40,7 +40,7 @@ from ._subscribe import SubscribeMethods, Subscriptions
 from .compression import compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
-from .error import ErrorInvalidArgument
+from .error import ErrorInvalidArgument, PublishAsyncError
 from .error import ErrorMessageSizeExceeded as ErrorMessageSizeExceeded
 from .error import ErrorNoMetadataLeader as ErrorNoMetadataLeader
 from .error import ErrorNotFound as ErrorNotFound
@@ -181,6 +181,13 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         publish_async_max_pending_bytes: Most bytes of encoded publishes in
             flight at once. A single message larger than this is sent alone,
             once nothing else is in flight.
+        on_publish_error: Called with each `PublishAsyncError` no awaiter
+            receives: refusals of fire-and-forget publishes (AckPolicy.NONE
+            on `publish_async` or `publish_batch`) and late ones of publishes
+            whose awaiter gave up. Called in the client's receiving task: it
+            must return quickly; what it raises is logged, never raised.
+            None logs them instead (the 1st, 10th, 100th...); either way
+            `publish_errors` counts them.
         metadata_leader_timeout: Mean pause (s) after "no metadata leader".
         metadata_leader_dev: Deviation of that pause (s).
         connect_timeout: Seconds a connection attempt may take.
@@ -230,6 +237,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         publish_async_ack_timeout: float = 10.0,
         publish_async_max_pending: int = DEFAULT_MAX_PENDING,
         publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None,
         metadata_leader_timeout: float = 3.0,
         metadata_leader_dev: float = 1.0,
         connect_timeout: float = 5.0,
@@ -289,6 +297,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         self.publish_async_ack_timeout = publish_async_ack_timeout
         self.publish_async_max_pending = publish_async_max_pending
         self.publish_async_max_pending_bytes = publish_async_max_pending_bytes
+        self.on_publish_error = on_publish_error
         self.metadata_leader_timeout = metadata_leader_timeout
         self.metadata_leader_dev = metadata_leader_dev
         self.ack_timeout = ack_timeout

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, Generator, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import anyio
 
@@ -19,6 +30,7 @@ from .error import (
     ErrorAckTimeout,
     ErrorUnavailable,
     LiftbridgeError,
+    PublishAsyncError,
     from_grpc_error,
 )
 from .error._decisions import publish_async_error
@@ -41,6 +53,12 @@ _PATH = "/proto.API/PublishAsync"
 
 def _what(request: wire.PublishRequest) -> str:
     return f"a message to {request.stream!r}"
+
+
+def _not_sent(cause: LiftbridgeError) -> ErrorUnavailable:
+    return ErrorUnavailable(
+        f"Not sent, as the batch's stream broke first: {cause}", not_processed=True
+    )
 
 
 class PendingAck:
@@ -147,10 +165,13 @@ class PublishSession:
         task_group: TaskGroup,
         observers: Optional[ObserverSlot] = None,
         room: Optional[PublishRoom] = None,
+        unclaimed: Optional[Callable[[PublishAsyncError], None]] = None,
     ) -> None:
         self._channel = channel
         #: The client's bound on publishes in flight (None: unbounded).
         self.room = room
+        # Told of each refusal no awaiter receives (see `_dispatch`).
+        self._unclaimed = unclaimed
         self._task_group = task_group
         self._observers = observers if observers is not None else ObserverSlot()
         self._pending: Dict[str, PendingAck] = {}
@@ -254,11 +275,16 @@ class PublishSession:
             self._open_gate()
         correlation_id = response.correlationId
         item = self._pending.pop(correlation_id, None)
+        err = response.asyncError
         if item is None:
-            return  # its awaiter timed out and left
+            # An AckPolicy.NONE publish (fire and forget) refused, or one
+            # whose awaiter gave up: its error is nobody's to raise, so it
+            # is reported instead of dropped. A late ack is of no interest.
+            if err is not None and self._unclaimed is not None:
+                self._unclaimed(publish_async_error(int(err.code), err.message, correlation_id))
+            return
         if self._shared:
             self._promote(correlation_id)
-        err = response.asyncError
         if err is not None:
             item.resolve(None, publish_async_error(int(err.code), err.message, correlation_id))
         else:
@@ -415,6 +441,110 @@ class PublishSession:
                 raise from_grpc_error(exc) from None
             raise
         return item
+
+    async def send_batch(
+        self,
+        requests: Sequence[wire.PublishRequest],
+        encoded: Sequence[bytes],
+        timeout: float,
+    ) -> List[PendingAck]:
+        """Send `requests` in order, framed and written together; their awaitables.
+
+        The requests that find room in the client's bound go out in one piece;
+        then the batch waits for room for the next one, and so on. On a stream
+        that has not answered yet the first requests go one by one (see
+        `_first_reply_gate`). When the stream breaks meanwhile, the requests
+        that were being written fail with its error and the rest with
+        `ErrorUnavailable` (`not_processed`), each in its own PendingAck.
+
+        No room for the next request within the ack timeout fails it and
+        the rest with `ErrorDeadlineExceeded` (`not_processed`) likewise.
+
+        Raises:
+            ErrorUnavailable: The stream was closed before anything was sent.
+        """
+        if self.closed or self._call is None:
+            raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+        items: List[PendingAck] = []
+        pos, total = 0, len(requests)
+        while pos < total and not self._answered:
+            items.append(await self.send(requests[pos], encoded[pos], timeout))
+            pos += 1
+        room = self.room
+        observe = self._observers.current is not None
+        while pos < total:
+            start = pos
+            chunk: List[PendingAck] = []
+            now = self._last_sent = anyio.current_time()
+            deadline = now + timeout
+            try:
+                while pos < total:
+                    request = requests[pos]
+                    if request.ackPolicy == wire.AckPolicy.NONE:
+                        item = PendingAck(None, request.correlationId, 0.0)
+                        item.resolve(None, None)
+                    else:
+                        item = PendingAck(self, request.correlationId, deadline)
+                        if room is not None:
+                            size = len(encoded[pos])
+                            if room.try_take(size):
+                                item.hold(size, room.epoch)
+                            elif chunk:
+                                break  # send those that found room, then wait
+                            else:
+                                item.hold(size, await room.take(size, deadline, _what(request)))
+                        if observe:
+                            item.observed = (request.stream, request.partition, time.monotonic())
+                        self._register(item)
+                    chunk.append(item)
+                    pos += 1
+                await self._write(encoded[start:pos])
+            except LiftbridgeError as exc:
+                # A broken stream (nothing more goes out on it), or no room
+                # in time (`chunk` is empty then): the rest is not sent.
+                for item in chunk:
+                    self.forget(item)
+                    item.resolve(None, exc)
+                items.extend(chunk)
+                rest = exc if exc.not_processed else _not_sent(exc)
+                for request in requests[pos:]:
+                    item = PendingAck(None, request.correlationId, 0.0)
+                    item.resolve(None, rest)
+                    items.append(item)
+                return items
+            except BaseException:
+                for item in chunk:
+                    self.forget(item)
+                raise
+            items.extend(chunk)
+        return items
+
+    async def _write(self, encoded: Sequence[bytes]) -> None:
+        """Write `encoded` requests in one piece, in turn with other senders.
+
+        Raises:
+            ErrorUnavailable: The stream ended or broke (`not_processed` when
+                nothing went out).
+        """
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except anyio.WouldBlock:
+            await lock.acquire()
+        try:
+            if self.closed or self._call.ended:
+                self.closed = True
+                raise ErrorUnavailable(
+                    "PublishAsync stream ended before the messages were sent", not_processed=True
+                )
+            await self._call.send_messages(encoded)
+        except GRPCError as exc:
+            self.closed = True
+            if self._scope is not None:
+                self._scope.cancel()
+            raise from_grpc_error(exc) from None
+        finally:
+            lock.release()
 
     def idle_for(self, now: float) -> Optional[float]:
         """Seconds since the last send, or None while acks are awaited."""

@@ -13,7 +13,17 @@ import collections
 import contextlib
 import math
 from types import TracebackType
-from typing import TYPE_CHECKING, Awaitable, Callable, Deque, Iterable, Optional, Tuple, Type
+from typing import (
+    TYPE_CHECKING,
+    Awaitable,
+    Callable,
+    Deque,
+    Iterable,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+)
 
 import anyio
 
@@ -252,6 +262,29 @@ class Call:
         else:
             await self._connection.flush_soon()
 
+    async def send_messages(self, payloads: Sequence[bytes]) -> None:
+        """Send several messages at once: framed together, queued as one piece of data.
+
+        Raises:
+            GRPCError: as :meth:`send_message`; a message too large is refused
+                before any of them is sent.
+
+        """
+        limit = self._max_send
+        for payload in payloads:
+            if len(payload) > limit:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"message larger than max ({len(payload)} > {limit})",
+                )
+        await self._check()
+        data = b"".join([b"\x00" + len(p).to_bytes(4, "big") + p for p in payloads])
+        sent = self._protocol.send_data(self._stream_id, data, False)
+        if sent < len(data):
+            await self._send_rest(data, sent, False)
+        else:
+            await self._connection.flush_soon()
+
     async def _send_rest(self, data: bytes, sent: int, end: bool) -> None:
         connection = self._connection
         protocol = self._protocol
@@ -474,6 +507,15 @@ class StreamStreamCall(_StreamingCall):
 
         """
         await self._call.send_message(message, False)
+
+    async def send_messages(self, messages: Sequence[bytes]) -> None:
+        """Send several request messages in one piece (one write when the window allows).
+
+        Raises:
+            GRPCError: as :meth:`send_message`; none is sent when one is too large.
+
+        """
+        await self._call.send_messages(messages)
 
     async def end(self) -> None:
         """Half-close: tell the server no more messages will be sent."""
