@@ -20,6 +20,7 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    Union,
 )
 
 import anyio
@@ -28,6 +29,7 @@ from . import wire
 from ._log import LazyLogger
 from .error import (
     ErrorAckTimeout,
+    ErrorMalformedReply,
     ErrorUnavailable,
     LiftbridgeError,
     PublishAsyncError,
@@ -36,6 +38,7 @@ from .error import (
 from .error._decisions import publish_async_error
 from .grpc import GRPCError
 from .observer import ObserverSlot
+from .wire.messages import split_publish_response
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -95,7 +98,8 @@ class PendingAck:
         self._deadline = deadline
         self._done = False
         self._event: Optional[anyio.Event] = None
-        self._ack: Optional[wire.Ack] = None
+        # The Ack, or its encoding until it is first read (see `wait`).
+        self._ack: Union[wire.Ack, bytes, None] = None
         self._error: Optional[LiftbridgeError] = None
         # The bytes of room this publish holds in its session's PublishRoom
         # (-1: none), and the flush epoch it took them in.
@@ -104,8 +108,11 @@ class PendingAck:
         #: (stream, partition, time.monotonic() when sent) when the client has an observer.
         self.observed: Optional[Tuple[str, int, float]] = None
 
-    def resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
-        """Settle the outcome (called by the session that sent the message)."""
+    def resolve(self, ack: Union[wire.Ack, bytes, None], error: Optional[LiftbridgeError]) -> None:
+        """Settle the outcome (called by the session that sent the message).
+
+        `ack` may be the Ack's encoding: it is decoded when first read.
+        """
         self._ack, self._error = ack, error
         self._done = True
         if self._held >= 0:
@@ -150,7 +157,16 @@ class PendingAck:
                 raise ErrorAckTimeout(f"No ack for correlation id {self.correlation_id!r} in time")
         if self._error is not None:
             raise self._error
-        return self._ack
+        ack = self._ack
+        if isinstance(ack, bytes):
+            try:
+                ack = self._ack = wire.Ack.decode(ack)
+            except ValueError as exc:  # wire.DecodeError
+                self._error = ErrorMalformedReply(
+                    f"Malformed ack for correlation id {self.correlation_id!r}: {exc}"
+                )
+                raise self._error from None
+        return ack
 
     def __await__(self) -> Generator[Any, None, Optional[wire.Ack]]:
         return self.wait().__await__()
@@ -250,15 +266,22 @@ class PublishSession:
         """
         if self._ended_by is not None:
             return
+        # The usual reply, an ack, is split only: the ack is decoded when
+        # someone reads it (many are never read, e.g. after `flush`).
+        parts = split_publish_response(data)
         try:
-            response = wire.PublishResponse.decode(data)
-        except ValueError as exc:  # wire.DecodeError
-            # The reply names no correlation id we can trust, and what follows
-            # it on this stream cannot be trusted either: end the stream.
-            self._end_with(ErrorUnavailable(f"Malformed PublishAsync reply: {exc}"))
-            return
-        try:
-            self._dispatch(response)
+            if parts is not None:
+                correlation_id, start, stop = parts
+                self._dispatch(correlation_id, None, data[start:stop])
+                return
+            try:
+                response = wire.PublishResponse.decode(data)
+            except ValueError as exc:  # wire.DecodeError
+                # The reply names no correlation id we can trust, and what follows
+                # it on this stream cannot be trusted either: end the stream.
+                self._end_with(ErrorUnavailable(f"Malformed PublishAsync reply: {exc}"))
+                return
+            self._dispatch(response.correlationId, response.asyncError, response.ack)
         except Exception as exc:  # a bug, or an observer that raised
             self._end_with(ErrorUnavailable(f"PublishAsync reply not dispatched: {exc!r}"))
 
@@ -270,12 +293,16 @@ class PublishSession:
         if self._scope is not None:
             self._scope.cancel()
 
-    def _dispatch(self, response: wire.PublishResponse) -> None:
+    def _dispatch(
+        self,
+        correlation_id: str,
+        err: Optional[wire.PublishAsyncError],
+        ack: Union[wire.Ack, bytes, None],
+    ) -> None:
+        """Settle the publish `correlation_id`: refused (`err`) or acked (`ack`, maybe encoded)."""
         if not self._answered:
             self._open_gate()
-        correlation_id = response.correlationId
         item = self._pending.pop(correlation_id, None)
-        err = response.asyncError
         if item is None:
             # An AckPolicy.NONE publish (fire and forget) refused, or one
             # whose awaiter gave up: its error is nobody's to raise, so it
@@ -288,7 +315,7 @@ class PublishSession:
         if err is not None:
             item.resolve(None, publish_async_error(int(err.code), err.message, correlation_id))
         else:
-            item.resolve(response.ack, None)
+            item.resolve(ack, None)
             observed = item.observed
             if observed is not None:
                 observer = self._observers.current

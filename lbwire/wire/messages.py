@@ -15,7 +15,7 @@ against protobuf, byte for byte.
 
 from __future__ import annotations
 
-from typing import Optional, Union, cast
+from typing import Optional, Tuple, Union, cast
 
 from ._codec import M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
 from ._generated import Ack, AckError, AckPolicy, Message, PublishRequest, PublishResponse
@@ -29,7 +29,7 @@ from ._primitives import (
     to_int32,
 )
 
-__all__ = ["decode_message_range"]
+__all__ = ["decode_message_range", "split_publish_response"]
 
 _new = object.__new__
 
@@ -266,6 +266,42 @@ def _publish_response_fast(buf: bytes, end: int) -> Optional[PublishResponse]:
     response.asyncError = None
     response.correlationId = correlation_id
     return response
+
+
+def split_publish_response(data: bytes) -> Optional[Tuple[str, int, int]]:
+    """A PublishResponse's correlation id, and where its ack lies, without decoding the ack.
+
+    For the usual reply, an ack and a correlation id once each:
+    ``(correlation_id, start, stop)``, the ack being ``data[start:stop]``
+    (``Ack.decode`` it when it is read). None for anything else (a refusal,
+    no ack, unknown fields, malformed input): ``PublishResponse.decode`` then.
+    """
+    pos = 0
+    end = len(data)
+    start = stop_ack = -1
+    correlation_id: Optional[str] = None
+    try:
+        while pos < end:
+            tag = data[pos]
+            n = data[pos + 1]
+            pos += 2
+            if n >= 0x80:
+                n, pos = decode_varint(data, pos - 1)
+            stop = pos + n
+            if stop > end:
+                return None
+            if tag == 0x0A and start < 0:
+                start, stop_ack = pos, stop
+            elif tag == 0x1A and correlation_id is None:
+                correlation_id = data[pos:stop].decode()
+            else:
+                return None
+            pos = stop
+    except (IndexError, UnicodeDecodeError, Malformed):
+        return None
+    if start < 0 or correlation_id is None:
+        return None
+    return correlation_id, start, stop_ack
 
 
 def _encode_publish_request(self: PublishRequest) -> bytes:
