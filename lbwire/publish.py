@@ -272,7 +272,7 @@ class PublishSession:
         try:
             if parts is not None:
                 correlation_id, start, stop = parts
-                self._dispatch(correlation_id, None, data[start:stop])
+                self._dispatch(correlation_id, None, data[start:stop] if start >= 0 else None)
                 return
             try:
                 response = wire.PublishResponse.decode(data)

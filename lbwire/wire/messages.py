@@ -238,43 +238,14 @@ def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
     return ack
 
 
-def _publish_response_fast(buf: bytes, end: int) -> Optional[PublishResponse]:
-    """``PublishResponse.decode``'s fast path: an ack and a correlation id, once each."""
-    pos = 0
-    ack: Optional[Ack] = None
-    correlation_id = ""
-    while pos < end:
-        tag = buf[pos]
-        n = buf[pos + 1]
-        pos += 2
-        if n >= 0x80:
-            n, pos = decode_varint(buf, pos - 1)
-        stop = pos + n
-        if stop > end:
-            return None
-        if tag == 0x0A and ack is None:  # a second ack would merge into the first
-            ack = _ack_fast(buf, pos, stop)
-            if ack is None:
-                return None
-        elif tag == 0x1A:
-            correlation_id = buf[pos:stop].decode()
-        else:
-            return None  # asyncError, unknown fields...
-        pos = stop
-    response: PublishResponse = _new(PublishResponse)
-    response.ack = ack
-    response.asyncError = None
-    response.correlationId = correlation_id
-    return response
-
-
 def split_publish_response(data: bytes) -> Optional[Tuple[str, int, int]]:
     """A PublishResponse's correlation id, and where its ack lies, without decoding the ack.
 
-    For the usual reply, an ack and a correlation id once each:
+    For the usual reply, an ack and a correlation id, at most once each:
     ``(correlation_id, start, stop)``, the ack being ``data[start:stop]``
-    (``Ack.decode`` it when it is read). None for anything else (a refusal,
-    no ack, unknown fields, malformed input): ``PublishResponse.decode`` then.
+    (``Ack.decode`` it when it is read; ``start`` is -1 without an ack, and
+    the id "" without one). None for anything else (a refusal, unknown
+    fields, malformed input): ``PublishResponse.decode`` then.
     """
     pos = 0
     end = len(data)
@@ -299,9 +270,25 @@ def split_publish_response(data: bytes) -> Optional[Tuple[str, int, int]]:
             pos = stop
     except (IndexError, UnicodeDecodeError, Malformed):
         return None
-    if start < 0 or correlation_id is None:
+    return correlation_id or "", start, stop_ack
+
+
+def _publish_response_fast(buf: bytes, end: int) -> Optional[PublishResponse]:
+    """``PublishResponse.decode``'s fast path: an ack and a correlation id, at most once each."""
+    parts = split_publish_response(buf)
+    if parts is None:
         return None
-    return correlation_id, start, stop_ack
+    correlation_id, start, stop = parts
+    ack: Optional[Ack] = None
+    if start >= 0:
+        ack = _ack_fast(buf, start, stop)
+        if ack is None:
+            return None
+    response: PublishResponse = _new(PublishResponse)
+    response.ack = ack
+    response.asyncError = None
+    response.correlationId = correlation_id
+    return response
 
 
 def _encode_publish_request(self: PublishRequest) -> bytes:

@@ -159,9 +159,9 @@ def test_split_publish_response_agrees_with_the_full_decoder(data: st.DataObject
         parts = split_publish_response(blob)
         if parts is None:
             continue  # the full decoder's turn
-        # Only the usual shape is split: an ack and a correlation id, nothing else.
+        # Only the usual shape is split: an ack and a correlation id at most, nothing else.
         full = PublishResponse.decode(blob)
         correlation_id, start, stop = parts
         assert full.asyncError is None
         assert correlation_id == full.correlationId
-        assert Ack.decode(blob[start:stop]) == full.ack
+        assert (Ack.decode(blob[start:stop]) if start >= 0 else None) == full.ack
