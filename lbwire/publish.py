@@ -209,6 +209,9 @@ class PublishSession:
         self._opener: Optional[PendingAck] = None
         self._answered_event: Optional[anyio.Event] = None
         self._last_sent = anyio.current_time()
+        # An unacked request went out since `idle_for` last looked (so a
+        # fire-and-forget publish reads no clock).
+        self._sent_unacked = False
 
     async def start(self) -> None:
         """Open the stream; its reader runs in the client's task group.
@@ -403,7 +406,7 @@ class PublishSession:
             raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
         correlation_id = request.correlationId
         if request.ackPolicy == wire.AckPolicy.NONE:
-            self._last_sent = anyio.current_time()
+            self._sent_unacked = True
             item = PendingAck(None, correlation_id, 0.0)
             item.resolve(None, None)  # the server sends nothing back
         else:
@@ -577,6 +580,9 @@ class PublishSession:
         """Seconds since the last send, or None while acks are awaited."""
         if self._pending or self._shared:
             return None
+        if self._sent_unacked:
+            self._sent_unacked = False
+            self._last_sent = now
         return now - self._last_sent
 
     async def aclose(self) -> None:

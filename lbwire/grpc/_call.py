@@ -254,7 +254,8 @@ class Call:
                 Status.RESOURCE_EXHAUSTED,
                 f"message larger than max ({len(payload)} > {self._max_send})",
             )
-        await self._check()
+        if self._end is not None or self._deadline != math.inf:
+            await self._check()
         data = _frame(payload)
         sent = self._protocol.send_data(self._stream_id, data, end)
         if sent < len(data):
@@ -277,7 +278,8 @@ class Call:
                     Status.RESOURCE_EXHAUSTED,
                     f"message larger than max ({len(payload)} > {limit})",
                 )
-        await self._check()
+        if self._end is not None or self._deadline != math.inf:
+            await self._check()
         data = b"".join([b"\x00" + len(p).to_bytes(4, "big") + p for p in payloads])
         sent = self._protocol.send_data(self._stream_id, data, False)
         if sent < len(data):
