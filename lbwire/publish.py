@@ -38,7 +38,7 @@ from .error import (
 from .error._decisions import publish_async_error
 from .grpc import GRPCError
 from .observer import ObserverSlot
-from .wire.messages import split_publish_response
+from .wire.messages import decode_ack_range, split_publish_response
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -52,6 +52,10 @@ __all__ = ["PendingAck", "PublishSession"]
 logger = LazyLogger("lbwire.publish")
 
 _PATH = "/proto.API/PublishAsync"
+
+
+#: A reply, and where in it an Ack's encoding starts and ends.
+_Encoded = Tuple[bytes, int, int]
 
 
 def _what(request: wire.PublishRequest) -> str:
@@ -98,8 +102,8 @@ class PendingAck:
         self._deadline = deadline
         self._done = False
         self._event: Optional[anyio.Event] = None
-        # The Ack, or its encoding until it is first read (see `wait`).
-        self._ack: Union[wire.Ack, bytes, None] = None
+        # The Ack, or where its encoding lies until it is first read (see `wait`).
+        self._ack: Union[wire.Ack, _Encoded, None] = None
         self._error: Optional[LiftbridgeError] = None
         # The bytes of room this publish holds in its session's PublishRoom
         # (-1: none), and the flush epoch it took them in.
@@ -108,10 +112,12 @@ class PendingAck:
         #: (stream, partition, time.monotonic() when sent) when the client has an observer.
         self.observed: Optional[Tuple[str, int, float]] = None
 
-    def resolve(self, ack: Union[wire.Ack, bytes, None], error: Optional[LiftbridgeError]) -> None:
+    def resolve(
+        self, ack: Union[wire.Ack, _Encoded, None], error: Optional[LiftbridgeError]
+    ) -> None:
         """Settle the outcome (called by the session that sent the message).
 
-        `ack` may be the Ack's encoding: it is decoded when first read.
+        `ack` may be where the Ack's encoding lies: it is decoded when first read.
         """
         self._ack, self._error = ack, error
         self._done = True
@@ -158,9 +164,9 @@ class PendingAck:
         if self._error is not None:
             raise self._error
         ack = self._ack
-        if isinstance(ack, bytes):
+        if isinstance(ack, tuple):
             try:
-                ack = self._ack = wire.Ack.decode(ack)
+                ack = self._ack = decode_ack_range(*ack)
             except ValueError as exc:  # wire.DecodeError
                 self._error = ErrorMalformedReply(
                     f"Malformed ack for correlation id {self.correlation_id!r}: {exc}"
@@ -275,7 +281,7 @@ class PublishSession:
         try:
             if parts is not None:
                 correlation_id, start, stop = parts
-                self._dispatch(correlation_id, None, data[start:stop] if start >= 0 else None)
+                self._dispatch(correlation_id, None, (data, start, stop) if start >= 0 else None)
                 return
             try:
                 response = wire.PublishResponse.decode(data)
@@ -300,7 +306,7 @@ class PublishSession:
         self,
         correlation_id: str,
         err: Optional[wire.PublishAsyncError],
-        ack: Union[wire.Ack, bytes, None],
+        ack: Union[wire.Ack, _Encoded, None],
     ) -> None:
         """Settle the publish `correlation_id`: refused (`err`) or acked (`ack`, maybe encoded)."""
         if not self._answered:

@@ -29,7 +29,7 @@ from ._primitives import (
     to_int32,
 )
 
-__all__ = ["decode_message_range", "split_publish_response"]
+__all__ = ["decode_ack_range", "decode_message_range", "split_publish_response"]
 
 _new = object.__new__
 
@@ -370,15 +370,22 @@ def _decode_ack(cls: type[M], data: Union[bytes, bytearray, memoryview]) -> M:
     buf = as_bytes(data)
     if cls is not Ack:  # subclasses take the generic path
         return _decode_generic(cls, buf)
-    end = len(buf)
+    return cast(M, decode_ack_range(buf, 0, len(buf)))
+
+
+def decode_ack_range(buf: bytes, start: int, end: int) -> Ack:
+    """Decode ``buf[start:end]`` as an ``Ack`` (a range `split_publish_response` found).
+
+    Raises ``DecodeError`` on malformed input.
+    """
     try:
-        ack = _ack_fast(buf, 0, end)
+        ack = _ack_fast(buf, start, end)
     except (IndexError, UnicodeDecodeError, Malformed):
         ack = None
     if ack is None:
         ack = Ack()
-        ack.merge_range(buf, 0, end)
-    return cast(M, ack)
+        ack.merge_range(buf, start, end)
+    return ack
 
 
 def _decode_publish_response(cls: type[M], data: Union[bytes, bytearray, memoryview]) -> M:
