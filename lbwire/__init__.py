@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ErrorUnavailable,
         LiftbridgeError,
     )
+    from .options import ClientOptions
     from .types import AckPolicy, CursorConvention, Message, StartPosition, StopPosition
 
 # The one place the version is written: the package metadata (pyproject.toml
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AckPolicy",
+    "ClientOptions",
     "CursorConvention",
     "ErrorAlreadyExists",
     "ErrorChannelClosed",
@@ -48,6 +50,7 @@ __all__ = [
 # `lbwire.testing`) does not load the client, the gRPC layer and h2.
 _HOMES: Dict[str, str] = {
     "LiftbridgeClient": "client",
+    "ClientOptions": "options",
     "ErrorAlreadyExists": "error",
     "ErrorChannelClosed": "error",
     "ErrorMessageSizeExceeded": "error",

@@ -8,16 +8,29 @@ the client's `Router`. It holds no state of its own.
 from __future__ import annotations
 
 from random import random
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Type, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncGenerator,
+    List,
+    Optional,
+    Sequence,
+    Type,
+    TypeVar,
+    cast,
+)
 
 import anyio
 
 from . import wire
+from ._address import Address, parse_broker
+from ._health import API_SERVICE, check_health, watch_health
 from ._log import LazyLogger
 from ._routing import CURSOR_STREAM
 from .error import ErrorDeadlineExceeded, ErrorInvalidArgument, ErrorNoMetadataLeader, ErrorNotFound
-from .metadata import to_public_partition
-from .types import Metadata, PartitionMetadata
+from .metadata import to_public_group, to_public_partition
+from .retry import POLICY_BOUND, Backoff, wait_bound
+from .types import ConsumerGroupMetadata, HealthStatus, Metadata, PartitionMetadata
 
 if TYPE_CHECKING:
     from ._routing import Router
@@ -27,6 +40,24 @@ __all__ = ["SERVER_DEFAULT", "AdminMethods"]
 logger = LazyLogger("lbwire")
 
 _R = TypeVar("_R")
+
+
+def _names(what: str, names: Optional[Sequence[str]]) -> List[str]:
+    """`names` as a list; a plain string (a likely slip for a list of one) is refused."""
+    if names is None:
+        return []
+    if isinstance(names, (str, bytes)):
+        raise ErrorInvalidArgument(f"{what} must be a list of names, not {names!r}")
+    return list(names)
+
+
+def _health_broker(router: Router, broker: Optional[str]) -> Address:
+    if broker is None:
+        return router.any_broker()
+    try:
+        return parse_broker(broker)
+    except ValueError as exc:
+        raise ErrorInvalidArgument(str(exc)) from None
 
 
 class _ServerDefault(int):
@@ -65,29 +96,109 @@ class AdminMethods:
     # ------------------------------------------------------------------ metadata
 
     async def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+        self,
+        stream: Optional[str] = None,
+        *,
+        wait_for_stream: bool = False,
+        streams: Optional[Sequence[str]] = None,
+        groups: Optional[Sequence[str]] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
+        One FetchMetadata call answers for every stream and group named
+        (`streams` and `groups` are lbwire's additions).
+
+        Time budget: the retry policy's; with `wait_for_stream`, `timeout`.
+
         Args:
             stream: Only this stream's metadata, if set.
-            wait_for_stream: Wait until `stream` exists and every partition
+            wait_for_stream: Wait until `stream` (or each of `streams`; or,
+                when none is named, every stream) exists and every partition
                 has a leader.
+            streams: Only these streams' metadata (instead of `stream`).
+            groups: Also the metadata of these consumer groups (coordinator
+                and epoch), in `Metadata.groups`.
+            timeout: Bound (s) of the wait for streams (lbwire addition): by
+                default the retry policy's `max_time`; None waits on, as
+                gufo-liftbridge.
+
+        Returns:
+            The brokers, the streams asked for that exist (all streams when
+            none is named) and the groups asked for that exist.
 
         Raises:
+            ErrorInvalidArgument: Both `stream` and `streams`, or a plain
+                string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
+            ErrorDeadlineExceeded: `wait_for_stream` and not ready within `timeout`.
         """
+        names = _names("streams", streams)
+        if stream and names:
+            raise ErrorInvalidArgument("Pass either stream or streams, not both")
+        if stream:
+            names = [stream]
+        group_ids = _names("groups", groups)
         router = self._router
+        response: Optional[wire.FetchMetadataResponse] = None
         if wait_for_stream:
-            response = await router.wait_for_stream(stream)
-        else:
-            response = await router.refresh(*([stream] if stream else []))
+            bound = wait_bound(timeout, router.policy)
+            waited: List[Optional[str]] = [*names] or [None]  # None: every stream
+            if len(waited) == 1:
+                response = await router.wait_for_stream(waited[0], bound)
+            else:
+                # One bound for the whole wait, not one per stream.
+                with anyio.move_on_after(bound) as scope:
+                    for name in waited:
+                        await router.wait_for_stream(name, None)
+                if scope.cancelled_caught:
+                    raise ErrorDeadlineExceeded(
+                        f"Streams {names!r} were not ready within {bound} s"
+                    )
+            if len(names) > 1 or group_ids:
+                response = None  # one answer for all of them, below
+        if response is None:
+            if group_ids:
+                response = await self._fetch_metadata(names, group_ids)
+            else:
+                response = await router.refresh(*names)
         return router.metadata.to_public(response)
+
+    async def get_consumer_group_metadata(self, group_id: str) -> ConsumerGroupMetadata:
+        """The coordinator and epoch of a consumer group.
+
+        Raises:
+            ErrorInvalidArgument: Empty group id.
+            ErrorNotFound: No such group (none ever joined it, or it was
+                removed after its last member left).
+        """
+        if not group_id:
+            raise ErrorInvalidArgument("Consumer group id must not be empty")
+        group = await self.fetch_consumer_group_metadata(group_id)
+        if group is None:
+            raise ErrorNotFound(f"No such consumer group: {group_id!r}")
+        return to_public_group(group)
+
+    async def _fetch_metadata(
+        self, streams: Sequence[str], groups: Sequence[str]
+    ) -> wire.FetchMetadataResponse:
+        # Without a deadline on the wire, as Router.refresh (see there).
+        response = await self._call_any(
+            "FetchMetadata",
+            wire.FetchMetadataRequest(streams=streams, groups=groups),
+            wire.FetchMetadataResponse,
+            send_deadline=False,
+        )
+        self._router.metadata.update(response, streams)
+        return response
 
     async def get_partition_metadata(
         self, stream: str, partition: int, wait_for_stream: bool = False
     ) -> PartitionMetadata:
         """Fetch one partition's metadata from its leader (high watermark, newest offset).
+
+        Time budget: the retry policy's (`wait_for_stream` adds the bounded
+        wait of `wait_for_stream()`).
 
         Raises:
             ErrorNotFound: No such stream or partition.
@@ -107,27 +218,111 @@ class AdminMethods:
             raise ErrorNotFound(f"No metadata for {stream!r} partition {partition}")
         return to_public_partition(response.metadata)
 
-    async def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
+    async def wait_for_stream(
+        self, stream: str, *, timeout: Optional[float] = POLICY_BOUND
+    ) -> None:
         """Wait until `stream` exists and each of its partitions has a leader.
+
+        Metadata is fetched again with pauses growing as the retry policy's
+        backoff.
 
         Args:
             stream: Stream name.
-            timeout: Give up after this many seconds (None: wait on).
+            timeout: Give up after this many seconds: by default the retry
+                policy's `max_time`; None waits on.
 
         Raises:
             ErrorDeadlineExceeded: `timeout` passed first.
         """
-        try:
-            with anyio.fail_after(timeout):
-                await self.get_metadata(stream, wait_for_stream=True)
-        except TimeoutError:
-            raise ErrorDeadlineExceeded(
-                f"Stream {stream!r} was not ready within {timeout} s"
-            ) from None
+        router = self._router
+        await router.wait_for_stream(stream, wait_bound(timeout, router.policy))
 
-    async def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
+    async def wait_for_cursors(self, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
         await self.wait_for_stream(CURSOR_STREAM, timeout=timeout)
+
+    # ------------------------------------------------------------------ health
+
+    async def health(
+        self,
+        service: str = API_SERVICE,
+        *,
+        broker: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> HealthStatus:
+        """Ask one broker's gRPC health service (`grpc.health.v1.Health/Check`).
+
+        Liftbridge reports the service `proto.API` SERVING from the moment
+        its gRPC server starts, before it has loaded its streams (a stream
+        may still be missing for a moment after a restart), and NOT_SERVING
+        only when it stops on SIGINT, just before it closes every connection.
+        SIGTERM and SIGKILL give no signal. The empty service name (the
+        server as a whole) always stays SERVING. Take the answer as a hint,
+        never as a guarantee: SERVING does not mean a partition can be read
+        (a `get_partition_metadata` that answers does).
+
+        The call is made once, without retries: it reports what it finds.
+
+        Args:
+            service: The service name to ask about.
+            broker: `host:port` of the broker to ask; by default the broker
+                the client sends calls any broker can serve to.
+            timeout: Seconds to wait for the answer (default: `rpc_timeout`).
+
+        Returns:
+            The service's status.
+
+        Raises:
+            ErrorInvalidArgument: `broker` is not a `host:port` address.
+            ErrorNotFound: The broker knows no such service.
+            ErrorUnavailable: The broker could not be reached.
+            ErrorDeadlineExceeded: No answer within `timeout`.
+        """
+        router = self._router
+        return await check_health(
+            router, _health_broker(router, broker), service, timeout or router.rpc_timeout
+        )
+
+    def watch_health(
+        self, service: str = API_SERVICE, *, broker: Optional[str] = None
+    ) -> AsyncGenerator[HealthStatus, None]:
+        """Follow one broker's health status (`grpc.health.v1.Health/Watch`).
+
+        Yields the current status at once, then each change. Liftbridge's
+        statuses are those `health` describes: for `proto.API`, SERVING
+        while the server runs, and NOT_SERVING only when it stops on
+        SIGINT, just before it closes every connection. A server stopped by
+        SIGTERM or SIGKILL, or one that cannot be reached any more, sends
+        nothing: the watch then raises `ErrorUnavailable` (a frozen one is
+        noticed only by the connection's keepalive, see `keepalive_time`).
+        So NOT_SERVING and the end of a watch are hints that the broker is
+        going away, never a guarantee that one that is going away says so.
+        A service the broker does not know gives SERVICE_UNKNOWN (and the
+        watch goes on: the status may be set later).
+
+        Needs the client's `async with` block (the call uses the client's
+        connection); nothing is held across a `yield` but the call itself.
+        Close the iterator (`aclose()`, or leave an `async with
+        contextlib.aclosing(...)` block) to end the call.
+
+        Args:
+            service: The service name to follow.
+            broker: `host:port` of the broker to follow; by default the
+                broker the client sends calls any broker can serve to.
+
+        Raises:
+            RuntimeError: The client's block is not open (at the call).
+            ErrorInvalidArgument: `broker` is not a `host:port` address (at the call).
+            ErrorUnavailable: The broker could not be reached, or the
+                connection to it was lost (from the iteration).
+        """
+        router = self._router
+        if not router.connections.open:
+            raise RuntimeError(
+                "watch_health needs an open client: "
+                "use 'async with LiftbridgeClient(...) as client'"
+            )
+        return watch_health(router, _health_broker(router, broker), service)
 
     # ------------------------------------------------------------------ streams
 
@@ -153,8 +348,12 @@ class AdminMethods:
         compact_max_goroutines: int = 0,
         optimistic_concurrency_control: Optional[bool] = None,
         encryption: Optional[bool] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> None:
         """Create a stream.
+
+        Time budget: `timeout`, for the whole call (the retries while the
+        cluster elects a metadata leader, and `wait_for_stream`).
 
         Durations are in seconds, as in gufo-liftbridge; 0 means the server's
         default. An option not given is not sent, so the server's configured
@@ -182,11 +381,16 @@ class AdminMethods:
             compact_max_goroutines: Concurrency of compaction.
             optimistic_concurrency_control: Enable `expected_offset` checks.
             encryption: Encrypt data at rest (needs the server's key).
+            timeout: Bound (s) of the call: by default the retry policy's
+                `max_time`; None retries "no metadata leader" and waits for
+                the stream without bound, as gufo-liftbridge.
 
         Raises:
             ValueError: Invalid arguments (before anything is sent).
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
+            ErrorDeadlineExceeded: Not created (and ready, with
+                `wait_for_stream`) within `timeout`.
         """
         if not name:
             raise ErrorInvalidArgument("Stream name must not be empty")
@@ -222,20 +426,37 @@ class AdminMethods:
             optimisticConcurrencyControl=optimistic_concurrency_control,
             encryption=encryption,
         )
-        while True:
-            try:
-                await self._call_any("CreateStream", request, wire.CreateStreamResponse)
-                break
-            except ErrorNoMetadataLeader:
-                logger.info("No metadata leader while creating %r; retrying", name)
-                dev = self.metadata_leader_dev
-                await anyio.sleep(max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()))
-        self._router.metadata.forget(name)
-        if wait_for_stream:
-            await self.wait_for_stream(name)
+        router = self._router
+        bound = wait_bound(timeout, router.policy)
+        dev = self.metadata_leader_dev
+        # gufo-liftbridge's pause after "no metadata leader", which its
+        # options set.
+        backoff = Backoff(
+            router.policy,
+            pause=lambda _: max(0.0, self.metadata_leader_timeout - dev + 2 * dev * random()),
+        )
+        with anyio.move_on_after(bound) as scope:
+            while True:
+                try:
+                    await self._call_any("CreateStream", request, wire.CreateStreamResponse)
+                    break
+                except ErrorNoMetadataLeader:
+                    logger.info("No metadata leader while creating %r; retrying", name)
+                    await backoff.wait()
+            router.metadata.forget(name)
+            if wait_for_stream:
+                await router.wait_for_stream(name, None)
+        if scope.cancelled_caught:
+            raise ErrorDeadlineExceeded(
+                f"Stream {name!r} was not created{' and ready' if wait_for_stream else ''} "
+                f"within {bound} s"
+            )
 
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such stream.
@@ -249,6 +470,9 @@ class AdminMethods:
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
     ) -> None:
         """Pause a stream's partitions (all when `partitions` is None).
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         A paused partition resumes when it is published to; with `resume_all`
         every paused partition of the stream resumes then.
@@ -270,6 +494,9 @@ class AdminMethods:
     ) -> None:
         """Make a stream's partitions read-only, or writable again.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such stream or partition.
         """
@@ -287,6 +514,9 @@ class AdminMethods:
     ) -> wire.JoinConsumerGroupResponse:
         """Add a member to a consumer group (created if needed).
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Returns:
             The coordinator's broker id, the group epoch and the timeouts (ns).
         """
@@ -301,6 +531,9 @@ class AdminMethods:
     async def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such group.
         """
@@ -314,6 +547,9 @@ class AdminMethods:
         self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
     ) -> wire.FetchConsumerGroupAssignmentsResponse:
         """Ask the group's coordinator (a broker id) for a member's partitions.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         This is also the member's heartbeat.
 
@@ -336,7 +572,10 @@ class AdminMethods:
     async def report_consumer_group_coordinator(
         self, group_id: str, consumer_id: str, coordinator: str, epoch: int
     ) -> None:
-        """Report a group's coordinator as failed (a majority of members moves it)."""
+        """Report a group's coordinator as failed (a majority of members moves it).
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         await self._call_any(
             "ReportConsumerGroupCoordinator",
             wire.ReportConsumerGroupCoordinatorRequest(
@@ -348,7 +587,13 @@ class AdminMethods:
     async def fetch_consumer_group_metadata(
         self, group_id: str
     ) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
+        """The group's coordinator and epoch, or None if the group does not exist.
+
+        The wire form, as consumer groups use it; `get_consumer_group_metadata`
+        gives the public type.
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         response = await self._call_any(
             "FetchMetadata",
             wire.FetchMetadataRequest(groups=[group_id]),

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Optional
 
-import anyio
-
 from . import wire
 from ._log import LazyLogger
-from .error import ErrorCursorNotFound, ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound
-from .retry import RetryPolicy
+from .error import (
+    ErrorCursorNotFound,
+    ErrorInvalidArgument,
+    ErrorInvalidPartition,
+    ErrorNotFound,
+    LiftbridgeError,
+)
+from .retry import RetryPolicy, retrying
 from .types import CursorConvention, StartPosition
 
 __all__ = ["MISSING_CURSOR_STARTS", "CursorStore", "missing_cursor_start"]
@@ -56,28 +60,30 @@ class CursorStore:
         included, and reports them missing meanwhile; a server with cursors
         disabled never had the stream, and fails at once.
         """
-        deadline = anyio.current_time() + self.policy.max_time
-        failures = 0
-        while True:
-            try:
-                response = await self._call(
-                    request.stream,
-                    request.partition,
-                    request.cursorId,
-                    method,
-                    request,
-                    response_type,
-                )
-            except ErrorNotFound as exc:
-                failures += 1
-                pause = self.policy.backoff(failures)
-                if not self._stream_seen or anyio.current_time() + pause > deadline:
-                    raise
-                logger.info("%s: %s (a restarting server?); trying again", method, exc)
-                await anyio.sleep(pause)
-                continue
-            self._stream_seen = True
-            return response
+        stream_seen = self._stream_seen
+
+        def restarting(error: LiftbridgeError) -> bool:
+            if isinstance(error, ErrorNotFound):
+                if stream_seen:
+                    logger.info("%s: %s (a restarting server?); trying again", method, error)
+                return stream_seen
+            return False
+
+        async def attempt(_: int) -> Any:
+            return await self._call(
+                request.stream,
+                request.partition,
+                request.cursorId,
+                method,
+                request,
+                response_type,
+            )
+
+        # One budget for the whole call: the retries inside (routing,
+        # unavailable brokers) draw on the same one.
+        response = await retrying(attempt, self.policy, retry_if=restarting)
+        self._stream_seen = True
+        return response
 
     async def store(self, stream: str, partition: int, cursor_id: str, value: int) -> None:
         """Store `value` as the cursor, with no convention applied."""

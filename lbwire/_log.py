@@ -36,5 +36,5 @@ class LazyLogger:
     def info(self, msg: str, *args: object) -> None:
         self._get().info(msg, *args, stacklevel=2)
 
-    def warning(self, msg: str, *args: object) -> None:
-        self._get().warning(msg, *args, stacklevel=2)
+    def warning(self, msg: str, *args: object, exc_info: bool = False) -> None:
+        self._get().warning(msg, *args, stacklevel=2, exc_info=exc_info)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from .grpc import Channel, ChannelConfig
 
-__all__ = ["BrokerConnection", "ConnectionInfo", "ConnectionRegistry"]
+__all__ = ["BrokerConnection", "ConnectionInfo", "ConnectionRegistry", "OutsideIteration"]
 
 logger = LazyLogger("lbwire")
 
@@ -166,8 +166,13 @@ class ConnectionRegistry:
                 raise RuntimeError(
                     "LiftbridgeClient is not open: use 'async with LiftbridgeClient(...) as client'"
                 )
-            channel = self.detached_channel(address, scope.task_group)
-            scope.channels.append(channel)
+            # One connection per broker for the scope's calls: a resumed
+            # subscription, or the next part of a bulk publish, reuses it.
+            channel = scope.channels.get(address)
+            if channel is None:
+                channel = scope.channels[address] = self.detached_channel(address, scope.task_group)
+                if scope.lending:
+                    channel.lend(scope.task_group)
             return channel
         return self.detached_channel(address, task_group)
 
@@ -215,15 +220,21 @@ class ConnectionRegistry:
             yield self._task_group
             return
         async with owned_task_group() as task_group:
-            scope = _OutsideScope(task_group)
+            scope = _OutsideScope(task_group, {}, lending=False)
             token = _outside_scope.set(scope)
             try:
                 yield task_group
             finally:
                 _outside_scope.reset(token)
-                with anyio.CancelScope(shield=True):
-                    for channel in scope.channels:
-                        await channel.aclose()
+                await _close_all(scope.channels)
+
+    def outside_iteration(self) -> OutsideIteration:
+        """Connections for an async generator used outside the client's block.
+
+        See `OutsideIteration`: unlike `outside_scope`, it holds no task
+        group while the generator yields.
+        """
+        return OutsideIteration()
 
     def channel(self, address: Address) -> Channel:
         """The broker's connection for every call but Subscribe."""
@@ -331,14 +342,65 @@ class ConnectionRegistry:
                 await record.channel.aclose()
 
 
+class OutsideIteration:
+    """The connections of an async generator used outside the client's block.
+
+    gufo-liftbridge lets a program iterate a subscription without the
+    client's `async with`, and leave the loop with `break` and no `aclose`.
+    Then the generator is finalized later, on asyncio from another task: a
+    task group (or cancel scope) it held across `yield` would be exited in
+    the wrong task and cancel whatever that task runs (PEP 789). So the
+    generator runs each wait in `step()`, whose task group runs its
+    connections' tasks for that wait only, and yields outside it; the
+    connections stay open between steps (`Channel.lend`) until `aclose`.
+    """
+
+    __slots__ = ("_channels",)
+
+    def __init__(self) -> None:
+        self._channels: Dict[Address, Channel] = {}
+
+    @asynccontextmanager
+    async def step(self) -> AsyncIterator[TaskGroup]:
+        """Run the connections (new ones included) until the block ends; yield its task group."""
+        async with owned_task_group() as task_group:
+            channels = self._channels
+            for channel in channels.values():
+                channel.lend(task_group)
+            token = _outside_scope.set(_OutsideScope(task_group, channels, lending=True))
+            try:
+                yield task_group
+            finally:
+                _outside_scope.reset(token)
+                for channel in channels.values():
+                    channel.unlend()
+
+    async def aclose(self) -> None:
+        """Close the connections (no step may run meanwhile or after)."""
+        channels, self._channels = self._channels, {}
+        await _close_all(channels)
+
+
+async def _close_all(channels: Dict[Address, Channel]) -> None:
+    with anyio.CancelScope(shield=True):
+        for channel in channels.values():
+            await channel.aclose()
+
+
 class _OutsideScope:
-    """The task group and channels of one iterator used outside the client's block."""
+    """The task group and channels of calls made outside the client's block.
 
-    __slots__ = ("channels", "task_group")
+    `lending`: the task group lasts one step of an `OutsideIteration` only.
+    """
 
-    def __init__(self, task_group: TaskGroup) -> None:
+    __slots__ = ("channels", "lending", "task_group")
+
+    def __init__(
+        self, task_group: TaskGroup, channels: Dict[Address, Channel], *, lending: bool
+    ) -> None:
         self.task_group = task_group
-        self.channels: List[Channel] = []
+        self.channels = channels
+        self.lending = lending
 
 
 _outside_scope: ContextVar[Optional[_OutsideScope]] = ContextVar(

@@ -13,12 +13,13 @@ A publish that failed is sent again only when it never went out
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections import deque
 from typing import (
     TYPE_CHECKING,
     Any,
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Deque,
@@ -26,7 +27,6 @@ from typing import (
     Iterable,
     List,
     Optional,
-    Protocol,
     Set,
     TypeVar,
 )
@@ -58,21 +58,8 @@ if TYPE_CHECKING:
     from ._address import Address
     from ._pool import ConnectionRegistry
     from ._routing import Router
+    from .options import ClientOptions
     from .publish import PendingAck, PublishSession
-
-    class PublishOptions(Protocol):
-        """The client's publish options (its public attributes of these names)."""
-
-        compression_method: Optional[str]
-        compression_threshold: int
-        encoding_header: str
-        max_publish_size: int
-        partitioner: Optional[Partitioner]
-        ack_timeout: float
-        publish_async_ack_timeout: float
-        publish_async_max_pending: int
-        publish_async_max_pending_bytes: int
-        on_publish_error: Optional[Callable[[PublishAsyncError], None]]
 
 
 __all__ = ["Publisher", "new_correlation_id"]
@@ -120,12 +107,12 @@ class Publisher:
     Args:
         router: Where calls go.
         connections: For the PublishAsync stream's channel.
-        options: The client, read for its publish options (compression,
-            timeouts, partitioner, size limit), which users may change.
+        options: The client's options (compression, timeouts, partitioner,
+            size limit).
     """
 
     def __init__(
-        self, router: Router, connections: ConnectionRegistry, options: PublishOptions
+        self, router: Router, connections: ConnectionRegistry, options: ClientOptions
     ) -> None:
         self.router = router
         self.connections = connections
@@ -292,7 +279,8 @@ class Publisher:
             except ErrorNotFound:
                 if not wait_for_stream:
                     raise
-                await self.router.wait_for_stream(request.stream)
+                # Bounded as a wait_for_stream() with the default timeout.
+                await self.router.wait_for_stream(request.stream, self.router.policy.max_time)
 
     async def _publish_unary(
         self, request: wire.PublishRequest, encoded: bytes, wait: float
@@ -547,24 +535,51 @@ class Publisher:
 
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool
-    ) -> AsyncIterator[wire.PublishResponse]:
+    ) -> AsyncGenerator[wire.PublishResponse, None]:
         """Pipeline `requests`, yielding their responses in order (see the client's)."""
         if self.connections.open:
-            async for response in self._pipeline(await self.session(), requests, wait):
-                yield response
-            return
-        # Outside the client's block the iteration owns its stream.
-        async with self.connections.outside_scope() as task_group:
-            session = await self._open_session(task_group)
+            responses = self._pipeline(await self.session(), requests, wait)
             try:
-                async for response in self._pipeline(session, requests, wait):
+                async for response in responses:
                     yield response
             finally:
-                await session.aclose()
+                # Closed here, not left to the garbage collector (trio warns).
+                await responses.aclose()
+            return
+        # Outside the client's block the iteration owns its connection. No
+        # task group may be held across `yield` (see OutsideIteration): each
+        # part of BULK_IN_FLIGHT requests goes over a stream of its own in
+        # one step, and its responses are yielded after that step.
+        iteration = self.connections.outside_iteration()
+        requests_left = iter(requests)
+        try:
+            while True:
+                part = list(itertools.islice(requests_left, BULK_IN_FLIGHT))
+                if not part:
+                    return
+                received: List[wire.PublishResponse] = []
+                async with iteration.step() as task_group:
+                    session = await self._open_session(task_group)
+                    pipeline = self._pipeline(session, part, wait)
+                    try:
+                        async for response in pipeline:
+                            received.append(response)
+                    finally:
+                        # Closed here, not by the garbage collector (trio warns).
+                        try:
+                            await pipeline.aclose()
+                        finally:
+                            await session.aclose()
+                for response in received:
+                    yield response
+                if session.timed_out:
+                    return  # (wait=False: the pipeline stopped at an ack timeout)
+        finally:
+            await iteration.aclose()
 
     async def _pipeline(
         self, session: PublishSession, requests: Iterable[wire.PublishRequest], wait: bool
-    ) -> AsyncIterator[wire.PublishResponse]:
+    ) -> AsyncGenerator[wire.PublishResponse, None]:
         # At most BULK_IN_FLIGHT requests await their acks: the iterable is
         # read only as acks come back, so an endless one works in bounded
         # memory. Acks are yielded in request order as soon as they are in.
@@ -589,6 +604,7 @@ class Publisher:
             except ErrorAckTimeout:
                 if wait:
                     raise
+                session.timed_out = True
                 return
             if ack is not None:
                 yield wire.PublishResponse(ack=ack, correlationId=item.correlation_id)

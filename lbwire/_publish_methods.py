@@ -29,6 +29,7 @@ from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
     from ._room import InFlight
+    from .options import ClientOptions
     from .publish import PendingAck
 
 
@@ -42,7 +43,7 @@ class PublishMethods:
     """
 
     _publisher: Publisher
-    publish_async_ack_timeout: float
+    options: ClientOptions
 
     def get_publish_request(
         self,
@@ -95,6 +96,9 @@ class PublishMethods:
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
+        Time budget: the retry policy's for finding the leader and resending
+        what was not sent; each try waits for its ack at most `ack_timeout`.
+
         Inside the client's block an acked publish travels on the client's
         long-lived PublishAsync stream, as go-liftbridge's does; with
         AckPolicy.NONE, an `ack_inbox`, or outside the block it is a unary
@@ -110,7 +114,8 @@ class PublishMethods:
             ack_inbox: NATS subject for the ack (server-chosen if None).
             correlation_id: Id to correlate the ack with the message.
             ack_policy: LEADER, ALL or NONE.
-            wait_for_stream: Retry while the stream does not exist yet.
+            wait_for_stream: Retry while the stream does not exist yet (for
+                at most the retry policy's `max_time`).
             auto_compress: Compress with the client's compression method.
             partitioner: Partitioner for this message.
             expected_offset: Optimistic concurrency: the offset the message
@@ -165,6 +170,8 @@ class PublishMethods:
         ack_timeout: Optional[float] = None,
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
+
+        Time budget: the retry policy's; the ack wait, `ack_timeout`.
 
         Returns:
             The first Ack, or None for AckPolicy.NONE.
@@ -232,6 +239,9 @@ class PublishMethods:
         for some, first come first served, within the ack timeout. Cancelled
         while it waits, it leaves nothing behind and sends nothing.
 
+        Time budget: sending, the retry policy's (opening the stream); the
+        ack, `ack_timeout` after it was sent.
+
         Returns:
             An awaitable `PendingAck`: `await` it for the Ack (None for
             AckPolicy.NONE); it raises `PublishAsyncError` if the server
@@ -264,7 +274,7 @@ class PublishMethods:
         # Sent from here rather than through one more coroutine: this is the
         # pipelined (per-message) path.
         encoded = publisher.encode(request)
-        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        timeout = ack_timeout if ack_timeout is not None else self.options.publish_async_ack_timeout
         if not publisher.connections.open:
             return await publisher.send_outside(request, encoded, timeout)
         if session is None:
@@ -370,7 +380,7 @@ class PublishMethods:
                     expectedOffset=-1,
                 )
             )
-        timeout = ack_timeout if ack_timeout is not None else self.publish_async_ack_timeout
+        timeout = ack_timeout if ack_timeout is not None else self.options.publish_async_ack_timeout
         return await publisher.publish_batch(requests, timeout)
 
     @property
@@ -418,6 +428,9 @@ class PublishMethods:
     ) -> AsyncIterator[wire.PublishResponse]:
         """Publish many requests pipelined on one PublishAsync stream.
 
+        Time budget: opening the stream, the retry policy's; each ack, at
+        most `publish_async_ack_timeout` after its request was sent.
+
         As in gufo-liftbridge, the items are PublishResponses: `item.ack`
         is the Ack. Requests with AckPolicy.NONE get no response.
 
@@ -436,5 +449,9 @@ class PublishMethods:
             ErrorAckTimeout: With `wait`, an ack missing after
                 `publish_async_ack_timeout`.
         """
-        async for response in self._publisher.publish_bulk(iter_req, wait):
-            yield response
+        responses = self._publisher.publish_bulk(iter_req, wait)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            await responses.aclose()  # not left to the garbage collector (trio warns)

@@ -24,6 +24,7 @@ import anyio
 from . import wire
 from ._address import Address, format_address
 from ._log import LazyLogger
+from ._resume import fail_at
 from .error import (
     ErrorDeadlineExceeded,
     ErrorReverseUnsupported,
@@ -193,13 +194,12 @@ async def reverse_messages(
     (inclusive) and `stop_timestamp` (ns) end it here.
     """
     stream, partition = request.stream, request.partition
-    where = f"{stream!r}/{partition}"
     router = subscriptions.router
     support = subscriptions.reverse_support
     request.reverse = True
-    setup_bound = setup_timeout if setup_timeout is not None else subscriptions.policy.max_time
+    resumption = subscriptions.resumption(stream, partition, setup_timeout)
+    resumption.kind = "Reverse subscription"
     last: Optional[int] = None  # offset of the last delivered message
-    deadline_for_resume: Optional[float] = None
     while True:
         if last is not None:
             if last == 0 or (stop_offset is not None and last - 1 < stop_offset):
@@ -213,11 +213,11 @@ async def reverse_messages(
             async with AsyncExitStack() as call_stack:
                 # The set-up is bounded as forward subscriptions' is; the
                 # bound ends before the first yield.
-                with anyio.fail_after(setup_bound):
+                with fail_at(resumption.setup_deadline()):
                     address = await router.subscription_broker(
                         stream, partition, request.readISRReplica
                     )
-                    await support.check(address, stream, setup_bound)
+                    await support.check(address, stream, resumption.setup_bound)
                     connection = subscriptions.connections.take_subscription(address)
                     call_stack.callback(subscriptions.connections.give_back, connection)
                     call = await call_stack.enter_async_context(
@@ -225,6 +225,7 @@ async def reverse_messages(
                     )
                     await call.receive()
                 handshake_done = True
+                resumption.set_up()
                 previous: Optional[int] = None
                 async for data in call:
                     msg = wire.Message.decode(data)
@@ -240,7 +241,6 @@ async def reverse_messages(
                         return
                     if stop_timestamp is not None and msg.timestamp < stop_timestamp:
                         return
-                    deadline_for_resume = None
                     yield Message(
                         msg.value,
                         msg.subject,
@@ -254,11 +254,11 @@ async def reverse_messages(
                         msg.correlationId,
                     )
                     last = offset
-            error = ErrorUnavailable(f"Server ended the reverse subscription to {where}")
+            error = ErrorUnavailable(f"Server ended the reverse subscription to {resumption.where}")
         except TimeoutError:
-            raise ErrorDeadlineExceeded(
-                f"Reverse subscription to {where} not set up within {setup_bound} s"
-            ) from None
+            error = resumption.timed_out()
+            if not resumption.set_up_once:
+                raise error from resumption.last_error
         except wire.DecodeError as exc:
             assert address is not None  # messages come only from a chosen broker
             raise malformed_reply(exc, method="Subscribe", broker=address) from None
@@ -267,29 +267,25 @@ async def reverse_messages(
                 if address is not None:
                     support.learnt(address, True)
                 return
-            if not handshake_done and is_empty_partition_refusal(exc):
+            refused = not handshake_done and is_empty_partition_refusal(exc)
+            if refused and last is None:
                 if address is not None:
                     support.learnt(address, True)
                 return
-            error = subscribe_error(
-                exc, where=where, handshake_done=handshake_done, explicit_stop_offset=False
-            )
+            if refused:
+                # Not empty, it delivered messages: a restarted server
+                # refuses a partition so until it has loaded it.
+                error = ErrorUnavailable(
+                    f"The broker of {resumption.where} cannot read it yet: {exc.message}"
+                )
+            else:
+                error = await subscriptions.call_error(
+                    exc, request, handshake_done, explicit_stop_offset=False
+                )
             if error is None:
                 return
         except ErrorReverseUnsupported:
             raise
         except LiftbridgeError as exc:
             error = exc
-        if not error.transient:
-            raise error
-        now = anyio.current_time()
-        if deadline_for_resume is None:
-            deadline_for_resume = now + subscriptions.resubscribe_wait_time
-        if now >= deadline_for_resume:
-            raise ErrorUnavailable(
-                f"Reverse subscription to {where} could not be resumed "
-                f"within {subscriptions.resubscribe_wait_time} s: {error}"
-            ) from error
-        logger.info("Reverse subscription to %s interrupted (%s); resuming", where, error)
-        await anyio.sleep(subscriptions.policy.backoff(1))
-        await router.refresh_quietly()
+        await resumption.failed(error, last)

@@ -4,16 +4,24 @@ The router owns the metadata cache: it refreshes it after routing errors (as
 Liftbridge's client-implementation guide prescribes), looks partition
 leaders up in it, and picks a broker for calls any broker can serve. Every
 unary call of the client goes through `call`, `call_any` or `call_leader`.
+
+Refreshes are single-flight: one FetchMetadata is in flight at a time, and
+every caller it can serve shares its answer or its failure (see `refresh`).
+So when a broker dies under a thousand subscriptions, the refreshes follow
+the outage, not the number of subscriptions.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import random
 from typing import (
     TYPE_CHECKING,
     Any,
     Awaitable,
     Callable,
+    FrozenSet,
     Iterator,
     List,
     Optional,
@@ -40,7 +48,7 @@ from .error._decisions import decode_reply, more_hopeful, no_broker_reachable
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
-from .retry import RetryPolicy, call_budget, retrying
+from .retry import Backoff, RetryPolicy, call_budget, retrying
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
@@ -54,6 +62,69 @@ CURSOR_STREAM = "__cursors"
 
 _API = "/proto.API/"
 _R = TypeVar("_R")
+
+#: Shortest time (s) between the starts of two FetchMetadata calls of one
+#: client: what the callers of a refresh wait at most beyond the call
+#: itself, and what bounds the calls a client sends in an outage.
+MIN_REFRESH_INTERVAL = 0.05
+
+
+class _Fetch:
+    """One FetchMetadata, shared by every caller it serves.
+
+    `streams` empty means all streams. Once `done` is set, `response` or
+    `error` holds the outcome; neither does when the caller running it was
+    cancelled, and a waiter then starts another.
+    """
+
+    __slots__ = ("done", "error", "response", "sent", "started", "streams")
+
+    def __init__(self, streams: FrozenSet[str], started: float) -> None:
+        self.streams = streams
+        self.started = started
+        # Until the request is sent, callers may widen `streams`.
+        self.sent = False
+        self.done = anyio.Event()
+        self.response: Optional[wire.FetchMetadataResponse] = None
+        self.error: Optional[LiftbridgeError] = None
+
+    def widen(self, streams: FrozenSet[str]) -> None:
+        """Ask for `streams` too (empty: all), before the request is sent."""
+        self.streams = self.streams | streams if self.streams and streams else frozenset()
+
+    def serves(self, streams: FrozenSet[str], since: float) -> bool:
+        """Whether its answer may be given to a caller asking for `streams` since `since`.
+
+        It must have started at or after `since` (a caller that saw a routing
+        error needs an answer given after it), and cover the streams asked
+        for: an "all streams" fetch covers any.
+        """
+        if self.started < since:
+            return False
+        return not self.streams or (bool(streams) and streams <= self.streams)
+
+    def outcome(self) -> Optional[wire.FetchMetadataResponse]:
+        """The answer, the failure raised (a copy of its own), or None if it never finished."""
+        error = self.error
+        if error is not None:
+            # One object raised in every caller would gather all their
+            # frames in its traceback, and keep them alive with the last
+            # fetch: each caller gets a copy, whose cause is the original.
+            raise copy.copy(error) from error
+        return self.response
+
+
+def _narrowed(
+    response: wire.FetchMetadataResponse, wanted: FrozenSet[str], fetched: FrozenSet[str]
+) -> wire.FetchMetadataResponse:
+    """The answer to a caller who asked for `wanted` (empty: all) from a wider fetch."""
+    if not wanted or wanted == fetched:
+        return response
+    return wire.FetchMetadataResponse(
+        brokers=response.brokers,
+        streamMetadata=[s for s in response.streamMetadata if s.name in wanted],
+        groupMetadata=response.groupMetadata,
+    )
 
 
 class Router:
@@ -82,6 +153,10 @@ class Router:
         # The broker that calls any broker can serve go to while its
         # connection is open (see any_broker).
         self._any_address: Optional[Address] = None
+        # The refresh in flight, and the last one that finished (see refresh).
+        self._fetch: Optional[_Fetch] = None
+        self._last_fetch: Optional[_Fetch] = None
+        self._last_start = -math.inf
 
     # ------------------------------------------------------------------ broker choice
 
@@ -145,6 +220,9 @@ class Router:
         `request` is a wire message or its encoding. With `send_deadline`
         false, `timeout` bounds the call on this side only and the server sees
         a call without deadline.
+
+        `method` is a method of `proto.API`, or another service's full path
+        (`/service/Method`).
         """
         connections = self.connections
         if not connections.open:
@@ -174,12 +252,14 @@ class Router:
         send_deadline: bool,
     ) -> _R:
         payload = request if type(request) is bytes else request.encode()
+        # A method of another service (the health check) comes as its full path.
+        path = method if method[0] == "/" else _API + method
         try:
             if send_deadline:
-                data = await channel.unary_unary(_API + method, payload, timeout=timeout)
+                data = await channel.unary_unary(path, payload, timeout=timeout)
             else:
                 with anyio.fail_after(timeout):
-                    data = await channel.unary_unary(_API + method, payload)
+                    data = await channel.unary_unary(path, payload)
         except TimeoutError:
             raise ErrorDeadlineExceeded(
                 f"{method} to {format_address(address)} got no answer within {timeout} s"
@@ -254,14 +334,25 @@ class Router:
         timeout: Optional[float] = None,
     ) -> _R:
         """A call the partition leader must serve: metadata is refreshed on routing errors."""
+        failed_at: Optional[float] = None
 
         async def attempt(failures: int) -> _R:
-            address = await self.leader(stream, partition, refresh=failures > 0)
+            nonlocal failed_at
+            try:
+                address = await self.leader(
+                    stream, partition, refresh=failures > 0, since=failed_at
+                )
+            except LiftbridgeError:
+                # Fresh metadata that names no leader (an election under
+                # way): the next try needs an answer newer than this one.
+                failed_at = anyio.current_time()
+                raise
             try:
                 return await self.call(
                     address, method, request, response_type, timeout=timeout or self.rpc_timeout
                 )
             except ErrorNotLeader as exc:
+                failed_at = anyio.current_time()
                 meta = self.metadata.partition(stream, partition)
                 if failures > 0 and meta is not None and meta.paused:
                     # The leader of a paused partition does not lead it until
@@ -271,6 +362,9 @@ class Router:
                         f"or subscribing with resume=True resumes it (server: {exc})",
                         status=exc.status,
                     ) from None
+                raise
+            except LiftbridgeError:
+                failed_at = anyio.current_time()
                 raise
 
         return await retrying(
@@ -295,33 +389,96 @@ class Router:
 
     # ------------------------------------------------------------------ metadata
 
-    async def refresh(self, *streams: str) -> wire.FetchMetadataResponse:
-        """Fetch metadata (of `streams`, or of all) into the cache."""
-        # No deadline on the wire: a broker without a fresh broker list asks
-        # every Raft member and, with a member down, waits for it until the
-        # call's deadline, so a sent rpc_timeout would make it answer just as
-        # the client gives up.
-        response = await self.call_any(
-            "FetchMetadata",
-            wire.FetchMetadataRequest(streams=list(streams)),
-            wire.FetchMetadataResponse,
-            send_deadline=False,
-        )
-        self.metadata.update(response, streams)
-        return response
+    async def refresh(
+        self, *streams: str, since: Optional[float] = None
+    ) -> wire.FetchMetadataResponse:
+        """Fetch metadata (of `streams`, or of all) into the cache; single-flight.
 
-    async def refresh_quietly(self) -> None:
-        """`refresh()`, logging instead of raising (before a retry)."""
+        A caller shares the FetchMetadata in flight when it covers the streams
+        asked for and started at or after `since` (None: any in flight will
+        do). With `since`, the last finished fetch is enough too if it
+        started after `since`: a caller that saw a routing error at `since`
+        needs an answer given after the error, not a second one. Otherwise
+        the caller waits for the fetch in flight to end and starts the next
+        one, at least `MIN_REFRESH_INTERVAL` after the previous one began;
+        callers arriving before its request is sent widen it to their streams.
+        A shared fetch's failure is raised in every caller it served. The
+        fetch runs in the caller that started it; if that caller is
+        cancelled, a waiter starts a new one.
+
+        Raises:
+            ErrorUnavailable: No broker answered within the retry policy.
+        """
+        wanted = frozenset(streams)
+        not_before = -math.inf if since is None else since
+        while True:
+            fetch = self._fetch
+            if fetch is None:
+                last = self._last_fetch
+                if since is not None and last is not None and last.serves(wanted, since):
+                    response = last.outcome()
+                    assert response is not None
+                    return _narrowed(response, wanted, last.streams)
+                return await self._run_fetch(wanted)
+            if not fetch.sent and fetch.started >= not_before:
+                fetch.widen(wanted)
+            await fetch.done.wait()
+            if fetch.serves(wanted, not_before):
+                response = fetch.outcome()
+                if response is not None:
+                    return _narrowed(response, wanted, fetch.streams)
+            # Not for us, or its caller was cancelled: the next one.
+
+    async def _run_fetch(self, wanted: FrozenSet[str]) -> wire.FetchMetadataResponse:
+        """Start and run the next shared fetch (see `refresh`)."""
+        started = max(anyio.current_time(), self._last_start + MIN_REFRESH_INTERVAL)
+        self._last_start = started
+        fetch = self._fetch = _Fetch(wanted, started)
         try:
-            await self.refresh()
+            # Callers arriving during this pause join the fetch.
+            await anyio.sleep_until(started)
+            fetch.sent = True
+            streams = fetch.streams
+            # No deadline on the wire: a broker without a fresh broker list
+            # asks every Raft member and, with a member down, waits for it
+            # until the call's deadline, so a sent rpc_timeout would make it
+            # answer just as the client gives up.
+            response = await self.call_any(
+                "FetchMetadata",
+                wire.FetchMetadataRequest(streams=list(streams)),
+                wire.FetchMetadataResponse,
+                send_deadline=False,
+            )
+            self.metadata.update(response, streams)
+            fetch.response = response
+            return _narrowed(response, wanted, streams)
+        except LiftbridgeError as exc:
+            fetch.error = exc
+            raise
+        finally:
+            self._fetch = None
+            if fetch.response is not None or fetch.error is not None:
+                self._last_fetch = fetch
+            fetch.done.set()
+
+    async def refresh_quietly(self, since: Optional[float] = None) -> None:
+        """`refresh()` of all streams, logging instead of raising (before a retry)."""
+        try:
+            await self.refresh(since=since)
         except LiftbridgeError as exc:
             logger.debug("Metadata refresh failed: %s", exc)
 
-    async def leader(self, stream: str, partition: int, *, refresh: bool = False) -> Address:
-        """Address of a partition's leader, from the cache or fresh metadata."""
+    async def leader(
+        self, stream: str, partition: int, *, refresh: bool = False, since: Optional[float] = None
+    ) -> Address:
+        """Address of a partition's leader, from the cache or fresh metadata.
+
+        `since`: with `refresh`, when the routing error that calls for fresh
+        metadata was seen (see `refresh`).
+        """
         address = None if refresh else self.metadata.leader(stream, partition)
         if address is None:
-            await self.refresh(stream)
+            await self.refresh(stream, since=since)
             address = self.metadata.leader(stream, partition)
         if address is None:
             if self.metadata.partition_count(stream) is None:
@@ -364,14 +521,28 @@ class Router:
             raise ErrorUnavailable(f"Broker {broker_id!r} is not in the cluster metadata")
         return address
 
-    async def wait_for_stream(self, stream: Optional[str]) -> wire.FetchMetadataResponse:
-        """Refresh until `stream` (or every stream, if None) is ready; the last answer."""
+    async def wait_for_stream(
+        self, stream: Optional[str], timeout: Optional[float]
+    ) -> wire.FetchMetadataResponse:
+        """Refresh until `stream` (or every stream, if None) is ready; the last answer.
+
+        The pauses between refreshes grow as the retry policy's backoff.
+
+        Raises:
+            ErrorDeadlineExceeded: Not ready within `timeout` s (None: no bound).
+        """
         streams = [stream] if stream else []
-        while True:
-            response = await self.refresh(*streams)
-            if self.stream_ready(stream):
-                return response
-            await anyio.sleep(0.05)
+        backoff = Backoff(self.policy)
+        checked = None
+        with anyio.move_on_after(timeout):
+            while True:
+                response = await self.refresh(*streams, since=checked)
+                if self.stream_ready(stream):
+                    return response
+                checked = anyio.current_time()
+                await backoff.wait()
+        what = f"Stream {stream!r} was" if stream else "The streams were"
+        raise ErrorDeadlineExceeded(f"{what} not ready within {timeout} s")
 
     def stream_ready(self, stream: Optional[str]) -> bool:
         """Whether the cache knows `stream` (or every stream) with a leader per partition."""

@@ -8,25 +8,22 @@ decides what each way a call ends means.
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack, contextmanager
-from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Iterator, Optional, Tuple
-
-import anyio
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
 
 from . import wire
 from ._cursors import MISSING_CURSOR_STARTS, missing_cursor_start
 from ._log import LazyLogger
+from ._resume import Resumption, fail_at
 from ._reverse import ReverseSupport, reverse_messages
 from .compression import decode_message
 from .error import (
     ErrorChannelClosed,
-    ErrorDeadlineExceeded,
     ErrorInvalidArgument,
     ErrorInvalidPartition,
     ErrorNotFound,
     ErrorPartitionPaused,
     ErrorSegmentClosed,
-    ErrorUnavailable,
     LiftbridgeError,
 )
 from .error._decisions import malformed_reply, subscribe_error
@@ -38,6 +35,7 @@ if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
     from ._routing import Router
     from .activity import ActivityEvent
+    from .options import ClientOptions
     from .retry import RetryPolicy
 
 __all__ = ["SubscribeMethods", "Subscriptions"]
@@ -47,15 +45,6 @@ logger = LazyLogger("lbwire")
 _SUBSCRIBE = "/proto.API/Subscribe"
 
 
-@contextmanager
-def _fail_at(deadline: float) -> Iterator[None]:
-    """`anyio.fail_at`, which the anyio releases for Python 3.9 lack."""
-    with anyio.CancelScope(deadline=deadline) as scope:
-        yield
-    if scope.cancelled_caught and anyio.current_time() >= deadline:
-        raise TimeoutError
-
-
 class Subscriptions:
     """Opens subscriptions for one client.
 
@@ -63,9 +52,7 @@ class Subscriptions:
         router: Where calls go, and the metadata cache.
         connections: The pooled Subscribe connections.
         cursors: For StartPosition.RESUME.
-        encoding_header: The header naming a message's compression.
-        resubscribe_wait_time: How long (s) to try resuming before raising.
-        policy: The pause between resume attempts.
+        options: The client's options (the resume bounds and retry policy).
     """
 
     def __init__(
@@ -74,17 +61,23 @@ class Subscriptions:
         connections: ConnectionRegistry,
         cursors: CursorStore,
         *,
-        encoding_header: str,
-        resubscribe_wait_time: float,
-        policy: RetryPolicy,
+        options: ClientOptions,
     ) -> None:
         self.router = router
         self.connections = connections
         self.cursors = cursors
-        self.encoding_header = encoding_header
-        self.resubscribe_wait_time = resubscribe_wait_time
-        self.policy = policy
+        self.options = options
         self.reverse_support = ReverseSupport(self)
+
+    @property
+    def resubscribe_wait_time(self) -> float:
+        """How long (s) to try resuming before raising."""
+        return self.options.resubscribe_wait_time
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The pause between resume attempts, and the bound of a subscription's setup."""
+        return self.options.retry_policy
 
     async def messages(
         self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
@@ -94,23 +87,14 @@ class Subscriptions:
         Values come as received: `decode` undoes their compression.
         """
         stream, partition = request.stream, request.partition
-        where = f"{stream!r}/{partition}"
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
         decode = wire.Message.decode
-        deadline_for_resume: Optional[float] = None
+        resumption = self.resumption(stream, partition, setup_timeout)
         # Offset after the last delivered message. A resumed subscription can
         # repeat messages: a new leader whose high watermark still lags the old
         # leader's serves from its high watermark + 1, below the offset asked
         # for (v1.9.0 commitlog newReaderCommitted), so those are skipped.
         next_offset = -1
-        # Whether the server ever confirmed this subscription (the stream
-        # existed), and whether it is being resumed after a transient failure:
-        # together they make a "no such stream" transient (see _transient).
-        set_up_once = False
-        reconnecting = False
-        setup_bound = setup_timeout if setup_timeout is not None else self.policy.max_time
-        first_deadline = anyio.current_time() + setup_bound
-        last_error: Optional[LiftbridgeError] = None
         while True:
             if next_offset >= 0:
                 # Resume after the last delivered message, never before it;
@@ -121,19 +105,13 @@ class Subscriptions:
             # own: every message passes one generator less.
             error: Optional[LiftbridgeError] = None
             handshake_done = False
-            # The set-up (broker, connection, handshake) of the first call is
-            # bounded by `setup_timeout` (default: the retry policy's
-            # max_time) since subscribe() began; a resumed one by the resume
-            # window. A frozen broker answers nothing, not even an error.
-            if set_up_once and deadline_for_resume is not None:
-                setup_deadline = deadline_for_resume
-            else:
-                setup_deadline = first_deadline
             try:
                 async with AsyncExitStack() as call_stack:
-                    # The bound ends before the first yield: a cancel scope
-                    # must not stay open across one.
-                    with _fail_at(setup_deadline):
+                    # The set-up (broker, connection, handshake) is bounded
+                    # (see lbwire._resume): a frozen broker answers nothing,
+                    # not even an error. The bound ends before the first
+                    # yield: a cancel scope must not stay open across one.
+                    with fail_at(resumption.setup_deadline()):
                         address = await self.router.subscription_broker(
                             stream, partition, request.readISRReplica
                         )
@@ -145,13 +123,12 @@ class Subscriptions:
                         # The server's first message is an empty handshake:
                         # the subscription exists. Setup errors come instead.
                         await call.receive()
-                    handshake_done = set_up_once = True
-                    reconnecting = False
+                    handshake_done = True
+                    resumption.set_up()
                     async for data in call:
                         msg = decode(data)
                         if msg.offset < next_offset:
                             continue
-                        deadline_for_resume = None
                         yield Message(
                             msg.value,
                             msg.subject,
@@ -167,58 +144,32 @@ class Subscriptions:
                         next_offset = msg.offset + 1
                 if not handshake_done:
                     return
-                error = ErrorChannelClosed(f"Server ended the subscription to {where}")
+                error = ErrorChannelClosed(f"Server ended the subscription to {resumption.where}")
             except TimeoutError:
-                if not set_up_once:
-                    if last_error is not None:
-                        # Retrying an unreachable broker ran out of time.
-                        raise ErrorUnavailable(
-                            f"Subscription to {where} not set up within {setup_bound} s: "
-                            f"{last_error}"
-                        ) from last_error
-                    raise ErrorDeadlineExceeded(
-                        f"Subscription to {where} not set up within {setup_bound} s"
-                    ) from None
-                error = ErrorUnavailable(f"No answer from the broker of {where}")
+                error = resumption.timed_out()
+                if not resumption.set_up_once:
+                    raise error from resumption.last_error
             except GRPCError as exc:
-                error = await self._call_error(exc, request, handshake_done, explicit_stop_offset)
+                error = await self.call_error(exc, request, handshake_done, explicit_stop_offset)
                 if error is None:
                     return
             except wire.DecodeError as exc:
                 raise malformed_reply(exc, method="Subscribe", broker=address) from None
             except LiftbridgeError as exc:
                 error = exc  # from finding the broker
-            if not _transient(error, set_up_once=set_up_once, reconnecting=reconnecting):
-                raise error
-            last_error = error
-            interrupted = set_up_once and not reconnecting  # (once per outage)
-            reconnecting = True
-            now = anyio.current_time()
-            if not set_up_once and now >= first_deadline:
-                # Never set up: the set-up bound (the retry policy's, as every
-                # other call's) ends it, not the resume window.
-                raise ErrorUnavailable(
-                    f"Subscription to {where} not set up within {setup_bound} s: {error}"
-                ) from error
-            if deadline_for_resume is None:
-                deadline_for_resume = now + self.resubscribe_wait_time
-            if now >= deadline_for_resume:
-                if isinstance(error, ErrorNotFound):
-                    # Still missing after the wait: it was deleted meanwhile.
-                    raise error
-                raise ErrorUnavailable(
-                    f"Subscription to {where} could not be resumed "
-                    f"within {self.resubscribe_wait_time} s: {error}"
-                ) from error
-            logger.info("Subscription to %s interrupted (%s); resuming", where, error)
-            observer = self.connections.observers.current
-            if observer is not None and interrupted:
-                observer.on_resubscribe(stream, partition, error)
-            # Within the bound that applies: the pause and the refresh (a
-            # retry loop of its own) must not outlast it.
-            with anyio.CancelScope(deadline=deadline_for_resume if set_up_once else first_deadline):
-                await anyio.sleep(self.policy.backoff(1))
-                await self.router.refresh_quietly()
+            await resumption.failed(error, next_offset)
+
+    def resumption(self, stream: str, partition: int, setup_timeout: Optional[float]) -> Resumption:
+        """The failure path of one subscription (see lbwire._resume)."""
+        return Resumption(
+            self.router,
+            self.connections.observers,
+            self.policy,
+            self.resubscribe_wait_time,
+            stream,
+            partition,
+            setup_timeout,
+        )
 
     async def request(
         self,
@@ -300,7 +251,7 @@ class Subscriptions:
                 )
         return request
 
-    async def _call_error(
+    async def call_error(
         self,
         exc: GRPCError,
         request: wire.SubscribeRequest,
@@ -365,26 +316,12 @@ def _reverse_stop(
     return None, None
 
 
-def _transient(error: LiftbridgeError, *, set_up_once: bool, reconnecting: bool) -> bool:
-    """Whether resuming may get past `error`.
-
-    A restarted server accepts calls before it has loaded its streams, and
-    meanwhile reports them missing. So a "no such stream" is transient for a
-    subscription the server had confirmed and that is reconnecting after a
-    transient failure (the broker went away); otherwise (a deletion ends an
-    open call, or a first subscribe) it is final.
-    """
-    if isinstance(error, ErrorNotFound):
-        return set_up_once and reconnecting
-    return error.transient
-
-
 class SubscribeMethods:
     """`LiftbridgeClient.subscribe` (the client inherits it): checks and delegates."""
 
     _subscriptions: Subscriptions
-    #: The client's receive limit: it bounds decompressed values too.
-    max_message_size: int
+    #: The client's options: `max_message_size` bounds decompressed values too.
+    options: ClientOptions
 
     async def subscribe(
         self,
@@ -407,6 +344,10 @@ class SubscribeMethods:
         missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> AsyncIterator[Message]:
         """Read messages from a stream partition.
+
+        Time budget: the set-up within `timeout` (default: the retry
+        policy's `max_time`); each outage within `resubscribe_wait_time`;
+        reading itself has no bound.
 
         Goes to the partition leader (or a random in-sync replica with
         `allow_isr`). When the broker fails or leadership moves, the
@@ -519,8 +460,9 @@ class SubscribeMethods:
             )
         else:
             messages = self._subscribe_once(request, setup_timeout)
-        encoding_header = self._subscriptions.encoding_header
-        max_size = self.max_message_size
+        options = self.options
+        encoding_header = options.encoding_header
+        max_size = options.max_message_size
         try:
             async for message in messages:
                 headers = message.headers

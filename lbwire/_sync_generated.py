@@ -11,14 +11,16 @@ import functools
 from typing import TYPE_CHECKING
 
 from ._admin import SERVER_DEFAULT
-from .client import (
+from ._health import API_SERVICE
+from .client import LiftbridgeClient as AsyncLiftbridgeClient
+from .grpc.keepalive import SAFE_KEEPALIVE_TIME
+from .options import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_PENDING,
     DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_MAX_PUBLISH_SIZE,
 )
-from .client import LiftbridgeClient as AsyncLiftbridgeClient
-from .grpc.keepalive import SAFE_KEEPALIVE_TIME
+from .retry import POLICY_BOUND
 from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
 
 if TYPE_CHECKING:
@@ -36,10 +38,19 @@ if TYPE_CHECKING:
     from .grpc.config import ChannelConfig
     from .metadata import MetadataCache
     from .observer import ClientObserver
+    from .options import ClientOptions
     from .retry import RetryPolicy
-    from .sync import Consumer
+    from .sync import Consumer, Reader
     from .sync import _LoopClient as _Base
-    from .types import Ack, Message, Metadata, Partitioner, PartitionMetadata
+    from .types import (
+        Ack,
+        ConsumerGroupMetadata,
+        HealthStatus,
+        Message,
+        Metadata,
+        Partitioner,
+        PartitionMetadata,
+    )
 else:
     _Base = object
 
@@ -78,6 +89,7 @@ class SyncClientMethods(_Base):
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
         proxy: Optional[str] = None,
+        options: Optional[ClientOptions] = None,
     ) -> None:
         self._start(
             functools.partial(
@@ -108,6 +120,7 @@ class SyncClientMethods(_Base):
                 idle_timeout=idle_timeout,
                 max_conns_per_broker=max_conns_per_broker,
                 proxy=proxy,
+                options=options,
             ),
             backend=backend,
             subscription_buffer=subscription_buffer,
@@ -115,8 +128,12 @@ class SyncClientMethods(_Base):
 
     @property
     def ack_timeout(self) -> float:
-        """Default seconds a `publish` waits for its ack."""
+        """The async client's `ack_timeout`."""
         return self._client.ack_timeout
+
+    @ack_timeout.setter
+    def ack_timeout(self, value: float) -> None:
+        self._client.ack_timeout = value
 
     def activity(
         self,
@@ -148,8 +165,12 @@ class SyncClientMethods(_Base):
 
     @property
     def broker_seeds(self) -> List[str]:
-        """The async client's `broker_seeds`."""
+        """The seed brokers given to the client (a copy: they cannot be changed)."""
         return self._client.broker_seeds
+
+    @broker_seeds.setter
+    def broker_seeds(self, value: List[str]) -> None:
+        self._client.broker_seeds = value
 
     @property
     def cached_metadata(self) -> MetadataCache:
@@ -166,10 +187,27 @@ class SyncClientMethods(_Base):
         """The async client's `compression_method`."""
         return self._client.compression_method
 
+    @compression_method.setter
+    def compression_method(self, value: Optional[str]) -> None:
+        self._client.compression_method = value
+
     @property
     def compression_threshold(self) -> int:
-        """Compress only values at least this long."""
+        """The async client's `compression_threshold`."""
         return self._client.compression_threshold
+
+    @compression_threshold.setter
+    def compression_threshold(self, value: int) -> None:
+        self._client.compression_threshold = value
+
+    @property
+    def connect_timeout(self) -> float:
+        """The async client's `connect_timeout`."""
+        return self._client.connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, value: float) -> None:
+        self._client.connect_timeout = value
 
     def connection_info(self) -> List[ConnectionInfo]:
         """A snapshot of the client's open connections (for tests and diagnostics).
@@ -230,8 +268,12 @@ class SyncClientMethods(_Base):
         compact_max_goroutines: int = 0,
         optimistic_concurrency_control: Optional[bool] = None,
         encryption: Optional[bool] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> None:
         """Create a stream.
+
+        Time budget: `timeout`, for the whole call (the retries while the
+        cluster elects a metadata leader, and `wait_for_stream`).
 
         Durations are in seconds, as in gufo-liftbridge; 0 means the server's
         default. An option not given is not sent, so the server's configured
@@ -259,11 +301,16 @@ class SyncClientMethods(_Base):
             compact_max_goroutines: Concurrency of compaction.
             optimistic_concurrency_control: Enable `expected_offset` checks.
             encryption: Encrypt data at rest (needs the server's key).
+            timeout: Bound (s) of the call: by default the retry policy's
+                `max_time`; None retries "no metadata leader" and waits for
+                the stream without bound, as gufo-liftbridge.
 
         Raises:
             ValueError: Invalid arguments (before anything is sent).
             ErrorAlreadyExists: A stream with this name exists.
             ErrorInvalidArgument: The server refused the arguments.
+            ErrorDeadlineExceeded: Not created (and ready, with
+                `wait_for_stream`) within `timeout`.
         """
         self.run(
             self._client.create_stream,
@@ -286,12 +333,17 @@ class SyncClientMethods(_Base):
             compact_max_goroutines=compact_max_goroutines,
             optimistic_concurrency_control=optimistic_concurrency_control,
             encryption=encryption,
+            timeout=timeout,
         )
 
     @property
     def cursor_convention(self) -> CursorConvention:
-        """What stored cursors hold."""
+        """The async client's `cursor_convention`."""
         return self._client.cursor_convention
+
+    @cursor_convention.setter
+    def cursor_convention(self, value: CursorConvention) -> None:
+        self._client.cursor_convention = value
 
     @property
     def cursor_store(self) -> CursorStore:
@@ -300,6 +352,9 @@ class SyncClientMethods(_Base):
 
     def delete_stream(self, name: str) -> None:
         """Delete a stream and all its data.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such stream.
@@ -311,15 +366,26 @@ class SyncClientMethods(_Base):
         """The async client's `enable_http_proxy`."""
         return self._client.enable_http_proxy
 
+    @enable_http_proxy.setter
+    def enable_http_proxy(self, value: bool) -> None:
+        self._client.enable_http_proxy = value
+
     @property
     def encoding_header(self) -> str:
-        """Header that names the compression method."""
+        """The async client's `encoding_header`."""
         return self._client.encoding_header
+
+    @encoding_header.setter
+    def encoding_header(self, value: str) -> None:
+        self._client.encoding_header = value
 
     def fetch_consumer_group_assignments(
         self, group_id: str, consumer_id: str, epoch: int, *, coordinator: str
     ) -> wire.FetchConsumerGroupAssignmentsResponse:
         """Ask the group's coordinator (a broker id) for a member's partitions.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         This is also the member's heartbeat.
 
@@ -337,7 +403,13 @@ class SyncClientMethods(_Base):
         )
 
     def fetch_consumer_group_metadata(self, group_id: str) -> Optional[wire.ConsumerGroupMetadata]:
-        """The group's coordinator and epoch, or None if the group does not exist."""
+        """The group's coordinator and epoch, or None if the group does not exist.
+
+        The wire form, as consumer groups use it; `get_consumer_group_metadata`
+        gives the public type.
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         return self.run(self._client.fetch_consumer_group_metadata, group_id)
 
     def flush(self, timeout: Optional[float] = None) -> None:
@@ -356,8 +428,21 @@ class SyncClientMethods(_Base):
         """
         self.run(self._client.flush, timeout)
 
+    def get_consumer_group_metadata(self, group_id: str) -> ConsumerGroupMetadata:
+        """The coordinator and epoch of a consumer group.
+
+        Raises:
+            ErrorInvalidArgument: Empty group id.
+            ErrorNotFound: No such group (none ever joined it, or it was
+                removed after its last member left).
+        """
+        return self.run(self._client.get_consumer_group_metadata, group_id)
+
     def get_cursor(self, stream: str, partition: int, cursor_id: str) -> int:
         """Read a stored cursor: the stored value, or -1 when there is none.
+
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
 
         Raises:
             ValueError: Empty cursor id or negative partition.
@@ -366,24 +451,59 @@ class SyncClientMethods(_Base):
         return self.run(self._client.get_cursor, stream, partition, cursor_id)
 
     def get_metadata(
-        self, stream: Optional[str] = None, *, wait_for_stream: bool = False
+        self,
+        stream: Optional[str] = None,
+        *,
+        wait_for_stream: bool = False,
+        streams: Optional[Sequence[str]] = None,
+        groups: Optional[Sequence[str]] = None,
+        timeout: Optional[float] = POLICY_BOUND,
     ) -> Metadata:
         """Fetch cluster metadata, and refresh the client's cache with it.
 
+        One FetchMetadata call answers for every stream and group named
+        (`streams` and `groups` are lbwire's additions).
+
+        Time budget: the retry policy's; with `wait_for_stream`, `timeout`.
+
         Args:
             stream: Only this stream's metadata, if set.
-            wait_for_stream: Wait until `stream` exists and every partition
+            wait_for_stream: Wait until `stream` (or each of `streams`; or,
+                when none is named, every stream) exists and every partition
                 has a leader.
+            streams: Only these streams' metadata (instead of `stream`).
+            groups: Also the metadata of these consumer groups (coordinator
+                and epoch), in `Metadata.groups`.
+            timeout: Bound (s) of the wait for streams (lbwire addition): by
+                default the retry policy's `max_time`; None waits on, as
+                gufo-liftbridge.
+
+        Returns:
+            The brokers, the streams asked for that exist (all streams when
+            none is named) and the groups asked for that exist.
 
         Raises:
+            ErrorInvalidArgument: Both `stream` and `streams`, or a plain
+                string as `streams` or `groups`.
             ErrorUnavailable: No broker could be reached within the retry policy.
+            ErrorDeadlineExceeded: `wait_for_stream` and not ready within `timeout`.
         """
-        return self.run(self._client.get_metadata, stream, wait_for_stream=wait_for_stream)
+        return self.run(
+            self._client.get_metadata,
+            stream,
+            wait_for_stream=wait_for_stream,
+            streams=streams,
+            groups=groups,
+            timeout=timeout,
+        )
 
     def get_partition_metadata(
         self, stream: str, partition: int, wait_for_stream: bool = False
     ) -> PartitionMetadata:
         """Fetch one partition's metadata from its leader (high watermark, newest offset).
+
+        Time budget: the retry policy's (`wait_for_stream` adds the bounded
+        wait of `wait_for_stream()`).
 
         Raises:
             ErrorNotFound: No such stream or partition.
@@ -424,23 +544,79 @@ class SyncClientMethods(_Base):
             expected_offset=expected_offset,
         )
 
+    def health(
+        self,
+        service: str = API_SERVICE,
+        *,
+        broker: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> HealthStatus:
+        """Ask one broker's gRPC health service (`grpc.health.v1.Health/Check`).
+
+        Liftbridge reports the service `proto.API` SERVING from the moment
+        its gRPC server starts, before it has loaded its streams (a stream
+        may still be missing for a moment after a restart), and NOT_SERVING
+        only when it stops on SIGINT, just before it closes every connection.
+        SIGTERM and SIGKILL give no signal. The empty service name (the
+        server as a whole) always stays SERVING. Take the answer as a hint,
+        never as a guarantee: SERVING does not mean a partition can be read
+        (a `get_partition_metadata` that answers does).
+
+        The call is made once, without retries: it reports what it finds.
+
+        Args:
+            service: The service name to ask about.
+            broker: `host:port` of the broker to ask; by default the broker
+                the client sends calls any broker can serve to.
+            timeout: Seconds to wait for the answer (default: `rpc_timeout`).
+
+        Returns:
+            The service's status.
+
+        Raises:
+            ErrorInvalidArgument: `broker` is not a `host:port` address.
+            ErrorNotFound: The broker knows no such service.
+            ErrorUnavailable: The broker could not be reached.
+            ErrorDeadlineExceeded: No answer within `timeout`.
+        """
+        return self.run(self._client.health, service, broker=broker, timeout=timeout)
+
     @property
     def idle_timeout(self) -> Optional[float]:
-        """Seconds after which an unused connection is closed (None: never)."""
+        """The async client's `idle_timeout`."""
         return self._client.idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, value: Optional[float]) -> None:
+        self._client.idle_timeout = value
 
     def join_consumer_group(
         self, group_id: str, consumer_id: str, streams: Sequence[str]
     ) -> wire.JoinConsumerGroupResponse:
         """Add a member to a consumer group (created if needed).
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Returns:
             The coordinator's broker id, the group epoch and the timeouts (ns).
         """
         return self.run(self._client.join_consumer_group, group_id, consumer_id, streams)
 
+    @property
+    def keepalive_time(self) -> Optional[float]:
+        """The async client's `keepalive_time`."""
+        return self._client.keepalive_time
+
+    @keepalive_time.setter
+    def keepalive_time(self, value: Optional[float]) -> None:
+        self._client.keepalive_time = value
+
     def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         Raises:
             ErrorNotFound: No such group.
@@ -449,28 +625,48 @@ class SyncClientMethods(_Base):
 
     @property
     def max_conns_per_broker(self) -> int:
-        """Most pooled Subscribe connections to one broker."""
+        """The async client's `max_conns_per_broker`."""
         return self._client.max_conns_per_broker
+
+    @max_conns_per_broker.setter
+    def max_conns_per_broker(self, value: int) -> None:
+        self._client.max_conns_per_broker = value
 
     @property
     def max_message_size(self) -> int:
-        """Largest message received, in bytes (gRPC limit)."""
+        """The async client's `max_message_size`."""
         return self._client.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int) -> None:
+        self._client.max_message_size = value
 
     @property
     def max_publish_size(self) -> int:
-        """Largest publish request sent, in bytes."""
+        """The async client's `max_publish_size`."""
         return self._client.max_publish_size
+
+    @max_publish_size.setter
+    def max_publish_size(self, value: int) -> None:
+        self._client.max_publish_size = value
 
     @property
     def metadata_leader_dev(self) -> float:
-        """Deviation of that pause (s)."""
+        """The async client's `metadata_leader_dev`."""
         return self._client.metadata_leader_dev
+
+    @metadata_leader_dev.setter
+    def metadata_leader_dev(self, value: float) -> None:
+        self._client.metadata_leader_dev = value
 
     @property
     def metadata_leader_timeout(self) -> float:
-        """Mean pause (s) after "no metadata leader"."""
+        """The async client's `metadata_leader_timeout`."""
         return self._client.metadata_leader_timeout
+
+    @metadata_leader_timeout.setter
+    def metadata_leader_timeout(self, value: float) -> None:
+        self._client.metadata_leader_timeout = value
 
     @property
     def observer(self) -> Optional[ClientObserver]:
@@ -490,15 +686,39 @@ class SyncClientMethods(_Base):
         """The async client's `on_publish_error`."""
         return self._client.on_publish_error
 
+    @on_publish_error.setter
+    def on_publish_error(self, value: Optional[Callable[[PublishAsyncError], None]]) -> None:
+        self._client.on_publish_error = value
+
+    @property
+    def options(self) -> ClientOptions:
+        """The client's options (frozen): every part of the client reads these.
+
+        Derive changed ones with `dataclasses.replace(client.options, ...)`
+        and give them to a new client (`LiftbridgeClient(brokers, options=...)`).
+        """
+        return self._client.options
+
+    @options.setter
+    def options(self, value: ClientOptions) -> None:
+        self._client.options = value
+
     @property
     def partitioner(self) -> Optional[Partitioner]:
-        """Default partitioner for `publish` without a partition."""
+        """The async client's `partitioner`."""
         return self._client.partitioner
+
+    @partitioner.setter
+    def partitioner(self, value: Optional[Partitioner]) -> None:
+        self._client.partitioner = value
 
     def pause_stream(
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False
     ) -> None:
         """Pause a stream's partitions (all when `partitions` is None).
+
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
 
         A paused partition resumes when it is published to; with `resume_all`
         every paused partition of the stream resumes then.
@@ -507,6 +727,15 @@ class SyncClientMethods(_Base):
             ErrorNotFound: No such stream or partition.
         """
         self.run(self._client.pause_stream, name, partitions=partitions, resume_all=resume_all)
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """The async client's `proxy`."""
+        return self._client.proxy
+
+    @proxy.setter
+    def proxy(self, value: Optional[str]) -> None:
+        self._client.proxy = value
 
     def publish(
         self,
@@ -527,6 +756,9 @@ class SyncClientMethods(_Base):
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
+        Time budget: the retry policy's for finding the leader and resending
+        what was not sent; each try waits for its ack at most `ack_timeout`.
+
         Inside the client's block an acked publish travels on the client's
         long-lived PublishAsync stream, as go-liftbridge's does; with
         AckPolicy.NONE, an `ack_inbox`, or outside the block it is a unary
@@ -542,7 +774,8 @@ class SyncClientMethods(_Base):
             ack_inbox: NATS subject for the ack (server-chosen if None).
             correlation_id: Id to correlate the ack with the message.
             ack_policy: LEADER, ALL or NONE.
-            wait_for_stream: Retry while the stream does not exist yet.
+            wait_for_stream: Retry while the stream does not exist yet (for
+                at most the retry policy's `max_time`).
             auto_compress: Compress with the client's compression method.
             partitioner: Partitioner for this message.
             expected_offset: Optimistic concurrency: the offset the message
@@ -620,18 +853,30 @@ class SyncClientMethods(_Base):
 
     @property
     def publish_async_ack_timeout(self) -> float:
-        """Seconds to wait for the acks of `publish_bulk` and `publish_async`."""
+        """The async client's `publish_async_ack_timeout`."""
         return self._client.publish_async_ack_timeout
+
+    @publish_async_ack_timeout.setter
+    def publish_async_ack_timeout(self, value: float) -> None:
+        self._client.publish_async_ack_timeout = value
 
     @property
     def publish_async_max_pending(self) -> int:
         """The async client's `publish_async_max_pending`."""
         return self._client.publish_async_max_pending
 
+    @publish_async_max_pending.setter
+    def publish_async_max_pending(self, value: int) -> None:
+        self._client.publish_async_max_pending = value
+
     @property
     def publish_async_max_pending_bytes(self) -> int:
-        """Most bytes of encoded publishes in flight at once."""
+        """The async client's `publish_async_max_pending_bytes`."""
         return self._client.publish_async_max_pending_bytes
+
+    @publish_async_max_pending_bytes.setter
+    def publish_async_max_pending_bytes(self, value: int) -> None:
+        self._client.publish_async_max_pending_bytes = value
 
     def publish_batch(
         self,
@@ -671,6 +916,9 @@ class SyncClientMethods(_Base):
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
     ) -> Iterator[wire.PublishResponse]:
         """Publish many requests pipelined on one PublishAsync stream.
+
+        Time budget: opening the stream, the retry policy's; each ack, at
+        most `publish_async_ack_timeout` after its request was sent.
 
         As in gufo-liftbridge, the items are PublishResponses: `item.ack`
         is the Ack. Requests with AckPolicy.NONE get no response.
@@ -722,6 +970,8 @@ class SyncClientMethods(_Base):
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
+        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+
         Returns:
             The first Ack, or None for AckPolicy.NONE.
 
@@ -741,10 +991,61 @@ class SyncClientMethods(_Base):
             ack_timeout=ack_timeout,
         )
 
+    def reader(
+        self,
+        stream: str,
+        partitions: Optional[Iterable[int]] = None,
+        *,
+        cursor_id: Optional[str] = None,
+        start_position: StartPosition = StartPosition.EARLIEST,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
+        stop_offset: Optional[int] = None,
+        stop_timestamp: Optional[float] = None,
+        auto_commit: bool = True,
+        commit_every: Optional[int] = None,
+        commit_interval: Optional[float] = 5.0,
+        max_buffered: int = 256,
+        allow_isr: bool = False,
+        resume: bool = False,
+    ) -> Reader:
+        """A blocking reader of every partition of `stream` (see `Reader`).
+
+        Use the result as a context manager, then iterate it; the arguments
+        are the async client's `reader`'s.
+
+        Raises:
+            ValueError: An empty stream name or partition list, a negative
+                partition, RESUME as start_position, or a bound out of range.
+        """
+        return self._wrap_reader(
+            self._client.reader(
+                stream,
+                partitions,
+                cursor_id=cursor_id,
+                start_position=start_position,
+                start_offset=start_offset,
+                start_timestamp=start_timestamp,
+                stop_position=stop_position,
+                stop_offset=stop_offset,
+                stop_timestamp=stop_timestamp,
+                auto_commit=auto_commit,
+                commit_every=commit_every,
+                commit_interval=commit_interval,
+                max_buffered=max_buffered,
+                allow_isr=allow_isr,
+                resume=resume,
+            )
+        )
+
     def report_consumer_group_coordinator(
         self, group_id: str, consumer_id: str, coordinator: str, epoch: int
     ) -> None:
-        """Report a group's coordinator as failed (a majority of members moves it)."""
+        """Report a group's coordinator as failed (a majority of members moves it).
+
+        Time budget: the retry policy's, each try bounded by `rpc_timeout`.
+        """
         self.run(
             self._client.report_consumer_group_coordinator,
             group_id,
@@ -755,21 +1056,36 @@ class SyncClientMethods(_Base):
 
     @property
     def resubscribe_wait_time(self) -> float:
-        """How long (s) a subscription tries to resume before it raises."""
+        """The async client's `resubscribe_wait_time`."""
         return self._client.resubscribe_wait_time
+
+    @resubscribe_wait_time.setter
+    def resubscribe_wait_time(self, value: float) -> None:
+        self._client.resubscribe_wait_time = value
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """Bounds of the retries of failed calls."""
+        """The async client's `retry_policy`."""
         return self._client.retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RetryPolicy) -> None:
+        self._client.retry_policy = value
 
     @property
     def rpc_timeout(self) -> float:
-        """Deadline (s) sent with every unary call but publishes."""
+        """The async client's `rpc_timeout`."""
         return self._client.rpc_timeout
+
+    @rpc_timeout.setter
+    def rpc_timeout(self, value: float) -> None:
+        self._client.rpc_timeout = value
 
     def set_cursor(self, stream: str, partition: int, cursor_id: str, offset: int) -> None:
         """Store a cursor after processing the message at `offset`.
+
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
 
         With the default (gufo-liftbridge) convention the cursor then holds
         `offset + 1`, the next message to process; with
@@ -786,10 +1102,22 @@ class SyncClientMethods(_Base):
     ) -> None:
         """Make a stream's partitions read-only, or writable again.
 
+        Time budget: the retry policy's (its `max_time` and attempts), each try
+        bounded by `rpc_timeout`.
+
         Raises:
             ErrorNotFound: No such stream or partition.
         """
         self.run(self._client.set_stream_readonly, name, partitions=partitions, readonly=readonly)
+
+    @property
+    def ssl_context(self) -> Optional[ssl.SSLContext]:
+        """The async client's `ssl_context`."""
+        return self._client.ssl_context
+
+    @ssl_context.setter
+    def ssl_context(self, value: Optional[ssl.SSLContext]) -> None:
+        self._client.ssl_context = value
 
     def subscribe(
         self,
@@ -812,6 +1140,10 @@ class SyncClientMethods(_Base):
         missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
     ) -> Iterator[Message]:
         """Read messages from a stream partition.
+
+        Time budget: the set-up within `timeout` (default: the retry
+        policy's `max_time`); each outage within `resubscribe_wait_time`;
+        reading itself has no bound.
 
         Goes to the partition leader (or a random in-sync replica with
         `allow_isr`). When the broker fails or leadership moves, the
@@ -903,18 +1235,66 @@ class SyncClientMethods(_Base):
             missing_cursor=missing_cursor,
         )
 
-    def wait_for_cursors(self, *, timeout: Optional[float] = None) -> None:
+    @property
+    def tls_server_hostname(self) -> Optional[str]:
+        """The async client's `tls_server_hostname`."""
+        return self._client.tls_server_hostname
+
+    @tls_server_hostname.setter
+    def tls_server_hostname(self, value: Optional[str]) -> None:
+        self._client.tls_server_hostname = value
+
+    def wait_for_cursors(self, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""
         self.run(self._client.wait_for_cursors, timeout=timeout)
 
-    def wait_for_stream(self, stream: str, *, timeout: Optional[float] = None) -> None:
+    def wait_for_stream(self, stream: str, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until `stream` exists and each of its partitions has a leader.
+
+        Metadata is fetched again with pauses growing as the retry policy's
+        backoff.
 
         Args:
             stream: Stream name.
-            timeout: Give up after this many seconds (None: wait on).
+            timeout: Give up after this many seconds: by default the retry
+                policy's `max_time`; None waits on.
 
         Raises:
             ErrorDeadlineExceeded: `timeout` passed first.
         """
         self.run(self._client.wait_for_stream, stream, timeout=timeout)
+
+    def watch_health(
+        self, service: str = API_SERVICE, *, broker: Optional[str] = None
+    ) -> Iterator[HealthStatus]:
+        """Follow one broker's health status (`grpc.health.v1.Health/Watch`).
+
+        Yields the current status at once, then each change. Liftbridge's
+        statuses are those `health` describes: for `proto.API`, SERVING
+        while the server runs, and NOT_SERVING only when it stops on
+        SIGINT, just before it closes every connection. A server stopped by
+        SIGTERM or SIGKILL, or one that cannot be reached any more, sends
+        nothing: the watch then raises `ErrorUnavailable` (a frozen one is
+        noticed only by the connection's keepalive, see `keepalive_time`).
+        So NOT_SERVING and the end of a watch are hints that the broker is
+        going away, never a guarantee that one that is going away says so.
+        A service the broker does not know gives SERVICE_UNKNOWN (and the
+        watch goes on: the status may be set later).
+
+        Needs the client's `async with` block (the call uses the client's
+        connection); nothing is held across a `yield` but the call itself.
+        Close the iterator (`aclose()`, or leave an `async with
+        contextlib.aclosing(...)` block) to end the call.
+
+        Args:
+            service: The service name to follow.
+            broker: `host:port` of the broker to follow; by default the
+                broker the client sends calls any broker can serve to.
+
+        Raises:
+            RuntimeError: The client's block is not open (at the call).
+            ErrorInvalidArgument: `broker` is not a `host:port` address (at the call).
+            ErrorUnavailable: The broker could not be reached, or the
+                connection to it was lost (from the iteration).
+        """
+        return self._iterator(self._client.watch_health, service, broker=broker)

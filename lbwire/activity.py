@@ -43,6 +43,7 @@ from .error import (
     ErrorNoMetadataLeader,
     ErrorNotFound,
 )
+from .retry import Backoff
 from .types import Message, StartPosition
 from .wire import ActivityStreamOp
 
@@ -372,8 +373,10 @@ async def _events(
     next_offset = await _start_offset(client, position)
     if start_offset is not None:
         next_offset = start_offset
-    outage_deadline: Optional[float] = None
-    failures = 0
+    # The pauses of the outage under way (None: none is): the engine's
+    # backoff, within resubscribe_wait_time from the outage's first failure.
+    # The subscription inside resumes on its own first (and reports it).
+    outage: Optional[Backoff] = None
     while True:
         if next_offset is None:
             subscription = client.subscribe(
@@ -386,7 +389,7 @@ async def _events(
             subscription = client.subscribe(ACTIVITY_STREAM, start_offset=next_offset)
         try:
             async for message in subscription:
-                outage_deadline, failures = None, 0
+                outage = None
                 # A new subscription may start below the offset asked for (a
                 # new leader serves from its own high watermark + 1).
                 if next_offset is not None and message.offset < next_offset:
@@ -404,14 +407,12 @@ async def _events(
                 yield event
             return  # only a stop position ends a subscription, and none is set
         except _REOPEN_ON as exc:
-            now = anyio.current_time()
-            if outage_deadline is None:
-                outage_deadline = now + client.resubscribe_wait_time
-            if now >= outage_deadline:
-                raise
-            failures += 1
+            if outage is None:
+                deadline = anyio.current_time() + client.resubscribe_wait_time
+                outage = Backoff(client.retry_policy, deadline)
             logger.info("Activity subscription interrupted (%s); reopening it", exc)
-            await anyio.sleep(client.retry_policy.backoff(failures))
+            if not await outage.wait():
+                raise
         finally:
             # `subscribe` is an async generator typed as an iterator: close
             # its call now rather than when it is collected.

@@ -19,6 +19,7 @@ from typing import (
     Any,
     AsyncIterator,
     Callable,
+    Dict,
     Iterable,
     List,
     Optional,
@@ -37,10 +38,10 @@ from ._publish import Publisher
 from ._publish_methods import PublishMethods
 from ._routing import CURSOR_STREAM, Router
 from ._subscribe import SubscribeMethods, Subscriptions
-from .compression import compress
+from .compression import compress as compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
-from .error import ErrorInvalidArgument, PublishAsyncError
+from .error import ErrorInvalidArgument, ErrorInvalidType, PublishAsyncError
 from .error import ErrorMessageSizeExceeded as ErrorMessageSizeExceeded
 from .error import ErrorNoMetadataLeader as ErrorNoMetadataLeader
 from .error import ErrorNotFound as ErrorNotFound
@@ -48,9 +49,17 @@ from .error import ErrorUnavailable as ErrorUnavailable
 from .error import LiftbridgeError as LiftbridgeError
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
-from .grpc.proxy import select_proxy
 from .metadata import MetadataCache
 from .observer import ClientObserver
+from .options import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PUBLISH_SIZE,
+    ClientOptions,
+    Option,
+    read_only_option,
+)
 from .partitioning import KeyPartitioner, RoundRobinPartitioner
 from .retry import RetryPolicy
 from .types import Ack as Ack
@@ -85,12 +94,14 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from .consumer import AutoOffset, Consumer
+    from .reader import StreamReader
 
 __all__ = [
     "CURSOR_STREAM",
     "AckPolicy",
     "AutoOffset",
     "Broker",
+    "ClientOptions",
     "ConnectionInfo",
     "Consumer",
     "CreateStreamRequest",
@@ -114,16 +125,6 @@ __all__ = [
 
 logger = LazyLogger("lbwire")
 
-#: gufo-liftbridge's default for `max_message_size` (the gRPC receive limit).
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-#: The server's default `clustering.replication.max.bytes`: larger messages are
-#: refused by the server, and silently lost when published without an ack.
-DEFAULT_MAX_PUBLISH_SIZE = 1024 * 1024
-#: Default bound on a client's publishes in flight (awaiting their acks).
-DEFAULT_MAX_PENDING = 4096
-#: Default bound on the bytes of a client's publishes in flight.
-DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024
-
 _R = TypeVar("_R")
 
 
@@ -142,6 +143,22 @@ if not TYPE_CHECKING:
         return sorted(set(globals()) | {"AutoOffset", "Consumer"})
 
 
+def _check_no_keywords(keywords: Dict[str, Any]) -> None:
+    """Refuse option keywords given beside `options=`: which should win is unclear."""
+    defaults = LiftbridgeClient.__init__.__kwdefaults__ or {}
+    given = sorted(
+        name
+        for name, value in keywords.items()
+        if value is not defaults[name] and value != defaults[name]
+    )
+    if given:
+        raise ErrorInvalidArgument(
+            f"Give the options either as options= or as keywords, not both: "
+            f"options= came with {', '.join(given)}; put them in the options "
+            f"(dataclasses.replace(options, ...))"
+        )
+
+
 class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     """Asynchronous Liftbridge client for asyncio and trio.
 
@@ -152,78 +169,49 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     own and closes it before it returns (a subscription, when it is closed;
     `publish_async` then waits for its ack before returning).
 
+    The options are gufo-liftbridge's keyword arguments, with its defaults,
+    and lbwire's further ones after them; each is documented as the
+    attribute of the same name of `ClientOptions`. The client keeps them in
+    one frozen `ClientOptions` (`client.options`), built once here and read
+    by every part of the client. `client.<option>` reads it; assigning it
+    raises `ErrorReadOnlyOption`: make a new client with
+    `options=dataclasses.replace(client.options, ...)` instead.
+
     Args:
         brokers: Seed brokers, each `host:port` (IPv6 as `[addr]:port`).
-        max_message_size: Largest message received, in bytes (gRPC limit).
-        enable_http_proxy: Connect through the HTTP proxy the environment
-            names, as gufo-liftbridge (grpcio) does: the first of `grpc_proxy`,
-            `https_proxy`, `http_proxy` that is set, except to the hosts the
-            first of `no_grpc_proxy`, `no_proxy` lists (names, their
-            subdomains, addresses, CIDR blocks, `*`). Read once, here.
-        proxy: `http://[user:password@]host:port`: connect to every broker
-            through this HTTP proxy, whatever `enable_http_proxy` and the
-            environment say. Connections go through a CONNECT tunnel, TLS end
-            to end; `connect_timeout` covers the proxy. The credentials are
-            sent as `Proxy-Authorization: Basic` and never shown. A proxy
-            that refuses the credentials (407) or the broker (403) raises
-            `ErrorPermissionDenied` without retries; one that cannot be
-            reached or cannot reach the broker raises `ErrorUnavailable`.
-        compression_method: `zlib` or `lzma`: compress published values when
-            `auto_compress=True` is passed to `publish`.
-        compression_threshold: Compress only values at least this long.
-        encoding_header: Header that names the compression method.
-        publish_async_ack_timeout: Seconds to wait for the acks of
-            `publish_bulk` and `publish_async`.
-        publish_async_max_pending: Most acked publishes in flight at once
-            (sent, or about to be, and not yet acknowledged, refused or timed
-            out), whichever method sent them. A publish beyond it waits for
-            room (see `publish_async`).
-        publish_async_max_pending_bytes: Most bytes of encoded publishes in
-            flight at once. A single message larger than this is sent alone,
-            once nothing else is in flight.
-        on_publish_error: Called with each `PublishAsyncError` no awaiter
-            receives: refusals of fire-and-forget publishes (AckPolicy.NONE
-            on `publish_async` or `publish_batch`) and late ones of publishes
-            whose awaiter gave up. Called in the client's receiving task: it
-            must return quickly; what it raises is logged, never raised.
-            None logs them instead (the 1st, 10th, 100th...); either way
-            `publish_errors` counts them.
-        metadata_leader_timeout: Mean pause (s) after "no metadata leader".
-        metadata_leader_dev: Deviation of that pause (s).
-        connect_timeout: Seconds a connection attempt may take.
-        rpc_timeout: Deadline (s) sent with every unary call but publishes.
-        ack_timeout: Default seconds a `publish` waits for its ack.
-        max_publish_size: Largest publish request sent, in bytes; larger ones
-            raise `ErrorMessageSizeExceeded` before anything is sent.
-        ssl_context: TLS context (client certificate included for mTLS);
-            None for plaintext. lbwire sets its ALPN protocols to `h2` (gRPC
-            needs it, and Python offers no per-connection ALPN nor a way to
-            copy a context): give lbwire a context of its own if another
-            client uses it for another protocol.
-        tls_server_hostname: Host name to verify instead of the broker's host.
-        retry_policy: Bounds of the retries of failed calls.
-        resubscribe_wait_time: How long (s) a subscription tries to resume
-            after its broker failed before it raises.
-        cursor_convention: What stored cursors hold (gufo's NEXT by default).
-        partitioner: Default partitioner for `publish` without a partition.
-        keepalive_time: Seconds without anything received, while calls are
-            in progress (a quiet subscription), before a keepalive PING; no
-            answer within 20 s fails the connection and its calls, so a dead
-            broker is noticed. None: no PINGs. The default, 310 s, is what
-            Liftbridge (grpc-go) accepts: it closes connections that ping
-            more often than every 5 minutes (see `lbwire.grpc.keepalive`).
-        idle_timeout: Close a broker connection no call has used for this
-            many seconds (it reopens on the next call); None keeps them.
-        max_conns_per_broker: Most connections to one broker for Subscribe
-            calls (Liftbridge's client guide: a pool of 2 by default). A
-            subscription takes an idle pooled connection, else a new one while
-            the pool is below this limit, else shares the least busy one.
-            Every other call goes over one more connection of its own per
-            broker. Each is an HTTP/2 connection that multiplexes its calls.
+        options: All the options at once, instead of the keywords (which
+            must then be left at their defaults).
 
     Raises:
-        ValueError: No brokers, or a malformed broker address or option.
+        ValueError: No brokers, a malformed broker address, an option out of
+            its range, or `options` given with other option keywords.
     """
+
+    max_message_size = Option[int]()
+    enable_http_proxy = Option[bool]()
+    compression_method = Option[Optional[str]]()
+    compression_threshold = Option[int]()
+    encoding_header = Option[str]()
+    publish_async_ack_timeout = Option[float]()
+    publish_async_max_pending = Option[int]()
+    publish_async_max_pending_bytes = Option[int]()
+    on_publish_error = Option[Optional[Callable[[PublishAsyncError], None]]]()
+    metadata_leader_timeout = Option[float]()
+    metadata_leader_dev = Option[float]()
+    connect_timeout = Option[float]()
+    rpc_timeout = Option[float]()
+    ack_timeout = Option[float]()
+    max_publish_size = Option[int]()
+    ssl_context = Option[Optional["ssl.SSLContext"]]()
+    tls_server_hostname = Option[Optional[str]]()
+    retry_policy = Option[RetryPolicy]()
+    resubscribe_wait_time = Option[float]()
+    cursor_convention = Option[CursorConvention]()
+    partitioner = Option[Optional[Partitioner]]()
+    keepalive_time = Option[Optional[float]]()
+    idle_timeout = Option[Optional[float]]()
+    max_conns_per_broker = Option[int]()
+    proxy = Option[Optional[str]]()
 
     def __init__(
         self,
@@ -254,85 +242,65 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
         proxy: Optional[str] = None,
+        options: Optional[ClientOptions] = None,
     ) -> None:
         if isinstance(brokers, str):
             brokers = [brokers]
-        self.broker_seeds: List[str] = list(brokers)
-        if not self.broker_seeds:
+        seeds_given = list(brokers)
+        if not seeds_given:
             raise ErrorInvalidArgument("Empty broker seeds: give at least one 'host:port'")
-        seeds = [parse_broker(b) for b in self.broker_seeds]
-        if compression_method is not None:
-            compress(b"", compression_method)  # validates the method name
-        for name, value in (
-            ("max_message_size", max_message_size),
-            ("max_publish_size", max_publish_size),
-            ("publish_async_max_pending", publish_async_max_pending),
-            ("publish_async_max_pending_bytes", publish_async_max_pending_bytes),
-        ):
-            if value <= 0:
-                raise ErrorInvalidArgument(f"{name} must be positive, not {value}")
-        for name, fvalue in (
-            ("connect_timeout", connect_timeout),
-            ("rpc_timeout", rpc_timeout),
-            ("ack_timeout", ack_timeout),
-            ("publish_async_ack_timeout", publish_async_ack_timeout),
-        ):
-            if fvalue <= 0:
-                raise ErrorInvalidArgument(f"{name} must be positive, not {fvalue}")
-        if max_conns_per_broker < 1:
-            raise ErrorInvalidArgument(
-                f"max_conns_per_broker must be at least 1, not {max_conns_per_broker}"
-            )
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ErrorInvalidArgument(f"idle_timeout must be positive, not {idle_timeout}")
-        try:
-            http_proxy = select_proxy(proxy, enable_http_proxy)
-        except ValueError as exc:  # (the message never shows credentials)
-            raise ErrorInvalidArgument(str(exc)) from None
-        self.max_message_size = max_message_size
-        self.enable_http_proxy = enable_http_proxy
-        self.compression_method = compression_method
-        self.compression_threshold = compression_threshold
-        self.encoding_header = encoding_header
-        self.publish_async_ack_timeout = publish_async_ack_timeout
-        self.publish_async_max_pending = publish_async_max_pending
-        self.publish_async_max_pending_bytes = publish_async_max_pending_bytes
-        self.on_publish_error = on_publish_error
-        self.metadata_leader_timeout = metadata_leader_timeout
-        self.metadata_leader_dev = metadata_leader_dev
-        self.ack_timeout = ack_timeout
-        self.max_publish_size = max_publish_size
-        self.partitioner = partitioner
+        seeds = [parse_broker(b) for b in seeds_given]
+        keywords: Dict[str, Any] = {
+            "max_message_size": max_message_size,
+            "enable_http_proxy": enable_http_proxy,
+            "compression_method": compression_method,
+            "compression_threshold": compression_threshold,
+            "encoding_header": encoding_header,
+            "publish_async_ack_timeout": publish_async_ack_timeout,
+            "publish_async_max_pending": publish_async_max_pending,
+            "publish_async_max_pending_bytes": publish_async_max_pending_bytes,
+            "on_publish_error": on_publish_error,
+            "metadata_leader_timeout": metadata_leader_timeout,
+            "metadata_leader_dev": metadata_leader_dev,
+            "connect_timeout": connect_timeout,
+            "rpc_timeout": rpc_timeout,
+            "ack_timeout": ack_timeout,
+            "max_publish_size": max_publish_size,
+            "ssl_context": ssl_context,
+            "tls_server_hostname": tls_server_hostname,
+            "retry_policy": retry_policy,
+            "resubscribe_wait_time": resubscribe_wait_time,
+            "cursor_convention": cursor_convention,
+            "partitioner": partitioner,
+            "keepalive_time": keepalive_time,
+            "idle_timeout": idle_timeout,
+            "max_conns_per_broker": max_conns_per_broker,
+            "proxy": proxy,
+        }
+        if options is None:
+            if retry_policy is None:
+                keywords["retry_policy"] = RetryPolicy()
+            options = ClientOptions(**keywords)
+        elif not isinstance(options, ClientOptions):
+            raise ErrorInvalidType(f"options must be a ClientOptions, not {type(options).__name__}")
+        else:
+            _check_no_keywords(keywords)
+        self._options = options
+        self._broker_seeds = seeds_given
         self._connections = ConnectionRegistry(
-            ChannelConfig(
-                connect_timeout=connect_timeout,
-                max_receive_message_length=max(max_message_size, 4 * 1024 * 1024),
-                max_send_message_length=max(max_message_size, max_publish_size),
-                ssl_context=ssl_context,
-                server_hostname=tls_server_hostname,
-                keepalive_time=keepalive_time,
-                proxy=http_proxy,
-            ),
-            max_per_broker=max_conns_per_broker,
-            idle_timeout=idle_timeout,
+            options.channel_config(),
+            max_per_broker=options.max_conns_per_broker,
+            idle_timeout=options.idle_timeout,
         )
         self._router = Router(
-            seeds,
-            self._connections,
-            policy=retry_policy or RetryPolicy(),
-            rpc_timeout=rpc_timeout,
+            seeds, self._connections, policy=options.retry_policy, rpc_timeout=options.rpc_timeout
         )
         self._cursors = CursorStore(
-            self._cursor_leader_call, CursorConvention(cursor_convention), self._router.policy
+            self._cursor_leader_call, options.cursor_convention, options.retry_policy
         )
-        self._publisher = Publisher(self._router, self._connections, self)
+        self._publisher = Publisher(self._router, self._connections, options)
         self._subscriptions = Subscriptions(
-            self._router,
-            self._connections,
-            self._cursors,
-            encoding_header=encoding_header,
-            resubscribe_wait_time=resubscribe_wait_time,
-            policy=self._router.policy,
+            self._router, self._connections, self._cursors, options=options
         )
         self._task_group: Optional[TaskGroup] = None
         self._closed = False
@@ -340,34 +308,26 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     # ------------------------------------------------------------------ options
 
     @property
-    def rpc_timeout(self) -> float:
-        """Deadline (s) sent with every unary call but publishes."""
-        return self._router.rpc_timeout
+    def options(self) -> ClientOptions:
+        """The client's options (frozen): every part of the client reads these.
+
+        Derive changed ones with `dataclasses.replace(client.options, ...)`
+        and give them to a new client (`LiftbridgeClient(brokers, options=...)`).
+        """
+        return self._options
+
+    @options.setter
+    def options(self, value: ClientOptions) -> None:
+        raise read_only_option("options")
 
     @property
-    def retry_policy(self) -> RetryPolicy:
-        """Bounds of the retries of failed calls."""
-        return self._router.policy
+    def broker_seeds(self) -> List[str]:
+        """The seed brokers given to the client (a copy: they cannot be changed)."""
+        return list(self._broker_seeds)
 
-    @property
-    def resubscribe_wait_time(self) -> float:
-        """How long (s) a subscription tries to resume before it raises."""
-        return self._subscriptions.resubscribe_wait_time
-
-    @property
-    def cursor_convention(self) -> CursorConvention:
-        """What stored cursors hold."""
-        return self._cursors.convention
-
-    @property
-    def max_conns_per_broker(self) -> int:
-        """Most pooled Subscribe connections to one broker."""
-        return self._connections.max_per_broker
-
-    @property
-    def idle_timeout(self) -> Optional[float]:
-        """Seconds after which an unused connection is closed (None: never)."""
-        return self._connections.idle_timeout
+    @broker_seeds.setter
+    def broker_seeds(self, value: List[str]) -> None:
+        raise read_only_option("broker_seeds")
 
     @property
     def observer(self) -> Optional[ClientObserver]:
@@ -376,7 +336,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         None (the default) tells no one; `lbwire.otel.instrument` sets one.
         See `lbwire.observer.ClientObserver`.
         """
-        return self._connections.observers.current
+        return self._connections.observers.installed
 
     @observer.setter
     def observer(self, observer: Optional[ClientObserver]) -> None:
@@ -442,13 +402,21 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
         # A subscription made outside the client's block (as gufo allows)
-        # owns its connections and their tasks until it is closed.
-        async with self._connections.outside_scope():
-            try:
-                async for message in messages:
-                    yield message
-            finally:
-                await messages.aclose()  # type: ignore[attr-defined]
+        # owns its connections until it is closed. Their tasks run only while
+        # it waits for a message: no task group is held across `yield`, so a
+        # `break` without aclose ends it cleanly (see OutsideIteration).
+        iteration = self._connections.outside_iteration()
+        try:
+            while True:
+                async with iteration.step():
+                    try:
+                        message = await messages.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield message
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]
+            await iteration.aclose()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -496,6 +464,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     async def set_cursor(self, stream: str, partition: int, cursor_id: str, offset: int) -> None:
         """Store a cursor after processing the message at `offset`.
 
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
+
         With the default (gufo-liftbridge) convention the cursor then holds
         `offset + 1`, the next message to process; with
         `CursorConvention.LAST_PROCESSED` (go-liftbridge's) it holds `offset`.
@@ -508,6 +479,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     async def get_cursor(self, stream: str, partition: int, cursor_id: str) -> int:
         """Read a stored cursor: the stored value, or -1 when there is none.
+
+        Time budget: the retry policy's, one budget for finding the cursor's
+        partition and its leader and for the call.
 
         Raises:
             ValueError: Empty cursor id or negative partition.
@@ -546,4 +520,64 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             auto_offset=AutoOffset.NEW_ONLY if auto_offset is None else auto_offset,
             auto_checkpoint_interval=auto_checkpoint_interval,
             max_buffered=max_buffered,
+        )
+
+    # ------------------------------------------------------------------ whole streams
+
+    def reader(
+        self,
+        stream: str,
+        partitions: Optional[Iterable[int]] = None,
+        *,
+        cursor_id: Optional[str] = None,
+        start_position: StartPosition = StartPosition.EARLIEST,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
+        stop_offset: Optional[int] = None,
+        stop_timestamp: Optional[float] = None,
+        auto_commit: bool = True,
+        commit_every: Optional[int] = None,
+        commit_interval: Optional[float] = 5.0,
+        max_buffered: int = 256,
+        allow_isr: bool = False,
+        resume: bool = False,
+    ) -> StreamReader:
+        """A reader of every partition of `stream` (or `partitions`), each from its own cursor.
+
+        Use the result as an async context manager inside the client's
+        block, then iterate it (see `lbwire.reader.StreamReader`). A
+        partition with a stored cursor `cursor_id` resumes from it; the
+        others start at `start_position` (EARLIEST, LATEST or NEW_ONLY), or
+        `start_offset`/`start_timestamp`. The stop arguments apply to each
+        partition, as in `subscribe`; the reader ends when every partition
+        has stopped. With `auto_commit` (and a `cursor_id`) processed
+        positions are committed every `commit_every` messages, every
+        `commit_interval` seconds and on leaving the block; each partition
+        buffers at most `max_buffered` messages.
+
+        Raises:
+            ValueError: An empty stream name or partition list, a negative
+                partition, RESUME as start_position, or a bound out of range.
+        """
+        # Imported on first use, as most programs read single partitions.
+        from .reader import StreamReader
+
+        return StreamReader(
+            self,
+            stream,
+            partitions,
+            cursor_id=cursor_id,
+            start_position=start_position,
+            start_offset=start_offset,
+            start_timestamp=start_timestamp,
+            stop_position=stop_position,
+            stop_offset=stop_offset,
+            stop_timestamp=stop_timestamp,
+            auto_commit=auto_commit,
+            commit_every=commit_every,
+            commit_interval=commit_interval,
+            max_buffered=max_buffered,
+            allow_isr=allow_isr,
+            resume=resume,
         )

@@ -15,6 +15,7 @@ before a reassignment is delivered again to the partition's next owner.
 
 from __future__ import annotations
 
+import math
 import uuid
 from enum import IntEnum
 from types import TracebackType
@@ -26,6 +27,7 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Set,
     Tuple,
     Type,
     cast,
@@ -49,6 +51,7 @@ from .error import (
     ErrorUnavailable,
     LiftbridgeError,
 )
+from .retry import Backoff
 from .types import Message, StartPosition
 
 if TYPE_CHECKING:
@@ -60,12 +63,17 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cursors import CursorStore
+    from .reader import MessageBatches
+    from .retry import RetryPolicy
 
     class GroupClient(Protocol):
         """What a consumer needs of `LiftbridgeClient` (no import of it: no cycle)."""
 
         @property
         def cursor_store(self) -> CursorStore: ...
+
+        @property
+        def retry_policy(self) -> RetryPolicy: ...
 
         async def join_consumer_group(
             self, group_id: str, consumer_id: str, streams: Sequence[str]
@@ -180,9 +188,18 @@ class Consumer:
         self._coordinator_timeout = 15.0
         self._tasks: Dict[_Key, anyio.CancelScope] = {}
         self._processed: Dict[_Key, int] = {}
+        #: What the cursor of each partition holds, as far as this member
+        #: knows: its own last commit, or the value loaded when it started.
         self._committed: Dict[_Key, int] = {}
+        #: The partitions of the coordinator's last answer, and when it came
+        #: (see `checkpoint`).
+        self._assignment: Set[_Key] = set()
+        self._last_answer = -math.inf
         self._last: Optional[_Key] = None
         self._last_offset = -1
+        #: The batch handed out last: partition to its last offset.
+        self._batch: Dict[_Key, int] = {}
+        self._batch_error: Optional[LiftbridgeError] = None
         self._task_group: Optional[TaskGroup] = None
         self._send: Optional[MemoryObjectSendStream[object]] = None
         self._receive: Optional[MemoryObjectReceiveStream[object]] = None
@@ -282,16 +299,135 @@ class Consumer:
         if self._last is not None:
             self._processed[self._last] = self._last_offset
             self._last = None
+        if self._batch:
+            self._processed.update(self._batch)
+            self._batch = {}
+
+    def batches(self, max_count: int, max_wait: float) -> MessageBatches:
+        """Iterate the messages in lists of at most `max_count` (async for).
+
+        A batch merges the member's partitions, in order within each. It is
+        built from messages that have already arrived: once the first is
+        there, it waits at most `max_wait` seconds for more (0: not at all).
+        Its messages count as processed when the next batch is asked for.
+
+        Raises:
+            ValueError: `max_count` below 1 or a negative `max_wait`.
+        """
+        from .reader import MessageBatches
+
+        return MessageBatches(self, max_count, max_wait)
+
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]:
+        """One batch (see `batches`); raises StopAsyncIteration when the member ended."""
+        if self._receive is None:
+            raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
+        self._mark_last_processed()
+        if self._batch_error is not None:
+            error, self._batch_error = self._batch_error, None
+            raise error
+        batch: List[Message] = []
+        deadline: Optional[float] = None
+        while len(batch) < max_count:
+            if batch and deadline is None:
+                deadline = anyio.current_time() + max_wait
+            try:
+                item = await self._receive_until(deadline)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                if batch:
+                    break
+                raise StopAsyncIteration from None
+            if item is None:
+                break  # max_wait passed
+            if isinstance(item, LiftbridgeError):
+                if not batch:
+                    raise item
+                self._batch_error = item  # after the messages that came before it
+                break
+            scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+            key = (msg.stream, msg.partition)
+            if self._tasks.get(key) is scope:
+                batch.append(msg)
+                self._batch[key] = msg.offset
+        return batch
+
+    async def _receive_until(self, deadline: Optional[float]) -> object:
+        """The next item of the partitions' stream; None when `deadline` passed first."""
+        assert self._receive is not None
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        if deadline is None:
+            return await self._receive.receive()
+        with anyio.CancelScope(deadline=deadline):  # (no move_on_at in anyio for 3.9)
+            return await self._receive.receive()
+        return None
 
     # ------------------------------------------------------------------ commits
 
     async def checkpoint(self) -> None:
-        """Commit the positions processed since the last commit."""
-        for key, offset in list(self._processed.items()):
-            if self._committed.get(key) == offset:
+        """Commit the positions processed since the last commit, of the partitions still ours.
+
+        Right before committing, the member asks the group's coordinator which
+        partitions are its own at the group's current epoch (one
+        FetchConsumerGroupAssignments call, and a metadata call when the epoch
+        moved), and commits only for those: a partition handed to another
+        member since this member's last poll is skipped, and its new owner
+        starts after the last position committed for it.
+
+        What is left: Liftbridge's SetCursor carries no member or epoch, so a
+        partition moved between the coordinator's answer and the commit (one
+        or two round trips) can still get this member's commit, after its new
+        owner's. The commit holds an offset this member processed, so the
+        cost is that the next owner re-reads messages (at least once); nothing
+        is skipped. When the coordinator cannot be reached, the member's last
+        known assignment decides, as long as the coordinator answered it
+        within the group's consumer timeout; after that, nothing is committed
+        and the error is raised.
+
+        Raises:
+            LiftbridgeError: The coordinator, metadata or cursor calls failed.
+        """
+        if all(self._committed.get(key) == offset for key, offset in self._processed.items()):
+            return
+        try:
+            assigned = await self._assigned_now()
+        except (ErrorUnavailable, ErrorDeadlineExceeded):
+            if anyio.current_time() - self._last_answer >= self._consumer_timeout:
+                raise
+            assigned = self._assignment
+        for key in sorted(assigned):
+            # Read at the commit, not before the check: _reconcile may have
+            # taken the partition away (and handed its progress over) meanwhile.
+            offset = self._processed.get(key)
+            if offset is None or self._committed.get(key) == offset:
                 continue
             await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
             self._committed[key] = offset
+
+    async def _assigned_now(self) -> Set[_Key]:
+        """The partitions the coordinator assigns this member at the group's current epoch."""
+        epoch, coordinator = self.epoch, self.coordinator
+        # The epoch may move once while it is looked up; twice, and the group
+        # is rebalancing: nothing is surely ours.
+        for _ in range(2):
+            try:
+                response = await self.client.fetch_consumer_group_assignments(
+                    self.group_id, self.consumer_id, epoch, coordinator=coordinator
+                )
+            except (ErrorStaleEpoch, ErrorNotCoordinator):
+                group = await self.client.fetch_consumer_group_metadata(self.group_id)
+                if group is None:
+                    return set()
+                epoch, coordinator = group.epoch, group.coordinator
+                continue
+            except (ErrorNotMember, ErrorNotFound) as error:
+                if isinstance(error, ErrorUnavailable):
+                    raise  # ErrorHostNotFound: the coordinator is unreachable
+                return set()  # no longer a member, or no longer a group
+            return {(a.stream, p) for a in response.assignments for p in a.partitions}
+        return set()
 
     async def _checkpoint_loop(self, interval: float) -> None:
         while True:
@@ -335,6 +471,9 @@ class Consumer:
 
     async def _assignment_loop(self) -> None:
         last_answer = anyio.current_time()
+        # Pauses after failed polls grow (the client's retry policy), never
+        # beyond the poll interval: the poll is also the heartbeat.
+        backoff = Backoff(self.client.retry_policy)
         while True:
             interval = self._fraction * self._consumer_timeout
             try:
@@ -355,14 +494,14 @@ class Consumer:
                     if anyio.current_time() - last_answer > self._coordinator_timeout:
                         await self._report_coordinator()
                         last_answer = anyio.current_time()
-                    await anyio.sleep(min(interval, 0.5))
+                    await backoff.wait(cap=interval)
                     await self._refresh_group_quietly()
-                elif isinstance(error, ErrorNotFound):
+                    continue
+                if isinstance(error, ErrorNotFound):
                     # Deleted with its streams, or created by a Raft entry
                     # this coordinator has not applied yet: the metadata
                     # leader knows which (and we rejoin only in the first case).
                     await self._refresh_group_quietly()
-                    await anyio.sleep(0.1)
                 elif isinstance(error, ErrorNotMember):
                     await self._rejoin_quietly()  # our membership timed out
                 elif isinstance(error, (ErrorStaleEpoch, ErrorNotCoordinator)):
@@ -374,7 +513,9 @@ class Consumer:
                     self._assigned.set()  # wait_assigned() must not wait forever
                     await self._send.send(error)
                     return
+                await backoff.wait(cap=interval)
                 continue
+            backoff.reset()
             last_answer = anyio.current_time()
             if response.epoch != self.epoch or not self._assigned.is_set():
                 logger.debug(
@@ -390,25 +531,23 @@ class Consumer:
             await anyio.sleep(interval)
 
     async def _refresh_group_quietly(self) -> None:
+        """`_refresh_group`, logging instead of raising (the loop pauses after it)."""
         try:
             await self._refresh_group()
         except ErrorUnavailable as error:  # ErrorHostNotFound included: not the group's absence
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
-            await anyio.sleep(0.1)
         except ErrorNotFound:
             # The group went away while its coordinator was unreachable (its
             # members timed out, ours included): join it anew.
             await self._rejoin_quietly()
         except LiftbridgeError as error:
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
-            await anyio.sleep(0.1)
 
     async def _rejoin_quietly(self) -> None:
         try:
             await self._rejoin()
         except LiftbridgeError as error:
             logger.debug("Rejoining group %s failed: %s", self.group_id, error)
-            await anyio.sleep(0.1)
 
     async def _rejoin(self) -> None:
         logger.info("Consumer %s rejoins group %s", self.consumer_id, self.group_id)
@@ -428,19 +567,19 @@ class Consumer:
     # ------------------------------------------------------------------ partitions
 
     async def _reconcile(self, assignments: Sequence[wire.PartitionAssignment]) -> None:
+        # Called with each answer of the coordinator.
         wanted = {(a.stream, p) for a in assignments for p in a.partitions}
+        self._assignment, self._last_answer = wanted, anyio.current_time()
         for key in [k for k in self._tasks if k not in wanted]:
             self._tasks.pop(key).cancel()
-            if self._last == key:
+            if self._last == key or key in self._batch:
                 self._mark_last_processed()
             # Hand the partition over with our progress committed, and forget
             # it: a later commit of ours must never overwrite the new owner's.
             offset = self._processed.pop(key, None)
-            if offset is not None and self._committed.pop(key, None) != offset:
-                try:
-                    await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
-                except LiftbridgeError as error:
-                    logger.info("Commit of revoked %s failed: %s", key, error)
+            known = self._committed.pop(key, None)
+            if offset is not None and known != offset:
+                await self._hand_over(key, offset, known)
         if self._task_group is None:
             return  # closing
         for key in sorted(wanted - set(self._tasks)):
@@ -448,12 +587,32 @@ class Consumer:
             self._tasks[key] = scope
             self._task_group.start_soon(self._read_partition, key, scope)
 
+    async def _hand_over(self, key: _Key, offset: int, known: Optional[int]) -> None:
+        """Commit a revoked partition's progress, unless its cursor moved since ours.
+
+        The new owner may have started, and committed, before this member
+        learnt of the change: a stored value other than the one this member
+        last stored (or loaded) is the new owner's, and is left alone. The
+        load and the store are two calls, so a commit of the new owner's
+        between them is still overwritten (see `checkpoint`).
+        """
+        try:
+            stored = await self.client.cursor_store.load(key[0], key[1], self.cursor_id)
+            if stored != (-1 if known is None else known):
+                logger.debug("Not handing %s over: its cursor moved to %d", key, stored)
+                return
+            await self.client.cursor_store.store(key[0], key[1], self.cursor_id, offset)
+        except LiftbridgeError as error:
+            logger.info("Commit of revoked %s failed: %s", key, error)
+
     async def _read_partition(self, key: _Key, scope: anyio.CancelScope) -> None:
         stream, partition = key
         assert self._send is not None
         with scope:
             try:
                 stored = await self.client.cursor_store.load(stream, partition, self.cursor_id)
+                # What the cursor holds as far as this member knows (see _hand_over).
+                self._committed[key] = stored
                 start_offset: Optional[int] = None
                 start_position = StartPosition.NEW_ONLY
                 if stored >= 0:

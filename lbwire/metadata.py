@@ -11,9 +11,22 @@ from typing import Dict, Iterable, List, Optional
 
 from . import wire
 from ._address import Address
-from .types import Broker, Metadata, PartitionMetadata, StreamMetadata
+from .types import (
+    Broker,
+    ConsumerGroupMetadata,
+    Metadata,
+    PartitionEventTimestamps,
+    PartitionMetadata,
+    StreamMetadata,
+)
 
-__all__ = ["MetadataCache", "to_public_partition"]
+__all__ = ["MetadataCache", "to_public_group", "to_public_partition"]
+
+
+def _timestamps(t: Optional[wire.PartitionEventTimestamps]) -> PartitionEventTimestamps:
+    if t is None:
+        return PartitionEventTimestamps()
+    return PartitionEventTimestamps(t.firstTimestamp, t.latestTimestamp)
 
 
 def to_public_partition(p: wire.PartitionMetadata) -> PartitionMetadata:
@@ -27,7 +40,15 @@ def to_public_partition(p: wire.PartitionMetadata) -> PartitionMetadata:
         newest_offset=p.newestOffset,
         paused=p.paused,
         readonly=p.readonly,
+        messages_received_timestamps=_timestamps(p.messagesReceivedTimestamps),
+        pause_timestamps=_timestamps(p.pauseTimestamps),
+        readonly_timestamps=_timestamps(p.readonlyTimestamps),
     )
+
+
+def to_public_group(g: wire.ConsumerGroupMetadata) -> ConsumerGroupMetadata:
+    """Convert a wire ConsumerGroupMetadata (of a group that exists) to the public type."""
+    return ConsumerGroupMetadata(group_id=g.groupId, coordinator=g.coordinator, epoch=g.epoch)
 
 
 class MetadataCache:
@@ -130,5 +151,10 @@ class MetadataCache:
                 )
                 for s in response.streamMetadata
                 if s.error == wire.StreamMetadataError.OK
+            ],
+            groups=[
+                to_public_group(g)
+                for g in response.groupMetadata
+                if g.error == wire.ConsumerGroupMetadataError.OK
             ],
         )

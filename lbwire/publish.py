@@ -7,6 +7,7 @@ awaiter of the same correlation id, as go-liftbridge's PublishAsync does.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import (
@@ -160,7 +161,7 @@ class PendingAck:
             if not self._done:
                 if self._session is not None:
                     self._session.forget(self)
-                raise ErrorAckTimeout(f"No ack for correlation id {self.correlation_id!r} in time")
+                raise _ack_timeout(self.correlation_id)
         if self._error is not None:
             raise self._error
         ack = self._ack
@@ -178,8 +179,18 @@ class PendingAck:
         return self.wait().__await__()
 
 
+def _ack_timeout(correlation_id: str) -> ErrorAckTimeout:
+    return ErrorAckTimeout(f"No ack for correlation id {correlation_id!r} in time")
+
+
 class PublishSession:
-    """A PublishAsync stream and the acks awaited on it."""
+    """A PublishAsync stream and the acks awaited on it.
+
+    An ack not in by its ack timeout is failed with ErrorAckTimeout by the
+    stream's sweeper, whether or not anyone awaits it: a `publish_async`
+    whose result is never awaited leaves nothing behind, and the idle reaper
+    can close the stream.
+    """
 
     def __init__(
         self,
@@ -218,6 +229,12 @@ class PublishSession:
         # An unacked request went out since `idle_for` last looked (so a
         # fire-and-forget publish reads no clock).
         self._sent_unacked = False
+        #: A `publish_bulk` over this stream stopped at an ack timeout.
+        self.timed_out = False
+        # The sweeper's next look (the earliest ack timeout it knows of), and
+        # what wakes it sooner when an earlier one comes.
+        self._sweep_at = math.inf
+        self._sweep_wake: Optional[anyio.Event] = None
 
     async def start(self) -> None:
         """Open the stream; its reader runs in the client's task group.
@@ -244,8 +261,7 @@ class PublishSession:
                     # task as they arrive (`_on_reply`); this task waits for
                     # the stream's end, or for `_on_reply` to end it.
                     call.listen(self._on_reply)
-                    async for _ in call:
-                        pass
+                    await self._until_end(call)
         except GRPCError as exc:
             error = from_grpc_error(exc)
             logger.debug("PublishAsync stream ended: %s", exc)
@@ -266,6 +282,38 @@ class PublishSession:
         if not started:
             # Closed (aclose) before the stream opened.
             raise error
+
+    async def _until_end(self, call: Any) -> None:
+        """Sweep expired acks until the stream ends; raise the GRPCError that ended it."""
+        ended: Optional[GRPCError] = None
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._sweep)
+            try:
+                async for _ in call:
+                    pass
+            except GRPCError as exc:
+                ended = exc  # (raised outside the group: trio would wrap it)
+            tasks.cancel_scope.cancel()
+        if ended is not None:
+            raise ended
+
+    async def _sweep(self) -> None:
+        """Fail each awaited ack at its ack timeout (see the class docstring)."""
+        while True:
+            now = anyio.current_time()
+            expired = [item for item in self._pending.values() if item.deadline <= now]
+            for queue in self._shared.values():
+                expired += [item for item in queue if item.deadline <= now]
+            for item in expired:
+                self.forget(item)
+                item.resolve(None, _ack_timeout(item.correlation_id))
+            due = min((item.deadline for item in self._pending.values()), default=math.inf)
+            for queue in self._shared.values():
+                due = min(due, min(item.deadline for item in queue))
+            self._sweep_at = due
+            wake = self._sweep_wake = anyio.Event()
+            with anyio.CancelScope(deadline=due):
+                await wake.wait()
 
     def _on_reply(self, data: bytes) -> None:
         """One reply, handed over by the connection's receiving task: settle its ack.
@@ -291,7 +339,7 @@ class PublishSession:
                 self._end_with(ErrorUnavailable(f"Malformed PublishAsync reply: {exc}"))
                 return
             self._dispatch(response.correlationId, response.asyncError, response.ack)
-        except Exception as exc:  # a bug, or an observer that raised
+        except Exception as exc:  # a bug (the observer's errors are caught before)
             self._end_with(ErrorUnavailable(f"PublishAsync reply not dispatched: {exc!r}"))
 
     def _end_with(self, error: LiftbridgeError) -> None:
@@ -442,6 +490,11 @@ class PublishSession:
                 self._register(item)
             else:
                 self._pending[correlation_id] = item
+            if item.deadline < self._sweep_at:
+                self._sweep_at = item.deadline
+                wake = self._sweep_wake
+                if wake is not None:
+                    wake.set()
         # Senders take turns: a message the stream's flow-control window cannot
         # take at once is sent in parts, across awaits, and no other message
         # may go out between them (StreamStreamCall.send_message does not

@@ -1,4 +1,8 @@
-"""The one retry helper: bounded attempts, bounded time, jittered exponential backoff.
+"""The retry engine: bounded attempts, bounded time, jittered exponential backoff.
+
+`RetryPolicy` decides every pause and bound; `Backoff` paces one loop with it
+(unary calls through `retrying`, the waits, the cursor store, the consumer,
+and the subscriptions' resume loop in `lbwire._resume`).
 
 What is retried is decided by the exception's class (`LiftbridgeError.transient`),
 not by lists of exception types at each call site.
@@ -12,6 +16,7 @@ so the policy bounds the whole public call.
 
 from __future__ import annotations
 
+import math
 import random
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,7 +27,15 @@ import anyio
 
 from .error import LiftbridgeError
 
-__all__ = ["RetryPolicy", "call_budget", "is_transient", "retrying"]
+__all__ = [
+    "POLICY_BOUND",
+    "Backoff",
+    "RetryPolicy",
+    "call_budget",
+    "is_transient",
+    "retrying",
+    "wait_bound",
+]
 
 T = TypeVar("T")
 
@@ -60,6 +73,71 @@ class RetryPolicy:
         return ceiling / 2 + random.random() * ceiling / 2
 
 
+class _PolicyBound:
+    """The default `timeout` of a wait: the retry policy's `max_time`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "POLICY_BOUND"
+
+
+#: The default `timeout=` of the waits gufo-liftbridge leaves unbounded
+#: (`create_stream`, `wait_for_stream`): the client's `RetryPolicy.max_time`.
+#: An explicit `timeout=None` waits on.
+POLICY_BOUND: float = _PolicyBound()  # type: ignore[assignment]
+
+
+def wait_bound(timeout: Optional[float], policy: RetryPolicy) -> Optional[float]:
+    """A wait's bound in seconds (None: unbounded) from its `timeout=` argument."""
+    if timeout is POLICY_BOUND:
+        return policy.max_time
+    return timeout
+
+
+class Backoff:
+    """The pauses of one retry loop: growing with jitter, ending at a deadline.
+
+    Args:
+        policy: The pauses (`RetryPolicy.backoff`).
+        deadline: No pause ends after it (`anyio.current_time()` scale).
+        pause: Pause after n failures, instead of the policy's.
+    """
+
+    __slots__ = ("_pause", "deadline", "failures", "policy")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        deadline: float = math.inf,
+        pause: Optional[Callable[[int], float]] = None,
+    ) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.failures = 0
+        self._pause = pause or policy.backoff
+
+    def reset(self) -> None:
+        """The loop made progress: the next pause is the shortest again."""
+        self.failures = 0
+
+    def next_pause(self, cap: float = math.inf) -> Optional[float]:
+        """Count a failure; the pause before the next try (None: past the deadline)."""
+        self.failures += 1
+        pause = min(self._pause(self.failures), cap)
+        if anyio.current_time() + pause > self.deadline:
+            return None
+        return pause
+
+    async def wait(self, cap: float = math.inf) -> bool:
+        """Count a failure and pause; False (at once) if the deadline would pass."""
+        pause = self.next_pause(cap)
+        if pause is None:
+            return False
+        await anyio.sleep(pause)
+        return True
+
+
 def is_transient(error: LiftbridgeError) -> bool:
     """Whether trying the failed call again may succeed (the class says so)."""
     return error.transient
@@ -73,6 +151,7 @@ async def retrying(
     retry_if: Callable[[LiftbridgeError], bool] = is_transient,
     on_retry: Optional[Callable[[int, BaseException], None]] = None,
     failed: Optional[LiftbridgeError] = None,
+    pause: Optional[Callable[[int], float]] = None,
 ) -> T:
     """Call `attempt(n)` (n = 0, 1, ...) until it succeeds or the policy gives up.
 
@@ -83,6 +162,7 @@ async def retrying(
     `failed`: the caller made the first try itself, which failed with this
     error (a hot path keeps the retry machinery off its success path); it
     is handled as the first try's failure, and `attempt` starts at n = 1.
+    `pause(failures)`: the pause between tries, instead of the policy's.
     """
     if retry_on is not None:
         classes = retry_on
@@ -103,15 +183,15 @@ async def retrying(
                     raise
                 tries += 1
                 budget.failures += 1
-                pause = policy.backoff(budget.failures)
+                wait = (pause or policy.backoff)(budget.failures)
                 if (
                     budget.failures >= budget.attempts
-                    or anyio.current_time() + pause > budget.deadline
+                    or anyio.current_time() + wait > budget.deadline
                 ):
                     raise
                 if on_retry is not None:
                     on_retry(budget.failures, error)
-                await anyio.sleep(pause)
+                await anyio.sleep(wait)
 
 
 @contextmanager

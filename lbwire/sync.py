@@ -73,9 +73,10 @@ if TYPE_CHECKING:
 
     from .consumer import Consumer as AsyncConsumer
     from .publish import PendingAck
+    from .reader import StreamReader
     from .types import Ack, Message
 
-__all__ = ["Consumer", "LiftbridgeClient"]
+__all__ = ["Consumer", "LiftbridgeClient", "Reader"]
 
 _T = TypeVar("_T")
 _Self = TypeVar("_Self", bound="_LoopClient")
@@ -263,6 +264,96 @@ class Consumer:
         return self._consumer.cursor_id
 
 
+class Reader:
+    """A whole-stream reader (see `lbwire.reader.StreamReader`), blocking.
+
+    Use it as a context manager, then iterate it (or its `batches`)::
+
+        with client.reader("orders", cursor_id="billing") as reader:
+            for message in reader:
+                handle(message)
+
+    What counts as processed, and when it is committed, is as in the async
+    reader; its methods are the async reader's, blocking.
+    """
+
+    def __init__(self, owner: _LoopClient, reader: StreamReader) -> None:
+        self._owner = owner
+        self._reader = reader
+        self._held: Optional[_Held[StreamReader]] = None
+
+    def __enter__(self) -> Reader:
+        held = _Held(self._owner, self._reader)
+        held.__enter__()
+        self._held = held
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(exc_type, exc, traceback)
+
+    def _run(self, func: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        if self._held is None:
+            raise RuntimeError("Use the reader inside 'with client.reader(...)'")
+        return self._owner.run(func, *args)
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        try:
+            return self._run(self._reader.__anext__)
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def batches(self, max_count: int, max_wait: float) -> Iterator[List[Message]]:
+        """Lists of at most `max_count` messages (see `StreamReader.batches`)."""
+        self._reader.batches(max_count, max_wait)  # checks the arguments now
+        while True:
+            try:
+                yield self._run(self._reader.next_batch, max_count, max_wait)
+            except StopAsyncIteration:
+                return
+
+    def commit(self, offsets: Optional[Dict[int, int]] = None) -> None:
+        """Store the cursors (see `StreamReader.commit`)."""
+        self._run(self._reader.commit, offsets)
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read `partition` from `offset` on (see `StreamReader.seek`)."""
+        self._owner.portal.call(self._reader.seek, partition, offset)
+
+    def pause(self, partition: int) -> None:
+        """Hand out no more messages of `partition` until `resume`."""
+        self._owner.portal.call(self._reader.pause, partition)
+
+    def resume(self, partition: int) -> None:
+        """Hand out `partition`'s messages again."""
+        self._owner.portal.call(self._reader.resume, partition)
+
+    def position(self) -> Dict[int, Optional[int]]:
+        """Per partition, the offset of the next message handed out."""
+        return self._owner.portal.call(self._reader.position)
+
+    def committed(self) -> Dict[int, Optional[int]]:
+        """Per partition, the committed position (next offset by the cursor)."""
+        return self._owner.portal.call(self._reader.committed)
+
+    def highwater(self) -> Dict[int, int]:
+        """Per partition, the offset of the newest committed message."""
+        return self._run(self._reader.highwater)
+
+    def lag(self) -> Dict[int, int]:
+        """Per partition, the messages after the last one processed and committed."""
+        return self._run(self._reader.lag)
+
+
 class _Held(Generic[_T]):
     """An async context manager entered and left by one task of the loop thread."""
 
@@ -443,6 +534,18 @@ class _LoopClient:
             ValueError: Empty group id or no streams.
         """
         return Consumer(self, consumer)
+
+    def _wrap_reader(self, reader: StreamReader) -> Reader:
+        """A blocking reader of every partition of `stream` (see `Reader`).
+
+        Use the result as a context manager, then iterate it; the arguments
+        are the async client's `reader`'s.
+
+        Raises:
+            ValueError: An empty stream name or partition list, a negative
+                partition, RESUME as start_position, or a bound out of range.
+        """
+        return Reader(self, reader)
 
     def _wrap_publish_async(self, pending: PendingAck) -> Future[Optional[Ack]]:
         """Send a message on the pipelined PublishAsync stream; returns at once.

@@ -19,9 +19,12 @@ __all__ = [
     "AckPolicy",
     "Broker",
     "ConsumerGroupAssignment",
+    "ConsumerGroupMetadata",
     "CursorConvention",
+    "HealthStatus",
     "Message",
     "Metadata",
+    "PartitionEventTimestamps",
     "PartitionMetadata",
     "Partitioner",
     "RetentionPolicy",
@@ -110,9 +113,35 @@ class Broker:
         return f"{host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class PartitionEventTimestamps:
+    """When an event first and last happened to a partition, as its broker saw it.
+
+    Times are in nanoseconds since the epoch, 0 when the event has not
+    happened since the broker started (the server keeps them in memory only).
+
+    Attributes:
+        first_timestamp: The first time.
+        latest_timestamp: The latest time.
+    """
+
+    first_timestamp: int = 0
+    latest_timestamp: int = 0
+
+
+_NEVER = PartitionEventTimestamps()
+
+
 @dataclass
 class PartitionMetadata:
     """A stream partition as the cluster sees it.
+
+    The event timestamps are lbwire's additions (Liftbridge's
+    `PartitionEventTimestamps`, as go-liftbridge exposes them). Each broker
+    keeps its own, in memory, for the partitions it holds: they start at 0
+    when the broker starts, and only the leader records received messages.
+    `get_partition_metadata` asks the leader; `get_metadata` reports what
+    the broker that answered knows.
 
     Attributes:
         id: Partition number.
@@ -123,6 +152,11 @@ class PartitionMetadata:
         newest_offset: Offset of the newest message (-1 if none).
         paused: Whether the partition is paused.
         readonly: Whether the partition is read-only.
+        messages_received_timestamps: When the leader received a message for
+            the partition, first and latest.
+        pause_timestamps: When the partition was paused or resumed, first and latest.
+        readonly_timestamps: When the partition's read-only flag was set or
+            cleared, first and latest.
     """
 
     id: int
@@ -133,6 +167,9 @@ class PartitionMetadata:
     newest_offset: int
     paused: bool
     readonly: bool = False
+    messages_received_timestamps: PartitionEventTimestamps = _NEVER
+    pause_timestamps: PartitionEventTimestamps = _NEVER
+    readonly_timestamps: PartitionEventTimestamps = _NEVER
 
 
 @dataclass
@@ -153,16 +190,56 @@ class StreamMetadata:
 
 
 @dataclass
+class ConsumerGroupMetadata:
+    """A consumer group as the cluster's metadata records it.
+
+    The server keeps no member list in its API: a group's members are known
+    only to its coordinator, and only through their polls.
+
+    Attributes:
+        group_id: The group's id.
+        coordinator: Broker id of the group's coordinator, the broker its
+            members poll for their assignments.
+        epoch: The group's epoch: it changes when a member joins or leaves,
+            when the coordinator changes and when one of its streams is deleted.
+    """
+
+    group_id: str
+    coordinator: str
+    epoch: int
+
+
+@dataclass
 class Metadata:
     """Cluster metadata.
 
     Attributes:
         brokers: The cluster's brokers.
-        metadata: The streams asked for (all when none was named).
+        metadata: The streams asked for that exist (all when none was named).
+        groups: lbwire addition: the consumer groups asked for that exist.
     """
 
     brokers: List[Broker]
     metadata: List[StreamMetadata]
+    groups: List[ConsumerGroupMetadata] = field(default_factory=list)
+
+
+class HealthStatus(IntEnum):
+    """A broker's answer to a gRPC health check (`grpc.health.v1`).
+
+    Attributes:
+        UNKNOWN: The server has not set a status.
+        SERVING: The service accepts calls.
+        NOT_SERVING: The service is stopping (Liftbridge sets it when it
+            stops on SIGINT, just before it closes every connection).
+        SERVICE_UNKNOWN: Only in a watch: the server knows no such service
+            (a check raises `ErrorNotFound` instead).
+    """
+
+    UNKNOWN = 0
+    SERVING = 1
+    NOT_SERVING = 2
+    SERVICE_UNKNOWN = 3
 
 
 @dataclass

@@ -42,6 +42,7 @@ import builtins
 import collections.abc
 import contextlib
 import importlib
+import importlib.util
 import inspect
 import sys
 import sysconfig

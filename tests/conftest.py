@@ -14,17 +14,19 @@ server anyway fails loudly: ``-m "not server"`` starts no server.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import signal
-import sys
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 from helpers.servers import SERVER_FIXTURES, generation
 
 from lbwire.testing import NO_SERVER_ENV, LiftbridgeCluster, LiftbridgeServer
+from lbwire.testing._process import live_processes
 
 
 @pytest.fixture(scope="session")
@@ -66,20 +68,66 @@ def stream_name(request: pytest.FixtureRequest) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     # A run ended with SIGTERM (a CI timeout, `kill`) would leave its servers
     # running: the default action ends the process without the atexit hook of
-    # lbwire.testing that kills them. As SystemExit, the session unwinds.
+    # lbwire.testing that kills them. It ends the session as Ctrl-C does.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        signal.signal(signal.SIGTERM, _end_session)
     # Started in the background by a shell without job control, the run
     # ignores SIGINT, and so would every child it starts: the Ctrl-C tests
     # would wait in vain. A handler here is reset to the default in children.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # pytest-xdist's controller runs no test: a signal sent to it alone must
+    # reach the workers, whose servers it would otherwise leave behind (it
+    # kills a worker that has not ended within its exit timeout).
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        global _workers_to_signal
+        _workers_to_signal = True
+        signal.signal(signal.SIGINT, _end_session)
+
+
+_ending = False
+_workers_to_signal = False
+
+
+def _end_session(signum: int, frame: object) -> None:
+    global _ending
+    if _ending:  # the session is unwinding: let it stop its servers
+        return
+    _ending = True
+    for pid in _children() if _workers_to_signal else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    # The run is abandoned: its servers need no graceful stop (which may take
+    # seconds each), only to be gone before the session ends.
+    for process in list(live_processes):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    raise KeyboardInterrupt(f"ended by {signal.Signals(signum).name}")
+
+
+def _children() -> list[int]:
+    """This process's child processes (the xdist workers of a controller); Linux only."""
+    pids = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids.extend(int(pid) for pid in children.read_text().split())
+    return pids
+
+
+#: Modules whose tests run longest (building wheels and venvs, the docs site,
+#: benchmark runs) go first, then those holding a `slow` test: xdist's workers
+#: (scripts/test.sh hands them whole files) then do not wait on one of them at
+#: the end of a pass.
+LONG_MODULES = ("test_benchmarks.py", "test_packaging.py", "test_docs.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+    with_slow = {item.path for item in items if item.get_closest_marker("slow")}
+    # A stable sort of whole modules, so module-scoped servers start once.
+    items.sort(key=lambda item: (item.path.name not in LONG_MODULES, item.path not in with_slow))
 
 
 @pytest.hookimpl(wrapper=True)

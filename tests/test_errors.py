@@ -182,6 +182,13 @@ def test_consumer_group_refusals_have_their_own_classes(
     assert isinstance(error, ErrorGroupMembership)
 
 
+def test_a_server_still_loading_its_cursors_stream_reports_it_missing() -> None:
+    # server/cursors.go, while a restarted server has not loaded `__cursors`:
+    # ErrorNotFound, which the cursor store waits out for a stream it has seen.
+    error = from_grpc_error(GRPCError(Status.INTERNAL, "Cursors stream does not exist"))
+    assert type(error) is ErrorNotFound
+
+
 def _subscribe_error(status: Status, text: str, *, handshake_done: bool) -> object:
     return subscribe_error(
         GRPCError(status, text),
@@ -213,8 +220,11 @@ def test_a_subscription_whose_leader_moved_is_resumed() -> None:
     assert after.transient
 
 
-def test_a_subscription_whose_segment_closed_is_resumed() -> None:
-    error = _subscribe_error(Status.UNKNOWN, "segment has been closed", handshake_done=True)
+@pytest.mark.parametrize(
+    "text", ["segment has been closed", "failed to read message headers: segment not found"]
+)
+def test_a_subscription_whose_segment_closed_is_resumed(text: str) -> None:
+    error = _subscribe_error(Status.UNKNOWN, text, handshake_done=True)
     assert isinstance(error, ErrorSegmentClosed)
     assert error.transient
 

@@ -1,9 +1,11 @@
-"""Moving messages: `pub`, `sub` and `group consume`."""
+"""Moving messages: `pub`, `sub`, `lag` and `group consume` (and `group describe`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import queue
 import re
@@ -24,6 +26,7 @@ from .common import (
     leaf,
     make_client,
     message_json,
+    print_table,
     run_async,
 )
 
@@ -37,9 +40,10 @@ _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 
 
 def register(commands: Any) -> None:
-    """Add `pub`, `sub` and `group` to the `lbwire` parser."""
+    """Add `pub`, `sub`, `lag` and `group` to the `lbwire` parser."""
     _register_pub(commands)
     _register_sub(commands)
+    _register_lag(commands)
     _register_group(commands)
 
 
@@ -357,7 +361,7 @@ def _register_sub(commands: Any) -> None:
     sub = add_command(
         commands,
         "sub",
-        help="print the messages of a stream partition",
+        help="print the messages of a stream (every partition, or --partition)",
         epilog="""\
 examples:
   lbwire sub demo                          # new messages, until Ctrl-C
@@ -367,13 +371,19 @@ examples:
   lbwire sub demo --from 2026-11-30T12:00:00Z
   lbwire sub demo --cursor reports         # resume, and commit as it goes
   lbwire sub demo --from earliest --until latest   # what is there now, then exit
+  lbwire sub demo --partition 3 --reverse --count 5
 
-In json output, `encoding` is "utf-8" when key, value and header values are all
+Without --partition every partition is read, their messages interleaved (in
+order within each): --from and --until apply to each partition, --cursor
+keeps one cursor per partition, --count is the total; --reverse needs
+--partition. In json output, `encoding` is "utf-8" when key, value and header values are all
 text, else "base64" for all three.
 """,
     )
     sub.add_argument("stream", help="stream name")
-    sub.add_argument("--partition", type=int, default=0, help="partition (default: 0)")
+    sub.add_argument(
+        "--partition", type=int, default=None, help="only this partition (default: all)"
+    )
     sub.add_argument(
         "--from",
         dest="start",
@@ -388,7 +398,9 @@ text, else "base64" for all three.
         "an ISO-8601 time or -5m/-2h/-1d",
     )
     sub.add_argument(
-        "--reverse", action="store_true", help="read from the newest message backwards"
+        "--reverse",
+        action="store_true",
+        help="read from the newest message backwards (needs --partition)",
     )
     sub.add_argument("--resume", action="store_true", help="resume the partition if it is paused")
     sub.add_argument(
@@ -452,6 +464,10 @@ async def _sub(args: argparse.Namespace) -> int:
     stop = parse_until(args.until) if args.until else {}
     if args.count is not None and args.count < 1:
         raise CommandError("--count must be at least 1", EXIT_USAGE)
+    if args.partition is None:
+        if args.reverse:
+            raise CommandError("--reverse needs --partition", EXIT_USAGE)
+        return await _sub_stream(args, start, stop)
     printer = _Printer(args.format)
     committed = -1
     async with make_client(args) as client:
@@ -507,16 +523,143 @@ async def _sub(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sub_stream(args: argparse.Namespace, start: Dict[str, Any], stop: Dict[str, Any]) -> int:
+    """`sub` without --partition: every partition, with the whole-stream reader."""
+    import anyio
+
+    from ..error import ErrorNotFound, ErrorPartitionPaused
+
+    printer = _Printer(args.format)
+    async with make_client(args) as client:
+        try:
+            reader = client.reader(
+                args.stream,
+                cursor_id=args.cursor,
+                auto_commit=False,
+                resume=args.resume,
+                **start,
+                **stop,
+            )
+            async with reader:
+
+                async def commit(_: int) -> None:
+                    # Everything printed is flushed by now: commit it all.
+                    if args.cursor:
+                        await _commit_printed(reader)
+
+                try:
+                    with interruptible():
+                        async with anyio.create_task_group() as flusher:
+                            flusher.start_soon(printer.flush_periodically, commit)
+                            async for msg in reader:
+                                printer.write(msg)
+                                if args.count is not None and printer.written >= args.count:
+                                    break
+                            flusher.cancel_scope.cancel()
+                finally:
+                    # Also on Ctrl-C: what was printed is committed before exiting.
+                    with anyio.CancelScope(shield=True):
+                        printer.flush()
+                        if args.cursor:
+                            await _commit_printed(reader)
+        except Exception as exc:
+            cause = leaf(exc)
+            if isinstance(cause, ErrorNotFound):
+                raise CommandError(
+                    f"stream {args.stream!r} does not exist", EXIT_NOT_FOUND
+                ) from None
+            if isinstance(cause, ErrorPartitionPaused):
+                raise CommandError(
+                    f"a partition of stream {args.stream!r} is paused (--resume resumes it)"
+                ) from None
+            raise
+    return 0
+
+
+async def _commit_printed(reader: Any) -> None:
+    """Commit every message the reader handed out (all of them printed)."""
+    committed = reader.committed()
+    printed = {
+        partition: offset
+        for partition, offset in reader.position().items()
+        if offset is not None and offset != committed[partition]
+    }
+    if printed:
+        await reader.commit(printed)
+
+
+# ---------------------------------------------------------------------- lag
+
+
+def _register_lag(commands: Any) -> None:
+    lag = add_command(
+        commands,
+        "lag",
+        help="show how far cursor ID is behind each partition of STREAM",
+        epilog="""\
+examples:
+  lbwire lag orders --cursor billing
+  lbwire lag orders --cursor billing --format json
+
+One line per partition: the high watermark (offset of the newest committed
+message, -1 if none), the committed position (the next offset to read by the
+cursor, "-" if none is stored) and the lag (messages after the last one
+processed: high watermark + 1 - committed; the whole partition without a
+cursor). The client's cursor convention (gufo-liftbridge's: the cursor holds
+the next offset) is how the cursor is read. In json output, one object per line.
+""",
+    )
+    lag.add_argument("stream", help="stream name")
+    lag.add_argument("--cursor", metavar="ID", required=True, help="cursor id")
+    lag.add_argument(
+        "--partition", type=int, action="append", help="only this partition (repeatable)"
+    )
+    lag.add_argument("--format", choices=["table", "json"], default="table")
+    lag.set_defaults(run=run_async(_lag))
+
+
+async def _lag(args: argparse.Namespace) -> int:
+    from ..error import ErrorNotFound
+    from ..reader import stream_lag
+
+    async with make_client(args) as client:
+        try:
+            rows = await stream_lag(client, args.stream, args.cursor, args.partition)
+        except ErrorNotFound as exc:
+            raise CommandError(f"{exc}", EXIT_NOT_FOUND) from None
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(dataclasses.asdict(row)))
+        return 0
+    print_table(
+        [
+            [
+                str(row.partition),
+                str(row.high_watermark),
+                "-" if row.committed is None else str(row.committed),
+                str(row.lag),
+            ]
+            for row in rows
+        ],
+        ["PARTITION", "HIGH WATERMARK", "COMMITTED", "LAG"],
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------- group
 
 
 def _register_group(commands: Any) -> None:
     group = commands.add_parser(
         "group",
-        help="consume as a member of a consumer group",
-        description="Consume as a member of a consumer group.",
+        help="consume as a member of a consumer group, or describe one",
+        description="Consume as a member of a consumer group, or describe one.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  lbwire group consume billing orders refunds --from earliest\n",
+        epilog="""\
+examples:
+  lbwire group consume billing orders refunds --from earliest
+  lbwire group describe billing
+""",
     )
     actions = group.add_subparsers(title="actions", metavar="ACTION", required=True)
     consume = add_command(
@@ -544,6 +687,23 @@ printed and on exit; --from applies to partitions the group has no position for.
     consume.add_argument("--consumer-id", help="this member's id (default: a random one)")
     _output_options(consume)
     consume.set_defaults(run=run_async(_group_consume), spill_into="streams")
+
+    describe = add_command(
+        actions,
+        "describe",
+        help="show GROUP's coordinator (broker id and address) and epoch",
+        epilog="""\
+examples:
+  lbwire group describe billing
+  lbwire group describe billing --format json
+
+The server's API keeps no member list: only the coordinator knows a group's
+members, from their polls.
+""",
+    )
+    describe.add_argument("group", help="consumer group id")
+    describe.add_argument("--format", choices=["table", "json"], default="table")
+    describe.set_defaults(run=run_async(_group_describe))
 
 
 async def _group_consume(args: argparse.Namespace) -> int:
@@ -574,4 +734,21 @@ async def _group_consume(args: argparse.Namespace) -> int:
                     finally:
                         printer.flush()
                     flusher.cancel_scope.cancel()
+    return 0
+
+
+async def _group_describe(args: argparse.Namespace) -> int:
+    async with make_client(args) as client:
+        metadata = await client.get_metadata(groups=[args.group])
+    if not metadata.groups:
+        raise CommandError(f"consumer group {args.group!r} does not exist", EXIT_NOT_FOUND)
+    (group,) = metadata.groups
+    address = next((b.address for b in metadata.brokers if b.id == group.coordinator), "")
+    if args.format == "json":
+        print(json.dumps({**dataclasses.asdict(group), "coordinator_address": address}))
+        return 0
+    print_table(
+        [[group.group_id, group.coordinator, address or "-", str(group.epoch)]],
+        ["GROUP", "COORDINATOR", "ADDRESS", "EPOCH"],
+    )
     return 0

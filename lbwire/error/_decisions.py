@@ -121,6 +121,10 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], 
     (Status.FAILED_PRECONDITION, "not the consumer group coordinator", ErrorNotCoordinator),
     (Status.FAILED_PRECONDITION, "not currently assigned", ErrorNotAssigned),
     (Status.INTERNAL, "no known metadata leader", ErrorNoMetadataLeader),
+    # A cursor call to a server that has not loaded `__cursors` yet (just
+    # restarted; server/cursors.go): missing as the client's own lookup says,
+    # so the cursor store waits it out for a stream it has seen.
+    (Status.INTERNAL, "cursors stream does not exist", ErrorNotFound),
     # Metadata changes are forwarded to the metadata leader over NATS; when it
     # just died and Raft has not noticed yet, NATS answers "no responders".
     (Status.INTERNAL, "no responders", ErrorNoMetadataLeader),
@@ -297,8 +301,10 @@ def subscribe_error(
         return None  # stop position reached, end of read-only partition, or empty
     if status == Status.UNAVAILABLE:
         return ErrorUnavailable(text, status=status, not_processed=exc.not_processed)
-    if "segment has been closed" in text:
-        # v1.9.0: Internal before the handshake, Unknown after it.
+    if "segment has been closed" in text or "segment not found" in text:
+        # v1.9.0: Internal before the handshake, Unknown after it. "Not
+        # found": the segment being read was removed under the reader (seen
+        # in a chaos soak while leadership moved); the next subscribe reads on.
         return ErrorSegmentClosed(text, status=status)
     if not handshake_done:
         if status == Status.FAILED_PRECONDITION and "leader" in lowered:

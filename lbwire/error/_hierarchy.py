@@ -79,6 +79,15 @@ class ErrorInvalidType(ErrorInvalidArgument, TypeError):
     """
 
 
+class ErrorReadOnlyOption(LiftbridgeError, AttributeError):
+    """A program assigned one of the client's options, which are fixed.
+
+    An `AttributeError`, as Python raises for any read-only attribute. The
+    message says how to make a client with the changed option (see
+    `lbwire.options.ClientOptions`).
+    """
+
+
 class ErrorInvalidPartition(ErrorNotFound, ErrorInvalidArgument):
     """A negative partition number: no such partition can exist.
 
@@ -169,11 +178,12 @@ class ErrorLeaderMoved(ErrorInternal):
 
 
 class ErrorSegmentClosed(ErrorInternal):
-    """The log closed the segment a subscription was reading.
+    """The log closed (or lost) the segment a subscription was reading.
 
-    The log cleaner replaced it (a new subscription gets past it), or the
-    partition was paused. `LiftbridgeClient.subscribe` resumes, or raises
-    `ErrorPartitionPaused`, instead of raising this.
+    The log cleaner replaced it or the log was cut under the reader (a new
+    subscription gets past it), or the partition was paused.
+    `LiftbridgeClient.subscribe` resumes, or raises `ErrorPartitionPaused`,
+    instead of raising this.
     """
 
     transient = True

@@ -336,6 +336,9 @@ class Call:
 
     async def _wait(self) -> None:
         """Wait for the next event on this call, honouring the deadline."""
+        connection = self._connection
+        if connection.lent:
+            connection.run_when_waited()
         await self._parking.wait(self._deadline)
         if self._end is None and self._deadline != math.inf and self._expired():
             await self._expire()

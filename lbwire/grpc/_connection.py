@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._backends import Backend, Transport, TransportSink
 from ._failures import CONNECTION_ERRORS, describe_failure, failure_status
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["Connection"]
 
 _PING_DATA = b"lbwire\x00\x00"
+# The most written at once by a write that waits: `write_stall_timeout`
+# counts from the last part the peer took.
+_WRITE_CHUNK = 64 * 1024
 
 
 class Connection(TransportSink):
@@ -65,6 +69,7 @@ class Connection(TransportSink):
         keepalive: the channel's keepalive settings (``None``: no PINGs).
         on_unusable: called once the connection takes no new calls (GOAWAY,
             failure, close), so the channel opens the next one.
+        write_stall_timeout: see :class:`~lbwire.grpc.ChannelConfig`.
 
     Attributes:
         transport: the transport (for tests and diagnostics: ``writes``).
@@ -84,6 +89,7 @@ class Connection(TransportSink):
         *,
         keepalive: Optional[KeepalivePolicy],
         on_unusable: Callable[[Connection], None],
+        write_stall_timeout: float = 5.0,
     ) -> None:
         self.transport = transport
         self.protocol = protocol
@@ -93,6 +99,8 @@ class Connection(TransportSink):
         self.answered = False
         self.woke = False
         self._on_unusable = on_unusable
+        #: Seconds a write may go without progress (`ChannelConfig.write_stall_timeout`).
+        self.write_stall_timeout = write_stall_timeout
         self._keepalive = keepalive
         self._schedule: Optional[KeepaliveSchedule] = None
         if keepalive is not None:
@@ -115,8 +123,16 @@ class Connection(TransportSink):
         self._call_started: Optional[anyio.Event] = None
         # (keepalive) The server answered a PING with GOAWAY too_many_pings.
         self._pings_refused = False
+        # The scope of the running `run`, cancelled to stop it for good.
         self._scope = anyio.CancelScope()
+        self._running = False
         self._done = anyio.Event()
+        #: Whether `run` may be cancelled from outside without ending the
+        #: connection (see `run`): set by a channel whose owner lends it a
+        #: task group only while it waits (`Channel.lend`).
+        self.lent = False
+        # (lent) The task group to run in once a call waits (`run_when_waited`).
+        self._lent_to: Optional[anyio.abc.TaskGroup] = None
         self._handlers: Dict[type, Callable[[Event], None]] = {
             MessageReceived: self._on_message,  # type: ignore[dict-item]
             CallEnded: self._on_call_ended,  # type: ignore[dict-item]
@@ -135,10 +151,23 @@ class Connection(TransportSink):
 
     # -- the connection's task ---------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Run the transport (and keepalive) until the connection ends or :meth:`close`."""
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the transport (and keepalive) until the connection ends or :meth:`close`.
+
+        A :attr:`lent` connection's task may also be cancelled from outside:
+        the connection then stays open, and a later ``run`` takes up where
+        this one stopped (what arrived meanwhile waits in the transport).
+        """
+        if self._done.is_set():  # closed while no task ran it
+            task_status.started()
+            return
+        scope = self._scope = anyio.CancelScope()
+        self._running = True
+        paused = False
         try:
-            with self._scope:
+            with scope:
                 task_status.started()
                 async with anyio.create_task_group() as tasks:
                     if self._schedule is not None:
@@ -152,11 +181,19 @@ class Connection(TransportSink):
                     # failing meanwhile must report this cause, not its echo.
                     self._terminate(GRPCError(Status.UNAVAILABLE, self._end_reason()))
                     tasks.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            paused = self.lent and self.error is None and not scope.cancel_called
+            raise
         finally:
-            self._terminate(GRPCError(Status.UNAVAILABLE, self._end_reason()))
-            with anyio.CancelScope(shield=True):
-                await self.transport.aclose()
-            self._done.set()
+            self._running = False
+            if not paused:
+                await self._finish()
+
+    async def _finish(self) -> None:
+        self._terminate(GRPCError(Status.UNAVAILABLE, self._end_reason()))
+        with anyio.CancelScope(shield=True):
+            await self.transport.aclose()
+        self._done.set()
 
     def _end_reason(self) -> str:
         if self.error is not None:
@@ -253,18 +290,34 @@ class Connection(TransportSink):
                 return
             self._writing = True
             # Shielded from the caller's cancellation (a half-written frame
-            # would corrupt the connection), not from the connection's end.
+            # would corrupt the connection), not from the connection's end,
+            # nor beyond `write_stall_timeout` without progress: a peer that
+            # takes nothing (frozen) would hold the caller until keepalive.
+            stall = self.write_stall_timeout
             with anyio.CancelScope(shield=True), anyio.CancelScope() as scope:
                 self._write_scope = scope
                 if self.error is not None:
                     scope.cancel()
                 data = data[sent:]
                 while data:
-                    await transport.write(data)
+                    for start in range(0, len(data), _WRITE_CHUNK):
+                        scope.deadline = anyio.current_time() + stall
+                        await transport.write(data[start : start + _WRITE_CHUNK])
                     data = protocol.data_to_send()
             self._write_scope = None
             if scope.cancelled_caught:
+                if self.error is None:
+                    self._terminate(
+                        GRPCError(
+                            Status.UNAVAILABLE,
+                            f"connection lost: the server took nothing for {stall} s "
+                            "(write_stall_timeout)",
+                        )
+                    )
+                    self._scope.cancel()
                 assert self.error is not None
+                # A caller cancelled meanwhile learns of that, not of this.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 raise GRPCError(self.error.status, self.error.message)
         except CONNECTION_ERRORS as exc:
             self._terminate(self._lost(exc))
@@ -440,5 +493,27 @@ class Connection(TransportSink):
                 await self.flush()
             self._terminate(GRPCError(Status.UNAVAILABLE, "channel closed"))
         self._scope.cancel()
+        if not self._running and not self._done.is_set():
+            await self._finish()  # (a lent connection no task runs now)
         with anyio.CancelScope(shield=True):
             await self._done.wait()
+
+    def lend(self, task_group: Optional[anyio.abc.TaskGroup]) -> None:
+        """(lent) Run in ``task_group`` once a call waits (None: the group ended).
+
+        Not before: a subscription that finds its next message already
+        received costs its owner no task for it.
+        """
+        self.lent = True
+        self._lent_to = task_group
+
+    def run_when_waited(self) -> None:
+        """A call is about to wait: a lent connection no task runs starts running."""
+        task_group, self._lent_to = self._lent_to, None
+        if task_group is not None and not self._running and not self._done.is_set():
+            task_group.start_soon(self.run)
+
+    @property
+    def running(self) -> bool:
+        """Whether a task runs the connection now (see :meth:`run`)."""
+        return self._running

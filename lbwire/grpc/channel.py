@@ -76,6 +76,7 @@ class Channel:
         self.port = port
         self.config = config
         self._task_group = task_group
+        self._lent = False
         self._connection: Optional[Connection] = None
         self._attempt: Optional[_ConnectAttempt] = None
         self._closed = False
@@ -147,6 +148,28 @@ class Channel:
     def keepalive_time(self) -> Optional[float]:
         """The keepalive interval now in use (doubled after "too_many_pings"), or None."""
         return None if self._keepalive is None else self._keepalive.time
+
+    def lend(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run the connection's tasks in ``task_group`` until it ends, not any longer.
+
+        For an owner that has no task group lasting as long as the channel
+        (an async generator must not hold one across ``yield``): it lends
+        one for each wait. When that group ends, the connection's tasks stop
+        but the connection stays open; after the next ``lend`` they run again
+        once a call waits.
+        Close the channel with :meth:`aclose` as usual.
+        """
+        self._task_group = task_group
+        self._lent = True
+        connection = self._connection
+        if connection is not None and connection.error is None and not connection.running:
+            connection.lend(task_group)
+
+    def unlend(self) -> None:
+        """The task group given to :meth:`lend` ends (its tasks stopped)."""
+        connection = self._connection
+        if connection is not None:
+            connection.lend(None)
 
     async def aclose(self) -> None:
         """Close the connection; calls in progress end with UNAVAILABLE.
@@ -323,14 +346,23 @@ class Channel:
             _backends.running_backend(),
             keepalive=self._keepalive,
             on_unusable=self._forget,
+            write_stall_timeout=config.write_stall_timeout,
         )
-        await self._task_group.start(connection.run)
+        connection.lent = self._lent
         try:
+            await self._task_group.start(connection.run)
             with anyio.move_on_after(deadline - anyio.current_time()):
                 await connection.flush()
                 await connection.wait_answered()
         except GRPCError:
             pass  # reported below, from the connection's error
+        except BaseException:
+            # Cancelled (the call's deadline or the caller's scope ended the
+            # set-up first): no one will use this connection, so close it
+            # now rather than leave its socket to the channel's end.
+            with anyio.CancelScope(shield=True):
+                await connection.close()
+            raise
         if connection.error is not None:
             error = connection.error
             raise GRPCError(error.status, f"failed to connect to {where}: {error.message}")

@@ -69,6 +69,12 @@ class ChannelConfig:
             tunnel; TLS, when configured, runs end to end through it), except
             to the hosts its ``no_proxy`` names; ``None`` connects directly.
             ``connect_timeout`` covers the proxy too.
+        write_stall_timeout: seconds a write that the peer does not take
+            (a frozen or dead peer) may go without progress before the
+            connection fails (its calls with UNAVAILABLE). A write that began
+            is finished even when its caller is cancelled, as half a frame
+            would corrupt the connection; this bounds how long that caller
+            waits (on TLS and on trio; plaintext asyncio writes never wait).
 
     """
 
@@ -84,10 +90,12 @@ class ChannelConfig:
     connection_window_size: int = 16 * _MiB
     user_agent: str = f"lbwire-grpc/{__version__}"
     proxy: Optional[HttpProxy] = None
+    write_stall_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         _positive("connect_timeout", self.connect_timeout)
         _positive("keepalive_timeout", self.keepalive_timeout)
+        _positive("write_stall_timeout", self.write_stall_timeout)
         if self.keepalive_time is not None:
             _positive("keepalive_time", self.keepalive_time)
             if self.keepalive_time < MIN_KEEPALIVE_TIME:

@@ -57,6 +57,7 @@ _UNARY: Dict[str, Optional[str]] = {
     "fetch_consumer_group_assignments": None,
     "report_consumer_group_coordinator": None,
     "fetch_consumer_group_metadata": None,
+    "get_consumer_group_metadata": None,
 }
 _WRAPPED = (*_UNARY, "publish", "publish_to_subject", "publish_async", "publish_bulk", "subscribe")
 #: The client attribute the client reads its `ClientObserver` from.

@@ -6,7 +6,7 @@ import subprocess
 from typing import Any, Callable, Iterator, List, Optional, Union
 
 import pytest
-from cli_support import COMMAND_TIMEOUT, command_env, lbwire_argv
+from cli_support import command_env, end_command, lbwire_argv, run_command, start_command
 
 from lbwire.testing import LiftbridgeServer
 
@@ -21,15 +21,7 @@ def lbwire(liftbridge_server: LiftbridgeServer) -> Run:
         *args: str, input: Union[bytes, str, None] = None, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
         data = input.encode() if isinstance(input, str) else input
-        done = subprocess.run(
-            lbwire_argv(*args),
-            input=data,
-            stdin=None if data is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=command_env(liftbridge_server.broker),
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        done = run_command(lbwire_argv(*args), command_env(liftbridge_server.broker), input=data)
         if check and done.returncode != 0:
             raise AssertionError(
                 f"lbwire {' '.join(args)} exited {done.returncode}:\n"
@@ -51,9 +43,9 @@ def lbwire_popen(
         options.setdefault("stdin", subprocess.DEVNULL)
         options.setdefault("stdout", subprocess.PIPE)
         options.setdefault("stderr", subprocess.PIPE)
-        process: subprocess.Popen[bytes] = subprocess.Popen(
+        process = start_command(
             lbwire_argv(*args),
-            env=command_env(liftbridge_server.broker if brokers is None else brokers),
+            command_env(liftbridge_server.broker if brokers is None else brokers),
             **options,
         )
         started.append(process)
@@ -61,9 +53,4 @@ def lbwire_popen(
 
     yield popen
     for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        end_command(process)

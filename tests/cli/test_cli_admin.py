@@ -1,4 +1,4 @@
-"""`lbwire stream`, `metadata`, `activity`, `dev`, help and exit codes, against the real server."""
+"""`lbwire stream`, `metadata`, `group describe`, `activity`, `dev`, help, exit codes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cli_support import COMMAND_TIMEOUT, command_env, lbwire_argv
+from cli_support import (
+    COMMAND_TIMEOUT,
+    command_env,
+    command_mark,
+    end_command,
+    lbwire_argv,
+    run_command,
+    start_command,
+)
+from helpers.processes import marked_pids
 from helpers.servers import by_generation
 
+from lbwire.sync import LiftbridgeClient as SyncClient
 from lbwire.testing import LiftbridgeServer
 
 
@@ -64,6 +74,34 @@ def test_metadata_of_a_missing_stream_exits_4(lbwire, stream_name):
     done = lbwire("metadata", stream_name, check=False)
     assert done.returncode == 4
     assert done.stderr.decode() == f"lbwire: error: stream '{stream_name}' does not exist\n"
+
+
+def test_group_describe_shows_coordinator_and_epoch(lbwire, liftbridge_server, stream_name):
+    group = "g-" + stream_name
+    lbwire("stream", "create", stream_name)
+    with SyncClient([liftbridge_server.broker]) as client:
+        client.wait_for_cursors()
+        joined = client.join_consumer_group(group, "member-1", [stream_name])
+        try:
+            described = json.loads(lbwire("group", "describe", group, "--format", "json").stdout)
+            table = lbwire("group", "describe", group).stdout.decode()
+        finally:
+            client.leave_consumer_group(group, "member-1")
+    assert described == {
+        "group_id": group,
+        "coordinator": joined.coordinator,
+        "coordinator_address": liftbridge_server.broker,
+        "epoch": joined.epoch,
+    }
+    header, row = table.splitlines()
+    assert header.split() == ["GROUP", "COORDINATOR", "ADDRESS", "EPOCH"]
+    assert row.split() == [group, joined.coordinator, liftbridge_server.broker, str(joined.epoch)]
+
+
+def test_group_describe_of_a_missing_group_exits_4(lbwire, stream_name):
+    done = lbwire("group", "describe", stream_name, check=False)
+    assert done.returncode == 4
+    assert done.stderr.decode() == f"lbwire: error: consumer group '{stream_name}' does not exist\n"
 
 
 def test_readonly_refuses_pub_until_turned_off(lbwire, stream_name):
@@ -149,7 +187,7 @@ def test_bad_arguments_exit_2(lbwire, args):
 
 def test_reverse_on_a_v1_server_is_a_clear_error(lbwire, stream_name, liftbridge_server):
     lbwire("stream", "create", stream_name)
-    done = lbwire("sub", stream_name, "--reverse", "--count", "1", check=False)
+    done = lbwire("sub", stream_name, "--partition", "0", "--reverse", "--count", "1", check=False)
     if by_generation(liftbridge_server, v1_9_0=True, newest=False):
         assert done.returncode == 7
         assert done.stderr.decode().startswith("lbwire: error: --reverse is not supported")
@@ -167,25 +205,19 @@ def activity_server() -> Iterator[LiftbridgeServer]:
 
 
 def test_activity_prints_one_event_per_change(activity_server, stream_name):
-    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            lbwire_argv(*args),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env=command_env(activity_server.broker),
-            timeout=COMMAND_TIMEOUT,
-            check=True,
-        )
+    def run(*args: str) -> None:
+        done = run_command(lbwire_argv(*args), command_env(activity_server.broker))
+        assert done.returncode == 0, done.stderr
 
     run("stream", "create", stream_name)
     run("stream", "delete", stream_name)
     # The command follows the stream: read until our two events have come.
-    command = subprocess.Popen(
+    command = start_command(
         lbwire_argv("activity", "--from", "earliest", "--format", "json"),
+        command_env(activity_server.broker),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=command_env(activity_server.broker),
     )
     ours = []
     try:
@@ -198,7 +230,10 @@ def test_activity_prints_one_event_per_change(activity_server, stream_name):
                     break
     finally:
         command.send_signal(signal.SIGINT)
-        assert command.wait(timeout=COMMAND_TIMEOUT) == 130
+        try:
+            assert command.wait(timeout=COMMAND_TIMEOUT) == 130
+        finally:
+            end_command(command)
     assert [event["kind"] for event in ours] == ["StreamCreated", "StreamDeleted"]
     assert ours[0]["offset"] < ours[1]["offset"]
 
@@ -220,6 +255,7 @@ HELP_PATHS = [
     ("cursor", "set"),
     ("group",),
     ("group", "consume"),
+    ("group", "describe"),
     ("activity",),
 ]
 
@@ -261,6 +297,26 @@ def test_dev_runs_a_server_until_sigterm(lbwire_popen):
     assert b"Traceback" not in err
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", int(broker.rsplit(":", 1)[1])), timeout=2).close()
+
+
+def test_a_hung_command_is_ended_with_its_server(lbwire_popen):
+    # What a test's teardown does to a command still running (one that hung):
+    # `lbwire dev`'s server runs in a session of its own, and goes too.
+    process = lbwire_popen("dev", "--port", "0", "--streams", "")
+    assert process.stdout is not None
+    ready = process.stdout.readline().decode()
+    assert ready.startswith("Liftbridge 127.0.0.1:"), ready
+    port = int(ready.split()[1].rsplit(":", 1)[1])
+    mark = command_mark(process)
+    assert len(marked_pids(mark)) == 2  # the command and its server
+    end_command(process)
+    assert process.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while marked_pids(mark) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL was sent; nothing announces the death
+    assert marked_pids(mark) == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 def test_dev_stops_on_ctrl_c(lbwire_popen):

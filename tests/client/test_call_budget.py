@@ -55,6 +55,7 @@ async def _publish_async(client: LiftbridgeClient) -> None:
 
 CALLS: dict[str, Callable[[LiftbridgeClient], Awaitable[Any]]] = {
     "get_metadata": lambda c: c.get_metadata(),
+    "get_metadata_of_groups": lambda c: c.get_metadata(streams=["s", "t"], groups=["g"]),
     "get_partition_metadata": lambda c: c.get_partition_metadata("s", 0),
     "create_stream": lambda c: c.create_stream("s"),
     "delete_stream": lambda c: c.delete_stream("s"),
@@ -77,6 +78,8 @@ CALLS: dict[str, Callable[[LiftbridgeClient], Awaitable[Any]]] = {
         "g", "m", "b", 0
     ),
     "fetch_consumer_group_metadata": lambda c: c.fetch_consumer_group_metadata("g"),
+    "get_consumer_group_metadata": lambda c: c.get_consumer_group_metadata("g"),
+    "health": lambda c: c.health(),
 }
 
 

@@ -270,3 +270,66 @@ async def test_consumer_arguments_are_validated(client: LiftbridgeClient) -> Non
         client.consumer("", ["s"])
     with pytest.raises(ValueError, match="stream"):
         client.consumer("g", [])
+
+
+@pytest.mark.anyio
+async def test_checkpoint_after_a_partition_moved_does_not_commit_for_it(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 2, 5)
+    group = "g-" + stream_name
+    cursor_id = f"__group:{group}"
+    async with client.consumer(
+        group,
+        [stream_name],
+        consumer_id="a",
+        auto_offset=AutoOffset.EARLIEST,
+        auto_checkpoint_interval=None,
+    ) as a:
+        messages = await take(a, 10)
+        # Each message handed out before the last counts as processed.
+        processed: dict[int, int] = {}
+        for m in messages[:-1]:
+            processed[m.partition] = max(processed.get(m.partition, -1), m.offset)
+        assert set(processed) == {0, 1}
+        # Another writer's commit, which `a` never saw (the partition's next
+        # owner's, say): whenever `a` learns that the partition moved, it
+        # must leave that position alone. On both partitions, as which one
+        # moves is known only after the join.
+        theirs = 1000
+        for partition in (0, 1):
+            await client.cursor_store.store(stream_name, partition, cursor_id, theirs)
+        # Member b joins: the coordinator gives it one of a's partitions, and
+        # a does not know yet (it polls every 0.8 s).
+        joined = await client.join_consumer_group(group, "b", [stream_name])
+        b_assignments = await client.fetch_consumer_group_assignments(
+            group, "b", joined.epoch, coordinator=joined.coordinator
+        )
+        (moved,) = [p for assignment in b_assignments.assignments for p in assignment.partitions]
+        kept = 1 - moved
+
+        async def b_heartbeat() -> None:
+            # b must stay a member (2 s consumer timeout) while the test runs.
+            epoch = joined.epoch
+            while True:
+                try:
+                    await client.fetch_consumer_group_assignments(
+                        group, "b", epoch, coordinator=joined.coordinator
+                    )
+                except ErrorStaleEpoch:
+                    meta = await client.fetch_consumer_group_metadata(group)
+                    assert meta is not None
+                    epoch = meta.epoch
+                await anyio.sleep(0.2)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b_heartbeat)
+            await a.checkpoint()
+            assert await client.cursor_store.load(stream_name, moved, cursor_id) == theirs
+            assert await client.cursor_store.load(stream_name, kept, cursor_id) == processed[kept]
+            # a's own poll then takes the partition away: no hand-over commit
+            # either, as its cursor moved.
+            await wait_until(lambda: a.assignments == {stream_name: [kept]}, "a loses a partition")
+            assert await client.cursor_store.load(stream_name, moved, cursor_id) == theirs
+            tg.cancel_scope.cancel()
+        await client.leave_consumer_group(group, "b")

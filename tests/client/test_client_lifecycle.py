@@ -166,7 +166,9 @@ async def test_subscriptions_share_a_pool_of_max_conns_per_broker_connections(
     broker: str, stream_name: str
 ) -> None:
     port = int(broker.rsplit(":", 1)[1])
-    async with LiftbridgeClient([broker], max_conns_per_broker=2, idle_timeout=0.3) as client:
+    # The unary connection must outlive the wait for the subscriptions (a loaded
+    # machine took longer than 0.3 s there), and the pooled ones go idle after.
+    async with LiftbridgeClient([broker], max_conns_per_broker=2, idle_timeout=2.0) as client:
         await client.create_stream(stream_name, wait_for_stream=True)
         await publish_values(client, stream_name, [b"a"])
         unary_only = connections_to(port)

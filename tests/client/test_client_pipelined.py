@@ -6,6 +6,7 @@ import anyio
 import pytest
 from client_support import HANG_GUARD, read_all
 from helpers import wait_until
+from helpers.frozen import frozen
 
 from lbwire import wire
 from lbwire.client import LiftbridgeClient
@@ -17,6 +18,7 @@ from lbwire.error import (
     ErrorReadonly,
     PublishAsyncError,
 )
+from lbwire.testing import LiftbridgeServer
 from lbwire.types import AckPolicy
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +213,21 @@ async def test_publish_async_unknown_ack_policy_raises_value_error(
 ) -> None:
     with pytest.raises(ValueError, match="ack policy"):
         await client.publish_async(b"x", stream=stream, ack_policy=9)  # type: ignore[arg-type]
+
+
+async def test_an_ack_that_never_comes_is_swept_at_its_timeout_unawaited(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # The broker freezes (SIGSTOP) after the stream answered once: the ack of
+    # the next publish never comes, and nobody awaits it. The sweeper fails it
+    # at its ack timeout; then the idle reaper can close the stream.
+    idle = 0.5
+    async with LiftbridgeClient([fresh_server.broker], idle_timeout=idle) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await (await client.publish_async(b"first", stream=stream_name))
+        async with frozen(fresh_server):
+            pending = await client.publish_async(b"lost", stream=stream_name, ack_timeout=0.2)
+            await wait_until(lambda: pending.done, "the unawaited ack is swept")
+        with pytest.raises(ErrorAckTimeout):
+            await pending
+        await wait_until(lambda: client.connection_info() == [], "the idle stream is closed")

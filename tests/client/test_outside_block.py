@@ -8,11 +8,15 @@ subscription owns its connection until it is closed. Nothing is left running.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
+import os
 
 import anyio
 import pytest
 import sniffio
 from client_support import HANG_GUARD, collect
+from helpers import wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.types import StartPosition, StopPosition
@@ -102,3 +106,69 @@ async def test_a_subscription_after_the_block_owns_its_connection_until_closed(
     )
     assert [m.value for m in first] == [b"a"]
     _assert_nothing_left(client, tasks)
+
+
+# -- leaving a subscription mid-loop outside the block (PEP 789) ------------------------------
+
+BREAKS = 1000
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _settled_fds(most: int) -> None:
+    # The generators left by `break` are closed by the loop's finalizer (asyncio)
+    # or when collected: their sockets close soon after, not at once.
+    await wait_until(lambda: _open_fds() <= most, f"no more than {most} descriptors are open")
+
+
+async def _client_after_one_message(broker: str, stream_name: str) -> LiftbridgeClient:
+    """A client whose block ended, of a new stream holding one message."""
+    client = LiftbridgeClient([broker])
+    async with client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await client.publish(b"only", stream=stream_name)
+    gc.collect()
+    return client
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_break_out_of_a_subscription_outside_the_block_ends_it_cleanly(
+    broker: str, stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # gufo-style: no `async with`, no aclose; the loop is left with `break`.
+    client = await _client_after_one_message(broker, stream_name)
+    caplog.set_level(logging.WARNING)
+    fds = _open_fds()
+    for _ in range(BREAKS):
+        async for message in client.subscribe(stream_name, start_position=StartPosition.EARLIEST):
+            assert message.value == b"only"
+            break
+    gc.collect()
+    await _settled_fds(fds)
+    assert client.connection_info() == []
+    assert _warnings(caplog) == []
+
+
+async def test_a_subscription_dropped_without_aclose_is_finalized_cleanly(
+    broker: str, stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Broken off and kept a while (the client used meanwhile), then dropped:
+    # the loop's asyncgen finalizer closes it from a task of its own.
+    client = await _client_after_one_message(broker, stream_name)
+    caplog.set_level(logging.WARNING)
+    fds = _open_fds()
+    for _ in range(20):
+        messages = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+        async for message in messages:
+            assert message.value == b"only"
+            break
+        assert await client.get_cursor(stream_name, 0, "never-set") == -1
+        del messages
+        gc.collect()
+    await _settled_fds(fds)
+    assert _warnings(caplog) == []

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from client_support import HANG_GUARD, read_all
 from helpers import wait_until
-from helpers.faults import frozen
+from helpers.frozen import frozen
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import ErrorDeadlineExceeded

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from client_support import HANG_GUARD, publish_values, read_all
 from helpers import aclosing, wait_until
+from helpers.restarts import publish_after_restart
 from helpers.servers import by_generation
 
 from lbwire.client import LiftbridgeClient
@@ -209,3 +210,59 @@ async def test_without_a_decisive_probe_the_order_check_stops_before_a_message_o
                     await publish_values(client, stream_name, [b"later"])
     assert [m.offset for m in received] == [0]
     assert len(failure) == by_generation(server, v1_9_0=1, newest=0)
+
+
+class ResubscribeRecorder:
+    """An observer that records `on_resubscribe` (the other events are ignored)."""
+
+    def __init__(self) -> None:
+        self.resubscribes: list[tuple[str, int, BaseException]] = []
+
+    def on_retry(self, method: str, attempt: int, error: BaseException) -> None:
+        pass
+
+    def on_reconnect(self, broker: str) -> None:
+        pass
+
+    def on_resubscribe(self, stream: str, partition: int, error: BaseException) -> None:
+        self.resubscribes.append((stream, partition, error))
+
+    def on_ack(self, stream: str, partition: int, latency: float) -> None:
+        pass
+
+
+async def test_reverse_subscription_resumes_through_a_restart_and_reports_it(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # More than the call's flow-control window (4 MiB), so the server still
+    # has messages to send when it is killed; the restarted one reports the
+    # stream missing until it has loaded it (the rule forward subscriptions
+    # follow: transient for a subscription it had confirmed).
+    count = 96
+    values = [bytes([i]) * 64 * 1024 for i in range(count)]
+    recorder = ResubscribeRecorder()
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        client.observer = recorder
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, values)
+        if by_generation(fresh_server, v1_9_0=True, newest=False):
+            with pytest.raises(ErrorReverseUnsupported):
+                await read_reverse(client, stream_name)
+            return
+        received: list[Message] = []
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                subscription = client.subscribe(stream_name, reverse=True)
+                async with aclosing(subscription) as messages:
+                    async for message in messages:
+                        received.append(message)
+                        if len(received) == 1:
+                            await fresh_server.akill()
+                            await fresh_server.astart()
+                            # Resuming meets "no such stream" while the server
+                            # loads, then "segment not found" until a publish
+                            # starts the partition again.
+                            tg.start_soon(publish_after_restart, client, stream_name, b"later")
+    assert [m.offset for m in received] == list(range(count - 1, -1, -1))
+    assert [m.value for m in received] == values[::-1]
+    assert [(s, p) for s, p, _ in recorder.resubscribes] == [(stream_name, 0)]

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from client_support import HANG_GUARD, collect, publish_values, read_all
 from helpers import aclosing, wait_until
-from helpers.faults import frozen
+from helpers.frozen import frozen
 from helpers.restarts import publish_after_restart
 
 from lbwire.client import LiftbridgeClient
@@ -99,6 +99,54 @@ async def test_readme_cursor_loop_survives_a_server_restart_without_gap_or_dupli
                     await publish_after_restart(client, stream_name, value)
         assert received == [0, 1, 2, 3]
         assert await client.get_cursor(stream_name, 0, cursor_id) == 4
+
+
+async def test_an_idle_subscription_resumes_through_a_second_restart_after_its_window(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # Resumed after one restart, the subscription receives nothing for longer
+    # than resubscribe_wait_time; the next restart is a new outage with a
+    # window of its own (lbwire 0.2 kept the first outage's deadline until a
+    # message arrived, and gave up at once).
+    window = 10.0  # longer than a restart takes, relaunches included
+    received: list[Message] = []
+    async with LiftbridgeClient([fresh_server.broker], resubscribe_wait_time=window) as client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        await publish_values(client, stream_name, [b"d0"])
+
+        async def consume() -> None:
+            subscription = client.subscribe(stream_name, start_position=StartPosition.EARLIEST)
+            async with aclosing(subscription) as messages:
+                async for message in messages:
+                    received.append(message)
+
+        async def served() -> bool:
+            try:
+                await client.get_partition_metadata(stream_name, 0)
+            except LiftbridgeError:
+                return False
+            return True
+
+        with anyio.fail_after(3 * HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await wait_until(lambda: len(received) == 1, "the first message arrives")
+                await kill_and_restart(fresh_server)
+                await wait_until(served, "the restarted server serves the partition")
+                # Idle past the window, and past the longest pause before the
+                # subscription's next try (the policy's max_backoff).
+                idle_from = anyio.current_time()
+                await wait_until(
+                    lambda: (
+                        anyio.current_time() - idle_from > window + 2 * RetryPolicy().max_backoff
+                    ),
+                    "the subscription has been idle for longer than its window",
+                )
+                await kill_and_restart(fresh_server)
+                await publish_after_restart(client, stream_name, b"d1")
+                await wait_until(lambda: len(received) == 2, "the subscription resumes")
+                tg.cancel_scope.cancel()
+    assert [m.value for m in received] == [b"d0", b"d1"]
 
 
 async def test_stream_deleted_after_a_restart_still_ends_the_subscription_at_once(

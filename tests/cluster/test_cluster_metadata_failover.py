@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from cluster_support import HANG_GUARD, Subscriber
+from helpers import wait_until
 from helpers.servers import by_generation
 
 from lbwire import wire
@@ -163,3 +164,63 @@ async def the_only_replica(cluster: LiftbridgeCluster, stream: str) -> Liftbridg
                     continue
             return node
         await anyio.sleep(0.05)
+
+
+async def test_create_stream_without_a_metadata_leader_is_bounded_by_default(
+    fresh_cluster: LiftbridgeCluster, stream_name: str
+) -> None:
+    # Two of three members gone: no quorum, so no metadata leader. gufo
+    # retries "no metadata leader" forever; lbwire within the retry policy.
+    # (The long rpc_timeout lets the survivor wait for a leader within one
+    # call, as it does once Raft has noticed the loss, without ending it.)
+    # The survivor a follower: a lone metadata leader may still take the
+    # request and fail it otherwise ("leadership lost while committing").
+    leader = fresh_cluster.metadata_leader()
+    survivor, *others = sorted(fresh_cluster.nodes, key=lambda node: node is leader)
+    for node in others:
+        await node.akill()
+    async with LiftbridgeClient(
+        [survivor.broker],
+        retry_policy=RetryPolicy(max_time=3.0),
+        rpc_timeout=HANG_GUARD * 2,
+        metadata_leader_timeout=0.2,
+        metadata_leader_dev=0.1,
+    ) as client:
+        with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorDeadlineExceeded, match=r"3\.0 s"):
+            await client.create_stream(stream_name)
+
+
+async def test_create_stream_with_timeout_none_waits_for_a_metadata_leader(
+    fresh_cluster: LiftbridgeCluster, stream_name: str
+) -> None:
+    leader = fresh_cluster.metadata_leader()
+    survivor, returning, gone = sorted(fresh_cluster.nodes, key=lambda node: node is leader)
+    await returning.akill()
+    await gone.akill()
+    max_time = 1.0
+    async with LiftbridgeClient(
+        [survivor.broker],
+        retry_policy=RetryPolicy(max_time=max_time),
+        rpc_timeout=HANG_GUARD * 2,
+        metadata_leader_timeout=0.2,
+        metadata_leader_dev=0.1,
+    ) as client:
+        created = anyio.Event()
+
+        async def create() -> None:
+            await client.create_stream(stream_name, timeout=None)
+            created.set()
+
+        with anyio.fail_after(HANG_GUARD * 2):
+            async with anyio.create_task_group() as tg:
+                started = anyio.current_time()
+                tg.start_soon(create)
+                # Still waiting well past the retry policy's max_time.
+                await wait_until(
+                    lambda: anyio.current_time() - started > 3 * max_time,
+                    "three times the retry policy's max_time have passed",
+                )
+                assert not created.is_set()
+                await returning.astart()
+        metadata = await client.get_metadata(stream_name)
+    assert [s.name for s in metadata.metadata] == [stream_name]

@@ -32,6 +32,7 @@ from compat_support import (
     publish_more,
     read_cursor,
 )
+from helpers.servers import port_taken_by_us
 
 from lbwire.testing import LiftbridgeServer, LiftbridgeStartError
 
@@ -110,6 +111,8 @@ def test_only_the_expected_lines_differ(variant: str) -> None:
 def server_on_9292() -> Iterator[LiftbridgeServer]:
     """A fresh server on 127.0.0.1:9292, the address the seed program hard-codes."""
     with contextlib.ExitStack() as stack:
+        # Other runs of this test (other passes, workers) wait for the port.
+        stack.enter_context(port_taken_by_us(PORT))
         problem = None
         try:
             server = stack.enter_context(LiftbridgeServer(port=PORT))

@@ -47,3 +47,33 @@ async def wait_until(
                 return
             await anyio.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
+class CallCounter:
+    """Counts the unary calls of one API method that the client's channels send.
+
+    Counted at the transport (`Channel.unary_unary`), each try included,
+    with its start time (`anyio.current_time()`). Install with `install`.
+    """
+
+    def __init__(self, method: str) -> None:
+        self.path = f"/proto.API/{method}"
+        self.starts: list[float] = []
+
+    def install(self, monkeypatch: Any) -> CallCounter:
+        from lbwire.grpc import Channel
+
+        real = Channel.unary_unary
+        counter = self
+
+        async def counting(channel: Any, path: str, request: bytes, **kwargs: Any) -> Any:
+            if path == counter.path:
+                counter.starts.append(anyio.current_time())
+            return await real(channel, path, request, **kwargs)
+
+        monkeypatch.setattr(Channel, "unary_unary", counting)
+        return self
+
+    def between(self, start: float, end: float) -> list[float]:
+        """The start times of the calls in [start, end)."""
+        return [t for t in self.starts if start <= t < end]

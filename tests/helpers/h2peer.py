@@ -273,7 +273,7 @@ async def raw_server() -> AsyncIterator[RawServer]:
     server = RawServer()
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     server.port = listener.extra(SocketAttribute.local_port)
-    async with anyio.create_task_group() as tasks:
+    async with listener, anyio.create_task_group() as tasks:  # closes the listening socket
         tasks.start_soon(listener.serve, server.serve)
         try:
             yield server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from typing import AsyncIterator, List
 
 import anyio
@@ -65,11 +66,18 @@ class Proxy:
 
 
 @contextlib.asynccontextmanager
-async def tcp_proxy(upstream_port: int) -> AsyncIterator[Proxy]:
+async def tcp_proxy(upstream_port: int, *, receive_buffer: int = 0) -> AsyncIterator[Proxy]:
+    """A `Proxy`; `receive_buffer`: the kernel's receive buffer of the client side
+    (SO_RCVBUF; 0 leaves the default, which grows to megabytes): small, a stall
+    soon stops the client's writes."""
     proxy = Proxy(upstream_port)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    if receive_buffer:
+        # Accepted sockets inherit it (and the window scale it implies).
+        raw = listener.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     proxy.port = listener.extra(SocketAttribute.local_port)
-    async with anyio.create_task_group() as tasks:
+    async with listener, anyio.create_task_group() as tasks:  # closes the listening socket
         tasks.start_soon(listener.serve, proxy.serve)
         try:
             yield proxy

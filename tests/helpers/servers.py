@@ -11,11 +11,24 @@ none is skipped:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TypeVar, Union
 
 from lbwire.testing import LIFTBRIDGE_VERSION, NEWEST, LiftbridgeCluster, LiftbridgeServer
 
-__all__ = ["LIFTBRIDGE_VERSION", "NEWEST", "SERVER_FIXTURES", "by_generation", "generation"]
+__all__ = [
+    "LIFTBRIDGE_VERSION",
+    "NEWEST",
+    "SERVER_FIXTURES",
+    "by_generation",
+    "generation",
+    "port_taken_by_us",
+]
 
 #: Fixtures that start a real server (or cluster), wherever they are defined:
 #: tests/conftest.py marks every test that uses one, directly or through
@@ -58,3 +71,29 @@ def by_generation(
 ) -> _T:
     """Pick what a server-specific test expects from this server's generation."""
     return newest if generation(server) == NEWEST else v1_9_0
+
+
+@contextlib.contextmanager
+def port_taken_by_us(port: int, timeout: float = 900.0) -> Iterator[None]:
+    """Hold a machine-wide lock on a fixed port for the block.
+
+    Test runs side by side (scripts/test.sh's passes, xdist workers) would
+    otherwise start servers on a port that a program hard-codes at the same
+    time; the block waits until no other holds it (a hang guard, not a timing
+    claim: the other holder is a test of a few seconds).
+    """
+    path = Path(tempfile.gettempdir()) / f"lbwire-test-port-{port}.lock"
+    with open(path, "a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout} s") from None
+                time.sleep(0.1)  # the holder announces nothing
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

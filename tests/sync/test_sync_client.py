@@ -20,7 +20,7 @@ from lbwire.consumer import AutoOffset
 from lbwire.error import ErrorNotFound
 from lbwire.sync import LiftbridgeClient
 from lbwire.testing import LiftbridgeServer
-from lbwire.types import AckPolicy, StartPosition
+from lbwire.types import AckPolicy, HealthStatus, StartPosition
 
 REPO = Path(__file__).resolve().parents[2]
 HANG_GUARD = 30.0
@@ -105,6 +105,13 @@ def test_cursors_and_metadata(client, stream_name):
     assert sorted(stream.partitions) == [0, 1]
 
 
+def test_health_check_and_watch(client):
+    assert client.health() is HealthStatus.SERVING
+    statuses = client.watch_health()
+    assert next(statuses) is HealthStatus.SERVING
+    statuses.close()
+
+
 def test_errors_are_the_async_clients(client, stream_name):
     with pytest.raises(ErrorNotFound):
         client.delete_stream(stream_name)
@@ -164,6 +171,24 @@ def test_consumer_group_member(client, stream_name):
     assert got == [b"a", b"b", b"c"]
     # Leaving committed the last message as processed (go-liftbridge's convention).
     assert client.get_cursor(stream_name, 0, member.cursor_id) == 2
+
+
+def test_whole_stream_reader(client, stream_name):
+    client.create_stream(stream_name, partitions=2, wait_for_stream=True)
+    for partition in (0, 1):
+        for value in (b"a", b"b"):
+            client.publish(value, stream=stream_name, partition=partition)
+    with client.reader(stream_name, cursor_id="r", commit_interval=None) as reader:
+        got = [next(reader) for _ in range(3)]
+        batch = next(reader.batches(10, 0))
+        assert reader.highwater() == {0: 1, 1: 1}
+        assert reader.lag() == {0: 2, 1: 2}  # nothing committed yet
+        reader.commit()  # the three single messages; the batch is still in hand
+        assert sum(reader.committed().values()) == 3
+        assert sum(reader.lag().values()) == 1
+    assert sorted((m.partition, m.offset) for m in got + batch) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # Leaving the block committed the batch in hand too.
+    assert [client.get_cursor(stream_name, p, "r") for p in (0, 1)] == [2, 2]
 
 
 def test_close_from_another_thread_ends_a_blocked_subscription(liftbridge_server, stream_name):

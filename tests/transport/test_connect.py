@@ -8,16 +8,63 @@ behaves like either, and those are the cases under test.
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Optional
+import os
+from typing import AsyncIterator, Awaitable, Callable, Optional
 
 import anyio
 import anyio.abc
 import pytest
 from anyio.abc import SocketAttribute
+from helpers import wait_until
 
+from lbwire.client import LiftbridgeClient
+from lbwire.error import LiftbridgeError
 from lbwire.grpc import Channel, ChannelConfig, GRPCError, Status
 
 pytestmark = pytest.mark.anyio
+
+
+class SilentPeer:
+    """A fake peer: it accepts TCP, reads everything and never writes (no real server does)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.accepted = 0
+        #: Connections the client has not closed yet.
+        self.open = 0
+
+    async def serve(self, stream: anyio.abc.SocketStream) -> None:
+        self.accepted += 1
+        self.open += 1
+        try:
+            async with stream:
+                while True:
+                    await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+        finally:
+            self.open -= 1
+
+
+@contextlib.asynccontextmanager
+async def silent_peer() -> AsyncIterator[SilentPeer]:
+    peer = SilentPeer()
+    async with listening(peer.serve) as peer.port:
+        yield peer
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    serve: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """Serve each connection to a new loopback port with `serve`; yield the port."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as tasks:  # closes the listening socket
+        tasks.start_soon(listener.serve, serve)
+        try:
+            yield listener.extra(SocketAttribute.local_port)
+        finally:
+            tasks.cancel_scope.cancel()
 
 
 @contextlib.asynccontextmanager
@@ -32,13 +79,12 @@ async def tcp_server(answer: Optional[bytes]) -> AsyncIterator[int]:
             await stream.send(answer)
             await anyio.sleep_forever()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, serve)
-        try:
-            yield listener.extra(SocketAttribute.local_port)
-        finally:
-            tasks.cancel_scope.cancel()
+    async with listening(serve) as port:
+        yield port
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 async def test_a_peer_that_never_answers_fails_within_the_connect_timeout() -> None:
@@ -63,3 +109,58 @@ async def test_an_http1_server_fails_at_once_with_a_clear_message() -> None:
     assert "not an HTTP/2 (gRPC) server" in caught.value.message
     assert "HTTP/1.1 400 Bad Request" in caught.value.message
     assert "frame of" not in caught.value.message
+
+
+# -- set-ups cut short: a connection whose set-up did not finish is closed ---------------------
+
+CALLS = 100
+
+
+async def test_calls_whose_deadline_ends_the_connect_leave_no_socket_open() -> None:
+    # The call's deadline ends its wait for the server's SETTINGS before the
+    # connect timeout does: the half-made connection must be closed with it.
+    config = ChannelConfig(connect_timeout=30)
+    async with silent_peer() as peer, Channel.open("127.0.0.1", peer.port, config=config) as chan:
+        fds = open_fds()
+        for _ in range(CALLS):
+            with anyio.fail_after(5), pytest.raises(GRPCError) as caught:
+                await chan.unary_unary("/t/Echo", b"", timeout=0.02)
+            assert caught.value.status is Status.DEADLINE_EXCEEDED
+            assert chan.connection is None
+        await wait_until(lambda: peer.open == 0, "the peer saw every connection closed")
+        # (A call may end before the TCP connect even did, on a busy machine.)
+        assert peer.accepted > CALLS // 2
+        assert open_fds() <= fds
+
+
+async def test_client_calls_the_user_cancels_while_connecting_leave_no_socket_open() -> None:
+    async with (
+        silent_peer() as peer,
+        LiftbridgeClient([f"127.0.0.1:{peer.port}"], connect_timeout=30) as client,
+    ):
+        fds = open_fds()
+        for _ in range(CALLS):
+            # Longer than the router's spacing of metadata fetches (50 ms),
+            # so that each call starts a connection before it is cancelled.
+            with anyio.move_on_after(0.1) as scope:
+                await client.get_metadata()
+            assert scope.cancelled_caught
+            assert not any(info.connected for info in client.connection_info())
+        await wait_until(lambda: peer.open == 0, "the peer saw every connection closed")
+        assert peer.accepted > CALLS // 2
+        assert open_fds() <= fds
+
+
+async def test_client_calls_timed_out_by_rpc_timeout_leave_no_socket_open() -> None:
+    async with (
+        silent_peer() as peer,
+        LiftbridgeClient(
+            [f"127.0.0.1:{peer.port}"], connect_timeout=30, rpc_timeout=0.02
+        ) as client,
+    ):
+        fds = open_fds()
+        for _ in range(CALLS // 10):
+            with anyio.fail_after(10), pytest.raises(LiftbridgeError):
+                await client.get_metadata()
+        await wait_until(lambda: peer.open == 0, "the peer saw every connection closed")
+        assert open_fds() <= fds

@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 
 import anyio
 import pytest
-from helpers.faults import frozen
+from helpers.frozen import frozen
 from helpers.h2peer import memory_server
 from helpers.proxy import tcp_proxy
 

@@ -1,7 +1,4 @@
-"""Freezing a real server: SIGSTOP keeps its sockets open and answers nothing.
-
-Import as ``from helpers.faults import frozen``.
-"""
+"""A frozen broker: the real server's process SIGSTOPped (its sockets stay open)."""
 
 from __future__ import annotations
 
@@ -13,9 +10,11 @@ from collections.abc import AsyncIterator
 from helpers import wait_until
 from lbwire.testing import LiftbridgeServer
 
+__all__ = ["all_threads_stopped", "frozen"]
+
 
 def all_threads_stopped(pid: int) -> bool:
-    """Whether every thread of process `pid` is stopped (state T in /proc)."""
+    """Whether every thread of a process is stopped (Linux /proc state "T")."""
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/stat") as stat:
             if stat.read().rsplit(")", 1)[1].split()[0] != "T":
@@ -25,15 +24,12 @@ def all_threads_stopped(pid: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def frozen(server: LiftbridgeServer) -> AsyncIterator[None]:
-    """SIGSTOP the server's process (a hung broker: connections stay open); SIGCONT after.
-
-    The signal is delivered asynchronously: the block begins once every
-    thread of the process has stopped.
-    """
+    """SIGSTOP the server's process (a hung broker: connections stay open); SIGCONT after."""
     pid = server.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
+        # The signal is delivered asynchronously: wait until every thread stopped.
         await wait_until(lambda: all_threads_stopped(pid), "the server is stopped")
         yield
     finally:

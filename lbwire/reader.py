@@ -1,0 +1,896 @@
+"""The whole-stream reader: every partition of a stream, each with its own cursor.
+
+`LiftbridgeClient.reader(...)` returns a `StreamReader`. Inside its
+`async with` block one task per partition reads that partition with
+`LiftbridgeClient.subscribe` (so each inherits the subscription's resumption
+across broker failures and leader moves) into a bounded buffer of its own;
+iterating the reader takes from those buffers. The iterator holds no task
+group or cancel scope across the points where it hands a message out: it is
+a plain object with `__anext__`, not an async generator.
+
+The cursor convention is the client's (`ClientOptions.cursor_convention`):
+the reader stores and reads its cursors through `set_cursor` and the cursor
+store's `resume_offset`, so a cursor written by the reader means what
+`StartPosition.RESUME` expects, whichever convention the client uses. The
+positions this module reports (`position`, `committed`) are always "the next
+offset to read", whatever the convention stores.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Type,
+    TypeVar,
+)
+
+import anyio
+
+from ._lifecycle import close_task_group, open_task_group
+from ._log import LazyLogger
+from .error import ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound, LiftbridgeError
+from .types import Message, StartPosition, StopPosition
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from .client import LiftbridgeClient
+
+__all__ = [
+    "MessageBatches",
+    "PartitionLag",
+    "StreamReader",
+    "SubscriptionBatches",
+    "batched",
+    "stream_lag",
+]
+
+logger = LazyLogger("lbwire.reader")
+
+_T = TypeVar("_T")
+
+#: Where a partition without a cursor may start.
+_STARTS = (StartPosition.EARLIEST, StartPosition.LATEST, StartPosition.NEW_ONLY)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """How far a cursor is behind one partition.
+
+    Attributes:
+        partition: The partition.
+        high_watermark: Offset of the partition's newest committed message
+            (-1 when it has none).
+        committed: The next offset to read according to the cursor (the
+            committed position), or None when no cursor is stored.
+        lag: Messages after the last one processed: `high_watermark + 1 -
+            committed`, never below 0; the whole partition (from offset 0)
+            when no cursor is stored.
+    """
+
+    partition: int
+    high_watermark: int
+    committed: Optional[int]
+    lag: int
+
+
+def _lag(high_watermark: int, committed: Optional[int]) -> int:
+    return max(0, high_watermark + 1 - (committed or 0))
+
+
+async def _each(func: Callable[[int], Awaitable[_T]], partitions: Iterable[int]) -> Dict[int, _T]:
+    """`func(partition)` for every partition, concurrently; by partition number."""
+    results: Dict[int, _T] = {}
+
+    async def one(partition: int) -> None:
+        results[partition] = await func(partition)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for partition in partitions:
+                tg.start_soon(one, partition)
+    except BaseException as group:
+        # The first LiftbridgeError of the calls, unwrapped: that is what the
+        # caller documents and catches.
+        error = _first_liftbridge_error(group)
+        if error is None:
+            raise
+        raise error from None
+    return {partition: results[partition] for partition in sorted(results)}
+
+
+def _first_liftbridge_error(exc: BaseException) -> Optional[LiftbridgeError]:
+    if isinstance(exc, LiftbridgeError):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _first_liftbridge_error(inner)
+        if found is not None:
+            return found
+    return None
+
+
+async def stream_partitions(client: LiftbridgeClient, stream: str) -> List[int]:
+    """The partition numbers of `stream`, from fresh metadata.
+
+    Raises:
+        ErrorNotFound: No such stream.
+    """
+    metadata = await client.get_metadata(stream=stream)
+    for found in metadata.metadata:
+        if found.name == stream:
+            return sorted(found.partitions)
+    raise ErrorNotFound(f"No such stream: {stream!r}")
+
+
+async def stream_lag(
+    client: LiftbridgeClient,
+    stream: str,
+    cursor_id: str,
+    partitions: Optional[Sequence[int]] = None,
+) -> List[PartitionLag]:
+    """The lag of cursor `cursor_id` on each partition of `stream` (all, or `partitions`).
+
+    One FetchPartitionMetadata call (to the partition's leader) and one
+    FetchCursor call per partition, concurrently.
+
+    Raises:
+        ValueError: Empty cursor id or a negative partition.
+        ErrorNotFound: No such stream or partition, or cursors are disabled.
+    """
+    if not cursor_id:
+        raise ErrorInvalidArgument("cursor_id must not be empty")
+    if partitions is None:
+        partitions = await stream_partitions(client, stream)
+    store = client.cursor_store
+
+    async def one(partition: int) -> PartitionLag:
+        high = (await client.get_partition_metadata(stream, partition)).high_watermark
+        committed = await store.resume_offset(stream, partition, cursor_id)
+        return PartitionLag(partition, high, committed, _lag(high, committed))
+
+    found = await _each(one, partitions)
+    return [found[p] for p in sorted(found)]
+
+
+class _Partition:
+    """One partition's reading state; the reader owns it (the task only fills `buffer`)."""
+
+    __slots__ = (
+        "buffer",
+        "committed",
+        "delivered",
+        "partition",
+        "paused",
+        "processed",
+        "queued",
+        "reading",
+        "scope",
+        "space",
+        "start",
+    )
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.buffer: Deque[Message] = deque()
+        #: Set by the iterator when it takes from a full buffer.
+        self.space: Optional[anyio.Event] = None
+        #: Whether the partition is in the reader's queue of ready partitions.
+        self.queued = False
+        self.paused = False
+        #: Whether a task reads it (false once its subscription ended).
+        self.reading = False
+        self.scope: Optional[anyio.CancelScope] = None
+        #: The subscribe() arguments the next task starts with.
+        self.start: Dict[str, Any] = {}
+        #: Next offset to hand out / first offset not yet processed / the
+        #: cursor's next offset (None: unknown, or no cursor).
+        self.delivered: Optional[int] = None
+        self.processed: Optional[int] = None
+        self.committed: Optional[int] = None
+
+
+class StreamReader:
+    """Reads every partition of a stream (or a chosen set), each from its own cursor.
+
+    Make it with `LiftbridgeClient.reader(...)` and use it as an async
+    context manager inside the client's block; iterate it for the messages
+    of all its partitions, merged::
+
+        async with client.reader("orders", cursor_id="billing") as reader:
+            async for msg in reader:
+                handle(msg)
+
+    Order is kept within each partition; partitions are interleaved as their
+    messages arrive (one at a time, in turn, when several have some). Each
+    partition is read by a task of the reader's own with
+    `LiftbridgeClient.subscribe`, so it resumes on its own when its broker
+    fails or its leader moves, without holding up the others. Each task
+    buffers at most `max_buffered` messages; a partition whose buffer is full
+    is not read further until the iterator takes from it (backpressure per
+    partition).
+
+    Commits (with a `cursor_id`): a message counts as processed when the
+    iterator is asked for the next one (or, with `batches`, when the next
+    batch is asked for). With `auto_commit`, what was processed is committed
+    every `commit_every` messages (before the next one is handed out), every
+    `commit_interval` seconds, and when the block is left without an
+    exception (the message in hand then counts as processed; with an
+    exception it does not). That makes delivery at least once: after a crash,
+    the messages processed since the last commit are read again, and no
+    others. `commit()` and `commit(offsets)` commit explicitly.
+
+    Cursor convention: the client's (`ClientOptions.cursor_convention`); the
+    positions reported here (`position`, `committed`, `commit(offsets)`) are
+    next offsets to read, whatever the cursor stores.
+
+    Raises (from the iterator):
+        LiftbridgeError: A partition's subscription failed for good (its
+            stream was deleted, it stayed unreachable for the client's
+            `resubscribe_wait_time`, ...). The other partitions go on; leave
+            the block to stop them.
+    """
+
+    def __init__(
+        self,
+        client: LiftbridgeClient,
+        stream: str,
+        partitions: Optional[Iterable[int]] = None,
+        *,
+        cursor_id: Optional[str] = None,
+        start_position: StartPosition = StartPosition.EARLIEST,
+        start_offset: Optional[int] = None,
+        start_timestamp: Optional[float] = None,
+        stop_position: StopPosition = StopPosition.STOP_ON_CANCEL,
+        stop_offset: Optional[int] = None,
+        stop_timestamp: Optional[float] = None,
+        auto_commit: bool = True,
+        commit_every: Optional[int] = None,
+        commit_interval: Optional[float] = 5.0,
+        max_buffered: int = 256,
+        allow_isr: bool = False,
+        resume: bool = False,
+    ) -> None:
+        if not stream:
+            raise ErrorInvalidArgument("stream must not be empty")
+        if start_position not in _STARTS:
+            raise ErrorInvalidArgument(
+                "start_position must be StartPosition.EARLIEST, LATEST or NEW_ONLY (a "
+                f"partition with a cursor always resumes from it), not {start_position!r}"
+            )
+        if max_buffered < 1:
+            raise ErrorInvalidArgument(f"max_buffered must be at least 1, not {max_buffered}")
+        if commit_every is not None and commit_every < 1:
+            raise ErrorInvalidArgument(f"commit_every must be at least 1, not {commit_every}")
+        if commit_interval is not None and commit_interval <= 0:
+            raise ErrorInvalidArgument(f"commit_interval must be positive, not {commit_interval}")
+        chosen: Optional[List[int]] = None
+        if partitions is not None:
+            chosen = sorted(set(partitions))
+            if not chosen:
+                raise ErrorInvalidArgument("partitions must not be empty (None: all of them)")
+            if chosen[0] < 0:
+                raise ErrorInvalidPartition(f"Partition must not be negative, not {chosen[0]}")
+        self.client = client
+        self.stream = stream
+        self.cursor_id = cursor_id
+        self._chosen = chosen
+        self._first_start: Dict[str, Any] = {
+            "start_position": start_position,
+            "start_offset": start_offset,
+            "start_timestamp": start_timestamp,
+        }
+        self._subscribe_args: Dict[str, Any] = {
+            "stop_position": stop_position,
+            "stop_offset": stop_offset,
+            "stop_timestamp": stop_timestamp,
+            "allow_isr": allow_isr,
+            "resume": resume,
+        }
+        self._auto_commit = auto_commit and cursor_id is not None
+        self._commit_every = commit_every
+        self._commit_interval = commit_interval
+        self._max_buffered = max_buffered
+        self._partitions: Dict[int, _Partition] = {}
+        #: Partitions with buffered messages, in the order they get a turn.
+        self._ready: Deque[_Partition] = deque()
+        self._wake = anyio.Event()
+        self._errors: Deque[LiftbridgeError] = deque()
+        #: The message handed out last, not yet processed (single messages).
+        self._last: Optional[_Partition] = None
+        self._last_next = 0
+        #: The batch handed out last: partition to its next offset.
+        self._batch: Dict[_Partition, int] = {}
+        self._since_commit = 0
+        self._commit_lock = anyio.Lock()
+        self._task_group: Optional[TaskGroup] = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def partitions(self) -> List[int]:
+        """The partitions this reader reads (known once the block is entered)."""
+        return sorted(self._partitions) if self._partitions else list(self._chosen or [])
+
+    async def __aenter__(self) -> StreamReader:
+        """Find the partitions, load their cursors and start reading each.
+
+        Raises:
+            ErrorNotFound: No such stream (when reading all its partitions),
+                or cursors are disabled on the server.
+        """
+        if self._task_group is not None:
+            raise RuntimeError("The reader is already open")
+        numbers = self._chosen
+        if numbers is None:
+            numbers = await stream_partitions(self.client, self.stream)
+        if self.cursor_id is not None:
+            store, cursor_id = self.client.cursor_store, self.cursor_id
+            resume = await _each(lambda p: store.resume_offset(self.stream, p, cursor_id), numbers)
+        else:
+            resume = {}
+        for number in numbers:
+            state = self._partitions[number] = _Partition(number)
+            offset = resume.get(number)
+            if offset is None:
+                state.start = dict(self._first_start)
+            else:
+                state.start = {"start_offset": offset}
+                state.delivered = state.processed = state.committed = offset
+        tg = self._task_group = await open_task_group()
+        for state in self._partitions.values():
+            self._start(state)
+        if self._auto_commit and self._commit_interval:
+            tg.start_soon(self._commit_periodically, self._commit_interval)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> Optional[bool]:
+        """Stop reading; commit what was processed (see the class); end every task.
+
+        An exception of the block comes out as itself.
+        """
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+        try:
+            if exc_type is None:
+                self._finish_handed()
+            if self._auto_commit:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    try:
+                        await self.commit()
+                    except LiftbridgeError as error:
+                        logger.warning("Final commit of %r failed: %s", self.stream, error)
+        finally:
+            if tg is not None:
+                await close_task_group(tg, exc_type, exc, traceback)
+        return None
+
+    def _start(self, state: _Partition) -> None:
+        assert self._task_group is not None
+        scope = state.scope = anyio.CancelScope()
+        state.reading = True
+        self._task_group.start_soon(self._read, state, scope, state.start)
+
+    async def _read(
+        self, state: _Partition, scope: anyio.CancelScope, start: Dict[str, Any]
+    ) -> None:
+        with scope:
+            try:
+                messages = self.client.subscribe(
+                    self.stream, partition=state.partition, **start, **self._subscribe_args
+                )
+                try:
+                    await self._fill(state, messages)
+                finally:
+                    # Not left to the garbage collector (PyPy: maybe after the loop ended).
+                    await messages.aclose()  # type: ignore[attr-defined]
+            except LiftbridgeError as error:
+                self._errors.append(error)
+            finally:
+                if state.scope is scope:
+                    state.reading = False
+                    self._wake.set()
+
+    async def _fill(self, state: _Partition, messages: Any) -> None:
+        # The hot path of every message a reader delivers.
+        buffer, limit, ready = state.buffer, self._max_buffered, self._ready
+        async for msg in messages:
+            while len(buffer) >= limit:
+                space = state.space = anyio.Event()
+                await space.wait()
+            buffer.append(msg)
+            if not state.queued and not state.paused:
+                state.queued = True
+                ready.append(state)
+                self._wake.set()
+
+    # ------------------------------------------------------------------ iteration
+
+    def __aiter__(self) -> StreamReader:
+        return self
+
+    async def __anext__(self) -> Message:
+        """The next message of any partition (see the class for what counts as processed)."""
+        self._finish_handed()
+        if self._commit_every is not None and self._since_commit >= self._commit_every:
+            await self._auto_commit_now()
+        while True:
+            if self._errors:
+                raise self._errors.popleft()
+            ready = self._ready
+            if ready:
+                state = ready.popleft()
+                buffer = state.buffer
+                msg = buffer.popleft()
+                if buffer:
+                    ready.append(state)
+                else:
+                    state.queued = False
+                space = state.space
+                if space is not None:
+                    state.space = None
+                    space.set()
+                self._last = state
+                self._last_next = state.delivered = msg.offset + 1
+                return msg
+            await self._wait_for_messages()
+
+    async def _wait_for_messages(self) -> None:
+        """Wait until a partition has messages, or raise StopAsyncIteration when none can come."""
+        if self._task_group is None and not self._partitions:
+            raise RuntimeError("Use the reader inside 'async with client.reader(...)'")
+        states = self._partitions.values()
+        if (self._task_group is None or not any(s.reading for s in states)) and not any(
+            s.buffer for s in states
+        ):
+            raise StopAsyncIteration
+        self._wake = anyio.Event()
+        if self._ready or self._errors:
+            return
+        await self._wake.wait()
+
+    def _finish_handed(self) -> None:
+        """The user is done with what was handed out last: it counts as processed."""
+        state = self._last
+        if state is not None:
+            self._last = None
+            if state.processed is None or self._last_next > state.processed:
+                state.processed = self._last_next
+            self._since_commit += 1
+        if self._batch:
+            for state, next_offset in self._batch.items():
+                if state.processed is None or next_offset > state.processed:
+                    state.processed = next_offset
+            self._batch = {}
+
+    def batches(self, max_count: int, max_wait: float) -> MessageBatches:
+        """Iterate the messages in lists of at most `max_count` (async for).
+
+        A batch merges partitions: it holds messages of any of them, in order
+        within each. It is built from messages that have already arrived:
+        once the first is there, the batch waits at most `max_wait` seconds
+        for more (0: not at all), and comes as soon as it has `max_count`.
+        The messages of a batch count as processed when the next batch is
+        asked for.
+
+        Raises:
+            ValueError: `max_count` below 1 or a negative `max_wait`.
+        """
+        return MessageBatches(self, max_count, max_wait)
+
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]:
+        """One batch (see `batches`); raises StopAsyncIteration when the reader ended."""
+        self._finish_handed()
+        if self._commit_every is not None and self._since_commit >= self._commit_every:
+            await self._auto_commit_now()
+        batch: List[Message] = []
+        handed = self._batch
+        deadline: Optional[float] = None
+        ready = self._ready
+        while True:
+            if self._errors and not batch:
+                raise self._errors.popleft()
+            while ready and len(batch) < max_count:
+                state = ready.popleft()
+                buffer = state.buffer
+                room = max_count - len(batch)
+                if len(buffer) <= room:
+                    batch.extend(buffer)
+                    buffer.clear()
+                    state.queued = False
+                else:
+                    batch.extend(buffer.popleft() for _ in range(room))
+                    ready.append(state)
+                state.delivered = handed[state] = batch[-1].offset + 1
+                space = state.space
+                if space is not None:
+                    state.space = None
+                    space.set()
+            if len(batch) >= max_count or self._errors:
+                break
+            if batch:
+                if deadline is None:
+                    deadline = anyio.current_time() + max_wait
+                if anyio.current_time() >= deadline:
+                    break
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    try:
+                        await self._wait_for_messages()
+                    except StopAsyncIteration:
+                        break
+            else:
+                await self._wait_for_messages()
+        self._since_commit += len(batch)
+        return batch
+
+    # ------------------------------------------------------------------ commits
+
+    async def _auto_commit_now(self) -> None:
+        if self._auto_commit:
+            await self.commit()
+        self._since_commit = 0
+
+    async def _commit_periodically(self, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.commit()
+            except LiftbridgeError as error:
+                logger.info("Commit of %r failed: %s", self.stream, error)
+
+    async def commit(self, offsets: Optional[Mapping[int, int]] = None) -> None:
+        """Store the cursors: what was processed, or the positions given.
+
+        Args:
+            offsets: Partition to the next offset to read (every message
+                before it counts as processed). None: each partition's
+                processed position (see the class).
+
+        Raises:
+            ValueError: No cursor_id, a partition the reader does not read,
+                or a negative offset.
+            LiftbridgeError: The cursor calls failed.
+        """
+        if self.cursor_id is None:
+            raise ErrorInvalidArgument("commit() needs a reader made with a cursor_id")
+        if offsets is None:
+            wanted = {
+                number: state.processed
+                for number, state in self._partitions.items()
+                if state.processed is not None and state.processed != state.committed
+            }
+        else:
+            wanted = {}
+            for number, offset in offsets.items():
+                self._state(number)
+                if offset < 0:
+                    raise ErrorInvalidArgument(f"Offset must not be negative, not {offset}")
+                wanted[number] = offset
+            for number, offset in wanted.items():
+                # The caller says what is processed: a later commit() keeps it.
+                self._partitions[number].processed = offset
+        self._since_commit = 0
+        if not wanted:
+            return
+        async with self._commit_lock:
+            await _each(lambda p: self._commit_one(p, wanted[p]), wanted)
+
+    async def _commit_one(self, partition: int, next_offset: int) -> None:
+        state = self._partitions[partition]
+        if next_offset == state.committed or next_offset <= 0:
+            return  # nothing processed yet: no cursor to store
+        await self.client.set_cursor(self.stream, partition, str(self.cursor_id), next_offset - 1)
+        state.committed = next_offset
+
+    # ------------------------------------------------------------------ positions
+
+    def _state(self, partition: int) -> _Partition:
+        state = self._partitions.get(partition)
+        if state is None:
+            raise ErrorInvalidPartition(
+                f"The reader of {self.stream!r} does not read partition {partition} "
+                f"(it reads {self.partitions})"
+            )
+        return state
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read `partition` from `offset` on: its buffer is dropped and its subscription restarted.
+
+        What was processed is not changed (a commit stores it); the next
+        message of the partition the iterator hands out is the one at
+        `offset` (or the oldest retained, if that is gone).
+
+        Raises:
+            ValueError: A partition the reader does not read, or a negative offset.
+        """
+        state = self._state(partition)
+        if offset < 0:
+            raise ErrorInvalidArgument(f"Offset must not be negative, not {offset}")
+        if self._task_group is None:
+            raise RuntimeError("seek() works inside the reader's block")
+        if state.scope is not None:
+            state.scope.cancel()
+        state.buffer.clear()
+        if state.queued:
+            self._ready.remove(state)
+            state.queued = False
+        if state.space is not None:
+            state.space.set()
+            state.space = None
+        if self._last is state:
+            self._finish_handed()
+        state.start = {"start_offset": offset}
+        state.delivered = offset
+        self._start(state)
+
+    def pause(self, partition: int) -> None:
+        """Hand out no more messages of `partition` until `resume(partition)`.
+
+        Its subscription stays open and stops reading once its buffer is full.
+
+        Raises:
+            ValueError: A partition the reader does not read.
+        """
+        state = self._state(partition)
+        state.paused = True
+        if state.queued:
+            self._ready.remove(state)
+            state.queued = False
+
+    def resume(self, partition: int) -> None:
+        """Hand out `partition`'s messages again after `pause(partition)`.
+
+        Raises:
+            ValueError: A partition the reader does not read.
+        """
+        state = self._state(partition)
+        state.paused = False
+        if state.buffer and not state.queued:
+            state.queued = True
+            self._ready.append(state)
+            self._wake.set()
+
+    def paused(self) -> List[int]:
+        """The partitions paused with `pause`."""
+        return sorted(n for n, s in self._partitions.items() if s.paused)
+
+    def position(self) -> Dict[int, Optional[int]]:
+        """Per partition, the offset of the next message the iterator hands out.
+
+        None for a partition that has handed nothing out yet and started
+        without a cursor (its first offset is the server's choice).
+        """
+        return {n: s.delivered for n, s in sorted(self._partitions.items())}
+
+    def committed(self) -> Dict[int, Optional[int]]:
+        """Per partition, the committed position: the next offset to read by its cursor.
+
+        As this reader knows it: loaded when the block was entered, then
+        what it committed. None: no cursor is stored.
+        """
+        return {n: s.committed for n, s in sorted(self._partitions.items())}
+
+    async def highwater(self) -> Dict[int, int]:
+        """Per partition, the offset of the newest committed message (-1 if none).
+
+        One FetchPartitionMetadata call per partition, to its leader.
+
+        Raises:
+            LiftbridgeError: A call failed.
+        """
+
+        async def one(partition: int) -> int:
+            metadata = await self.client.get_partition_metadata(self.stream, partition)
+            return metadata.high_watermark
+
+        return await _each(one, sorted(self._partitions))
+
+    async def lag(self) -> Dict[int, int]:
+        """Per partition, the messages after the last one processed and committed.
+
+        `high_watermark + 1 - committed` (see `highwater` and `committed`);
+        a partition without a cursor counts from offset 0.
+
+        Raises:
+            LiftbridgeError: A call failed.
+        """
+        highs = await self.highwater()
+        return {n: _lag(high, self._partitions[n].committed) for n, high in highs.items()}
+
+
+class BatchSource(Protocol):
+    """What `MessageBatches` takes its batches from (a reader, a group member)."""
+
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]: ...
+
+
+class MessageBatches:
+    """The batches of a reader or group member (see their `batches`); iterate it."""
+
+    def __init__(self, reader: BatchSource, max_count: int, max_wait: float) -> None:
+        _check_batch_bounds(max_count, max_wait)
+        self._reader = reader
+        self.max_count = max_count
+        self.max_wait = max_wait
+
+    def __aiter__(self) -> MessageBatches:
+        return self
+
+    async def __anext__(self) -> List[Message]:
+        return await self._reader.next_batch(self.max_count, self.max_wait)
+
+
+class SubscriptionBatches:
+    """One subscription's messages in batches; made by `batched`, used as `async with`.
+
+    A task of its own (in a task group the object owns, for the length of
+    its block) reads the subscription into a buffer of at most
+    `max_buffered` messages; iterating the object takes them in lists.
+    """
+
+    def __init__(
+        self,
+        messages: AsyncIterator[Message],
+        max_count: int,
+        max_wait: float,
+        max_buffered: Optional[int] = None,
+    ) -> None:
+        _check_batch_bounds(max_count, max_wait)
+        self.max_count = max_count
+        self.max_wait = max_wait
+        self._limit = max(max_buffered or 2 * max_count, 1)
+        self._messages = messages
+        self._buffer: Deque[Message] = deque()
+        self._space: Optional[anyio.Event] = None
+        self._wake = anyio.Event()
+        self._ended = False
+        #: Whether the iterator waits for `_wake` (the task sets it only then).
+        self._waiting = False
+        self._error: Optional[LiftbridgeError] = None
+        self._task_group: Optional[TaskGroup] = None
+
+    async def __aenter__(self) -> SubscriptionBatches:
+        """Start reading the subscription."""
+        tg = self._task_group = await open_task_group()
+        tg.start_soon(self._pump)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> Optional[bool]:
+        """Stop reading and close the subscription."""
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            await close_task_group(tg, exc_type, exc, traceback)
+        return None
+
+    async def _pump(self) -> None:
+        buffer, limit = self._buffer, self._limit
+        messages = self._messages
+        try:
+            async for msg in messages:
+                while len(buffer) >= limit:
+                    space = self._space = anyio.Event()
+                    await space.wait()
+                buffer.append(msg)
+                if self._waiting:
+                    # Only when the iterator waits: setting an event per
+                    # message was most of this loop's cost.
+                    self._waiting = False
+                    self._wake.set()
+        except LiftbridgeError as error:
+            self._error = error
+        finally:
+            self._ended = True
+            self._wake.set()
+            # Not left to the garbage collector (PyPy: maybe after the loop ended).
+            await messages.aclose()  # type: ignore[attr-defined]
+
+    async def _wait(self) -> None:
+        """Wait until the task adds a message (or ends)."""
+        wake = self._wake = anyio.Event()
+        self._waiting = True
+        try:
+            await wake.wait()
+        finally:
+            self._waiting = False
+
+    def __aiter__(self) -> SubscriptionBatches:
+        return self
+
+    async def __anext__(self) -> List[Message]:
+        """The next batch (see `batched`)."""
+        if self._task_group is None:
+            raise RuntimeError("Use the batches inside 'async with batched(...)'")
+        buffer, max_count = self._buffer, self.max_count
+        batch: List[Message] = []
+        deadline: Optional[float] = None
+        while True:
+            room = max_count - len(batch)
+            if len(buffer) <= room:
+                batch.extend(buffer)
+                buffer.clear()
+            else:
+                batch.extend(buffer.popleft() for _ in range(room))
+            space = self._space
+            if space is not None:
+                self._space = None
+                space.set()
+            if len(batch) >= max_count or self._ended:
+                break
+            if batch:
+                if deadline is None:
+                    deadline = anyio.current_time() + self.max_wait
+                if anyio.current_time() >= deadline:
+                    break
+                with anyio.CancelScope(deadline=deadline):  # (no move_on_at in anyio for 3.9)
+                    await self._wait()
+            else:
+                await self._wait()
+        if batch:
+            return batch
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        raise StopAsyncIteration
+
+
+def batched(
+    messages: AsyncIterator[Message],
+    max_count: int,
+    max_wait: float,
+    *,
+    max_buffered: Optional[int] = None,
+) -> SubscriptionBatches:
+    """A single subscription's messages in lists of at most `max_count`.
+
+    Wraps what `LiftbridgeClient.subscribe(...)` returns (which stays a plain
+    async iterator); use the result as an async context manager, inside the
+    client's block, and iterate it::
+
+        subscription = client.subscribe("orders", partition=0, start_position=...)
+        async with batched(subscription, 500, 0.05) as batches:
+            async for batch in batches:
+                handle(batch)
+
+    A batch is built from messages that have already arrived: once the first
+    is there, it waits at most `max_wait` seconds for more (0: not at all),
+    and comes as soon as it has `max_count`. At most `max_buffered` messages
+    (default: twice `max_count`) are read ahead. Leaving the block closes the
+    subscription. An error ending the subscription is raised by the iterator
+    after the messages that came before it.
+
+    Raises:
+        ValueError: `max_count` below 1 or a negative `max_wait`.
+    """
+    return SubscriptionBatches(messages, max_count, max_wait, max_buffered)
+
+
+def _check_batch_bounds(max_count: int, max_wait: float) -> None:
+    if max_count < 1:
+        raise ErrorInvalidArgument(f"max_count must be at least 1, not {max_count}")
+    if max_wait < 0:
+        raise ErrorInvalidArgument(f"max_wait must not be negative, not {max_wait}")
