@@ -431,6 +431,13 @@ class PublishSession:
             if not queue:
                 del self._shared[correlation_id]
 
+    def _sweep_sooner(self, deadline: float) -> None:
+        """Have the sweeper look at `deadline`, earlier than it meant to."""
+        self._sweep_at = deadline
+        wake = self._sweep_wake
+        if wake is not None:
+            wake.set()
+
     def _register(self, item: PendingAck) -> None:
         correlation_id = item.correlation_id
         if correlation_id in self._pending:
@@ -491,10 +498,7 @@ class PublishSession:
             else:
                 self._pending[correlation_id] = item
             if item.deadline < self._sweep_at:
-                self._sweep_at = item.deadline
-                wake = self._sweep_wake
-                if wake is not None:
-                    wake.set()
+                self._sweep_sooner(item.deadline)
         # Senders take turns: a message the stream's flow-control window cannot
         # take at once is sent in parts, across awaits, and no other message
         # may go out between them (StreamStreamCall.send_message does not
@@ -585,6 +589,8 @@ class PublishSession:
                         if observe:
                             item.observed = (request.stream, request.partition, time.monotonic())
                         self._register(item)
+                        if deadline < self._sweep_at:
+                            self._sweep_sooner(deadline)
                     chunk.append(item)
                     pos += 1
                 await self._write(encoded[start:pos])

@@ -75,6 +75,35 @@ async def test_publish_async_waits_at_the_request_bound_and_a_timeout_sends_noth
         assert client.publish_in_flight == (0, 0)
 
 
+@pytest.mark.parametrize("how", ["publish_async", "publish_batch"])
+async def test_acks_nobody_awaits_give_their_room_back_when_swept_at_their_timeout(
+    fresh_server: LiftbridgeServer, stream_name: str, how: str
+) -> None:
+    # The warm-up ack's timeout lies beyond the hang guard: the sweeper
+    # looks in time only if these publishes' earlier timeouts wake it.
+    async with LiftbridgeClient(
+        [fresh_server.broker], publish_async_max_pending=2, publish_async_ack_timeout=600
+    ) as client:
+        await warm(client, stream_name)
+        async with frozen(fresh_server):
+            # Never awaited: only the stream's sweeper settles them.
+            if how == "publish_async":
+                for value in (b"0", b"1"):
+                    await client.publish_async(value, stream=stream_name, ack_timeout=0.3)
+            else:
+                await client.publish_batch([b"0", b"1"], stream=stream_name, ack_timeout=0.3)
+            assert client.publish_in_flight.requests == 2
+            await wait_until(
+                lambda: client.publish_in_flight == (0, 0), "the timed-out acks give room back"
+            )
+            # The room is free: this one goes out without waiting.
+            late = await client.publish_async(b"2", stream=stream_name)
+            assert waiting(client) == 0
+        with anyio.fail_after(HANG_GUARD):
+            await late
+        assert client.publish_in_flight == (0, 0)
+
+
 async def test_the_byte_bound_holds_publishes_back_and_a_larger_message_goes_alone(
     fresh_server: LiftbridgeServer, stream_name: str
 ) -> None:
