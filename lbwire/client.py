@@ -193,15 +193,15 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     compression_threshold = Option[int]()
     encoding_header = Option[str]()
     publish_async_ack_timeout = Option[float]()
-    publish_async_max_pending = Option[int]()
-    publish_async_max_pending_bytes = Option[int]()
-    on_publish_error = Option[Optional[Callable[[PublishAsyncError], None]]]()
     metadata_leader_timeout = Option[float]()
     metadata_leader_dev = Option[float]()
     connect_timeout = Option[float]()
     rpc_timeout = Option[float]()
     ack_timeout = Option[float]()
     max_publish_size = Option[int]()
+    publish_async_max_pending = Option[int]()
+    publish_async_max_pending_bytes = Option[int]()
+    on_publish_error = Option[Optional[Callable[[PublishAsyncError], None]]]()
     ssl_context = Option[Optional["ssl.SSLContext"]]()
     tls_server_hostname = Option[Optional[str]]()
     retry_policy = Option[RetryPolicy]()
@@ -223,15 +223,15 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         compression_threshold: int = 0,
         encoding_header: str = "X-Msg-Encoding",
         publish_async_ack_timeout: float = 10.0,
-        publish_async_max_pending: int = DEFAULT_MAX_PENDING,
-        publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-        on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None,
         metadata_leader_timeout: float = 3.0,
         metadata_leader_dev: float = 1.0,
         connect_timeout: float = 5.0,
         rpc_timeout: float = 10.0,
         ack_timeout: float = 5.0,
         max_publish_size: int = DEFAULT_MAX_PUBLISH_SIZE,
+        publish_async_max_pending: int = DEFAULT_MAX_PENDING,
+        publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
         tls_server_hostname: Optional[str] = None,
         retry_policy: Optional[RetryPolicy] = None,
@@ -257,15 +257,15 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             "compression_threshold": compression_threshold,
             "encoding_header": encoding_header,
             "publish_async_ack_timeout": publish_async_ack_timeout,
-            "publish_async_max_pending": publish_async_max_pending,
-            "publish_async_max_pending_bytes": publish_async_max_pending_bytes,
-            "on_publish_error": on_publish_error,
             "metadata_leader_timeout": metadata_leader_timeout,
             "metadata_leader_dev": metadata_leader_dev,
             "connect_timeout": connect_timeout,
             "rpc_timeout": rpc_timeout,
             "ack_timeout": ack_timeout,
             "max_publish_size": max_publish_size,
+            "publish_async_max_pending": publish_async_max_pending,
+            "publish_async_max_pending_bytes": publish_async_max_pending_bytes,
+            "on_publish_error": on_publish_error,
             "ssl_context": ssl_context,
             "tls_server_hostname": tls_server_hostname,
             "retry_policy": retry_policy,

@@ -93,6 +93,15 @@ class ClientOptions:
             by publishes and read by subscriptions.
         publish_async_ack_timeout: Seconds to wait for the acks of
             `publish_bulk` and `publish_async`.
+        metadata_leader_timeout: Mean pause (s) after "no metadata leader".
+        metadata_leader_dev: Deviation of that pause (s).
+        connect_timeout: Seconds a connection attempt may take.
+        rpc_timeout: Deadline (s) sent with every unary call but publishes.
+        ack_timeout: Default seconds a `publish` waits for its ack.
+        max_publish_size: Largest publish request sent, in bytes; larger ones
+            raise `ErrorMessageSizeExceeded` before anything is sent. The
+            connections' send limit follows it, so what passes this check
+            reaches the server.
         publish_async_max_pending: Most acked publishes in flight at once
             (sent, or about to be, and not yet acknowledged, refused or timed
             out), whichever method sent them. A publish beyond it waits for
@@ -107,15 +116,6 @@ class ClientOptions:
             must return quickly; what it raises is logged, never raised.
             None logs them instead (the 1st, 10th, 100th...); either way
             `publish_errors` counts them.
-        metadata_leader_timeout: Mean pause (s) after "no metadata leader".
-        metadata_leader_dev: Deviation of that pause (s).
-        connect_timeout: Seconds a connection attempt may take.
-        rpc_timeout: Deadline (s) sent with every unary call but publishes.
-        ack_timeout: Default seconds a `publish` waits for its ack.
-        max_publish_size: Largest publish request sent, in bytes; larger ones
-            raise `ErrorMessageSizeExceeded` before anything is sent. The
-            connections' send limit follows it, so what passes this check
-            reaches the server.
         ssl_context: TLS context (client certificate included for mTLS);
             None for plaintext. lbwire sets its ALPN protocols to `h2` (gRPC
             needs it, and Python offers no per-connection ALPN nor a way to
@@ -163,15 +163,15 @@ class ClientOptions:
     compression_threshold: int = 0
     encoding_header: str = "X-Msg-Encoding"
     publish_async_ack_timeout: float = 10.0
-    publish_async_max_pending: int = DEFAULT_MAX_PENDING
-    publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
-    on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None
     metadata_leader_timeout: float = 3.0
     metadata_leader_dev: float = 1.0
     connect_timeout: float = 5.0
     rpc_timeout: float = 10.0
     ack_timeout: float = 5.0
     max_publish_size: int = DEFAULT_MAX_PUBLISH_SIZE
+    publish_async_max_pending: int = DEFAULT_MAX_PENDING
+    publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None
     ssl_context: Optional[ssl.SSLContext] = None
     tls_server_hostname: Optional[str] = None
     retry_policy: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
