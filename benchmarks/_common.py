@@ -68,6 +68,16 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "higher": True,
         "label": "pipelined publish, 1,000 in flight",
     },
+    "publish_batch": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "batch publish, batches of 1,000",
+    },
+    "publish_fire_and_forget": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "fire-and-forget publish",
+    },
     "cursor_roundtrip": {"unit": "pairs/s", "higher": True, "label": "cursor set + get"},
     "first_message_ms": {"unit": "ms", "higher": False, "label": "connect to first message"},
     "first_message_warm_ms": {
@@ -88,6 +98,8 @@ CELL_NOTES: Dict[str, Dict[str, str]] = {
     "publish_unacked": {GO: "queues only"},
     "publish_acked": {BASELINE: "cannot wait for acks"},
     "publish_pipelined": {BASELINE: "`publish_bulk`"},
+    "publish_batch": {BASELINE: "`publish_bulk`", GO: "`PublishAsync`, 1,000 in flight"},
+    "publish_fire_and_forget": {GO: "`Publish`, AckPolicyNone: queues only"},
 }
 
 

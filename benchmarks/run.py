@@ -156,6 +156,31 @@ def plan(sizes: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any], int]]:
             rounds,
         ),
         (
+            "publish_batch",
+            {
+                "scenario": "publish_batch",
+                "stream": STREAM_PUBLISH,
+                "size": 100,
+                "count": sizes["pipelined_count"],
+                "batch": 1000,
+                # Go has no batch call: PublishAsync with this many in flight.
+                "in_flight": 1000,
+                "timeout": timeout,
+            },
+            rounds,
+        ),
+        (
+            "publish_fire_and_forget",
+            {
+                "scenario": "publish_fire_and_forget",
+                "stream": STREAM_PUBLISH,
+                "size": 100,
+                "count": sizes["pipelined_count"],
+                "timeout": timeout,
+            },
+            rounds,
+        ),
+        (
             "cursor_roundtrip",
             {
                 "scenario": "cursor_roundtrip",

@@ -36,6 +36,7 @@ import anyio
 from . import wire
 from ._checks import checked_publish_value
 from ._log import LazyLogger
+from ._room import PublishRoom
 from .compression import compress
 from .error import (
     ErrorAckTimeout,
@@ -117,10 +118,19 @@ class Publisher:
         self.connections = connections
         self.options = options
         self._session: Optional[PublishSession] = None
+        #: The bound on this client's publishes in flight on its PublishAsync
+        #: streams (publishes outside the client's block wait for their acks
+        #: on a stream of their own, outside it).
+        self.room = PublishRoom(
+            options.publish_async_max_pending, options.publish_async_max_pending_bytes
+        )
         self._session_lock: Optional[anyio.Lock] = None
         self._task_group: Optional[TaskGroup] = None
         # Streams a publish of this client reached (see `stream_known`).
         self._published: Set[str] = set()
+        #: Refusals no awaiter received (see `_report_unclaimed`).
+        self.unclaimed_errors = 0
+        self._callback_failed = False
 
     def start(self, task_group: TaskGroup) -> None:
         """Run the PublishAsync reader in `task_group` from now on."""
@@ -433,10 +443,12 @@ class Publisher:
             if session is None or session.closed:
                 if self._task_group is None:
                     raise RuntimeError("LiftbridgeClient is not open")
-                session = self._session = await self._open_session(self._task_group)
+                session = self._session = await self._open_session(self._task_group, self.room)
             return session
 
-    async def _open_session(self, task_group: TaskGroup) -> PublishSession:
+    async def _open_session(
+        self, task_group: TaskGroup, room: Optional[PublishRoom] = None
+    ) -> PublishSession:
         """A new PublishAsync stream on any broker; its reader runs in `task_group`."""
         # Imported on first use, as many programs never pipeline.
         from .publish import PublishSession
@@ -448,12 +460,38 @@ class Publisher:
                 channel = connections.channel(address)
             else:
                 channel = connections.scope_channel(address)
-            session = PublishSession(channel, task_group, self.connections.observers)
+            session = PublishSession(
+                channel, task_group, self.connections.observers, room, self._report_unclaimed
+            )
             session.address = address
             await session.start()
             return session
 
         return await self.router.on_any_broker("PublishAsync", open_on)
+
+    def _report_unclaimed(self, error: PublishAsyncError) -> None:
+        """A refusal no awaiter receives (of a fire-and-forget publish, mostly): count it, tell.
+
+        It goes to the client's `on_publish_error` callback, whose exceptions
+        are logged, never raised; without one, it is logged, at the 1st, 10th,
+        100th... such refusal (bounded logging).
+        """
+        self.unclaimed_errors += 1
+        count = self.unclaimed_errors
+        callback = self.options.on_publish_error
+        if callback is not None:
+            try:
+                callback(error)
+            except Exception as exc:
+                if not self._callback_failed:
+                    self._callback_failed = True
+                    logger.warning("on_publish_error raised %r (ignored; logged once)", exc)
+        elif count == 10 ** (len(str(count)) - 1):
+            logger.warning(
+                "%d publishes refused with nobody awaiting them (AckPolicy.NONE); the latest: %s",
+                count,
+                error,
+            )
 
     async def send_outside(
         self, request: wire.PublishRequest, encoded: bytes, timeout: float
@@ -463,16 +501,38 @@ class Publisher:
         The stream and its connection end before this returns, so the
         returned PendingAck is settled: awaiting it gives the ack or raises.
         """
+        items = await self._outside(lambda session: session.send(request, encoded, timeout))
+        return items[0]
+
+    async def _outside(self, send: Callable[[PublishSession], Awaitable[Any]]) -> List[PendingAck]:
+        """Send on a stream of its own (outside the client's block) and wait for the acks."""
         async with self.connections.outside_scope() as task_group:
             session = await self._open_session(task_group)
             try:
-                item = await session.send(request, encoded, timeout)
-                # An error stays in the item: awaiting it raises it again.
-                with contextlib.suppress(LiftbridgeError):
-                    await item
+                sent = await send(session)
+                items: List[PendingAck] = sent if isinstance(sent, list) else [sent]
+                for item in items:
+                    # An error stays in the item: awaiting it raises it again.
+                    with contextlib.suppress(LiftbridgeError):
+                        await item
             finally:
                 await session.aclose()
-        return item
+        return items
+
+    async def publish_batch(
+        self, requests: List[wire.PublishRequest], timeout: float
+    ) -> List[PendingAck]:
+        """Send `requests` framed and written together (see `LiftbridgeClient.publish_batch`)."""
+        for request in requests:
+            if not request.correlationId:
+                request.correlationId = new_correlation_id()
+        encoded = [self.encode(request) for request in requests]
+        if not self.connections.open:
+            return await self._outside(
+                lambda session: session.send_batch(requests, encoded, timeout)
+            )
+        session = await self.session()
+        return await session.send_batch(requests, encoded, timeout)
 
     async def publish_bulk(
         self, requests: Iterable[wire.PublishRequest], wait: bool

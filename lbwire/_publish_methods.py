@@ -10,18 +10,25 @@ from typing import (
     AsyncIterator,
     Dict,
     Iterable,
+    List,
     Optional,
+    Union,
 )
 
+import anyio
+
 from . import wire
+from ._checks import checked_publish_value
 from ._publish import Publisher, new_correlation_id
 from .error import (
+    ErrorDeadlineExceeded,
     ErrorInvalidArgument,
 )
 from .retry import call_budget
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
+    from ._room import InFlight
     from .options import ClientOptions
     from .publish import PendingAck
 
@@ -213,7 +220,24 @@ class PublishMethods:
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
     ) -> PendingAck:
-        """Send a message on the pipelined PublishAsync stream without waiting.
+        """Send a message on the pipelined PublishAsync stream without waiting for its ack.
+
+        Fire and forget: with AckPolicy.NONE it returns once the message is
+        queued (go-liftbridge's semantics), takes no room in the bound and
+        its PendingAck gives None. The server refuses such a message (a
+        missing stream, say) without anyone to tell: the refusal goes to the
+        client's `on_publish_error` callback (or the log) and is counted in
+        `publish_errors`. `publish(..., ack_policy=AckPolicy.NONE)` instead
+        waits for the server's reply and raises the refusal, as
+        gufo-liftbridge's does.
+
+        Backpressure: an acked publish takes room in the client's bound on
+        publishes in flight (`publish_async_max_pending` requests,
+        `publish_async_max_pending_bytes` bytes) and gives it back when it is
+        settled: acknowledged, refused, timed out or failed with its stream,
+        whether or not anyone awaits it. When there is no room, this waits
+        for some, first come first served, within the ack timeout. Cancelled
+        while it waits, it leaves nothing behind and sends nothing.
 
         Time budget: sending, the retry policy's (opening the stream); the
         ack, `ack_timeout` after it was sent.
@@ -222,6 +246,10 @@ class PublishMethods:
             An awaitable `PendingAck`: `await` it for the Ack (None for
             AckPolicy.NONE); it raises `PublishAsyncError` if the server
             refused the message and `ErrorAckTimeout` if no ack came in time.
+
+        Raises:
+            ErrorDeadlineExceeded: No room in the bound within the ack
+                timeout; the message was not sent (`not_processed` is True).
         """
         publisher = self._publisher
         session = None
@@ -252,6 +280,148 @@ class PublishMethods:
         if session is None:
             session = await publisher.session()
         return await session.send(request, encoded, timeout)
+
+    async def publish_batch(
+        self,
+        messages: Iterable[Union[bytes, wire.PublishRequest]],
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> List[PendingAck]:
+        """Publish many messages at once on the PublishAsync stream; their awaitables, in order.
+
+        The messages are encoded and framed in one pass and written
+        together, as many at a time as the client's bound on publishes in
+        flight allows (the call waits for room for the rest, as
+        `publish_async` does). It returns once every message is sent, not
+        acknowledged: await each `PendingAck`, or `flush()` and then read
+        them. Messages on one partition are stored in the order given.
+
+        Args:
+            messages: Values (bytes), published with the arguments below,
+                or PublishRequests (e.g. from `get_publish_request`), sent as
+                they are; the two may be mixed.
+            stream: Stream of the values (needed when there are values).
+            key: Key of every value.
+            partition: Partition of every value; when None, the partitioner
+                (argument or client default) chooses for each, else 0.
+            headers: Headers of every value.
+            ack_policy: LEADER, ALL or NONE (nothing to await: see
+                `publish_async` for where refusals go).
+            auto_compress: Compress each value with the client's method.
+            partitioner: Partitioner for the values.
+            ack_timeout: Seconds to wait for each ack
+                (`publish_async_ack_timeout` if None), room included.
+
+        Returns:
+            One `PendingAck` per message, in order. When the stream breaks
+            meanwhile, the messages it took fail with `ErrorUnavailable` (they
+            may be stored) and those after it with `ErrorUnavailable` whose
+            `not_processed` is True; when no room comes within the ack
+            timeout, the rest fail with `ErrorDeadlineExceeded`
+            (`not_processed`).
+
+        Raises:
+            ValueError: Bad arguments or a message too large, before anything is sent.
+            ErrorUnavailable: No PublishAsync stream could be opened.
+        """
+        publisher = self._publisher
+        requests: List[wire.PublishRequest] = []
+        template: Optional[wire.PublishRequest] = None
+        choose = partitioner or publisher.options.partitioner
+        count = 0
+        for message in messages:
+            if isinstance(message, wire.PublishRequest):
+                requests.append(message)
+                continue
+            if not stream:
+                raise ErrorInvalidArgument("publish_batch needs a stream name for its values")
+            chosen = partition
+            if chosen is None and choose is not None:
+                if not count:
+                    with call_budget(publisher.router.policy):
+                        count = await publisher.router.partition_count(stream)
+                chosen = choose(stream, key, bytes(message), count)
+                if not 0 <= chosen < count:
+                    raise ErrorInvalidArgument(
+                        f"Partitioner chose partition {chosen} of {stream!r}, which has {count}"
+                    )
+            if auto_compress or template is None or (chosen or 0) != template.partition:
+                # Checked and built in full once (and per value when compressed).
+                template = publisher.request(
+                    message,
+                    stream=stream,
+                    key=key,
+                    partition=chosen,
+                    headers=headers,
+                    ack_inbox=None,
+                    correlation_id=new_correlation_id(),
+                    ack_policy=ack_policy,
+                    auto_compress=auto_compress,
+                    expected_offset=None,
+                )
+                requests.append(template)
+                continue
+            requests.append(
+                wire.PublishRequest(
+                    key=template.key,
+                    value=checked_publish_value(message, key=None, headers=None, partition=None),
+                    stream=stream,
+                    partition=template.partition,
+                    headers=template.headers,
+                    correlationId=new_correlation_id(),
+                    ackPolicy=template.ackPolicy,
+                    expectedOffset=-1,
+                )
+            )
+        timeout = ack_timeout if ack_timeout is not None else self.options.publish_async_ack_timeout
+        return await publisher.publish_batch(requests, timeout)
+
+    @property
+    def publish_errors(self) -> int:
+        """Refusals that no awaiter received, since the client was made.
+
+        Those of fire-and-forget publishes (`publish_async` or
+        `publish_batch` with AckPolicy.NONE), and late ones of publishes
+        whose awaiter gave up. Each also goes to the `on_publish_error`
+        callback (or the log).
+        """
+        return self._publisher.unclaimed_errors
+
+    @property
+    def publish_in_flight(self) -> InFlight:
+        """The acked publishes in flight now: `(requests, bytes)` (see `publish_async`)."""
+        return self._publisher.room.snapshot()
+
+    async def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until every publish in flight now is acknowledged or has failed.
+
+        Publishes sent while it waits are not waited for. It does not raise
+        the publishes' own errors: await their `PendingAck`s for those.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes
+                (each publish settles by its ack timeout at the latest).
+
+        Raises:
+            ErrorDeadlineExceeded: Some publishes were still in flight after
+                `timeout` seconds.
+        """
+        room = self._publisher.room
+        with anyio.move_on_after(timeout):
+            await room.drain()
+            return
+        requests, size = room.snapshot()
+        raise ErrorDeadlineExceeded(
+            f"flush: publishes still in flight after {timeout} s "
+            f"({requests} in flight now, {size} bytes)"
+        )
 
     async def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True

@@ -14,20 +14,27 @@ from ._admin import SERVER_DEFAULT
 from ._health import API_SERVICE
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
-from .options import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PUBLISH_SIZE
+from .options import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PUBLISH_SIZE,
+)
 from .retry import POLICY_BOUND
 from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
 
 if TYPE_CHECKING:
     import ssl
     from concurrent.futures import Future
-    from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+    from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
     from . import wire
     from ._cursors import CursorStore
     from ._pool import ConnectionInfo
+    from ._room import InFlight
     from .activity import ActivityEvent
     from .consumer import AutoOffset, PartitionsCallback
+    from .error import PublishAsyncError
     from .grpc.config import ChannelConfig
     from .metadata import MetadataCache
     from .observer import ClientObserver
@@ -69,6 +76,9 @@ class SyncClientMethods(_Base):
         rpc_timeout: float = 10.0,
         ack_timeout: float = 5.0,
         max_publish_size: int = DEFAULT_MAX_PUBLISH_SIZE,
+        publish_async_max_pending: int = DEFAULT_MAX_PENDING,
+        publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
         tls_server_hostname: Optional[str] = None,
         retry_policy: Optional[RetryPolicy] = None,
@@ -97,6 +107,9 @@ class SyncClientMethods(_Base):
                 rpc_timeout=rpc_timeout,
                 ack_timeout=ack_timeout,
                 max_publish_size=max_publish_size,
+                publish_async_max_pending=publish_async_max_pending,
+                publish_async_max_pending_bytes=publish_async_max_pending_bytes,
+                on_publish_error=on_publish_error,
                 ssl_context=ssl_context,
                 tls_server_hostname=tls_server_hostname,
                 retry_policy=retry_policy,
@@ -405,6 +418,22 @@ class SyncClientMethods(_Base):
         """
         return self.run(self._client.fetch_consumer_group_metadata, group_id)
 
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until every publish in flight now is acknowledged or has failed.
+
+        Publishes sent while it waits are not waited for. It does not raise
+        the publishes' own errors: await their `PendingAck`s for those.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes
+                (each publish settles by its ack timeout at the latest).
+
+        Raises:
+            ErrorDeadlineExceeded: Some publishes were still in flight after
+                `timeout` seconds.
+        """
+        self.run(self._client.flush, timeout)
+
     def get_consumer_group_metadata(self, group_id: str) -> ConsumerGroupMetadata:
         """The coordinator and epoch of a consumer group.
 
@@ -659,6 +688,15 @@ class SyncClientMethods(_Base):
         self._client.observer = observer
 
     @property
+    def on_publish_error(self) -> Optional[Callable[[PublishAsyncError], None]]:
+        """The async client's `on_publish_error`."""
+        return self._client.on_publish_error
+
+    @on_publish_error.setter
+    def on_publish_error(self, value: Optional[Callable[[PublishAsyncError], None]]) -> None:
+        self._client.on_publish_error = value
+
+    @property
     def options(self) -> ClientOptions:
         """The client's options (frozen): every part of the client reads these.
 
@@ -828,6 +866,58 @@ class SyncClientMethods(_Base):
     def publish_async_ack_timeout(self, value: float) -> None:
         self._client.publish_async_ack_timeout = value
 
+    @property
+    def publish_async_max_pending(self) -> int:
+        """The async client's `publish_async_max_pending`."""
+        return self._client.publish_async_max_pending
+
+    @publish_async_max_pending.setter
+    def publish_async_max_pending(self, value: int) -> None:
+        self._client.publish_async_max_pending = value
+
+    @property
+    def publish_async_max_pending_bytes(self) -> int:
+        """The async client's `publish_async_max_pending_bytes`."""
+        return self._client.publish_async_max_pending_bytes
+
+    @publish_async_max_pending_bytes.setter
+    def publish_async_max_pending_bytes(self, value: int) -> None:
+        self._client.publish_async_max_pending_bytes = value
+
+    def publish_batch(
+        self,
+        messages: Iterable[Union[bytes, wire.PublishRequest]],
+        *,
+        stream: Optional[str] = None,
+        key: Optional[bytes] = None,
+        partition: Optional[int] = None,
+        headers: Optional[Dict[str, bytes]] = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        auto_compress: bool = False,
+        partitioner: Optional[Partitioner] = None,
+        ack_timeout: Optional[float] = None,
+    ) -> List[Future[Optional[Ack]]]:
+        """Publish many messages at once on the PublishAsync stream; returns once they are sent.
+
+        Returns:
+            One `concurrent.futures.Future` of the Ack per message, in order
+            (see `publish_async`).
+        """
+        return self._wrap_publish_batch(
+            self.run(
+                self._client.publish_batch,
+                messages,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                partitioner=partitioner,
+                ack_timeout=ack_timeout,
+            )
+        )
+
     def publish_bulk(
         self, iter_req: Iterable[wire.PublishRequest], wait: bool = True
     ) -> Iterator[wire.PublishResponse]:
@@ -855,6 +945,22 @@ class SyncClientMethods(_Base):
                 `publish_async_ack_timeout`.
         """
         return self._iterator(self._client.publish_bulk, iter_req, wait)
+
+    @property
+    def publish_errors(self) -> int:
+        """Refusals that no awaiter received, since the client was made.
+
+        Those of fire-and-forget publishes (`publish_async` or
+        `publish_batch` with AckPolicy.NONE), and late ones of publishes
+        whose awaiter gave up. Each also goes to the `on_publish_error`
+        callback (or the log).
+        """
+        return self._client.publish_errors
+
+    @property
+    def publish_in_flight(self) -> InFlight:
+        """The acked publishes in flight now: `(requests, bytes)` (see `publish_async`)."""
+        return self._client.publish_in_flight
 
     def publish_to_subject(
         self,

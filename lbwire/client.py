@@ -41,7 +41,7 @@ from ._subscribe import SubscribeMethods, Subscriptions
 from .compression import compress as compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
-from .error import ErrorInvalidArgument, ErrorInvalidType
+from .error import ErrorInvalidArgument, ErrorInvalidType, PublishAsyncError
 from .error import ErrorMessageSizeExceeded as ErrorMessageSizeExceeded
 from .error import ErrorNoMetadataLeader as ErrorNoMetadataLeader
 from .error import ErrorNotFound as ErrorNotFound
@@ -53,6 +53,8 @@ from .metadata import MetadataCache
 from .observer import ClientObserver
 from .options import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_MAX_PUBLISH_SIZE,
     ClientOptions,
     Option,
@@ -197,6 +199,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     rpc_timeout = Option[float]()
     ack_timeout = Option[float]()
     max_publish_size = Option[int]()
+    publish_async_max_pending = Option[int]()
+    publish_async_max_pending_bytes = Option[int]()
+    on_publish_error = Option[Optional[Callable[[PublishAsyncError], None]]]()
     ssl_context = Option[Optional["ssl.SSLContext"]]()
     tls_server_hostname = Option[Optional[str]]()
     retry_policy = Option[RetryPolicy]()
@@ -224,6 +229,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         rpc_timeout: float = 10.0,
         ack_timeout: float = 5.0,
         max_publish_size: int = DEFAULT_MAX_PUBLISH_SIZE,
+        publish_async_max_pending: int = DEFAULT_MAX_PENDING,
+        publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
         tls_server_hostname: Optional[str] = None,
         retry_policy: Optional[RetryPolicy] = None,
@@ -255,6 +263,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             "rpc_timeout": rpc_timeout,
             "ack_timeout": ack_timeout,
             "max_publish_size": max_publish_size,
+            "publish_async_max_pending": publish_async_max_pending,
+            "publish_async_max_pending_bytes": publish_async_max_pending_bytes,
+            "on_publish_error": on_publish_error,
             "ssl_context": ssl_context,
             "tls_server_hostname": tls_server_hostname,
             "retry_policy": retry_policy,

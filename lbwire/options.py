@@ -22,6 +22,7 @@ import dataclasses
 import numbers
 from typing import (
     TYPE_CHECKING,
+    Callable,
     Dict,
     Generic,
     NoReturn,
@@ -35,7 +36,7 @@ from typing import (
 )
 
 from .compression import compress
-from .error import ErrorInvalidArgument, ErrorInvalidType, ErrorReadOnlyOption
+from .error import ErrorInvalidArgument, ErrorInvalidType, ErrorReadOnlyOption, PublishAsyncError
 from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .grpc.proxy import HttpProxy, select_proxy
@@ -46,7 +47,13 @@ if TYPE_CHECKING:
     # Annotations only: ssl is loaded only with TLS.
     import ssl
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_PUBLISH_SIZE", "ClientOptions"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_PENDING_BYTES",
+    "DEFAULT_MAX_PUBLISH_SIZE",
+    "ClientOptions",
+]
 
 _T = TypeVar("_T")
 
@@ -55,6 +62,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 #: The server's default `clustering.replication.max.bytes`: larger messages are
 #: refused by the server, and silently lost when published without an ack.
 DEFAULT_MAX_PUBLISH_SIZE = 1024 * 1024
+#: Default bound on a client's publishes in flight (awaiting their acks).
+DEFAULT_MAX_PENDING = 4096
+#: Default bound on the bytes of a client's publishes in flight.
+DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024
 #: The gRPC receive limit is never below grpc's default, whatever
 #: `max_message_size` says: replies such as metadata are not messages.
 _MIN_RECEIVE_LIMIT = 4 * 1024 * 1024
@@ -94,6 +105,20 @@ class ClientOptions:
             raise `ErrorMessageSizeExceeded` before anything is sent. The
             connections' send limit follows it, so what passes this check
             reaches the server.
+        publish_async_max_pending: Most acked publishes in flight at once
+            (sent, or about to be, and not yet acknowledged, refused or timed
+            out), whichever method sent them. A publish beyond it waits for
+            room (see `publish_async`).
+        publish_async_max_pending_bytes: Most bytes of encoded publishes in
+            flight at once. A single message larger than this is sent alone,
+            once nothing else is in flight.
+        on_publish_error: Called with each `PublishAsyncError` no awaiter
+            receives: refusals of fire-and-forget publishes (AckPolicy.NONE
+            on `publish_async` or `publish_batch`) and late ones of publishes
+            whose awaiter gave up. Called in the client's receiving task: it
+            must return quickly; what it raises is logged, never raised.
+            None logs them instead (the 1st, 10th, 100th...); either way
+            `publish_errors` counts them.
         ssl_context: TLS context (client certificate included for mTLS);
             None for plaintext. lbwire sets its ALPN protocols to `h2` (gRPC
             needs it, and Python offers no per-connection ALPN nor a way to
@@ -149,6 +174,9 @@ class ClientOptions:
     rpc_timeout: float = 10.0
     ack_timeout: float = 5.0
     max_publish_size: int = DEFAULT_MAX_PUBLISH_SIZE
+    publish_async_max_pending: int = DEFAULT_MAX_PENDING
+    publish_async_max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    on_publish_error: Optional[Callable[[PublishAsyncError], None]] = None
     ssl_context: Optional[ssl.SSLContext] = None
     tls_server_hostname: Optional[str] = None
     retry_policy: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
@@ -168,6 +196,8 @@ class ClientOptions:
         for name in (
             "max_message_size",
             "max_publish_size",
+            "publish_async_max_pending",
+            "publish_async_max_pending_bytes",
             "connect_timeout",
             "rpc_timeout",
             "ack_timeout",
@@ -185,6 +215,10 @@ class ClientOptions:
         if not isinstance(self.retry_policy, RetryPolicy):
             raise ErrorInvalidArgument(
                 f"retry_policy must be a RetryPolicy, not {type(self.retry_policy).__name__}"
+            )
+        if self.on_publish_error is not None and not callable(self.on_publish_error):
+            raise ErrorInvalidArgument(
+                f"on_publish_error must be callable, not {type(self.on_publish_error).__name__}"
             )
         if self.proxy is not None:
             _checked_proxy(self.proxy, False)

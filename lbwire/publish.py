@@ -10,7 +10,19 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, Generator, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import anyio
 
@@ -18,18 +30,22 @@ from . import wire
 from ._log import LazyLogger
 from .error import (
     ErrorAckTimeout,
+    ErrorMalformedReply,
     ErrorUnavailable,
     LiftbridgeError,
+    PublishAsyncError,
     from_grpc_error,
 )
 from .error._decisions import publish_async_error
 from .grpc import GRPCError
 from .observer import ObserverSlot
+from .wire.messages import decode_ack_range, split_publish_response
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
     from ._address import Address
+    from ._room import PublishRoom
     from .grpc import Channel
 
 __all__ = ["PendingAck", "PublishSession"]
@@ -41,6 +57,20 @@ _PATH = "/proto.API/PublishAsync"
 #: Longest `PublishSession.aclose` waits for the server to read the requests
 #: sent without an ack (AckPolicy.NONE) before it resets the stream.
 CLOSE_GRACE = 5.0
+
+
+#: A reply, and where in it an Ack's encoding starts and ends.
+_Encoded = Tuple[bytes, int, int]
+
+
+def _what(request: wire.PublishRequest) -> str:
+    return f"a message to {request.stream!r}"
+
+
+def _not_sent(cause: LiftbridgeError) -> ErrorUnavailable:
+    return ErrorUnavailable(
+        f"Not sent, as the batch's stream broke first: {cause}", not_processed=True
+    )
 
 
 class PendingAck:
@@ -60,8 +90,10 @@ class PendingAck:
         "_ack",
         "_deadline",
         "_done",
+        "_epoch",
         "_error",
         "_event",
+        "_held",
         "_session",
         "correlation_id",
         "observed",
@@ -75,18 +107,42 @@ class PendingAck:
         self._deadline = deadline
         self._done = False
         self._event: Optional[anyio.Event] = None
-        self._ack: Optional[wire.Ack] = None
+        # The Ack, or where its encoding lies until it is first read (see `wait`).
+        self._ack: Union[wire.Ack, _Encoded, None] = None
         self._error: Optional[LiftbridgeError] = None
+        # The bytes of room this publish holds in its session's PublishRoom
+        # (-1: none), and the flush epoch it took them in.
+        self._held = -1
+        self._epoch = 0
         #: (stream, partition, time.monotonic() when sent) when the client has an observer.
         self.observed: Optional[Tuple[str, int, float]] = None
 
-    def resolve(self, ack: Optional[wire.Ack], error: Optional[LiftbridgeError]) -> None:
-        """Settle the outcome (called by the session that sent the message)."""
+    def resolve(
+        self, ack: Union[wire.Ack, _Encoded, None], error: Optional[LiftbridgeError]
+    ) -> None:
+        """Settle the outcome (called by the session that sent the message).
+
+        `ack` may be where the Ack's encoding lies: it is decoded when first read.
+        """
         self._ack, self._error = ack, error
         self._done = True
+        if self._held >= 0:
+            self.release()
         event = self._event
         if event is not None:
             event.set()
+
+    def hold(self, size: int, epoch: int) -> None:
+        """Record that the publish holds `size` bytes of room, taken in flush epoch `epoch`."""
+        self._held = size
+        self._epoch = epoch
+
+    def release(self) -> None:
+        """Give back the room this publish holds, if any (once)."""
+        held, self._held = self._held, -1
+        session = self._session
+        if held >= 0 and session is not None and session.room is not None:
+            session.room.give(held, self._epoch)
 
     @property
     def deadline(self) -> float:
@@ -112,7 +168,16 @@ class PendingAck:
                 raise _ack_timeout(self.correlation_id)
         if self._error is not None:
             raise self._error
-        return self._ack
+        ack = self._ack
+        if isinstance(ack, tuple):
+            try:
+                ack = self._ack = decode_ack_range(*ack)
+            except ValueError as exc:  # wire.DecodeError
+                self._error = ErrorMalformedReply(
+                    f"Malformed ack for correlation id {self.correlation_id!r}: {exc}"
+                )
+                raise self._error from None
+        return ack
 
     def __await__(self) -> Generator[Any, None, Optional[wire.Ack]]:
         return self.wait().__await__()
@@ -132,9 +197,18 @@ class PublishSession:
     """
 
     def __init__(
-        self, channel: Channel, task_group: TaskGroup, observers: Optional[ObserverSlot] = None
+        self,
+        channel: Channel,
+        task_group: TaskGroup,
+        observers: Optional[ObserverSlot] = None,
+        room: Optional[PublishRoom] = None,
+        unclaimed: Optional[Callable[[PublishAsyncError], None]] = None,
     ) -> None:
         self._channel = channel
+        #: The client's bound on publishes in flight (None: unbounded).
+        self.room = room
+        # Told of each refusal no awaiter receives (see `_dispatch`).
+        self._unclaimed = unclaimed
         self._task_group = task_group
         self._observers = observers if observers is not None else ObserverSlot()
         self._pending: Dict[str, PendingAck] = {}
@@ -156,6 +230,9 @@ class PublishSession:
         self._opener: Optional[PendingAck] = None
         self._answered_event: Optional[anyio.Event] = None
         self._last_sent = anyio.current_time()
+        # An unacked request went out since `idle_for` last looked (so a
+        # fire-and-forget publish reads no clock).
+        self._sent_unacked = False
         #: A `publish_bulk` over this stream stopped at an ack timeout.
         self.timed_out = False
         # The sweeper's next look (the earliest ack timeout it knows of), and
@@ -256,15 +333,22 @@ class PublishSession:
         """
         if self._ended_by is not None:
             return
+        # The usual reply, an ack, is split only: the ack is decoded when
+        # someone reads it (many are never read, e.g. after `flush`).
+        parts = split_publish_response(data)
         try:
-            response = wire.PublishResponse.decode(data)
-        except ValueError as exc:  # wire.DecodeError
-            # The reply names no correlation id we can trust, and what follows
-            # it on this stream cannot be trusted either: end the stream.
-            self._end_with(ErrorUnavailable(f"Malformed PublishAsync reply: {exc}"))
-            return
-        try:
-            self._dispatch(response)
+            if parts is not None:
+                correlation_id, start, stop = parts
+                self._dispatch(correlation_id, None, (data, start, stop) if start >= 0 else None)
+                return
+            try:
+                response = wire.PublishResponse.decode(data)
+            except ValueError as exc:  # wire.DecodeError
+                # The reply names no correlation id we can trust, and what follows
+                # it on this stream cannot be trusted either: end the stream.
+                self._end_with(ErrorUnavailable(f"Malformed PublishAsync reply: {exc}"))
+                return
+            self._dispatch(response.correlationId, response.asyncError, response.ack)
         except Exception as exc:  # a bug (the observer's errors are caught before)
             self._end_with(ErrorUnavailable(f"PublishAsync reply not dispatched: {exc!r}"))
 
@@ -276,20 +360,29 @@ class PublishSession:
         if self._scope is not None:
             self._scope.cancel()
 
-    def _dispatch(self, response: wire.PublishResponse) -> None:
+    def _dispatch(
+        self,
+        correlation_id: str,
+        err: Optional[wire.PublishAsyncError],
+        ack: Union[wire.Ack, _Encoded, None],
+    ) -> None:
+        """Settle the publish `correlation_id`: refused (`err`) or acked (`ack`, maybe encoded)."""
         if not self._answered:
             self._open_gate()
-        correlation_id = response.correlationId
         item = self._pending.pop(correlation_id, None)
         if item is None:
-            return  # its awaiter timed out and left
+            # An AckPolicy.NONE publish (fire and forget) refused, or one
+            # whose awaiter gave up: its error is nobody's to raise, so it
+            # is reported instead of dropped. A late ack is of no interest.
+            if err is not None and self._unclaimed is not None:
+                self._unclaimed(publish_async_error(int(err.code), err.message, correlation_id))
+            return
         if self._shared:
             self._promote(correlation_id)
-        err = response.asyncError
         if err is not None:
             item.resolve(None, publish_async_error(int(err.code), err.message, correlation_id))
         else:
-            item.resolve(response.ack, None)
+            item.resolve(ack, None)
             observed = item.observed
             if observed is not None:
                 observer = self._observers.current
@@ -332,7 +425,8 @@ class PublishSession:
             await event.wait()
 
     def forget(self, item: PendingAck) -> None:
-        """Stop waiting for an ack (its awaiter gave up)."""
+        """Stop waiting for an ack (its awaiter gave up, or it was not sent): its room goes back."""
+        item.release()
         if item is self._opener:
             # No reply in time: the gate must not hold the others forever.
             self._open_gate()
@@ -346,6 +440,13 @@ class PublishSession:
             queue.remove(item)
             if not queue:
                 del self._shared[correlation_id]
+
+    def _sweep_sooner(self, deadline: float) -> None:
+        """Have the sweeper look at `deadline`, earlier than it meant to."""
+        self._sweep_at = deadline
+        wake = self._sweep_wake
+        if wake is not None:
+            wake.set()
 
     def _register(self, item: PendingAck) -> None:
         correlation_id = item.correlation_id
@@ -377,16 +478,29 @@ class PublishSession:
         correlation_id = request.correlationId
         if request.ackPolicy == wire.AckPolicy.NONE:
             self._unconfirmed = True
-            self._last_sent = anyio.current_time()
+            self._sent_unacked = True
             item = PendingAck(None, correlation_id, 0.0)
             item.resolve(None, None)  # the server sends nothing back
         else:
             now = self._last_sent = anyio.current_time()
             item = PendingAck(self, correlation_id, now + timeout)
-            if not self._answered:
-                await self._first_reply_gate(item)
-                if self.closed:
-                    raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+            room = self.room
+            if room is not None:
+                # Room is given back when the publish is settled (PendingAck.release).
+                size = len(encoded)
+                if room.try_take(size):
+                    item.hold(size, room.epoch)
+                else:
+                    item.hold(size, await room.take(size, item.deadline, _what(request)))
+            if not self._answered or self.closed:
+                try:
+                    if not self._answered:
+                        await self._first_reply_gate(item)
+                    if self.closed:
+                        raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+                except BaseException:
+                    self.forget(item)
+                    raise
             if observe and self._observers.current is not None:
                 # time.monotonic: the ack is handled outside anyio's reach.
                 item.observed = (request.stream, request.partition, time.monotonic())
@@ -395,10 +509,7 @@ class PublishSession:
             else:
                 self._pending[correlation_id] = item
             if item.deadline < self._sweep_at:
-                self._sweep_at = item.deadline
-                wake = self._sweep_wake
-                if wake is not None:
-                    wake.set()
+                self._sweep_sooner(item.deadline)
         # Senders take turns: a message the stream's flow-control window cannot
         # take at once is sent in parts, across awaits, and no other message
         # may go out between them (StreamStreamCall.send_message does not
@@ -435,10 +546,119 @@ class PublishSession:
             raise
         return item
 
+    async def send_batch(
+        self,
+        requests: Sequence[wire.PublishRequest],
+        encoded: Sequence[bytes],
+        timeout: float,
+    ) -> List[PendingAck]:
+        """Send `requests` in order, framed and written together; their awaitables.
+
+        The requests that find room in the client's bound go out in one piece;
+        then the batch waits for room for the next one, and so on. On a stream
+        that has not answered yet the first requests go one by one (see
+        `_first_reply_gate`). When the stream breaks meanwhile, the requests
+        that were being written fail with its error and the rest with
+        `ErrorUnavailable` (`not_processed`), each in its own PendingAck.
+
+        No room for the next request within the ack timeout fails it and
+        the rest with `ErrorDeadlineExceeded` (`not_processed`) likewise.
+
+        Raises:
+            ErrorUnavailable: The stream was closed before anything was sent.
+        """
+        if self.closed or self._call is None:
+            raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
+        items: List[PendingAck] = []
+        pos, total = 0, len(requests)
+        while pos < total and not self._answered:
+            items.append(await self.send(requests[pos], encoded[pos], timeout))
+            pos += 1
+        room = self.room
+        observe = self._observers.current is not None
+        while pos < total:
+            start = pos
+            chunk: List[PendingAck] = []
+            now = self._last_sent = anyio.current_time()
+            deadline = now + timeout
+            try:
+                while pos < total:
+                    request = requests[pos]
+                    if request.ackPolicy == wire.AckPolicy.NONE:
+                        item = PendingAck(None, request.correlationId, 0.0)
+                        item.resolve(None, None)
+                    else:
+                        item = PendingAck(self, request.correlationId, deadline)
+                        if room is not None:
+                            size = len(encoded[pos])
+                            if room.try_take(size):
+                                item.hold(size, room.epoch)
+                            elif chunk:
+                                break  # send those that found room, then wait
+                            else:
+                                item.hold(size, await room.take(size, deadline, _what(request)))
+                        if observe:
+                            item.observed = (request.stream, request.partition, time.monotonic())
+                        self._register(item)
+                        if deadline < self._sweep_at:
+                            self._sweep_sooner(deadline)
+                    chunk.append(item)
+                    pos += 1
+                await self._write(encoded[start:pos])
+            except LiftbridgeError as exc:
+                # A broken stream (nothing more goes out on it), or no room
+                # in time (`chunk` is empty then): the rest is not sent.
+                for item in chunk:
+                    self.forget(item)
+                    item.resolve(None, exc)
+                items.extend(chunk)
+                rest = exc if exc.not_processed else _not_sent(exc)
+                for request in requests[pos:]:
+                    item = PendingAck(None, request.correlationId, 0.0)
+                    item.resolve(None, rest)
+                    items.append(item)
+                return items
+            except BaseException:
+                for item in chunk:
+                    self.forget(item)
+                raise
+            items.extend(chunk)
+        return items
+
+    async def _write(self, encoded: Sequence[bytes]) -> None:
+        """Write `encoded` requests in one piece, in turn with other senders.
+
+        Raises:
+            ErrorUnavailable: The stream ended or broke (`not_processed` when
+                nothing went out).
+        """
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except anyio.WouldBlock:
+            await lock.acquire()
+        try:
+            if self.closed or self._call.ended:
+                self.closed = True
+                raise ErrorUnavailable(
+                    "PublishAsync stream ended before the messages were sent", not_processed=True
+                )
+            await self._call.send_messages(encoded)
+        except GRPCError as exc:
+            self.closed = True
+            if self._scope is not None:
+                self._scope.cancel()
+            raise from_grpc_error(exc) from None
+        finally:
+            lock.release()
+
     def idle_for(self, now: float) -> Optional[float]:
         """Seconds since the last send, or None while acks are awaited."""
         if self._pending or self._shared:
             return None
+        if self._sent_unacked:
+            self._sent_unacked = False
+            self._last_sent = now
         return now - self._last_sent
 
     async def aclose(self) -> None:

@@ -31,7 +31,7 @@ method, property and setting of the async client into
 defaults and docstring and the return type made blocking, so type checkers
 see them. This module has the machinery they call (`_LoopClient`: `run`,
 `iterate`, `context`) and the hooks `_wrap_<name>` for the methods whose
-results are themselves asynchronous (`consumer`, `publish_async`).
+results are themselves asynchronous (`consumer`, `publish_async`, `publish_batch`).
 """
 
 from __future__ import annotations
@@ -581,6 +581,15 @@ class _LoopClient:
             return await pending
 
         return self._portal.start_task_soon(wait)
+
+    def _wrap_publish_batch(self, pending: List[PendingAck]) -> List[Future[Optional[Ack]]]:
+        """Publish many messages at once on the PublishAsync stream; returns once they are sent.
+
+        Returns:
+            One `concurrent.futures.Future` of the Ack per message, in order
+            (see `publish_async`).
+        """
+        return [self._wrap_publish_async(item) for item in pending]
 
     # ------------------------------------------------------------------ life cycle
 

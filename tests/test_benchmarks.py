@@ -30,6 +30,8 @@ SCENARIOS = {
     "publish_acked",
     "publish_acked_p99_ms",
     "publish_pipelined",
+    "publish_batch",
+    "publish_fire_and_forget",
     "cursor_roundtrip",
     "first_message_ms",
     "first_message_warm_ms",
@@ -90,7 +92,11 @@ def test_quick_run_measures_every_scenario_for_lbwire_and_gufo(
         assert "lbwire-asyncio" in per_client, scenario
         if scenario != "import_ms":  # one package: measured once, as lbwire-asyncio
             assert "lbwire-trio" in per_client, scenario
-        if GUFO_INSTALLED and scenario not in ("publish_acked", "publish_acked_p99_ms"):
+        if GUFO_INSTALLED and scenario not in (
+            "publish_acked",
+            "publish_acked_p99_ms",
+            "publish_fire_and_forget",
+        ):
             assert "gufo-grpcio" in per_client, scenario
     if not GUFO_INSTALLED:
         pytest.skip(

@@ -120,6 +120,7 @@ def test_site_builds_strict_with_every_nav_page(tmp_path: Path) -> None:
         ("first_program.py", "1: b'liftbridge'"),
         ("consumer_group.py", "member b: partition"),
         ("pipelined_publish.py", "bulk done, last offset 1099"),
+        ("batch_publish.py", "refusals nobody awaited: 1"),
         ("stream_reader.py", "lag: {0: 0, 1: 0, 2: 0, 3: 0}"),
     ],
 )

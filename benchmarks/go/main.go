@@ -120,7 +120,7 @@ func run(ctx context.Context, j job) (*result, error) {
 			}
 			res.Samples = append(res.Samples, peakRSSMB())
 			res.Extra["checkpoints_mb"] = marks
-		case "publish_unacked":
+		case "publish_unacked", "publish_fire_and_forget":
 			res.Unit = "msgs/s"
 			start := time.Now()
 			for i := 0; i < j.Count; i++ {
@@ -142,7 +142,7 @@ func run(ctx context.Context, j job) (*result, error) {
 			}
 			res.Samples = append(res.Samples, float64(j.Count)/time.Since(start).Seconds())
 			appendP99(res, latencies)
-		case "publish_pipelined":
+		case "publish_pipelined", "publish_batch":
 			res.Unit = "msgs/s"
 			elapsed, err := pipelined(ctx, client, j, value)
 			if err != nil {

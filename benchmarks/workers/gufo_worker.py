@@ -104,7 +104,9 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                     await client.publish(value, stream=stream)
                 samples.append(count / (time.perf_counter() - start))
                 unit = "msgs/s"
-            elif scenario == "publish_pipelined":
+            elif scenario == "publish_fire_and_forget":
+                return {"skipped": "no fire-and-forget path: publish waits for the reply"}
+            elif scenario in ("publish_pipelined", "publish_batch"):
                 # gufo's only pipelined API: publish_bulk, one PublishAsync call
                 # per batch of `in_flight` requests, waiting for their acks.
                 in_flight = int(job.get("in_flight", 1000))

@@ -126,6 +126,30 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                         await pending.popleft()
                     samples.append(count / (time.perf_counter() - start))
                     unit = "msgs/s"
+                elif scenario == "publish_batch":
+                    batch = int(job.get("batch", 1000))
+                    sent: List[Any] = []
+                    start = time.perf_counter()
+                    for first in range(0, count, batch):
+                        values = [value] * min(batch, count - first)
+                        sent.extend(await client.publish_batch(values, stream=stream))
+                    await client.flush()
+                    for item in sent:  # every ack read: none failed
+                        await item
+                    samples.append(count / (time.perf_counter() - start))
+                    unit = "msgs/s"
+                elif scenario == "publish_fire_and_forget":
+                    start = time.perf_counter()
+                    for _ in range(count):
+                        await client.publish_async(value, stream=stream, ack_policy=AckPolicy.NONE)
+                    # Returned once queued, as Go's Publish with AckPolicyNone.
+                    samples.append(count / (time.perf_counter() - start))
+                    unit = "msgs/s"
+                    # Drained before the next round (untimed): the server
+                    # answers in order, so this ack comes after the rest.
+                    await client.publish(value, stream=stream)
+                    if client.publish_errors:
+                        return {"error": f"{client.publish_errors} publishes refused"}
                 elif scenario == "cursor_roundtrip":
                     cursor_id = job["cursor_id"]
                     start = time.perf_counter()

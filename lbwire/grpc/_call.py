@@ -13,7 +13,17 @@ import collections
 import contextlib
 import math
 from types import TracebackType
-from typing import TYPE_CHECKING, Awaitable, Callable, Deque, Iterable, Optional, Tuple, Type
+from typing import (
+    TYPE_CHECKING,
+    Awaitable,
+    Callable,
+    Deque,
+    Iterable,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+)
 
 import anyio
 
@@ -249,11 +259,36 @@ class Call:
                 Status.RESOURCE_EXHAUSTED,
                 f"message larger than max ({len(payload)} > {self._max_send})",
             )
-        await self._check()
+        if self._end is not None or self._deadline != math.inf:
+            await self._check()
         data = _frame(payload)
         sent = self._protocol.send_data(self._stream_id, data, end)
         if sent < len(data):
             await self._send_rest(data, sent, end)
+        else:
+            await self._connection.flush_soon()
+
+    async def send_messages(self, payloads: Sequence[bytes]) -> None:
+        """Send several messages at once: framed together, queued as one piece of data.
+
+        Raises:
+            GRPCError: as :meth:`send_message`; a message too large is refused
+                before any of them is sent.
+
+        """
+        limit = self._max_send
+        for payload in payloads:
+            if len(payload) > limit:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"message larger than max ({len(payload)} > {limit})",
+                )
+        if self._end is not None or self._deadline != math.inf:
+            await self._check()
+        data = b"".join([b"\x00" + len(p).to_bytes(4, "big") + p for p in payloads])
+        sent = self._protocol.send_data(self._stream_id, data, False)
+        if sent < len(data):
+            await self._send_rest(data, sent, False)
         else:
             await self._connection.flush_soon()
 
@@ -262,14 +297,19 @@ class Call:
         protocol = self._protocol
         view = memoryview(data)
         total = len(data)
-        while sent < total:
+        # Part of the message is queued: a cancelled caller still sends the
+        # rest, as a message cut short would garble every later one on the
+        # stream. The call's deadline, its end and the connection's failure
+        # still stop it.
+        with anyio.CancelScope(shield=True):
+            while sent < total:
+                await connection.flush()
+                if protocol.send_window(self._stream_id) <= 0:
+                    with anyio.CancelScope(deadline=self._deadline):
+                        await connection.wait_window()
+                await self._check()
+                sent += protocol.send_data(self._stream_id, view[sent:], end)
             await connection.flush()
-            if protocol.send_window(self._stream_id) <= 0:
-                with anyio.CancelScope(deadline=self._deadline):
-                    await connection.wait_window()
-            await self._check()
-            sent += protocol.send_data(self._stream_id, view[sent:], end)
-        await connection.flush()
 
     async def end(self) -> None:
         """Half-close: tell the server no more messages will be sent."""
@@ -477,6 +517,15 @@ class StreamStreamCall(_StreamingCall):
 
         """
         await self._call.send_message(message, False)
+
+    async def send_messages(self, messages: Sequence[bytes]) -> None:
+        """Send several request messages in one piece (one write when the window allows).
+
+        Raises:
+            GRPCError: as :meth:`send_message`; none is sent when one is too large.
+
+        """
+        await self._call.send_messages(messages)
 
     async def end(self) -> None:
         """Half-close: tell the server no more messages will be sent."""

@@ -15,7 +15,7 @@ against protobuf, byte for byte.
 
 from __future__ import annotations
 
-from typing import Optional, Union, cast
+from typing import Optional, Tuple, Union, cast
 
 from ._codec import M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
 from ._generated import Ack, AckError, AckPolicy, Message, PublishRequest, PublishResponse
@@ -29,7 +29,7 @@ from ._primitives import (
     to_int32,
 )
 
-__all__ = ["decode_message_range"]
+__all__ = ["decode_ack_range", "decode_message_range", "split_publish_response"]
 
 _new = object.__new__
 
@@ -238,29 +238,52 @@ def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
     return ack
 
 
-def _publish_response_fast(buf: bytes, end: int) -> Optional[PublishResponse]:
-    """``PublishResponse.decode``'s fast path: an ack and a correlation id, once each."""
+def split_publish_response(data: bytes) -> Optional[Tuple[str, int, int]]:
+    """A PublishResponse's correlation id, and where its ack lies, without decoding the ack.
+
+    For the usual reply, an ack and a correlation id, at most once each:
+    ``(correlation_id, start, stop)``, the ack being ``data[start:stop]``
+    (``Ack.decode`` it when it is read; ``start`` is -1 without an ack, and
+    the id "" without one). None for anything else (a refusal, unknown
+    fields, malformed input): ``PublishResponse.decode`` then.
+    """
     pos = 0
-    ack: Optional[Ack] = None
-    correlation_id = ""
-    while pos < end:
-        tag = buf[pos]
-        n = buf[pos + 1]
-        pos += 2
-        if n >= 0x80:
-            n, pos = decode_varint(buf, pos - 1)
-        stop = pos + n
-        if stop > end:
-            return None
-        if tag == 0x0A and ack is None:  # a second ack would merge into the first
-            ack = _ack_fast(buf, pos, stop)
-            if ack is None:
+    end = len(data)
+    start = stop_ack = -1
+    correlation_id: Optional[str] = None
+    try:
+        while pos < end:
+            tag = data[pos]
+            n = data[pos + 1]
+            pos += 2
+            if n >= 0x80:
+                n, pos = decode_varint(data, pos - 1)
+            stop = pos + n
+            if stop > end:
                 return None
-        elif tag == 0x1A:
-            correlation_id = buf[pos:stop].decode()
-        else:
-            return None  # asyncError, unknown fields...
-        pos = stop
+            if tag == 0x0A and start < 0:
+                start, stop_ack = pos, stop
+            elif tag == 0x1A and correlation_id is None:
+                correlation_id = data[pos:stop].decode()
+            else:
+                return None
+            pos = stop
+    except (IndexError, UnicodeDecodeError, Malformed):
+        return None
+    return correlation_id or "", start, stop_ack
+
+
+def _publish_response_fast(buf: bytes, end: int) -> Optional[PublishResponse]:
+    """``PublishResponse.decode``'s fast path: an ack and a correlation id, at most once each."""
+    parts = split_publish_response(buf)
+    if parts is None:
+        return None
+    correlation_id, start, stop = parts
+    ack: Optional[Ack] = None
+    if start >= 0:
+        ack = _ack_fast(buf, start, stop)
+        if ack is None:
+            return None
     response: PublishResponse = _new(PublishResponse)
     response.ack = ack
     response.asyncError = None
@@ -347,15 +370,22 @@ def _decode_ack(cls: type[M], data: Union[bytes, bytearray, memoryview]) -> M:
     buf = as_bytes(data)
     if cls is not Ack:  # subclasses take the generic path
         return _decode_generic(cls, buf)
-    end = len(buf)
+    return cast(M, decode_ack_range(buf, 0, len(buf)))
+
+
+def decode_ack_range(buf: bytes, start: int, end: int) -> Ack:
+    """Decode ``buf[start:end]`` as an ``Ack`` (a range `split_publish_response` found).
+
+    Raises ``DecodeError`` on malformed input.
+    """
     try:
-        ack = _ack_fast(buf, 0, end)
+        ack = _ack_fast(buf, start, end)
     except (IndexError, UnicodeDecodeError, Malformed):
         ack = None
     if ack is None:
         ack = Ack()
-        ack.merge_range(buf, 0, end)
-    return cast(M, ack)
+        ack.merge_range(buf, start, end)
+    return ack
 
 
 def _decode_publish_response(cls: type[M], data: Union[bytes, bytearray, memoryview]) -> M:

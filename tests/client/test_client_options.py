@@ -14,6 +14,7 @@ from lbwire.error import (
     ErrorMessageSizeExceeded,
     ErrorReadOnlyOption,
     LiftbridgeError,
+    PublishAsyncError,
 )
 from lbwire.options import OPTION_NAMES
 from lbwire.sync import LiftbridgeClient as SyncLiftbridgeClient
@@ -24,6 +25,11 @@ pytestmark = pytest.mark.anyio
 #: Never connected to: these tests make clients without calling them.
 UNUSED_BROKER = "127.0.0.1:1"
 
+
+def _ignore_refusal(error: PublishAsyncError) -> None:
+    """An `on_publish_error` callback (these tests never call it)."""
+
+
 #: A value for each option, other than its default.
 CHANGED = {
     "max_message_size": 8 << 20,
@@ -32,6 +38,9 @@ CHANGED = {
     "compression_threshold": 10,
     "encoding_header": "X-Changed",
     "publish_async_ack_timeout": 1.0,
+    "publish_async_max_pending": 10,
+    "publish_async_max_pending_bytes": 1 << 20,
+    "on_publish_error": _ignore_refusal,
     "metadata_leader_timeout": 1.0,
     "metadata_leader_dev": 0.5,
     "connect_timeout": 1.0,
@@ -111,6 +120,19 @@ async def test_derived_options_are_checked() -> None:
         dataclasses.replace(ClientOptions(), max_publish_size=0)
     with pytest.raises(ValueError, match="compression method"):
         dataclasses.replace(ClientOptions(), compression_method="snappy")
+    for name in ("publish_async_max_pending", "publish_async_max_pending_bytes"):
+        with pytest.raises(ValueError, match=f"{name} must be positive"):
+            dataclasses.replace(ClientOptions(), **{name: 0})
+    with pytest.raises(ValueError, match="on_publish_error must be callable"):
+        ClientOptions(on_publish_error="log")  # type: ignore[arg-type]
+
+
+async def test_the_bound_on_publishes_in_flight_is_the_options() -> None:
+    options = ClientOptions(publish_async_max_pending=3, publish_async_max_pending_bytes=1000)
+    client = LiftbridgeClient([UNUSED_BROKER], options=options)
+    room = client._publisher.room  # noqa: SLF001 (the bound the publisher was made with)
+    assert (room.max_requests, room.max_bytes) == (3, 1000)
+    assert tuple(client.publish_in_flight) == (0, 0)
 
 
 async def test_options_with_option_keywords_raise() -> None:

@@ -113,6 +113,35 @@ async def test_messages_sent_in_a_row_share_one_write(channel: Channel) -> None:
         await call.end()
 
 
+async def test_send_messages_frames_many_in_one_write(channel: Channel) -> None:
+    async with channel.stream_stream(path("Bidi")) as call:
+        await call.send_message(b"warm-up")
+        assert await call.receive() == b"warm-up"
+        connection = channel.connection
+        assert connection is not None
+        before = connection.transport.writes
+        await call.send_messages([b"m%03d" % i for i in range(100)] + [b""])
+        received = [await call.receive() for _ in range(101)]
+        assert received == [b"m%03d" % i for i in range(100)] + [b""]
+        assert connection.transport.writes == before + 1
+        await call.end()
+
+
+async def test_a_sender_cancelled_mid_message_still_sends_all_of_it(channel: Channel) -> None:
+    # 4 MiB is beyond the server's flow-control window: the message goes out
+    # in parts, across awaits. Cut short, it would garble the next message.
+    big = bytes(range(256)) * (4 * MiB // 256)
+    async with channel.stream_stream(path("Bidi")) as call:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await call.send_message(big)
+        await call.send_message(b"next")
+        with anyio.fail_after(30):
+            assert await call.receive() == big
+            assert await call.receive() == b"next"
+        await call.end()
+
+
 async def test_bidi_sends_and_receives_concurrently(channel: Channel) -> None:
     count = 2000
     received: List[bytes] = []

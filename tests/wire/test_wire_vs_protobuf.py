@@ -25,6 +25,7 @@ from lbwire.wire import (
     decode_message_range,
 )
 from lbwire.wire import _codec as c
+from lbwire.wire.messages import decode_ack_range, split_publish_response
 
 # Fifty classes: keep each one's example count moderate (the suite runs on PyPy).
 PER_CLASS = settings(
@@ -147,3 +148,20 @@ def test_message_range_decoder_reads_only_its_range(msg: Message, prefix: bytes)
 @given(req=message_strategy(PublishRequest))
 def test_publish_request_fast_encoder_agrees_with_generic(req: PublishRequest) -> None:
     assert req.encode() == WireMessage.encode(req)
+
+
+@HOT_PATH
+@given(data=st.data())
+def test_split_publish_response_agrees_with_the_full_decoder(data: st.DataObject) -> None:
+    msg = data.draw(message_strategy(PublishResponse))
+    unknown = b"".join(data.draw(st.lists(unknown_field_strategy(), max_size=2)))
+    for blob in (msg.encode(), msg.encode() + unknown, data.draw(st.binary(max_size=40))):
+        parts = split_publish_response(blob)
+        if parts is None:
+            continue  # the full decoder's turn
+        # Only the usual shape is split: an ack and a correlation id at most, nothing else.
+        full = PublishResponse.decode(blob)
+        correlation_id, start, stop = parts
+        assert full.asyncError is None
+        assert correlation_id == full.correlationId
+        assert (decode_ack_range(blob, start, stop) if start >= 0 else None) == full.ack
