@@ -424,7 +424,7 @@ class Router:
         wanted = frozenset(streams)
         not_before = -math.inf if since is None else since
         # A caller waits no longer than its own call's budget.
-        with anyio.move_on_at(budget_deadline()):
+        with anyio.CancelScope(deadline=budget_deadline()):  # (no move_on_at before anyio 4.16)
             while True:
                 fetch = self._fetch
                 if fetch is None:

@@ -90,9 +90,12 @@ async def connect(
             from .asyncio_backend import connect_asyncio
 
             return await connect_asyncio(host, port)
-        stream = await anyio.connect_tcp(host, port)
-        raw = stream.extra(SocketAttribute.raw_socket, None) if library == "trio" else None
-        return StreamTransport(stream, raw_socket=raw)
+        if library == "trio":
+            from .trio_backend import connect_trio
+
+            stream = await connect_trio(host, port)
+            return StreamTransport(stream, raw_socket=stream.extra(SocketAttribute.raw_socket))
+        return StreamTransport(await anyio.connect_tcp(host, port))
     ssl_context.set_alpn_protocols(["h2"])
     tls_stream = await anyio.connect_tcp(
         host,
