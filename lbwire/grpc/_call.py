@@ -173,11 +173,12 @@ class Call:
                 event.reset
                 and event.status is Status.CANCELLED
                 and self._deadline != math.inf
-                and self._expired()
+                and self._clock() >= self._deadline - self._grace
             ):
                 # Newer grpc-go servers reset a call with CANCEL when its
                 # deadline passes instead of answering DEADLINE_EXCEEDED;
                 # grpc-go's own client reads that reset as its deadline too.
+                # (The deadline the server was sent: `grace` s before ours.)
                 event = CallEnded(event.stream_id, Status.DEADLINE_EXCEEDED, "deadline exceeded")
             self._end = event
         return self._parking.wake()
