@@ -99,7 +99,9 @@ async def test_two_clients_work_side_by_side(broker: str, stream: str) -> None:
 
 
 async def test_idle_connection_is_closed_and_reopened_on_the_next_call(broker: str) -> None:
-    async with LiftbridgeClient([broker], idle_timeout=0.2) as client:
+    # 1 s, not less: on a loaded machine a shorter idle timeout could close
+    # the reopened connection before the assertion below looks at it.
+    async with LiftbridgeClient([broker], idle_timeout=1.0) as client:
         await client.get_metadata()
         assert len(client.connection_info()) == 1
         await wait_until(lambda: not client.connection_info(), "the idle connection is closed")

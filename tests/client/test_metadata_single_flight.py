@@ -165,7 +165,7 @@ async def test_a_shared_fetch_retries_with_its_own_budget_not_its_starters(
         fresh_server.stop()
         async with anyio.create_task_group() as tg:
             tg.start_soon(spent_starter)
-            await wait_until(lambda: len(counter.starts) == 1, "the fetch is sent")
+            await wait_until(lambda: len(counter.starts) >= 1, "the fetch is sent")
             tg.start_soon(waiter)
             await anyio.wait_all_tasks_blocked()
             # With the starter's budget, the fetch would fail for both.
