@@ -7,6 +7,8 @@ test starts its own server (``fresh_server``), as it freezes it.
 
 from __future__ import annotations
 
+import platform
+
 import anyio
 import pytest
 from client_support import HANG_GUARD, read_all
@@ -228,7 +230,7 @@ async def test_a_frozen_broker_holds_publish_async_at_the_bound_in_bounded_memor
                 with anyio.move_on_after(0.5 + number % 10 / 10):
                     pending.append(await client.publish_async(b"x" * 100, stream=stream_name))
 
-        peak = rss()
+        start = peak = rss()
         async with anyio.create_task_group() as callers, frozen(fresh_server):
             for number in range(bound + 200):
                 callers.start_soon(caller, number)
@@ -257,6 +259,10 @@ async def test_a_frozen_broker_holds_publish_async_at_the_bound_in_bounded_memor
         assert newest >= len(pending)
     print(
         f"frozen {duration:.0f} s: {len(pending)} publishes sent at bound {bound}, "
-        f"peak RSS {peak / 2**20:.1f} MiB"
+        f"peak RSS {peak / 2**20:.1f} MiB (from {start / 2**20:.1f})"
     )
-    assert peak < 200 * 2**20
+    # The bound, 200 MB, as growth: a PyPy test worker alone holds
+    # more than that before the test starts (its JIT and the loaded suite).
+    assert peak - start < 200 * 2**20
+    if platform.python_implementation() == "CPython":
+        assert peak < 200 * 2**20
