@@ -237,6 +237,35 @@ def test_close_removes_data_dir() -> None:
 
 
 @pytest.mark.server
+def test_a_lone_node_whose_leader_promotion_failed_is_launched_again(tmp_path: Path) -> None:
+    """A lone node whose promotion (creating __activity, __cursors) fails logs
+    it, tries to hand leadership to a peer it lacks, and panics; the newest
+    did so once under load. No real server fails on demand, so the first
+    launch runs a stand-in script that logs what it logged; the next runs the
+    real binary, and the server must come up ready."""
+    real = find_liftbridge()
+    marker = tmp_path / "launched-once"
+    wrapper = write_script(
+        tmp_path / "liftbridge",
+        f'if [ "$1" = --version ]; then exec "{real}" "$@"; fi\n'
+        f'if [ ! -e "{marker}" ]; then\n'
+        f'  touch "{marker}"\n'
+        '  echo "level=info msg=\\"Server became metadata leader, performing leader promotion\\""\n'
+        '  echo "level=error msg=\\"Error on metadata leadership acquired: timed out\\""\n'
+        '  echo "panic: error on metadata leadership step down: cannot find peer"\n'
+        "  exit 2\n"
+        "fi\n"
+        f'exec "{real}" "$@"\n',
+    )
+    with LiftbridgeServer(binary=str(wrapper)) as server:
+        log = server.log_text()
+        assert log.count("--- lbwire: start #") == 2
+        assert "cannot find peer" in log
+        assert "cannot find peer" not in server.log_text(current_run=True)
+        assert len(fetch_metadata_broker_ids(server.broker)) == 1
+
+
+@pytest.mark.server
 @pytest.mark.anyio
 async def test_async_context_manager_runs_ready_check() -> None:
     calls = []

@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional, Protocol, Union
 import anyio
 import anyio.to_thread
 
+from lbwire import wire
+from lbwire.grpc.channel import Channel
 from lbwire.testing._build import (
     binary_version,
     find_liftbridge,
@@ -51,6 +53,11 @@ _POLL_INTERVAL = 0.05
 _ELECTION_GRACE = 20.0
 _LOG_TAIL_LINES = 40
 BECAME_LEADER = "Server became metadata leader"
+#: Logged when the actions after an election (creating ``__activity`` and
+#: ``__cursors``) failed. A lone node then tries to hand leadership over,
+#: cannot, and panics: the launch is lost, and a new one on the same data works.
+PROMOTION_FAILED = "Error on metadata leadership acquired"
+_PROMOTION_RELAUNCHES = 2
 
 #: A readiness check run after the built-in conditions hold: it gets the server
 #: and returns true when ready (false or an exception mean "not yet"). It may
@@ -267,6 +274,7 @@ class LiftbridgeServer(Managed):
         """
         deadline = time.monotonic() + self._start_timeout
         relaunched = False
+        promotion_relaunches = 0
         while True:
             self.launch()
             try:
@@ -279,6 +287,18 @@ class LiftbridgeServer(Managed):
                 else:
                     self._wait_ready(deadline)
             except LiftbridgeStartError:
+                if (
+                    self._membership is None
+                    and promotion_relaunches < _PROMOTION_RELAUNCHES
+                    and PROMOTION_FAILED in self.log_text(current_run=True)
+                    and time.monotonic() < deadline
+                ):
+                    logger.warning(
+                        "Liftbridge %s: leader promotion failed, launching it again", self.broker
+                    )
+                    promotion_relaunches += 1
+                    self.kill()
+                    continue
                 if (
                     not relaunched
                     and self._membership is None
@@ -411,14 +431,27 @@ class LiftbridgeServer(Managed):
         if not self.running:
             return "the process is not running"
         if self._membership is None:
-            if BECAME_LEADER not in self.log_text(current_run=True):
+            log = self.log_text(current_run=True)
+            if BECAME_LEADER not in log:
                 return "no 'became metadata leader' line in the log"
+            if PROMOTION_FAILED in log:
+                # Not worth waiting for: the node panics next (see start()).
+                raise self._start_error("its leader promotion failed")
         else:
             reason = self._membership.not_joined_reason(self)
             if reason is not None:
                 return reason
         if not accepts_connections(self.port):
             return f"nothing accepts connections on {self.broker}"
+        if self._membership is None and self._cursors_partitions and self._tls is None:
+            # The election is logged before the promotion, which can still
+            # fail (see PROMOTION_FAILED); creating __cursors is its last step.
+            try:
+                promoted = anyio.run(_has_stream, self.broker, CURSORS_STREAM)
+            except Exception as exc:
+                return f"asking for the {CURSORS_STREAM} stream raised {exc!r}"
+            if not promoted:
+                return f"the leader promotion has not created {CURSORS_STREAM} yet"
         if self._ready_check is not None:
             try:
                 result = self._ready_check(self)
@@ -511,3 +544,22 @@ class LiftbridgeServer(Managed):
 
 async def _await(awaitable: Awaitable[bool]) -> bool:
     return await awaitable
+
+
+CURSORS_STREAM = "__cursors"
+_PROBE_TIMEOUT = 5.0
+
+
+async def _has_stream(broker: str, stream: str) -> bool:
+    """Whether the broker's metadata has ``stream`` (one FetchMetadata, no retries)."""
+    host, _, port = broker.rpartition(":")
+    request = wire.FetchMetadataRequest(streams=[stream]).encode()
+    async with Channel.open(host, int(port)) as channel:
+        data = await channel.unary_unary(
+            "/proto.API/FetchMetadata", request, timeout=_PROBE_TIMEOUT
+        )
+    response = wire.FetchMetadataResponse.decode(data)
+    return any(
+        meta.name == stream and meta.error == wire.StreamMetadata.Error.OK
+        for meta in response.streamMetadata
+    )
