@@ -57,13 +57,19 @@ names=() pids=() logs=() begun=() seconds=() results=() counts=()
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/lbwire-test-logs-XXXXXX")
 
 # start_pass NAME COMMAND...: run a pytest command in the background, its
-# output to a log file (printed when it ends: passes overlap).
+# output to a log file (printed when it ends: passes overlap). With
+# LBWIRE_TEST_REPORTS=DIR, each pass also writes JUnit XML there (DIR/pass-N.xml:
+# every test's time, to find where a pass spends it).
 start_pass() {
     local name=$1
     shift
-    local log
+    local log extra=()
     log="$logdir/$(printf '%02d' "${#names[@]}").log"
-    "$@" </dev/null >"$log" 2>&1 &
+    if [ -n "${LBWIRE_TEST_REPORTS:-}" ]; then
+        mkdir -p "$LBWIRE_TEST_REPORTS"
+        extra=("--junitxml=$LBWIRE_TEST_REPORTS/pass-$(( ${#names[@]} + 1 )).xml")
+    fi
+    "$@" "${extra[@]}" </dev/null >"$log" 2>&1 &
     names+=("$name") pids+=($!) logs+=("$log") begun+=("$(date +%s)") seconds+=("") results+=("")
     counts+=("")
     echo "started: $name"
