@@ -243,7 +243,11 @@ PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
     start_pass "2. CPython, pure-Python protobuf (tests/wire, tests/compat)" \
     "${pytest_cpython[@]}" -n 2 --dist loadfile -m "not slow" tests/wire tests/compat
 
+# Passes 3 and 4 prove the interpreter and the server generation; what the
+# backend changes is proven by pass 1, so they run trio only where the backend
+# meets what they prove (PyPy: the transport's I/O; see the README's matrix).
 if [ "$pypy" -eq 1 ]; then
+    LBWIRE_TEST_TRIO_IN=tests/transport,tests/tls \
     start_pass "3. PyPy, v1.9.0 (all tests but slow ones)" \
         .venv-pypy/bin/python -m pytest -q -p no:cacheprovider -n "$WORKERS" --dist loadfile \
         -m "not slow"
@@ -252,7 +256,7 @@ fi
 # The layers that talk to the server (client, transport, TLS, clusters, the
 # activity stream, lbwire.testing); the CLI, the blocking client,
 # OpenTelemetry, the docs and gufo compatibility sit on top of them.
-LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN \
+LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN LBWIRE_TEST_TRIO_IN= \
     start_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \
