@@ -303,7 +303,8 @@ async def test_message_just_under_server_limit_is_stored(
     # Not a timing test: a megabyte through a loaded machine (PyPy, 15 busy
     # processes on 2 cores) outlasted the default ack timeout of 5 s.
     ack = await client.publish(value, stream=stream, ack_timeout=HANG_GUARD)
-    assert ack is not None and ack.offset == 0
+    assert ack is not None
+    assert ack.offset == 0
     assert [m.value for m in await read_all(client, stream)] == [value]
 
 
