@@ -10,6 +10,12 @@ carrying the raw message, or with `on_undecodable="raw"` delivered flagged.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -226,7 +232,8 @@ async def test_consumer_deserializes(client: LiftbridgeClient, stream: str) -> N
 
 
 async def test_msgpack_plugs_in(client: LiftbridgeClient, stream: str) -> None:
-    msgpack = pytest.importorskip("msgpack")
+    import msgpack
+
     record = {"id": 7, "tags": ["a", "b"], "blob": b"\x00\x01"}
     await client.publish(record, stream=stream, value_serializer=msgpack.packb)
     (message,) = await read_all(client, stream, value_deserializer=msgpack.unpackb)
@@ -247,3 +254,84 @@ async def test_protobuf_plugs_in(client: LiftbridgeClient, stream: str) -> None:
     )
     (message,) = await collect(subscription)
     assert message.value == record
+
+
+# mypy --strict on a user's program, as tests/sync/test_sync_generated.py does
+# for the blocking client: a per-call deserializer types the messages, and a
+# plain subscription's stay bytes (gufo-liftbridge's `Message`).
+TYPED_PROGRAM = textwrap.dedent(
+    """
+    from lbwire import serde
+    from lbwire.client import LiftbridgeClient
+    from lbwire.types import Message
+
+
+    async def good(client: LiftbridgeClient) -> None:
+        async for text in client.subscribe("s", value_deserializer=serde.deserialize_str):
+            value: str = text.value
+            key: bytes = text.key
+        async for doc in client.subscribe(
+            "s", value_deserializer=serde.deserialize_json, key_deserializer=serde.deserialize_str
+        ):
+            reveal_type(doc)
+        async for raw in client.subscribe("s"):
+            plain: Message = raw
+            data: bytes = raw.value
+        async with client.reader("s", value_deserializer=serde.deserialize_str) as reader:
+            async for message in reader:
+                read: str = message.value
+
+
+    async def bad(client: LiftbridgeClient) -> None:
+        async for raw in client.subscribe("s"):
+            text: str = raw.value  # E: assignment
+        async for message in client.subscribe("s", value_deserializer=serde.deserialize_str):
+            data: bytes = message.value  # E: assignment
+        async with client.reader("s", value_deserializer=serde.deserialize_str) as reader:
+            async for read in reader:
+                number: int = read.value  # E: assignment
+        client.subscribe("s", value_deserializer=b"json")  # E: arg-type
+    """
+)
+
+
+def test_mypy_strict_infers_the_value_type_from_the_deserializer(tmp_path: Path) -> None:
+    pytest.importorskip("mypy", reason="mypy is in the CPython environment's dev extra")
+    program = tmp_path / "program.py"
+    program.write_text(TYPED_PROGRAM)
+    lines = TYPED_PROGRAM.splitlines()
+    expected = {n: line.split("# E: ")[1] for n, line in enumerate(lines, 1) if "# E:" in line}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--show-error-codes",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(program),
+        ],
+        cwd=tmp_path,
+        # This checkout's lbwire, and no project configuration.
+        env=dict(os.environ, MYPYPATH=str(Path(__file__).resolve().parents[2])),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    errors: dict[int, str] = {}
+    revealed = []
+    for line in result.stdout.splitlines():
+        match = re.match(r".*program\.py:(\d+): (error|note): (.*)\s*$", line)
+        assert match, result.stdout + result.stderr
+        number, kind, text = int(match.group(1)), match.group(2), match.group(3)
+        if kind == "note" and text.startswith("Revealed type is"):
+            revealed.append(text)
+        elif kind == "error":
+            errors[number] = text.rsplit("[", 1)[1].rstrip("]")
+    assert errors == expected, result.stdout
+    # (Older mypy versions write builtins.str.)
+    pattern = r'Revealed type is "lbwire.types.Message\[Any, (builtins\.)?str\]"'
+    assert len(revealed) == 1, revealed
+    assert re.fullmatch(pattern, revealed[0]), revealed
