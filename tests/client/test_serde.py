@@ -10,10 +10,7 @@ carrying the raw message, or with `on_undecodable="raw"` delivered flagged.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from client_support import HANG_GUARD, collect, publish_values, read_all
+from helpers.typecheck import expected_errors, mypy_strict
 
 from lbwire import serde
 from lbwire.client import LiftbridgeClient
@@ -299,38 +297,8 @@ def test_mypy_strict_infers_the_value_type_from_the_deserializer(tmp_path: Path)
     pytest.importorskip("mypy", reason="mypy is in the CPython environment's dev extra")
     program = tmp_path / "program.py"
     program.write_text(TYPED_PROGRAM)
-    lines = TYPED_PROGRAM.splitlines()
-    expected = {n: line.split("# E: ")[1] for n, line in enumerate(lines, 1) if "# E:" in line}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--show-error-codes",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            str(program),
-        ],
-        cwd=tmp_path,
-        # This checkout's lbwire, and no project configuration.
-        env=dict(os.environ, MYPYPATH=str(Path(__file__).resolve().parents[2])),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    errors: dict[int, str] = {}
-    revealed = []
-    for line in result.stdout.splitlines():
-        match = re.match(r".*program\.py:(\d+): (error|note): (.*)\s*$", line)
-        assert match, result.stdout + result.stderr
-        number, kind, text = int(match.group(1)), match.group(2), match.group(3)
-        if kind == "note" and text.startswith("Revealed type is"):
-            revealed.append(text)
-        elif kind == "error":
-            errors[number] = text.rsplit("[", 1)[1].rstrip("]")
-    assert errors == expected, result.stdout
+    errors, revealed = mypy_strict(program)
+    assert errors == expected_errors(TYPED_PROGRAM)
     # (Older mypy versions write builtins.str.)
     pattern = r'Revealed type is "lbwire.types.Message\[Any, (builtins\.)?str\]"'
     assert len(revealed) == 1, revealed
