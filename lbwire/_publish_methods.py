@@ -190,19 +190,22 @@ class PublishMethods:
 
     async def publish_to_subject(
         self,
-        value: bytes,
+        value: Any,
         subject: str,
         *,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
         correlation_id: Optional[str] = None,
         ack_policy: AckPolicy = AckPolicy.LEADER,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
-        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+        Time budget: the retry policy's; the ack wait, `ack_timeout`. The
+        value and key go through the serializers as in `publish`.
 
         Returns:
             The first Ack, or None for AckPolicy.NONE.
@@ -213,6 +216,7 @@ class PublishMethods:
         """
         if not subject:
             raise ErrorInvalidArgument("publish_to_subject needs a subject")
+        value, key = self._serialized(value, key, value_serializer, key_serializer)
         template = self._publisher.request(
             value,
             stream=None,

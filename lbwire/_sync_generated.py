@@ -1020,19 +1020,22 @@ class SyncClientMethods(_Base):
 
     def publish_to_subject(
         self,
-        value: bytes,
+        value: Any,
         subject: str,
         *,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
         correlation_id: Optional[str] = None,
         ack_policy: AckPolicy = AckPolicy.LEADER,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
-        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+        Time budget: the retry policy's; the ack wait, `ack_timeout`. The
+        value and key go through the serializers as in `publish`.
 
         Returns:
             The first Ack, or None for AckPolicy.NONE.
@@ -1051,6 +1054,8 @@ class SyncClientMethods(_Base):
             correlation_id=correlation_id,
             ack_policy=ack_policy,
             ack_timeout=ack_timeout,
+            value_serializer=value_serializer,
+            key_serializer=key_serializer,
         )
 
     def reader(

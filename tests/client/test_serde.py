@@ -87,12 +87,13 @@ async def test_every_publishing_method_takes_per_call_serializers(
     )
     responses = [r async for r in client.publish_bulk([request])]
     assert responses[0].ack.offset == 4
+    await client.publish_to_subject({"n": 5}, stream, value_serializer=to_json)
     # The client has no deserializer: bytes, unless the call asks.
     plain = await read_all(client, stream)
     assert plain[0].value == b'{"n":0}'
     messages = await read_all(client, stream, value_deserializer=serde.deserialize_json)
-    assert [m.value for m in messages] == [{"n": n} for n in range(5)]
-    assert [m.key for m in messages] == [b"", b"", b"k", b"k", b"\x07"]
+    assert [m.value for m in messages] == [{"n": n} for n in range(6)]
+    assert [m.key for m in messages] == [b"", b"", b"k", b"k", b"\x07", b""]
 
 
 async def test_deserializers_run_after_decompression(broker: str, stream_name: str) -> None:
@@ -303,3 +304,25 @@ def test_mypy_strict_infers_the_value_type_from_the_deserializer(tmp_path: Path)
     pattern = r'Revealed type is "lbwire.types.Message\[Any, (builtins\.)?str\]"'
     assert len(revealed) == 1, revealed
     assert re.fullmatch(pattern, revealed[0]), revealed
+
+
+async def test_otel_instrumentation_takes_values_that_are_not_bytes(
+    json_client: LiftbridgeClient, stream: str
+) -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="lbwire[otel]'s tests need the SDK")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lbwire.otel import instrument
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument(json_client, tracer_provider=provider, receive_spans=True)
+    await json_client.publish(7, stream=stream)
+    await (await json_client.publish_async([7], stream=stream))
+    assert [m.value for m in await read_all(json_client, stream)] == [7, [7]]
+    spans = exporter.get_finished_spans()
+    assert spans
+    assert all("messaging.message.body.size" not in span.attributes for span in spans)
