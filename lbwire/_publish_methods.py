@@ -381,7 +381,7 @@ class PublishMethods:
         choose = partitioner or publisher.options.partitioner
         count = 0
         _, key = self._serialized(b"", key, BYTES, key_serializer)
-        values = resolve(value_serializer, self.options.value_serializer)
+        values = resolve("value_serializer", value_serializer, self.options.value_serializer)
         for message in messages:
             if isinstance(message, wire.PublishRequest):
                 requests.append(message)
@@ -440,10 +440,10 @@ class PublishMethods:
     ) -> Tuple[bytes, Optional[bytes]]:
         """The value and key as bytes, through the call's serializers or else the client's."""
         options = self.options
-        values = resolve(value_serializer, options.value_serializer)
+        values = resolve("value_serializer", value_serializer, options.value_serializer)
         if values is not None:
             value = _serialize(values, value, "value")
-        keys = resolve(key_serializer, options.key_serializer)
+        keys = resolve("key_serializer", key_serializer, options.key_serializer)
         if keys is not None and key is not None:
             key = _serialize(keys, key, "key")
         return value, key

@@ -473,8 +473,8 @@ class SubscribeMethods:
         options = self.options
         encoding_header = options.encoding_header
         max_size = options.max_message_size
-        values = resolve(value_deserializer, options.value_deserializer)
-        keys = resolve(key_deserializer, options.key_deserializer)
+        values = resolve("value_deserializer", value_deserializer, options.value_deserializer)
+        keys = resolve("key_deserializer", key_deserializer, options.key_deserializer)
         try:
             if values is None and keys is None:
                 # Bytes as received: this loop stays as lean as it can be.

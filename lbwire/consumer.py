@@ -66,7 +66,7 @@ from .error import (
     LiftbridgeError,
 )
 from .retry import Backoff
-from .serde import Deserializer
+from .serde import Deserializer, check_callable
 from .types import Message, StartPosition
 
 if TYPE_CHECKING:
@@ -280,6 +280,8 @@ class Consumer:
         #: already buffered wait in `_held` until `resume`.
         self._paused: Dict[_Key, anyio.Event] = {}
         self._held: Dict[_Key, Deque[Tuple[anyio.CancelScope, Message]]] = {}
+        check_callable("value_deserializer", value_deserializer)
+        check_callable("key_deserializer", key_deserializer)
         self._deserializers = {
             "value_deserializer": value_deserializer,
             "key_deserializer": key_deserializer,

@@ -188,6 +188,21 @@ def test_serde_options_must_be_callable() -> None:
         LiftbridgeClient(["127.0.0.1:9292"], key_serializer=b"")  # type: ignore[arg-type]
 
 
+async def test_per_call_serde_arguments_must_be_callable(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    # Refused as bad arguments, never mistaken for undecodable messages.
+    await publish_values(client, stream, [b"x"])
+    with pytest.raises(ErrorInvalidArgument, match="value_serializer must be callable, not str"):
+        await client.publish({}, stream=stream, value_serializer="json")  # type: ignore[arg-type]
+    with pytest.raises(ErrorInvalidArgument, match="key_deserializer must be callable, not int"):
+        await read_all(client, stream, key_deserializer=1)
+    with pytest.raises(ErrorInvalidArgument, match="value_deserializer must be callable"):
+        client.reader(stream, value_deserializer="json")  # type: ignore[arg-type]
+    with pytest.raises(ErrorInvalidArgument, match="key_deserializer must be callable"):
+        client.consumer("g", [stream], key_deserializer=b"")  # type: ignore[arg-type]
+
+
 async def test_reader_deserializes_every_partition(
     json_client: LiftbridgeClient, stream_name: str
 ) -> None:
