@@ -239,9 +239,9 @@ class SyncClientMethods(_Base):
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
-        value_deserializer: Optional[Deserializer[Any]] = None,
-        key_deserializer: Optional[Deserializer[Any]] = None,
-    ) -> Consumer:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> Consumer[V, K]:
         """A blocking member of consumer group `group_id` reading `streams` (see `Consumer`).
 
         Use the result as a context manager, then iterate it.

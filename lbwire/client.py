@@ -517,9 +517,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
-        value_deserializer: Optional[Deserializer[Any]] = None,
-        key_deserializer: Optional[Deserializer[Any]] = None,
-    ) -> Consumer:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> Consumer[V, K]:
         """A member of consumer group `group_id` reading `streams` (see `lbwire.consumer`).
 
         Use the result as an async context manager, then iterate it.

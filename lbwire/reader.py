@@ -735,7 +735,7 @@ class StreamReader(Generic[V, K]):
 class BatchSource(Protocol):
     """What `MessageBatches` takes its batches from (a reader, a group member)."""
 
-    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]: ...
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message[Any, Any]]: ...
 
 
 class MessageBatches:

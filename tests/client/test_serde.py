@@ -294,6 +294,10 @@ TYPED_PROGRAM = textwrap.dedent(
         async with client.reader("s", value_deserializer=serde.deserialize_str) as reader:
             async for message in reader:
                 read: str = message.value
+        async with client.consumer("g", ["s"], key_deserializer=serde.deserialize_str) as member:
+            async for consumed in member:
+                consumed_key: str = consumed.key
+                consumed_value: bytes = consumed.value
 
 
     async def bad(client: LiftbridgeClient) -> None:
@@ -304,6 +308,9 @@ TYPED_PROGRAM = textwrap.dedent(
         async with client.reader("s", value_deserializer=serde.deserialize_str) as reader:
             async for read in reader:
                 number: int = read.value  # E: assignment
+        async with client.consumer("g", ["s"], value_deserializer=serde.deserialize_str) as member:
+            async for consumed in member:
+                wrong: bytes = consumed.value  # E: assignment
         client.subscribe("s", value_deserializer=b"json")  # E: arg-type
     """
 )
