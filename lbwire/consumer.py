@@ -808,9 +808,11 @@ class Consumer:
         logger.info("Consumer %s rejoins group %s", self.consumer_id, self.group_id)
         if leave:
             # Leaving hands our partitions to the others at once: commit what
-            # was processed first, so that less is delivered again.
+            # was processed first, so that less is delivered again, within a
+            # poll interval (this is the heartbeat's task).
             try:
-                await self.checkpoint()
+                with anyio.move_on_after(self._fraction * self._consumer_timeout):
+                    await self.checkpoint()
             except LiftbridgeError as error:
                 logger.info("Checkpoint of group %s failed: %s", self.group_id, error)
             # Gone already (expired, or the group with it): joining is left.

@@ -7,12 +7,16 @@ The chaos soak (scripts/chaos_soak.py) meets it after node kills and
 restarts. Members get no timer while their group is "recovered" on the
 coordinator (`addMember`): during a restarted node's Raft log replay, and on
 the newest server for good after a restart from a Raft snapshot (`Restore`
-marks the groups recovered, and `StartRecovered` runs only when a replay
-finishes). No test here can drive a real server into that state on demand
-(a snapshot needs thousands of Raft entries or minutes), so the coordinator's
-answer is a fake one: the member's client answers its polls with that
-refusal, mapped as the real one is, while everything else (the joins, the
-leave, the subscriptions, the commits) goes to a real server.
+marks groups and partitions recovered, and `StartRecovered` runs only when a
+replay finishes; v1.9.0 restores them as not recovered).
+
+A lone newest server gets there for real once it took a Raft snapshot (2 to
+4 minutes after its start at the earliest) and restarted, but its streams
+are then never started either, so no member can read on there. So the
+coordinator's answer is a fake one here: the member's client refuses its
+polls as that coordinator does, mapped as the real refusal is, while
+everything else (the joins, the leave, the subscriptions, the commits) goes
+to a real server.
 """
 
 from __future__ import annotations
