@@ -37,7 +37,7 @@ from ._pool import ConnectionInfo, ConnectionRegistry
 from ._publish import Publisher
 from ._publish_methods import PublishMethods
 from ._routing import CURSOR_STREAM, Router
-from ._subscribe import SubscribeMethods, Subscriptions
+from ._subscribe import CallWatch, SubscribeMethods, Subscriptions
 from .compression import compress as compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
@@ -408,14 +408,21 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         )
 
     def _subscribe_once(
-        self, request: SubscribeRequest, setup_timeout: Optional[float]
+        self,
+        request: SubscribeRequest,
+        setup_timeout: Optional[float],
+        watch: Optional[CallWatch] = None,
     ) -> AsyncIterator[Message]:
-        messages = super()._subscribe_once(request, setup_timeout)
         if self._connections.open:
-            return messages
-        return self._subscribe_outside(messages)
+            return super()._subscribe_once(request, setup_timeout, watch)
+        if watch is None:
+            watch = CallWatch()
+        messages = super()._subscribe_once(request, setup_timeout, watch)
+        return self._subscribe_outside(messages, watch)
 
-    async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    async def _subscribe_outside(
+        self, messages: AsyncIterator[Message], watch: CallWatch
+    ) -> AsyncIterator[Message]:
         # A subscription made outside the client's block (as gufo allows)
         # owns its connections until it is closed. Their tasks run only while
         # it waits for a message: no task group is held across `yield`, so a
@@ -423,11 +430,17 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         iteration = self._connections.outside_iteration()
         try:
             while True:
-                async with iteration.step():
-                    try:
+                try:
+                    call = watch.call
+                    if call is not None and call.has_message:
+                        # Received already: no wait, so no task needs to run
+                        # and no step (a task group) is opened for it.
                         message = await messages.__anext__()
-                    except StopAsyncIteration:
-                        return
+                    else:
+                        async with iteration.step():
+                            message = await messages.__anext__()
+                except StopAsyncIteration:
+                    return
                 yield message
         finally:
             await messages.aclose()  # type: ignore[attr-defined]

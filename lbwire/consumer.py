@@ -20,6 +20,7 @@ may give the partition number alone.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from collections import deque
@@ -58,6 +59,7 @@ from .error import (
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
     ErrorInvalidPartition,
+    ErrorMemberInactive,
     ErrorNotAssigned,
     ErrorNotCoordinator,
     ErrorNotFound,
@@ -769,6 +771,10 @@ class Consumer(Generic[V, K]):
                     # this coordinator has not applied yet: the metadata
                     # leader knows which (and we rejoin only in the first case).
                     await self._refresh_group_quietly()
+                elif isinstance(error, ErrorMemberInactive):
+                    # Listed, but not counted as active: a join alone would
+                    # be refused as "already a member".
+                    await self._rejoin_quietly(leave=True)
                 elif isinstance(error, ErrorNotMember):
                     await self._rejoin_quietly()  # our membership timed out
                 elif isinstance(error, (ErrorStaleEpoch, ErrorNotCoordinator)):
@@ -810,14 +816,26 @@ class Consumer(Generic[V, K]):
         except LiftbridgeError as error:
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
 
-    async def _rejoin_quietly(self) -> None:
+    async def _rejoin_quietly(self, *, leave: bool = False) -> None:
         try:
-            await self._rejoin()
+            await self._rejoin(leave=leave)
         except LiftbridgeError as error:
             logger.debug("Rejoining group %s failed: %s", self.group_id, error)
 
-    async def _rejoin(self) -> None:
+    async def _rejoin(self, *, leave: bool = False) -> None:
         logger.info("Consumer %s rejoins group %s", self.consumer_id, self.group_id)
+        if leave:
+            # Leaving hands our partitions to the others at once: commit what
+            # was processed first, so that less is delivered again, within a
+            # poll interval (this is the heartbeat's task).
+            try:
+                with anyio.move_on_after(self._fraction * self._consumer_timeout):
+                    await self.checkpoint()
+            except LiftbridgeError as error:
+                logger.info("Checkpoint of group %s failed: %s", self.group_id, error)
+            # Gone already (expired, or the group with it): joining is left.
+            with contextlib.suppress(ErrorNotMember, ErrorNotFound):
+                await self.client.leave_consumer_group(self.group_id, self.consumer_id)
         await self._join()
 
     async def _report_coordinator(self) -> None:
