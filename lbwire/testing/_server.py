@@ -61,8 +61,8 @@ _PROMOTION_RELAUNCHES = 2
 
 #: A readiness check run after the built-in conditions hold: it gets the server
 #: and returns true when ready (false or an exception mean "not yet"). It may
-#: return an awaitable; that is run with ``anyio.run`` in the waiting thread,
-#: where no event loop is running.
+#: return an awaitable; that is run with ``anyio.run`` in a thread of its own
+#: (the caller's thread may run an event loop already).
 ReadyCheck = Callable[["LiftbridgeServer"], Union[bool, Awaitable[bool]]]
 
 
@@ -447,7 +447,7 @@ class LiftbridgeServer(Managed):
             # The election is logged before the promotion, which can still
             # fail (see PROMOTION_FAILED); creating __cursors is its last step.
             try:
-                promoted = anyio.run(_has_stream, self.broker, CURSORS_STREAM)
+                promoted = _run_apart(_has_stream, self.broker, CURSORS_STREAM)
             except Exception as exc:
                 return f"asking for the {CURSORS_STREAM} stream raised {exc!r}"
             if not promoted:
@@ -456,7 +456,7 @@ class LiftbridgeServer(Managed):
             try:
                 result = self._ready_check(self)
                 if inspect.isawaitable(result):
-                    result = anyio.run(_await, result)
+                    result = _run_apart(_await, result)
             except Exception as exc:
                 return f"ready_check raised {exc!r}"
             if not result:
@@ -547,6 +547,31 @@ async def _await(awaitable: Awaitable[bool]) -> bool:
 
 
 CURSORS_STREAM = "__cursors"
+
+
+def _run_apart(function: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+    """``anyio.run(function, *args)`` in a thread of its own.
+
+    start() and restart() are also called from async code, whose thread
+    already runs an event loop (where ``anyio.run`` refuses to start one).
+    """
+    outcome: list[Union[bool, BaseException]] = []
+
+    def run() -> None:
+        try:
+            outcome.append(anyio.run(function, *args))
+        except BaseException as exc:  # handed to the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="lbwire-testing-probe", daemon=True)
+    thread.start()
+    thread.join()
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 _PROBE_TIMEOUT = 5.0
 
 
