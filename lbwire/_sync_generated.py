@@ -759,6 +759,7 @@ class SyncClientMethods(_Base):
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
+        settle: bool = False,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -787,6 +788,15 @@ class SyncClientMethods(_Base):
             expected_offset: Optimistic concurrency: the offset the message
                 must get (the stream must have it enabled).
             ack_timeout: Seconds to wait for the ack (client default if None).
+            settle: lbwire addition: settle an ambiguous outcome (a lost ack
+                or connection), so that the publish ends stored exactly
+                once (the Ack) or raises `ErrorNotStored`. The stream must
+                have optimistic concurrency control: each copy is fenced at
+                one expected offset (the partition's next one unless
+                `expected_offset` is given). The correlation id must be
+                unique (None: a fresh one); the message carries it in the
+                `lbwire-settle-id` header. Settling takes up to the retry
+                policy's `max_time`. See docs/cookbook/publishing.md.
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -801,6 +811,10 @@ class SyncClientMethods(_Base):
             ErrorUnavailable: No broker could be reached, or the connection
                 broke after the message went out: it may or may not be
                 stored, and is not sent again (that could store it twice).
+            ErrorNotStored: With `settle`: settled, the message is not stored
+                (another message holds its offset).
+            ErrorUnsettled: With `settle`: not settled in time; stored at
+                most once, at its `offset` (an `ErrorAckTimeout`).
         """
         return self.run(
             self._client.publish,
@@ -817,6 +831,7 @@ class SyncClientMethods(_Base):
             partitioner=partitioner,
             expected_offset=expected_offset,
             ack_timeout=ack_timeout,
+            settle=settle,
         )
 
     def publish_async(
