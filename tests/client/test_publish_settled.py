@@ -19,6 +19,7 @@ import anyio
 import pytest
 from helpers import HANG_GUARD, wait_until
 from helpers.frozen import all_threads_stopped
+from helpers.settled import Resends
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
@@ -38,26 +39,6 @@ SETTLE_HEADER = "lbwire-settle-id"
 
 #: Settling outlasts a restart (the server reloads its streams).
 PATIENT = RetryPolicy(attempts=200, initial_backoff=0.2, max_backoff=1.0, max_time=25.0)
-
-
-class Resends:
-    """An observer that counts the resends of settled publishes."""
-
-    def __init__(self) -> None:
-        self.errors: List[BaseException] = []
-
-    def on_retry(self, method: str, attempt: int, error: BaseException) -> None:
-        if method == "PublishSettled":
-            self.errors.append(error)
-
-    def on_reconnect(self, broker: str) -> None:
-        pass
-
-    def on_resubscribe(self, stream: str, partition: int, error: BaseException) -> None:
-        pass
-
-    def on_ack(self, stream: str, partition: int, latency: float) -> None:
-        pass
 
 
 async def read_ids(client: LiftbridgeClient, stream: str) -> Dict[int, str]:
