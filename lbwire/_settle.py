@@ -113,6 +113,9 @@ class Settler:
     def claim(self, correlation_id: str) -> None:
         """Refuse a correlation id a settled publish of this client used lately; remember it.
 
+        An id is forgotten again when its publish ends without a copy that
+        is or can be stored (anything but an Ack or `ErrorUnsettled`).
+
         Raises:
             ErrorInvalidArgument: The id was used (unique ids are what
                 settling tells messages apart by).
@@ -147,13 +150,19 @@ class Settler:
         if fence is None:
             fence = self._fences[key] = _Fence()
         async with fence.lock:
-            if fence.fenced is False:
-                raise ErrorInvalidArgument(_unfenced(request))
-            if fence.fenced is None:
-                ack = await self._probe(fence, request, ack_timeout, settle_time)
-                if ack is not None:
-                    return ack
-            return await self._fenced(fence, request, ack_timeout, settle_time, expected_offset)
+            try:
+                if fence.fenced is False:
+                    raise ErrorInvalidArgument(_unfenced(request))
+                if fence.fenced is None:
+                    ack = await self._probe(fence, request, ack_timeout, settle_time)
+                    if ack is not None:
+                        return ack
+                return await self._fenced(fence, request, ack_timeout, settle_time, expected_offset)
+            except LiftbridgeError as error:
+                if not isinstance(error, ErrorUnsettled):
+                    # No copy is or can be stored: the id may be used again.
+                    self._ids.pop(request.correlationId, None)
+                raise
 
     async def _probe(
         self,
