@@ -276,7 +276,9 @@ class Settler:
                 if found is None:
                     continue  # the offset is not readable yet
                 if found.headers.get(SETTLE_HEADER) == correlation_id.encode():
+                    logger.debug("Settled %r: found stored at offset %d", correlation_id, offset)
                     return _ack_from(found, request, correlation_id)
+                logger.debug("Settled %r: offset %d holds another message", correlation_id, offset)
                 raise _not_stored(request, offset, "another message holds its offset") from exc
             except LiftbridgeError as error:
                 # Lost again, or refused while the server recovers (a stream
@@ -286,6 +288,7 @@ class Settler:
             finally:
                 request.correlationId = correlation_id
             assert ack is not None  # (an acked publish)
+            logger.debug("Settled %r: copy %d acked at offset %d", correlation_id, copy, ack.offset)
             ack.correlationId = correlation_id
             return ack
 
