@@ -28,21 +28,43 @@ from .error import (
 )
 from .error._decisions import malformed_reply, subscribe_error
 from .grpc import GRPCError
-from .types import Message, StartPosition, StopPosition
+from .serde import Deserializer, deserialize_message, resolve
+from .types import K, Message, StartPosition, StopPosition, V
 
 if TYPE_CHECKING:
     from ._cursors import CursorStore
     from ._pool import ConnectionRegistry
     from ._routing import Router
     from .activity import ActivityEvent
+    from .grpc import UnaryStreamCall
     from .options import ClientOptions
     from .retry import RetryPolicy
 
-__all__ = ["SubscribeMethods", "Subscriptions"]
+__all__ = ["CallWatch", "SubscribeMethods", "Subscriptions"]
 
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
+
+
+class CallWatch:
+    """The Subscribe call a subscription reads now (see `Subscriptions.messages`).
+
+    Set once a call's handshake arrived, cleared when the subscription leaves
+    the call. While it is set, the subscription is suspended at a message of
+    that call, and the call's later messages have higher offsets (none is
+    skipped): when `call.has_message`, the subscription's next step returns
+    that message without waiting for the network.
+    """
+
+    __slots__ = ("call",)
+
+    def __init__(self) -> None:
+        self.call: Optional[UnaryStreamCall] = None
+
+    def clear(self) -> None:
+        """The subscription left the call."""
+        self.call = None
 
 
 class Subscriptions:
@@ -80,11 +102,15 @@ class Subscriptions:
         return self.options.retry_policy
 
     async def messages(
-        self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
+        self,
+        request: wire.SubscribeRequest,
+        setup_timeout: Optional[float],
+        watch: Optional[CallWatch] = None,
     ) -> AsyncIterator[Message]:
         """The subscription's messages, resumed across broker failures.
 
-        Values come as received: `decode` undoes their compression.
+        Values come as received: `decode` undoes their compression. `watch`,
+        if given, is kept up to date with the Subscribe call in use.
         """
         stream, partition = request.stream, request.partition
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
@@ -124,6 +150,9 @@ class Subscriptions:
                         # the subscription exists. Setup errors come instead.
                         await call.receive()
                     handshake_done = True
+                    if watch is not None:
+                        watch.call = call
+                        call_stack.callback(watch.clear)
                     resumption.set_up()
                     async for data in call:
                         msg = decode(data)
@@ -342,7 +371,9 @@ class SubscribeMethods:
         reverse: bool = False,
         on_undecodable: str = "raise",
         missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
-    ) -> AsyncIterator[Message]:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> AsyncIterator[Message[V, K]]:
         """Read messages from a stream partition.
 
         Time budget: the set-up within `timeout` (default: the retry
@@ -398,10 +429,17 @@ class SubscribeMethods:
                 `offset + 1` to skip it with no other message lost or
                 repeated. `"raw"` delivers it as received (not decompressed,
                 encoding header kept) with `message.decode_error` saying why
-                and `message.undecoded` true, and goes on.
+                and `message.undecoded` true, and goes on. A value or key
+                its deserializer raises for is undecodable too.
+            value_deserializer: Turns each value into what the messages
+                carry (`lbwire.serde`), instead of the client's
+                `value_deserializer`; `serde.BYTES` keeps bytes.
+            key_deserializer: The same for keys (a message published
+                without a key has the key b"").
 
         Yields:
-            Messages, decompressed when they were published compressed.
+            Messages, decompressed when they were published compressed,
+            then deserialized.
             Decompression stops at `max_message_size` bytes of output, so a
             small value expanding enormously cannot exhaust memory.
 
@@ -463,12 +501,22 @@ class SubscribeMethods:
         options = self.options
         encoding_header = options.encoding_header
         max_size = options.max_message_size
+        values = resolve("value_deserializer", value_deserializer, options.value_deserializer)
+        keys = resolve("key_deserializer", key_deserializer, options.key_deserializer)
         try:
-            async for message in messages:
-                headers = message.headers
-                if headers and encoding_header in headers:
-                    message = decode_message(message, encoding_header, max_size, on_undecodable)
-                yield message
+            if values is None and keys is None:
+                # Bytes as received: this loop stays as lean as it can be.
+                async for message in messages:
+                    headers = message.headers
+                    if headers and encoding_header in headers:
+                        message = decode_message(message, encoding_header, max_size, on_undecodable)
+                    yield message  # type: ignore[misc]  # V and K are bytes here
+            else:
+                async for message in messages:
+                    headers = message.headers
+                    if headers and encoding_header in headers:
+                        message = decode_message(message, encoding_header, max_size, on_undecodable)
+                    yield deserialize_message(message, values, keys, on_undecodable)
         finally:
             # Closed here, not left to the garbage collector: without
             # reference counting (PyPy) a subscription closed at `yield`
@@ -504,9 +552,12 @@ class SubscribeMethods:
         )
 
     def _subscribe_once(
-        self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
+        self,
+        request: wire.SubscribeRequest,
+        setup_timeout: Optional[float],
+        watch: Optional[CallWatch] = None,
     ) -> AsyncIterator[Message]:
         # A seam: tests/compat/test_api_surface.py replaces it on
         # LiftbridgeClient to capture the request without a server. It is the
         # whole (resuming) subscription, despite the name kept for that test.
-        return self._subscriptions.messages(request, setup_timeout)
+        return self._subscriptions.messages(request, setup_timeout, watch)

@@ -57,13 +57,19 @@ names=() pids=() logs=() begun=() seconds=() results=() counts=()
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/lbwire-test-logs-XXXXXX")
 
 # start_pass NAME COMMAND...: run a pytest command in the background, its
-# output to a log file (printed when it ends: passes overlap).
+# output to a log file (printed when it ends: passes overlap). With
+# LBWIRE_TEST_REPORTS=DIR, each pass also writes JUnit XML there (DIR/pass-N.xml:
+# every test's time, to find where a pass spends it).
 start_pass() {
     local name=$1
     shift
-    local log
+    local log extra=()
     log="$logdir/$(printf '%02d' "${#names[@]}").log"
-    "$@" </dev/null >"$log" 2>&1 &
+    if [ -n "${LBWIRE_TEST_REPORTS:-}" ]; then
+        mkdir -p "$LBWIRE_TEST_REPORTS"
+        extra=("--junitxml=$LBWIRE_TEST_REPORTS/pass-$(( ${#names[@]} + 1 )).xml")
+    fi
+    "$@" "${extra[@]}" </dev/null >"$log" 2>&1 &
     names+=("$name") pids+=($!) logs+=("$log") begun+=("$(date +%s)") seconds+=("") results+=("")
     counts+=("")
     echo "started: $name"
@@ -237,7 +243,11 @@ PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
     start_pass "2. CPython, pure-Python protobuf (tests/wire, tests/compat)" \
     "${pytest_cpython[@]}" -n 2 --dist loadfile -m "not slow" tests/wire tests/compat
 
+# Passes 3 and 4 prove the interpreter and the server generation; what the
+# backend changes is proven by pass 1, so they run trio only where the backend
+# meets what they prove (PyPy: the transport's I/O; see the README's matrix).
 if [ "$pypy" -eq 1 ]; then
+    LBWIRE_TEST_TRIO_IN=tests/transport,tests/tls \
     start_pass "3. PyPy, v1.9.0 (all tests but slow ones)" \
         .venv-pypy/bin/python -m pytest -q -p no:cacheprovider -n "$WORKERS" --dist loadfile \
         -m "not slow"
@@ -246,7 +256,7 @@ fi
 # The layers that talk to the server (client, transport, TLS, clusters, the
 # activity stream, lbwire.testing); the CLI, the blocking client,
 # OpenTelemetry, the docs and gufo compatibility sit on top of them.
-LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN \
+LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN LBWIRE_TEST_TRIO_IN= \
     start_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \

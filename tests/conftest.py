@@ -125,7 +125,35 @@ LONG_MODULES = ("test_benchmarks.py", "test_packaging.py", "test_docs.py")
 LONG_TIMEOUT = 1800
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: Environment variable naming where a pass runs tests on trio as well as on
+#: asyncio: unset, everywhere; else a comma-separated list of test paths (empty:
+#: nowhere). scripts/test.sh sets it for the passes that prove something other
+#: than the backend (see the README's Testing section).
+TRIO_IN_ENV = "LBWIRE_TEST_TRIO_IN"
+
+
+def _trio_deselected(items: list[pytest.Item], root: Path) -> list[pytest.Item]:
+    """The trio variants of tests outside ``$LBWIRE_TEST_TRIO_IN``'s paths."""
+    where = os.environ.get(TRIO_IN_ENV)
+    if where is None:
+        return []
+    paths = [(root / part.strip()).resolve() for part in where.split(",") if part.strip()]
+
+    def trio_elsewhere(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("anyio_backend") != "trio":
+            return False
+        return not any(item.path == path or path in item.path.parents for path in paths)
+
+    return [item for item in items if trio_elsewhere(item)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = _trio_deselected(items, config.rootpath)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        dropped = set(deselected)
+        items[:] = [item for item in items if item not in dropped]
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)

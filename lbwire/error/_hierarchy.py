@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional, Tuple, Type
+from typing import TYPE_CHECKING, ClassVar, Optional, Tuple, Type
 
 from ..grpc.status import Status
+
+if TYPE_CHECKING:
+    from ..types import Message
 
 
 class LiftbridgeError(Exception):
@@ -262,6 +265,16 @@ class ErrorNotMember(ErrorGroupMembership):
     """The consumer is not (or no longer) a member of the group."""
 
 
+class ErrorMemberInactive(ErrorNotMember):
+    """The coordinator lists the member but does not count it as active.
+
+    Liftbridge's coordinator answers "consumer not active for server (no
+    timer)" when it holds no liveness timer for a member it lists
+    (`server/groups.go`), as it can after node restarts. Waiting does not mend
+    it: a `Consumer` leaves the group and joins again with the same id.
+    """
+
+
 class ErrorStaleEpoch(ErrorGroupMembership):
     """The member's group epoch differs from the coordinator's."""
 
@@ -317,8 +330,9 @@ class ErrorCursorNotFound(ErrorNotFound):
 class ErrorUndecodableMessage(LiftbridgeError, ValueError):
     """A received message cannot be decoded.
 
-    Its encoding header lies or names an unknown method, or its value expands
-    beyond the client's `max_message_size`.
+    Its encoding header lies or names an unknown method, its value expands
+    beyond the client's `max_message_size`, or its value or key deserializer
+    (`lbwire.serde`) raised (that exception is its `__cause__`).
 
     The subscription that raised it has ended; subscribing again from
     `offset + 1` skips the message and loses or repeats no other.
@@ -327,12 +341,12 @@ class ErrorUndecodableMessage(LiftbridgeError, ValueError):
         stream: The message's stream.
         partition: Its partition.
         offset: Its offset.
-        raw: The message as received (`lbwire.types.Message`, value not
-            decompressed, the encoding header kept).
+        raw: The message as received (`lbwire.types.Message`: value not
+            decompressed, the encoding header kept, nothing deserialized).
     """
 
     def __init__(
-        self, message: str, *, stream: str, partition: int, offset: int, raw: object
+        self, message: str, *, stream: str, partition: int, offset: int, raw: Message
     ) -> None:
         super().__init__(message)
         self.stream = stream
@@ -348,7 +362,7 @@ class ErrorUndecodableMessage(LiftbridgeError, ValueError):
 
 
 def _rebuild_undecodable(
-    message: str, stream: str, partition: int, offset: int, raw: object
+    message: str, stream: str, partition: int, offset: int, raw: Message
 ) -> ErrorUndecodableMessage:
     return ErrorUndecodableMessage(
         message, stream=stream, partition=partition, offset=offset, raw=raw
