@@ -22,6 +22,7 @@ import anyio
 from . import wire
 from ._checks import checked_publish_value
 from ._publish import Publisher, new_correlation_id
+from ._settle import SETTLE_HEADER, Settler
 from .error import (
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
@@ -62,6 +63,8 @@ class PublishMethods:
 
     _publisher: Publisher
     options: ClientOptions
+    # Settled publishes' state, made on the first (`publish(settle=True)`).
+    _settler: Optional[Settler] = None
 
     def get_publish_request(
         self,
@@ -118,6 +121,7 @@ class PublishMethods:
         ack_timeout: Optional[float] = None,
         value_serializer: Optional[Serializer[Any]] = None,
         key_serializer: Optional[Serializer[Any]] = None,
+        settle: bool = False,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -151,6 +155,15 @@ class PublishMethods:
                 instead of the client's `value_serializer`; `serde.BYTES`
                 sends bytes as they are.
             key_serializer: The same for `key` (a None key stays absent).
+            settle: lbwire addition: settle an ambiguous outcome (a lost ack
+                or connection), so that the publish ends stored exactly
+                once (the Ack) or raises `ErrorNotStored`. The stream must
+                have optimistic concurrency control: each copy is fenced at
+                one expected offset (the partition's next one unless
+                `expected_offset` is given). The correlation id must be
+                unique (None: a fresh one); the message carries it in the
+                `lbwire-settle-id` header. Settling takes up to the retry
+                policy's `max_time`. See docs/cookbook/publishing.md.
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -165,11 +178,30 @@ class PublishMethods:
             ErrorUnavailable: No broker could be reached, or the connection
                 broke after the message went out: it may or may not be
                 stored, and is not sent again (that could store it twice).
+            ErrorNotStored: With `settle`: settled, the message is not stored
+                (another message holds its offset).
+            ErrorUnsettled: With `settle`: not settled in time; stored at
+                most once, at its `offset` (an `ErrorAckTimeout`).
         """
         if not stream:
             raise ErrorInvalidArgument("publish needs a stream name")
         value, key = self._serialized(value, key, value_serializer, key_serializer)
         publisher = self._publisher
+        if settle:
+            return await self._publish_settled(
+                value,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_inbox=ack_inbox,
+                correlation_id=correlation_id,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                partitioner=partitioner,
+                expected_offset=expected_offset,
+                ack_timeout=ack_timeout,
+            )
         # Choosing the partition and publishing share one retry budget.
         with call_budget(publisher.router.policy):
             if partition is None and (partitioner or publisher.options.partitioner):
@@ -187,6 +219,58 @@ class PublishMethods:
                 expected_offset=expected_offset,
             )
             return await publisher.publish(request, ack_timeout, wait_for_stream)
+
+    async def _publish_settled(
+        self,
+        value: bytes,
+        *,
+        stream: str,
+        key: Optional[bytes],
+        partition: Optional[int],
+        headers: Optional[Dict[str, bytes]],
+        ack_inbox: Optional[str],
+        correlation_id: Optional[str],
+        ack_policy: AckPolicy,
+        auto_compress: bool,
+        partitioner: Optional[Partitioner],
+        expected_offset: Optional[int],
+        ack_timeout: Optional[float],
+    ) -> Ack:
+        """`publish(settle=True)`: see `lbwire._settle`."""
+        if ack_policy == AckPolicy.NONE:
+            raise ErrorInvalidArgument(
+                "settle needs an acked publish: AckPolicy.NONE gets no ack to settle "
+                "(and a stream with concurrency control refuses it)"
+            )
+        if ack_inbox:
+            raise ErrorInvalidArgument("settle takes no ack_inbox: lbwire must see the ack")
+        publisher = self._publisher
+        settler = self._settler
+        if settler is None:
+            client: Any = self  # the client's subscribe and partition metadata
+            settler = self._settler = Settler(
+                publisher, client.get_partition_metadata, client.subscribe
+            )
+        with call_budget(publisher.router.policy):
+            if partition is None and (partitioner or publisher.options.partitioner):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+        correlation_id = correlation_id or new_correlation_id()
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers={**(headers or {}), SETTLE_HEADER: correlation_id.encode()},
+            ack_inbox=None,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        settler.claim(correlation_id)
+        return await settler.publish(
+            request, ack_timeout, publisher.router.policy.max_time, expected_offset
+        )
 
     async def publish_to_subject(
         self,

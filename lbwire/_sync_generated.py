@@ -800,6 +800,7 @@ class SyncClientMethods(_Base):
         ack_timeout: Optional[float] = None,
         value_serializer: Optional[Serializer[Any]] = None,
         key_serializer: Optional[Serializer[Any]] = None,
+        settle: bool = False,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -833,6 +834,15 @@ class SyncClientMethods(_Base):
                 instead of the client's `value_serializer`; `serde.BYTES`
                 sends bytes as they are.
             key_serializer: The same for `key` (a None key stays absent).
+            settle: lbwire addition: settle an ambiguous outcome (a lost ack
+                or connection), so that the publish ends stored exactly
+                once (the Ack) or raises `ErrorNotStored`. The stream must
+                have optimistic concurrency control: each copy is fenced at
+                one expected offset (the partition's next one unless
+                `expected_offset` is given). The correlation id must be
+                unique (None: a fresh one); the message carries it in the
+                `lbwire-settle-id` header. Settling takes up to the retry
+                policy's `max_time`. See docs/cookbook/publishing.md.
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -847,6 +857,10 @@ class SyncClientMethods(_Base):
             ErrorUnavailable: No broker could be reached, or the connection
                 broke after the message went out: it may or may not be
                 stored, and is not sent again (that could store it twice).
+            ErrorNotStored: With `settle`: settled, the message is not stored
+                (another message holds its offset).
+            ErrorUnsettled: With `settle`: not settled in time; stored at
+                most once, at its `offset` (an `ErrorAckTimeout`).
         """
         return self.run(
             self._client.publish,
@@ -865,6 +879,7 @@ class SyncClientMethods(_Base):
             ack_timeout=ack_timeout,
             value_serializer=value_serializer,
             key_serializer=key_serializer,
+            settle=settle,
         )
 
     def publish_async(

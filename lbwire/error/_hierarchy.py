@@ -150,6 +150,51 @@ class ErrorAckTimeout(ErrorDeadlineExceeded):
     """A published message was not acknowledged within the ack timeout."""
 
 
+class _SettleOutcome(LiftbridgeError):
+    """A settled publish's error: where it was fenced, and its correlation id."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        offset: Optional[int] = None,
+        correlation_id: str = "",
+        status: Optional[Status] = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.offset = offset
+        self.correlation_id = correlation_id
+
+
+class ErrorNotStored(_SettleOutcome, ErrorIncorrectOffset):
+    """A settled publish (`publish(settle=True)`) ended, and the message is not stored.
+
+    Another message holds the offset it was fenced at, so none of its copies
+    can ever be stored: publishing it again stores no duplicate
+    (`not_processed` is True).
+
+    Attributes:
+        offset: The offset the message was fenced at (its expected offset).
+        correlation_id: The message's correlation id.
+    """
+
+    not_processed = True
+
+
+class ErrorUnsettled(_SettleOutcome, ErrorAckTimeout):
+    """A settled publish could not be settled in time: the message may be stored, at most once.
+
+    The fence still holds: every copy carried the same expected offset, so
+    the message is stored at `offset` or nowhere, never twice. Reading that
+    offset later (its `lbwire-settle-id` header) tells which.
+
+    Attributes:
+        offset: Where the message may be stored (None: nowhere, as no copy
+            could be stored; the partition's fence was not confirmed yet).
+        correlation_id: The message's correlation id.
+    """
+
+
 class ErrorEndOfPartition(LiftbridgeError):
     """A subscription reached its stop position or the end of a read-only partition.
 
