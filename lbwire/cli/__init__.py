@@ -2,7 +2,7 @@
 
 `main()` is the console-script entry point (``lbwire = "lbwire.cli:main"``);
 ``python -m lbwire.cli`` runs it too. Each subcommand lives in the module of
-its group (`admin`, `pubsub`, `dev`) and registers its own parser there.
+its group (`admin`, `dev`, `pub`, `sub`, `consumers`) and registers its own parser there.
 Expected failures end as one ``lbwire: error: ...`` line on stderr and an exit
 code per class of failure (see `common` and docs/CLI.md); Ctrl-C exits 130
 and a closed stdout pipe exits 141, both without a traceback.
@@ -17,7 +17,7 @@ import sys
 from types import FrameType
 from typing import Any, List, Optional, Sequence
 
-from . import admin, dev, pubsub
+from . import admin, consumers, dev, pub, sub
 from .common import (
     EXIT_ALREADY_EXISTS,
     EXIT_BROKEN_PIPE,
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     dev.register(commands)
     admin.register(commands)
-    pubsub.register(commands)
+    pub.register(commands)
+    sub.register(commands)
+    consumers.register(commands)
     return parser
 
 

@@ -413,7 +413,7 @@ def _event_text(event: Any) -> str:
 
 
 async def _activity(args: argparse.Namespace) -> int:
-    from .pubsub import parse_from
+    from .sub import parse_from
 
     start = parse_from(args.start)
     async with make_client(args) as client:

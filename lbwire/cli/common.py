@@ -41,10 +41,12 @@ __all__ = [
     "EXIT_UNSUPPORTED",
     "EXIT_USAGE",
     "CommandError",
+    "MessagePrinter",
     "connection_options",
     "leaf",
     "make_client",
     "message_json",
+    "output_options",
     "print_table",
 ]
 
@@ -330,3 +332,61 @@ def print_table(rows: List[List[str]], header: List[str]) -> None:
     for row in [header, *rows]:
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
         sys.stdout.write(line.rstrip() + "\n")
+
+
+def output_options(parser: argparse.ArgumentParser) -> None:
+    """Add `--count` and `--format` for a command that prints messages."""
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    parser.add_argument(
+        "--format",
+        choices=["value", "json"],
+        default="value",
+        help="value: the value and a newline; json: one object per message "
+        "(stream, partition, offset, timestamp, key, headers, encoding, value)",
+    )
+
+
+class MessagePrinter:
+    """Writes messages to stdout in batches; its owner flushes it as well.
+
+    `sub` and `group consume` print with it, in the `--format` chosen.
+    """
+
+    def __init__(self, fmt: str) -> None:
+        self.out = sys.stdout.buffer
+        self.json = fmt == "json"
+        self.parts: List[bytes] = []
+        self.written = 0
+        self.last_offset = -1
+
+    def write(self, msg: Message) -> None:
+        """Add one message to the batch; a full batch is written out."""
+        if self.json:
+            self.parts.append(message_json(msg).encode())
+        else:
+            self.parts.append(msg.value)
+        self.written += 1
+        self.last_offset = msg.offset
+        if len(self.parts) >= 512:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out the batch and flush stdout."""
+        if self.parts:
+            self.parts.append(b"")
+            self.out.write(b"\n".join(self.parts))
+            self.parts.clear()
+        self.out.flush()
+
+    async def flush_periodically(self, commit: Optional[Any] = None) -> None:
+        """Flush what was written (and commit it) a few times a second."""
+        import anyio
+
+        flushed = 0
+        while True:
+            await anyio.sleep(0.1)
+            if self.written != flushed:
+                flushed = self.written
+                self.flush()
+                if commit is not None:
+                    await commit(self.last_offset)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from lbwire.cli.pubsub import parse_from, parse_until
+from lbwire.cli.sub import parse_from, parse_until
 from lbwire.types import StartPosition, StopPosition
 
 
