@@ -15,6 +15,7 @@ server anyway fails loudly: ``-m "not server"`` starts no server.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import re
@@ -53,6 +54,20 @@ def server_generation(liftbridge_server: LiftbridgeServer) -> str:
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run each anyio test on asyncio and on trio."""
     return str(request.param)
+
+
+#: Set (to anything) to collect garbage after every test: an object a test left
+#: to the collector (an unclosed pipe, socket or transport: ResourceWarning)
+#: then fails that test's teardown, not whichever test ran at the next
+#: collection (PyPy collects late). Off by default: a full collection per
+#: test costs time.
+COLLECT_EACH_ENV = "LBWIRE_TEST_COLLECT_EACH"
+
+
+@pytest.fixture(autouse=bool(os.environ.get(COLLECT_EACH_ENV)))
+def _collect_after_each() -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 _stream_numbers = itertools.count(1)
