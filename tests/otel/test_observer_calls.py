@@ -95,11 +95,18 @@ async def test_a_restart_is_a_reconnect_and_a_resubscribe(
     fresh_server: LiftbridgeServer, stream_name: str
 ) -> None:
     recorder = Recorder()
+    launches_before = fresh_server.log_text().count("--- lbwire: start #")
     async with LiftbridgeClient([fresh_server.broker]) as client:
         client.observer = recorder
         seen = await read_across_a_restart(client, fresh_server, stream_name)
     assert seen == [b"before", b"after"]
-    assert recorder.reconnects == [fresh_server.broker]
+    # One reconnect per launch the client met: lbwire.testing launches a lone
+    # node again when it does not elect itself in time (a loaded machine), and
+    # the client may have connected to the launch that was given up.
+    launches = fresh_server.log_text().count("--- lbwire: start #") - launches_before
+    assert recorder.reconnects
+    assert recorder.reconnects == [fresh_server.broker] * len(recorder.reconnects)
+    assert len(recorder.reconnects) <= launches
     assert recorder.resubscribes == [(stream_name, 0)]
 
 
