@@ -19,8 +19,6 @@ from typing import Any, Callable, Optional, Protocol, Union
 import anyio
 import anyio.to_thread
 
-from lbwire import wire
-from lbwire.grpc.channel import Channel
 from lbwire.testing._build import (
     binary_version,
     find_liftbridge,
@@ -28,6 +26,7 @@ from lbwire.testing._build import (
     tail,
 )
 from lbwire.testing._config import LOOPBACK, TLSFiles, liftbridge_config, nats_config
+from lbwire.testing._probe import has_stream
 from lbwire.testing._process import (
     LiftbridgeStartError,
     Managed,
@@ -447,7 +446,7 @@ class LiftbridgeServer(Managed):
             # The election is logged before the promotion, which can still
             # fail (see PROMOTION_FAILED); creating __cursors is its last step.
             try:
-                promoted = _run_apart(_has_stream, self.broker, CURSORS_STREAM)
+                promoted = has_stream(self.host, self.port, CURSORS_STREAM, _PROBE_TIMEOUT)
             except Exception as exc:
                 return f"asking for the {CURSORS_STREAM} stream raised {exc!r}"
             if not promoted:
@@ -573,18 +572,3 @@ def _run_apart(function: Callable[..., Awaitable[bool]], *args: Any) -> bool:
 
 
 _PROBE_TIMEOUT = 5.0
-
-
-async def _has_stream(broker: str, stream: str) -> bool:
-    """Whether the broker's metadata has ``stream`` (one FetchMetadata, no retries)."""
-    host, _, port = broker.rpartition(":")
-    request = wire.FetchMetadataRequest(streams=[stream]).encode()
-    async with Channel.open(host, int(port)) as channel:
-        data = await channel.unary_unary(
-            "/proto.API/FetchMetadata", request, timeout=_PROBE_TIMEOUT
-        )
-    response = wire.FetchMetadataResponse.decode(data)
-    return any(
-        meta.name == stream and meta.error == wire.StreamMetadata.Error.OK
-        for meta in response.streamMetadata
-    )
