@@ -78,6 +78,11 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "higher": True,
         "label": "fire-and-forget publish",
     },
+    "publish_settled": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "settled publish, concurrency control",
+    },
     "cursor_roundtrip": {"unit": "pairs/s", "higher": True, "label": "cursor set + get"},
     "first_message_ms": {"unit": "ms", "higher": False, "label": "connect to first message"},
     "first_message_warm_ms": {

@@ -54,6 +54,14 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 STREAM_100B = "lbbench-100B"
 STREAM_1KIB = "lbbench-1KiB"
 STREAM_PUBLISH = "lbbench-publish"
+#: With optimistic concurrency control, which settled publishing needs.
+STREAM_SETTLED = "lbbench-settled"
+#: Scenarios a client offers no equivalent of: noted, not run.
+NOT_OFFERED: Dict[str, Dict[str, str]] = {
+    "publish_settled": {
+        GO: "n/a: go-liftbridge does not settle an ambiguous publish",
+    },
+}
 
 
 # Sizes of each mode. Full: about 6-8 minutes on 2 cores; quick: under a minute.
@@ -176,6 +184,18 @@ def plan(sizes: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any], int]]:
                 "stream": STREAM_PUBLISH,
                 "size": 100,
                 "count": sizes["pipelined_count"],
+                "timeout": timeout,
+            },
+            rounds,
+        ),
+        (
+            # Sequential, as settled publishes to one partition take turns.
+            "publish_settled",
+            {
+                "scenario": "publish_settled",
+                "stream": STREAM_SETTLED,
+                "size": 100,
+                "count": sizes["acked_count"],
                 "timeout": timeout,
             },
             rounds,
@@ -366,6 +386,8 @@ async def prepare(
         if "subscribe_1KiB" in scenarios:
             await fill(client, STREAM_1KIB, sizes["subscribe_count"], 1024, nats, log)
         await ensure_stream(client, STREAM_PUBLISH)
+        if "publish_settled" in scenarios:
+            await ensure_stream(client, STREAM_SETTLED, concurrency_control=True)
         if "cursor_roundtrip" in scenarios:
             await client.wait_for_cursors(timeout=60)
 
@@ -467,6 +489,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     samples: Dict[str, Dict[str, List[float]]] = {}
     extras: Dict[str, Dict[str, Dict[str, Any]]] = {}
     notes: Dict[str, Dict[str, str]] = {}
+    for key, by_client in NOT_OFFERED.items():
+        notes[key] = {c: text for c, text in by_client.items() if c in clients}
     client_notes: Dict[str, str] = {}
 
     go_binary: Optional[str] = None

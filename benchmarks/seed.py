@@ -83,11 +83,18 @@ async def stored(client: LiftbridgeClient, stream: str, partition: int = 0) -> i
     return meta.newest_offset + 1
 
 
-async def ensure_stream(client: LiftbridgeClient, stream: str, partitions: int = 1) -> None:
+async def ensure_stream(
+    client: LiftbridgeClient, stream: str, partitions: int = 1, *, concurrency_control: bool = False
+) -> None:
     try:
         await client.get_partition_metadata(stream, 0)
     except ErrorNotFound:
-        await client.create_stream(stream, partitions=partitions, wait_for_stream=True)
+        await client.create_stream(
+            stream,
+            partitions=partitions,
+            wait_for_stream=True,
+            optimistic_concurrency_control=concurrency_control or None,
+        )
 
 
 async def fill(

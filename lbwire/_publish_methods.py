@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import (
     TYPE_CHECKING,
+    Any,
     AsyncIterator,
     Dict,
     Iterable,
     List,
     Optional,
+    Tuple,
     Union,
 )
 
@@ -20,11 +22,13 @@ import anyio
 from . import wire
 from ._checks import checked_publish_value
 from ._publish import Publisher, new_correlation_id
+from ._settle import SETTLE_HEADER, Settler
 from .error import (
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
 )
 from .retry import call_budget
+from .serde import BYTES, Serializer, resolve
 from .types import Ack, AckPolicy, Partitioner
 
 if TYPE_CHECKING:
@@ -36,6 +40,21 @@ if TYPE_CHECKING:
 __all__ = ["PublishMethods"]
 
 
+def _serialize(serializer: Serializer[Any], value: Any, what: str) -> bytes:
+    """`serializer(value)`, or `ErrorInvalidArgument` saying why it could not be."""
+    try:
+        data = serializer(value)
+    except Exception as exc:  # what a user's serializer raises is its own choice
+        raise ErrorInvalidArgument(
+            f"The {what} serializer refused {type(value).__name__}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ErrorInvalidArgument(
+            f"The {what} serializer must return bytes, not {type(data).__name__}"
+        )
+    return bytes(data) if not isinstance(data, bytes) else data
+
+
 class PublishMethods:
     """The publishing methods of `LiftbridgeClient` (which inherits them).
 
@@ -44,13 +63,15 @@ class PublishMethods:
 
     _publisher: Publisher
     options: ClientOptions
+    # Settled publishes' state, made on the first (`publish(settle=True)`).
+    _settler: Optional[Settler] = None
 
     def get_publish_request(
         self,
-        value: bytes,
+        value: Any,
         *,
         stream: Optional[str] = None,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
@@ -58,12 +79,17 @@ class PublishMethods:
         ack_policy: AckPolicy = AckPolicy.LEADER,
         auto_compress: bool = False,
         expected_offset: Optional[int] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> wire.PublishRequest:
         """Build a PublishRequest, as `publish` would send it (for `publish_bulk`).
+
+        The value and key go through the serializers, as in `publish`.
 
         Raises:
             ValueError: A bad value, header or ack policy.
         """
+        value, key = self._serialized(value, key, value_serializer, key_serializer)
         return self._publisher.request(
             value,
             stream=stream,
@@ -79,10 +105,10 @@ class PublishMethods:
 
     async def publish(
         self,
-        value: bytes,
+        value: Any,
         *,
         stream: Optional[str] = None,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
@@ -93,6 +119,9 @@ class PublishMethods:
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
+        settle: bool = False,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -105,9 +134,10 @@ class PublishMethods:
         Publish call (see docs/ARCHITECTURE.md). Both raise the same errors.
 
         Args:
-            value: Payload.
+            value: Payload: bytes, or what the value serializer takes.
             stream: Stream name.
-            key: Message key (also what the key partitioner hashes).
+            key: Message key (also what the key partitioner hashes, once
+                serialized): bytes, or what the key serializer takes.
             partition: Partition; when None, the partitioner (argument or
                 client default) chooses, else partition 0.
             headers: Message headers.
@@ -121,6 +151,19 @@ class PublishMethods:
             expected_offset: Optimistic concurrency: the offset the message
                 must get (the stream must have it enabled).
             ack_timeout: Seconds to wait for the ack (client default if None).
+            settle: lbwire addition: settle an ambiguous outcome (a lost ack
+                or connection), so that the publish ends stored exactly
+                once (the Ack) or raises `ErrorNotStored`. The stream must
+                have optimistic concurrency control: each copy is fenced at
+                one expected offset (the partition's next one unless
+                `expected_offset` is given). The correlation id must be
+                unique (None: a fresh one); the message carries it in the
+                `lbwire-settle-id` header. Settling takes up to the retry
+                policy's `max_time`. See docs/cookbook/publishing.md.
+            value_serializer: Turns `value` into bytes (`lbwire.serde`),
+                instead of the client's `value_serializer`; `serde.BYTES`
+                sends bytes as they are.
+            key_serializer: The same for `key` (a None key stays absent).
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -135,10 +178,30 @@ class PublishMethods:
             ErrorUnavailable: No broker could be reached, or the connection
                 broke after the message went out: it may or may not be
                 stored, and is not sent again (that could store it twice).
+            ErrorNotStored: With `settle`: settled, the message is not stored
+                (another message holds its offset).
+            ErrorUnsettled: With `settle`: not settled in time; stored at
+                most once, at its `offset` (an `ErrorAckTimeout`).
         """
         if not stream:
             raise ErrorInvalidArgument("publish needs a stream name")
+        value, key = self._serialized(value, key, value_serializer, key_serializer)
         publisher = self._publisher
+        if settle:
+            return await self._publish_settled(
+                value,
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_inbox=ack_inbox,
+                correlation_id=correlation_id,
+                ack_policy=ack_policy,
+                auto_compress=auto_compress,
+                partitioner=partitioner,
+                expected_offset=expected_offset,
+                ack_timeout=ack_timeout,
+            )
         # Choosing the partition and publishing share one retry budget.
         with call_budget(publisher.router.policy):
             if partition is None and (partitioner or publisher.options.partitioner):
@@ -157,21 +220,76 @@ class PublishMethods:
             )
             return await publisher.publish(request, ack_timeout, wait_for_stream)
 
-    async def publish_to_subject(
+    async def _publish_settled(
         self,
         value: bytes,
+        *,
+        stream: str,
+        key: Optional[bytes],
+        partition: Optional[int],
+        headers: Optional[Dict[str, bytes]],
+        ack_inbox: Optional[str],
+        correlation_id: Optional[str],
+        ack_policy: AckPolicy,
+        auto_compress: bool,
+        partitioner: Optional[Partitioner],
+        expected_offset: Optional[int],
+        ack_timeout: Optional[float],
+    ) -> Ack:
+        """`publish(settle=True)`: see `lbwire._settle`."""
+        if ack_policy == AckPolicy.NONE:
+            raise ErrorInvalidArgument(
+                "settle needs an acked publish: AckPolicy.NONE gets no ack to settle "
+                "(and a stream with concurrency control refuses it)"
+            )
+        if ack_inbox:
+            raise ErrorInvalidArgument("settle takes no ack_inbox: lbwire must see the ack")
+        publisher = self._publisher
+        settler = self._settler
+        if settler is None:
+            client: Any = self  # the client's subscribe and partition metadata
+            settler = self._settler = Settler(
+                publisher, client.get_partition_metadata, client.subscribe
+            )
+        with call_budget(publisher.router.policy):
+            if partition is None and (partitioner or publisher.options.partitioner):
+                partition = await publisher.partition(stream, key, value, partition, partitioner)
+        correlation_id = correlation_id or new_correlation_id()
+        request = publisher.request(
+            value,
+            stream=stream,
+            key=key,
+            partition=partition,
+            headers={**(headers or {}), SETTLE_HEADER: correlation_id.encode()},
+            ack_inbox=None,
+            correlation_id=correlation_id,
+            ack_policy=ack_policy,
+            auto_compress=auto_compress,
+            expected_offset=expected_offset,
+        )
+        settler.claim(correlation_id)
+        return await settler.publish(
+            request, ack_timeout, publisher.router.policy.max_time, expected_offset
+        )
+
+    async def publish_to_subject(
+        self,
+        value: Any,
         subject: str,
         *,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
         correlation_id: Optional[str] = None,
         ack_policy: AckPolicy = AckPolicy.LEADER,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
-        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+        Time budget: the retry policy's; the ack wait, `ack_timeout`. The
+        value and key go through the serializers as in `publish`.
 
         Returns:
             The first Ack, or None for AckPolicy.NONE.
@@ -182,6 +300,7 @@ class PublishMethods:
         """
         if not subject:
             raise ErrorInvalidArgument("publish_to_subject needs a subject")
+        value, key = self._serialized(value, key, value_serializer, key_serializer)
         template = self._publisher.request(
             value,
             stream=None,
@@ -207,10 +326,10 @@ class PublishMethods:
 
     async def publish_async(
         self,
-        value: bytes,
+        value: Any,
         *,
         stream: str,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         correlation_id: Optional[str] = None,
@@ -219,6 +338,8 @@ class PublishMethods:
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> PendingAck:
         """Send a message on the pipelined PublishAsync stream without waiting for its ack.
 
@@ -229,7 +350,8 @@ class PublishMethods:
         client's `on_publish_error` callback (or the log) and is counted in
         `publish_errors`. `publish(..., ack_policy=AckPolicy.NONE)` instead
         waits for the server's reply and raises the refusal, as
-        gufo-liftbridge's does.
+        gufo-liftbridge's does. The value and key go through the serializers
+        as in `publish` (`value_serializer`, `key_serializer`).
 
         Backpressure: an acked publish takes room in the client's bound on
         publishes in flight (`publish_async_max_pending` requests,
@@ -251,6 +373,7 @@ class PublishMethods:
             ErrorDeadlineExceeded: No room in the bound within the ack
                 timeout; the message was not sent (`not_processed` is True).
         """
+        value, key = self._serialized(value, key, value_serializer, key_serializer)
         publisher = self._publisher
         session = None
         if partition is None and (partitioner or publisher.options.partitioner):
@@ -283,16 +406,18 @@ class PublishMethods:
 
     async def publish_batch(
         self,
-        messages: Iterable[Union[bytes, wire.PublishRequest]],
+        messages: Iterable[Union[Any, wire.PublishRequest]],
         *,
         stream: Optional[str] = None,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_policy: AckPolicy = AckPolicy.LEADER,
         auto_compress: bool = False,
         partitioner: Optional[Partitioner] = None,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> List[PendingAck]:
         """Publish many messages at once on the PublishAsync stream; their awaitables, in order.
 
@@ -304,7 +429,8 @@ class PublishMethods:
         them. Messages on one partition are stored in the order given.
 
         Args:
-            messages: Values (bytes), published with the arguments below,
+            messages: Values (bytes, or what the value serializer takes),
+                published with the arguments below,
                 or PublishRequests (e.g. from `get_publish_request`), sent as
                 they are; the two may be mixed.
             stream: Stream of the values (needed when there are values).
@@ -318,6 +444,8 @@ class PublishMethods:
             partitioner: Partitioner for the values.
             ack_timeout: Seconds to wait for each ack
                 (`publish_async_ack_timeout` if None), room included.
+            value_serializer: For the values, as in `publish`.
+            key_serializer: For the key, as in `publish`.
 
         Returns:
             One `PendingAck` per message, in order. When the stream breaks
@@ -336,10 +464,14 @@ class PublishMethods:
         template: Optional[wire.PublishRequest] = None
         choose = partitioner or publisher.options.partitioner
         count = 0
+        _, key = self._serialized(b"", key, BYTES, key_serializer)
+        values = resolve(value_serializer, self.options.value_serializer)
         for message in messages:
             if isinstance(message, wire.PublishRequest):
                 requests.append(message)
                 continue
+            if values is not None:
+                message = _serialize(values, message, "value")
             if not stream:
                 raise ErrorInvalidArgument("publish_batch needs a stream name for its values")
             chosen = partition
@@ -382,6 +514,23 @@ class PublishMethods:
             )
         timeout = ack_timeout if ack_timeout is not None else self.options.publish_async_ack_timeout
         return await publisher.publish_batch(requests, timeout)
+
+    def _serialized(
+        self,
+        value: Any,
+        key: Any,
+        value_serializer: Optional[Serializer[Any]],
+        key_serializer: Optional[Serializer[Any]],
+    ) -> Tuple[bytes, Optional[bytes]]:
+        """The value and key as bytes, through the call's serializers or else the client's."""
+        options = self.options
+        values = resolve(value_serializer, options.value_serializer)
+        if values is not None:
+            value = _serialize(values, value, "value")
+        keys = resolve(key_serializer, options.key_serializer)
+        if keys is not None and key is not None:
+            key = _serialize(keys, key, "key")
+        return value, key
 
     @property
     def publish_errors(self) -> int:

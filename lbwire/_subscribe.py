@@ -28,7 +28,8 @@ from .error import (
 )
 from .error._decisions import malformed_reply, subscribe_error
 from .grpc import GRPCError
-from .types import Message, StartPosition, StopPosition
+from .serde import Deserializer, deserialize_message, resolve
+from .types import K, Message, StartPosition, StopPosition, V
 
 if TYPE_CHECKING:
     from ._cursors import CursorStore
@@ -342,7 +343,9 @@ class SubscribeMethods:
         reverse: bool = False,
         on_undecodable: str = "raise",
         missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
-    ) -> AsyncIterator[Message]:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> AsyncIterator[Message[V, K]]:
         """Read messages from a stream partition.
 
         Time budget: the set-up within `timeout` (default: the retry
@@ -398,10 +401,17 @@ class SubscribeMethods:
                 `offset + 1` to skip it with no other message lost or
                 repeated. `"raw"` delivers it as received (not decompressed,
                 encoding header kept) with `message.decode_error` saying why
-                and `message.undecoded` true, and goes on.
+                and `message.undecoded` true, and goes on. A value or key
+                its deserializer raises for is undecodable too.
+            value_deserializer: Turns each value into what the messages
+                carry (`lbwire.serde`), instead of the client's
+                `value_deserializer`; `serde.BYTES` keeps bytes.
+            key_deserializer: The same for keys (a message published
+                without a key has the key b"").
 
         Yields:
-            Messages, decompressed when they were published compressed.
+            Messages, decompressed when they were published compressed,
+            then deserialized.
             Decompression stops at `max_message_size` bytes of output, so a
             small value expanding enormously cannot exhaust memory.
 
@@ -463,12 +473,22 @@ class SubscribeMethods:
         options = self.options
         encoding_header = options.encoding_header
         max_size = options.max_message_size
+        values = resolve(value_deserializer, options.value_deserializer)
+        keys = resolve(key_deserializer, options.key_deserializer)
         try:
-            async for message in messages:
-                headers = message.headers
-                if headers and encoding_header in headers:
-                    message = decode_message(message, encoding_header, max_size, on_undecodable)
-                yield message
+            if values is None and keys is None:
+                # Bytes as received: this loop stays as lean as it can be.
+                async for message in messages:
+                    headers = message.headers
+                    if headers and encoding_header in headers:
+                        message = decode_message(message, encoding_header, max_size, on_undecodable)
+                    yield message  # type: ignore[misc]  # V and K are bytes here
+            else:
+                async for message in messages:
+                    headers = message.headers
+                    if headers and encoding_header in headers:
+                        message = decode_message(message, encoding_header, max_size, on_undecodable)
+                    yield deserialize_message(message, values, keys, on_undecodable)
         finally:
             # Closed here, not left to the garbage collector: without
             # reference counting (PyPy) a subscription closed at `yield`

@@ -26,7 +26,7 @@ from .types import AckPolicy, CursorConvention, StartPosition, StopPosition
 if TYPE_CHECKING:
     import ssl
     from concurrent.futures import Future
-    from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+    from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
     from . import wire
     from ._cursors import CursorStore
@@ -40,16 +40,19 @@ if TYPE_CHECKING:
     from .observer import ClientObserver
     from .options import ClientOptions
     from .retry import RetryPolicy
+    from .serde import Deserializer, Serializer
     from .sync import Consumer, Reader
     from .sync import _LoopClient as _Base
     from .types import (
         Ack,
         ConsumerGroupMetadata,
         HealthStatus,
+        K,
         Message,
         Metadata,
         Partitioner,
         PartitionMetadata,
+        V,
     )
 else:
     _Base = object
@@ -89,6 +92,10 @@ class SyncClientMethods(_Base):
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
         proxy: Optional[str] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[Any]] = None,
+        value_deserializer: Optional[Deserializer[Any]] = None,
         options: Optional[ClientOptions] = None,
     ) -> None:
         self._start(
@@ -120,6 +127,10 @@ class SyncClientMethods(_Base):
                 idle_timeout=idle_timeout,
                 max_conns_per_broker=max_conns_per_broker,
                 proxy=proxy,
+                key_serializer=key_serializer,
+                value_serializer=value_serializer,
+                key_deserializer=key_deserializer,
+                value_deserializer=value_deserializer,
                 options=options,
             ),
             backend=backend,
@@ -228,6 +239,8 @@ class SyncClientMethods(_Base):
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
+        value_deserializer: Optional[Deserializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[Any]] = None,
     ) -> Consumer:
         """A blocking member of consumer group `group_id` reading `streams` (see `Consumer`).
 
@@ -247,6 +260,8 @@ class SyncClientMethods(_Base):
                 max_buffered=max_buffered,
                 on_assigned=on_assigned,
                 on_revoked=on_revoked,
+                value_deserializer=value_deserializer,
+                key_deserializer=key_deserializer,
             )
         )
 
@@ -520,10 +535,10 @@ class SyncClientMethods(_Base):
 
     def get_publish_request(
         self,
-        value: bytes,
+        value: Any,
         *,
         stream: Optional[str] = None,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
@@ -531,8 +546,12 @@ class SyncClientMethods(_Base):
         ack_policy: AckPolicy = AckPolicy.LEADER,
         auto_compress: bool = False,
         expected_offset: Optional[int] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> wire.PublishRequest:
         """Build a PublishRequest, as `publish` would send it (for `publish_bulk`).
+
+        The value and key go through the serializers, as in `publish`.
 
         Raises:
             ValueError: A bad value, header or ack policy.
@@ -548,6 +567,8 @@ class SyncClientMethods(_Base):
             ack_policy=ack_policy,
             auto_compress=auto_compress,
             expected_offset=expected_offset,
+            value_serializer=value_serializer,
+            key_serializer=key_serializer,
         )
 
     def health(
@@ -617,6 +638,24 @@ class SyncClientMethods(_Base):
     @keepalive_time.setter
     def keepalive_time(self, value: Optional[float]) -> None:
         self._client.keepalive_time = value
+
+    @property
+    def key_deserializer(self) -> Optional[Deserializer[Any]]:
+        """The async client's `key_deserializer`."""
+        return self._client.key_deserializer
+
+    @key_deserializer.setter
+    def key_deserializer(self, value: Optional[Deserializer[Any]]) -> None:
+        self._client.key_deserializer = value
+
+    @property
+    def key_serializer(self) -> Optional[Serializer[Any]]:
+        """The async client's `key_serializer`."""
+        return self._client.key_serializer
+
+    @key_serializer.setter
+    def key_serializer(self, value: Optional[Serializer[Any]]) -> None:
+        self._client.key_serializer = value
 
     def leave_consumer_group(self, group_id: str, consumer_id: str) -> None:
         """Remove a member from a consumer group.
@@ -745,10 +784,10 @@ class SyncClientMethods(_Base):
 
     def publish(
         self,
-        value: bytes,
+        value: Any,
         *,
         stream: Optional[str] = None,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
@@ -759,6 +798,9 @@ class SyncClientMethods(_Base):
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
+        settle: bool = False,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -771,9 +813,10 @@ class SyncClientMethods(_Base):
         Publish call (see docs/ARCHITECTURE.md). Both raise the same errors.
 
         Args:
-            value: Payload.
+            value: Payload: bytes, or what the value serializer takes.
             stream: Stream name.
-            key: Message key (also what the key partitioner hashes).
+            key: Message key (also what the key partitioner hashes, once
+                serialized): bytes, or what the key serializer takes.
             partition: Partition; when None, the partitioner (argument or
                 client default) chooses, else partition 0.
             headers: Message headers.
@@ -787,6 +830,19 @@ class SyncClientMethods(_Base):
             expected_offset: Optimistic concurrency: the offset the message
                 must get (the stream must have it enabled).
             ack_timeout: Seconds to wait for the ack (client default if None).
+            settle: lbwire addition: settle an ambiguous outcome (a lost ack
+                or connection), so that the publish ends stored exactly
+                once (the Ack) or raises `ErrorNotStored`. The stream must
+                have optimistic concurrency control: each copy is fenced at
+                one expected offset (the partition's next one unless
+                `expected_offset` is given). The correlation id must be
+                unique (None: a fresh one); the message carries it in the
+                `lbwire-settle-id` header. Settling takes up to the retry
+                policy's `max_time`. See docs/cookbook/publishing.md.
+            value_serializer: Turns `value` into bytes (`lbwire.serde`),
+                instead of the client's `value_serializer`; `serde.BYTES`
+                sends bytes as they are.
+            key_serializer: The same for `key` (a None key stays absent).
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -801,6 +857,10 @@ class SyncClientMethods(_Base):
             ErrorUnavailable: No broker could be reached, or the connection
                 broke after the message went out: it may or may not be
                 stored, and is not sent again (that could store it twice).
+            ErrorNotStored: With `settle`: settled, the message is not stored
+                (another message holds its offset).
+            ErrorUnsettled: With `settle`: not settled in time; stored at
+                most once, at its `offset` (an `ErrorAckTimeout`).
         """
         return self.run(
             self._client.publish,
@@ -817,14 +877,17 @@ class SyncClientMethods(_Base):
             partitioner=partitioner,
             expected_offset=expected_offset,
             ack_timeout=ack_timeout,
+            settle=settle,
+            value_serializer=value_serializer,
+            key_serializer=key_serializer,
         )
 
     def publish_async(
         self,
-        value: bytes,
+        value: Any,
         *,
         stream: str,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         correlation_id: Optional[str] = None,
@@ -833,6 +896,8 @@ class SyncClientMethods(_Base):
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Future[Optional[Ack]]:
         """Send a message on the pipelined PublishAsync stream; returns at once.
 
@@ -854,6 +919,8 @@ class SyncClientMethods(_Base):
                 partitioner=partitioner,
                 expected_offset=expected_offset,
                 ack_timeout=ack_timeout,
+                value_serializer=value_serializer,
+                key_serializer=key_serializer,
             )
         )
 
@@ -886,16 +953,18 @@ class SyncClientMethods(_Base):
 
     def publish_batch(
         self,
-        messages: Iterable[Union[bytes, wire.PublishRequest]],
+        messages: Iterable[Union[Any, wire.PublishRequest]],
         *,
         stream: Optional[str] = None,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         partition: Optional[int] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_policy: AckPolicy = AckPolicy.LEADER,
         auto_compress: bool = False,
         partitioner: Optional[Partitioner] = None,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> List[Future[Optional[Ack]]]:
         """Publish many messages at once on the PublishAsync stream; returns once they are sent.
 
@@ -915,6 +984,8 @@ class SyncClientMethods(_Base):
                 auto_compress=auto_compress,
                 partitioner=partitioner,
                 ack_timeout=ack_timeout,
+                value_serializer=value_serializer,
+                key_serializer=key_serializer,
             )
         )
 
@@ -964,19 +1035,22 @@ class SyncClientMethods(_Base):
 
     def publish_to_subject(
         self,
-        value: bytes,
+        value: Any,
         subject: str,
         *,
-        key: Optional[bytes] = None,
+        key: Optional[Any] = None,
         headers: Optional[Dict[str, bytes]] = None,
         ack_inbox: Optional[str] = None,
         correlation_id: Optional[str] = None,
         ack_policy: AckPolicy = AckPolicy.LEADER,
         ack_timeout: Optional[float] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
     ) -> Optional[Ack]:
         """Publish a Liftbridge message to a NATS subject (and the streams on it).
 
-        Time budget: the retry policy's; the ack wait, `ack_timeout`.
+        Time budget: the retry policy's; the ack wait, `ack_timeout`. The
+        value and key go through the serializers as in `publish`.
 
         Returns:
             The first Ack, or None for AckPolicy.NONE.
@@ -995,6 +1069,8 @@ class SyncClientMethods(_Base):
             correlation_id=correlation_id,
             ack_policy=ack_policy,
             ack_timeout=ack_timeout,
+            value_serializer=value_serializer,
+            key_serializer=key_serializer,
         )
 
     def reader(
@@ -1015,7 +1091,9 @@ class SyncClientMethods(_Base):
         max_buffered: int = 256,
         allow_isr: bool = False,
         resume: bool = False,
-    ) -> Reader:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> Reader[V, K]:
         """A blocking reader of every partition of `stream` (see `Reader`).
 
         Use the result as a context manager, then iterate it; the arguments
@@ -1042,6 +1120,8 @@ class SyncClientMethods(_Base):
                 max_buffered=max_buffered,
                 allow_isr=allow_isr,
                 resume=resume,
+                value_deserializer=value_deserializer,
+                key_deserializer=key_deserializer,
             )
         )
 
@@ -1144,7 +1224,9 @@ class SyncClientMethods(_Base):
         reverse: bool = False,
         on_undecodable: str = "raise",
         missing_cursor: Optional[StartPosition] = StartPosition.EARLIEST,
-    ) -> Iterator[Message]:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> Iterator[Message[V, K]]:
         """Read messages from a stream partition.
 
         Time budget: the set-up within `timeout` (default: the retry
@@ -1200,10 +1282,17 @@ class SyncClientMethods(_Base):
                 `offset + 1` to skip it with no other message lost or
                 repeated. `"raw"` delivers it as received (not decompressed,
                 encoding header kept) with `message.decode_error` saying why
-                and `message.undecoded` true, and goes on.
+                and `message.undecoded` true, and goes on. A value or key
+                its deserializer raises for is undecodable too.
+            value_deserializer: Turns each value into what the messages
+                carry (`lbwire.serde`), instead of the client's
+                `value_deserializer`; `serde.BYTES` keeps bytes.
+            key_deserializer: The same for keys (a message published
+                without a key has the key b"").
 
         Yields:
-            Messages, decompressed when they were published compressed.
+            Messages, decompressed when they were published compressed,
+            then deserialized.
             Decompression stops at `max_message_size` bytes of output, so a
             small value expanding enormously cannot exhaust memory.
 
@@ -1239,6 +1328,8 @@ class SyncClientMethods(_Base):
             reverse=reverse,
             on_undecodable=on_undecodable,
             missing_cursor=missing_cursor,
+            value_deserializer=value_deserializer,
+            key_deserializer=key_deserializer,
         )
 
     @property
@@ -1249,6 +1340,24 @@ class SyncClientMethods(_Base):
     @tls_server_hostname.setter
     def tls_server_hostname(self, value: Optional[str]) -> None:
         self._client.tls_server_hostname = value
+
+    @property
+    def value_deserializer(self) -> Optional[Deserializer[Any]]:
+        """The async client's `value_deserializer`."""
+        return self._client.value_deserializer
+
+    @value_deserializer.setter
+    def value_deserializer(self, value: Optional[Deserializer[Any]]) -> None:
+        self._client.value_deserializer = value
+
+    @property
+    def value_serializer(self) -> Optional[Serializer[Any]]:
+        """The async client's `value_serializer`."""
+        return self._client.value_serializer
+
+    @value_serializer.setter
+    def value_serializer(self, value: Optional[Serializer[Any]]) -> None:
+        self._client.value_serializer = value
 
     def wait_for_cursors(self, *, timeout: Optional[float] = POLICY_BOUND) -> None:
         """Wait until the server's cursor stream is ready (see `wait_for_stream`)."""

@@ -62,15 +62,18 @@ from .options import (
 )
 from .partitioning import KeyPartitioner, RoundRobinPartitioner
 from .retry import RetryPolicy
+from .serde import Deserializer, Serializer
 from .types import Ack as Ack
 from .types import (
     AckPolicy,
     Broker,
     CursorConvention,
+    K,
     Partitioner,
     StartPosition,
     StopPosition,
     StreamMetadata,
+    V,
 )
 from .types import Message as Message
 from .types import Metadata as Metadata
@@ -212,6 +215,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
     idle_timeout = Option[Optional[float]]()
     max_conns_per_broker = Option[int]()
     proxy = Option[Optional[str]]()
+    key_serializer = Option[Optional[Serializer[Any]]]()
+    value_serializer = Option[Optional[Serializer[Any]]]()
+    key_deserializer = Option[Optional[Deserializer[Any]]]()
+    value_deserializer = Option[Optional[Deserializer[Any]]]()
 
     def __init__(
         self,
@@ -242,6 +249,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         idle_timeout: Optional[float] = 300.0,
         max_conns_per_broker: int = 2,
         proxy: Optional[str] = None,
+        key_serializer: Optional[Serializer[Any]] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[Any]] = None,
+        value_deserializer: Optional[Deserializer[Any]] = None,
         options: Optional[ClientOptions] = None,
     ) -> None:
         if isinstance(brokers, str):
@@ -276,6 +287,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             "idle_timeout": idle_timeout,
             "max_conns_per_broker": max_conns_per_broker,
             "proxy": proxy,
+            "key_serializer": key_serializer,
+            "value_serializer": value_serializer,
+            "key_deserializer": key_deserializer,
+            "value_deserializer": value_deserializer,
         }
         if options is None:
             if retry_policy is None:
@@ -502,6 +517,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
+        value_deserializer: Optional[Deserializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[Any]] = None,
     ) -> Consumer:
         """A member of consumer group `group_id` reading `streams` (see `lbwire.consumer`).
 
@@ -510,6 +527,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         `on_revoked` are awaited with the partitions (a sorted list of
         `GroupPartition`) the member was given or lost; see `Consumer` for
         when they run and what an exception in them does.
+        `value_deserializer` and `key_deserializer` replace the client's
+        (see `lbwire.serde`).
 
         Raises:
             ValueError: Empty group id or no streams.
@@ -527,6 +546,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             max_buffered=max_buffered,
             on_assigned=on_assigned,
             on_revoked=on_revoked,
+            value_deserializer=value_deserializer,
+            key_deserializer=key_deserializer,
         )
 
     # ------------------------------------------------------------------ whole streams
@@ -549,7 +570,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         max_buffered: int = 256,
         allow_isr: bool = False,
         resume: bool = False,
-    ) -> StreamReader:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> StreamReader[V, K]:
         """A reader of every partition of `stream` (or `partitions`), each from its own cursor.
 
         Use the result as an async context manager inside the client's
@@ -561,7 +584,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         has stopped. With `auto_commit` (and a `cursor_id`) processed
         positions are committed every `commit_every` messages, every
         `commit_interval` seconds and on leaving the block; each partition
-        buffers at most `max_buffered` messages.
+        buffers at most `max_buffered` messages. `value_deserializer` and
+        `key_deserializer` replace the client's (see `lbwire.serde`).
 
         Raises:
             ValueError: An empty stream name or partition list, a negative
@@ -587,4 +611,6 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             max_buffered=max_buffered,
             allow_isr=allow_isr,
             resume=resume,
+            value_deserializer=value_deserializer,
+            key_deserializer=key_deserializer,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import lzma
 import zlib
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from .error import ErrorUndecodableMessage
 
@@ -130,14 +130,19 @@ def decode_message(
         if on_undecodable == "raw":
             message.decode_error = str(exc)
             return message
-        raise ErrorUndecodableMessage(
-            f"Message {message.offset} of {message.stream!r}/{message.partition} "
-            f"cannot be decoded: {exc}; subscribe from offset {message.offset + 1} "
-            f'to skip it, or with on_undecodable="raw" to receive it as is',
-            stream=message.stream,
-            partition=message.partition,
-            offset=message.offset,
-            raw=message,
-        ) from exc
+        raise undecodable(message, f"cannot be decoded: {exc}") from exc
     del headers[encoding_header]
     return message
+
+
+def undecodable(message: Message[Any, Any], reason: str) -> ErrorUndecodableMessage:
+    """The `ErrorUndecodableMessage` for `message` (as received), saying `reason` and what to do."""
+    return ErrorUndecodableMessage(
+        f"Message {message.offset} of {message.stream!r}/{message.partition} {reason}; "
+        f"subscribe from offset {message.offset + 1} to skip it, or with "
+        f'on_undecodable="raw" to receive it as is',
+        stream=message.stream,
+        partition=message.partition,
+        offset=message.offset,
+        raw=message,
+    )

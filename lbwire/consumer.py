@@ -27,6 +27,7 @@ from enum import IntEnum
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
+    Any,
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
@@ -65,6 +66,7 @@ from .error import (
     LiftbridgeError,
 )
 from .retry import Backoff
+from .serde import Deserializer
 from .types import Message, StartPosition
 
 if TYPE_CHECKING:
@@ -119,6 +121,8 @@ if TYPE_CHECKING:
             start_position: StartPosition = ...,
             start_offset: Optional[int] = ...,
             consumer: Optional[wire.Consumer] = ...,
+            value_deserializer: Optional[Deserializer[Any]] = ...,
+            key_deserializer: Optional[Deserializer[Any]] = ...,
         ) -> AsyncIterator[Message]: ...
 
 
@@ -204,6 +208,10 @@ class Consumer:
     member goes on, as with aiokafka's rebalance listener: a rebalance is
     not undone by a failing callback. No callback runs when the block exits.
 
+    `value_deserializer` and `key_deserializer` replace the client's (see
+    `lbwire.serde`); a message one of them refuses ends its partition's
+    subscription with `ErrorUndecodableMessage`, raised by the iterator.
+
     Raises (from the iterator):
         ErrorNotFound: With AutoOffset.NONE, a partition has no committed position.
         LiftbridgeError: A partition's subscription failed for good.
@@ -222,6 +230,8 @@ class Consumer:
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
+        value_deserializer: Optional[Deserializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[Any]] = None,
     ) -> None:
         if not group_id:
             raise ErrorInvalidArgument("Consumer group id must not be empty")
@@ -270,6 +280,10 @@ class Consumer:
         #: already buffered wait in `_held` until `resume`.
         self._paused: Dict[_Key, anyio.Event] = {}
         self._held: Dict[_Key, Deque[Tuple[anyio.CancelScope, Message]]] = {}
+        self._deserializers = {
+            "value_deserializer": value_deserializer,
+            "key_deserializer": key_deserializer,
+        }
 
     @property
     def cursor_id(self) -> str:
@@ -933,6 +947,7 @@ class Consumer:
                     start_position=start_position,
                     start_offset=start_offset,
                     consumer=membership,
+                    **self._deserializers,
                 )
                 try:
                     async for msg in messages:

@@ -22,6 +22,7 @@ import dataclasses
 import numbers
 from typing import (
     TYPE_CHECKING,
+    Any,
     Callable,
     Dict,
     Generic,
@@ -41,6 +42,7 @@ from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .grpc.proxy import HttpProxy, select_proxy
 from .retry import RetryPolicy
+from .serde import Deserializer, Serializer
 from .types import CursorConvention, Partitioner
 
 if TYPE_CHECKING:
@@ -154,6 +156,16 @@ class ClientOptions:
             or the broker (403) raises `ErrorPermissionDenied` without
             retries; one that cannot be reached or cannot reach the broker
             raises `ErrorUnavailable`.
+        key_serializer: Turns the keys given to the publishing methods into
+            bytes (see `lbwire.serde`); None sends bytes as they are.
+        value_serializer: Turns the values given to the publishing methods
+            into bytes; None sends bytes as they are.
+        key_deserializer: Turns received keys into values (subscriptions,
+            readers, consumers); None keeps bytes.
+        value_deserializer: Turns received values into values; None keeps
+            bytes. One that raises for a value makes the subscription raise
+            `ErrorUndecodableMessage` (or deliver it raw, with
+            `on_undecodable="raw"`).
 
     Raises:
         TypeError: An option of the wrong type, e.g. `max_message_size="x"`
@@ -188,6 +200,10 @@ class ClientOptions:
     max_conns_per_broker: int = 2
     # Not in the repr: the URL may hold credentials.
     proxy: Optional[str] = dataclasses.field(default=None, repr=False)
+    key_serializer: Optional[Serializer[Any]] = None
+    value_serializer: Optional[Serializer[Any]] = None
+    key_deserializer: Optional[Deserializer[Any]] = None
+    value_deserializer: Optional[Deserializer[Any]] = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -216,10 +232,9 @@ class ClientOptions:
             raise ErrorInvalidArgument(
                 f"retry_policy must be a RetryPolicy, not {type(self.retry_policy).__name__}"
             )
-        if self.on_publish_error is not None and not callable(self.on_publish_error):
-            raise ErrorInvalidArgument(
-                f"on_publish_error must be callable, not {type(self.on_publish_error).__name__}"
-            )
+        check_callable("on_publish_error", self.on_publish_error)
+        for name in SERDE_OPTIONS:
+            check_callable(name, getattr(self, name))
         if self.proxy is not None:
             _checked_proxy(self.proxy, False)
         # An int (as gufo-era code may pass) becomes the enum; a bad one raises.
@@ -299,6 +314,16 @@ def _checked_proxy(proxy: Optional[str], enable_http_proxy: bool) -> Optional[Ht
         return select_proxy(proxy, enable_http_proxy)
     except ValueError as exc:  # (the message never shows credentials)
         raise ErrorInvalidArgument(str(exc)) from None
+
+
+#: The serializer and deserializer options.
+SERDE_OPTIONS = ("key_serializer", "value_serializer", "key_deserializer", "value_deserializer")
+
+
+def check_callable(name: str, value: object) -> None:
+    """Raise `ErrorInvalidArgument` unless `value` is None or callable."""
+    if value is not None and not callable(value):
+        raise ErrorInvalidArgument(f"{name} must be callable, not {type(value).__name__}")
 
 
 #: The option names, in the constructor's order.

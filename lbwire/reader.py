@@ -29,6 +29,7 @@ from typing import (
     Callable,
     Deque,
     Dict,
+    Generic,
     Iterable,
     List,
     Mapping,
@@ -44,7 +45,8 @@ import anyio
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
 from .error import ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound, LiftbridgeError
-from .types import Message, StartPosition, StopPosition
+from .serde import Deserializer
+from .types import K, Message, StartPosition, StopPosition, V
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -186,7 +188,8 @@ class _Partition:
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
-        self.buffer: Deque[Message] = deque()
+        # Any: the reader's deserializers decide (see StreamReader's V and K).
+        self.buffer: Deque[Message[Any, Any]] = deque()
         #: Set by the iterator when it takes from a full buffer.
         self.space: Optional[anyio.Event] = None
         #: Whether the partition is in the reader's queue of ready partitions.
@@ -204,7 +207,7 @@ class _Partition:
         self.committed: Optional[int] = None
 
 
-class StreamReader:
+class StreamReader(Generic[V, K]):
     """Reads every partition of a stream (or a chosen set), each from its own cursor.
 
     Make it with `LiftbridgeClient.reader(...)` and use it as an async
@@ -238,6 +241,11 @@ class StreamReader:
     positions reported here (`position`, `committed`, `commit(offsets)`) are
     next offsets to read, whatever the cursor stores.
 
+    Deserializers (`value_deserializer`, `key_deserializer`, instead of the
+    client's; see `lbwire.serde`) make the messages `Message[V, K]`; a
+    message one of them refuses ends its partition's subscription with
+    `ErrorUndecodableMessage`, raised by the iterator.
+
     Raises (from the iterator):
         LiftbridgeError: A partition's subscription failed for good (its
             stream was deleted, it stayed unreachable for the client's
@@ -264,6 +272,8 @@ class StreamReader:
         max_buffered: int = 256,
         allow_isr: bool = False,
         resume: bool = False,
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
     ) -> None:
         if not stream:
             raise ErrorInvalidArgument("stream must not be empty")
@@ -300,6 +310,8 @@ class StreamReader:
             "stop_timestamp": stop_timestamp,
             "allow_isr": allow_isr,
             "resume": resume,
+            "value_deserializer": value_deserializer,
+            "key_deserializer": key_deserializer,
         }
         self._auto_commit = auto_commit and cursor_id is not None
         self._commit_every = commit_every
@@ -326,7 +338,7 @@ class StreamReader:
         """The partitions this reader reads (known once the block is entered)."""
         return sorted(self._partitions) if self._partitions else list(self._chosen or [])
 
-    async def __aenter__(self) -> StreamReader:
+    async def __aenter__(self) -> StreamReader[V, K]:
         """Find the partitions, load their cursors and start reading each.
 
         Raises:
@@ -426,10 +438,10 @@ class StreamReader:
 
     # ------------------------------------------------------------------ iteration
 
-    def __aiter__(self) -> StreamReader:
+    def __aiter__(self) -> StreamReader[V, K]:
         return self
 
-    async def __anext__(self) -> Message:
+    async def __anext__(self) -> Message[V, K]:
         """The next message of any partition (see the class for what counts as processed)."""
         self._finish_handed()
         if self._commit_every is not None and self._since_commit >= self._commit_every:

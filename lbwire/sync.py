@@ -67,6 +67,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._sync_generated import SyncClientMethods
 from .client import LiftbridgeClient as AsyncLiftbridgeClient
+from .types import K, V
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -286,7 +287,7 @@ class Consumer:
         return self._consumer.cursor_id
 
 
-class Reader:
+class Reader(Generic[V, K]):
     """A whole-stream reader (see `lbwire.reader.StreamReader`), blocking.
 
     Use it as a context manager, then iterate it (or its `batches`)::
@@ -299,12 +300,12 @@ class Reader:
     reader; its methods are the async reader's, blocking.
     """
 
-    def __init__(self, owner: _LoopClient, reader: StreamReader) -> None:
+    def __init__(self, owner: _LoopClient, reader: StreamReader[V, K]) -> None:
         self._owner = owner
         self._reader = reader
-        self._held: Optional[_Held[StreamReader]] = None
+        self._held: Optional[_Held[StreamReader[V, K]]] = None
 
-    def __enter__(self) -> Reader:
+    def __enter__(self) -> Reader[V, K]:
         held = _Held(self._owner, self._reader)
         held.__enter__()
         self._held = held
@@ -325,10 +326,10 @@ class Reader:
             raise RuntimeError("Use the reader inside 'with client.reader(...)'")
         return self._owner.run(func, *args)
 
-    def __iter__(self) -> Iterator[Message]:
+    def __iter__(self) -> Iterator[Message[V, K]]:
         return self
 
-    def __next__(self) -> Message:
+    def __next__(self) -> Message[V, K]:
         try:
             return self._run(self._reader.__anext__)
         except StopAsyncIteration:
@@ -557,7 +558,7 @@ class _LoopClient:
         """
         return Consumer(self, consumer)
 
-    def _wrap_reader(self, reader: StreamReader) -> Reader:
+    def _wrap_reader(self, reader: StreamReader[V, K]) -> Reader[V, K]:
         """A blocking reader of every partition of `stream` (see `Reader`).
 
         Use the result as a context manager, then iterate it; the arguments

@@ -8,11 +8,30 @@ keeps working unchanged.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional
 
 from .wire import Ack, AckPolicy, StopPosition
+
+# `Message[V, K]` defaults both to bytes (PEP 696), so a plain `Message`, as
+# gufo-liftbridge code writes it, still means bytes and `Message[str]` gives
+# str values with bytes keys. typing has defaults from 3.13; before, type
+# checkers read typing_extensions' stubs and at run time anyio brings it.
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+elif sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:
+    try:
+        from typing_extensions import TypeVar
+    except ImportError:  # pragma: no cover - anyio's dependency missing
+        from typing import TypeVar as _TypeVar
+
+        def TypeVar(name: str, *, default: Any = None) -> Any:
+            return _TypeVar(name)
+
 
 __all__ = [
     "Ack",
@@ -242,16 +261,25 @@ class HealthStatus(IntEnum):
     SERVICE_UNKNOWN = 3
 
 
+V = TypeVar("V", default=bytes)
+K = TypeVar("K", default=bytes)
+
+
 @dataclass
-class Message:
+class Message(Generic[V, K]):
     """A message read from a stream partition.
 
+    `Message` (gufo-liftbridge's type) holds bytes; a subscription with a
+    value deserializer giving `T` yields `Message[T]`, and one with a key
+    deserializer giving `KT` too `Message[T, KT]` (see `lbwire.serde`).
+
     Attributes:
-        value: The payload (decompressed when it was published compressed).
+        value: The payload (decompressed when it was published compressed),
+            as the value deserializer made it, if there is one.
         subject: NATS subject the message was received on.
         offset: Offset of the message in its partition.
         timestamp: When the broker received it (ns since the epoch).
-        key: Message key.
+        key: Message key, as the key deserializer made it, if there is one.
         partition: Partition number.
         headers: Message headers (without the compression header).
         stream: Stream name.
@@ -260,14 +288,15 @@ class Message:
         decode_error: lbwire addition: why the value could not be decoded,
             for a message delivered raw by a subscription with
             `on_undecodable="raw"` (value as received, encoding header
-            kept); None for every message decoded (or never encoded).
+            kept, no deserializer applied); None for every message decoded
+            (or never encoded).
     """
 
-    value: bytes
+    value: V
     subject: str
     offset: int
     timestamp: int
-    key: bytes
+    key: K
     partition: int
     headers: Dict[str, bytes]
     stream: str = ""

@@ -16,6 +16,10 @@ while one node at a time is SIGKILLed (and restarted on its data), restarted
 (seeded) with random durations and pauses; the next fault waits until every
 partition has all three replicas in sync again.
 
+With ``--settle`` the stream has optimistic concurrency control and the
+producers publish with ``settle=True``: a publish that raised must then not be
+stored (``ErrorNotStored`` is counted apart), and none may be stored twice.
+
 It passes when no acked message is lost (every partition read from its
 earliest offset at the end), no producer or subscriber goes without progress
 for longer than the longest fault plus 30 s, every exception lbwire raised is a
@@ -59,6 +63,7 @@ from helpers import aclosing  # noqa: E402
 
 from lbwire import LiftbridgeClient, LiftbridgeError, StartPosition, StopPosition  # noqa: E402
 from lbwire.consumer import AutoOffset  # noqa: E402
+from lbwire.error import ErrorNotStored  # noqa: E402
 from lbwire.testing import LiftbridgeCluster, LiftbridgeStartError  # noqa: E402
 from lbwire.testing._process import live_processes  # noqa: E402
 from lbwire.types import AckPolicy, Message  # noqa: E402
@@ -164,6 +169,8 @@ class Ledger:
         self.subscriber_dups = 0
         self.group_dups = 0
         self.stored_twice = 0
+        #: Sequence numbers whose settled publish raised ErrorNotStored.
+        self.not_stored: list[int] = []
         self.offset_mismatch: list[str] = []
 
     def issue(self) -> int:
@@ -279,8 +286,11 @@ async def producer(client: LiftbridgeClient, run: Run, partition: int) -> None:
                 stream=STREAM,
                 partition=partition,
                 ack_policy=AckPolicy.ALL,
+                settle=run.args.settle,
             )
         except Exception as exc:
+            if isinstance(exc, ErrorNotStored):
+                ledger.not_stored.append(seq)
             run.error(f"producer-{partition}", exc)
             await anyio.sleep(0.2)
             continue
@@ -567,6 +577,7 @@ async def soak(args: argparse.Namespace, run: Run) -> None:
                 partitions=args.partitions,
                 replication_factor=3,
                 wait_for_stream=True,
+                optimistic_concurrency_control=args.settle or None,
             )
             await admin.wait_for_cursors()
             if not await healthy(cluster, admin, run):
@@ -639,6 +650,10 @@ def summary(run: Run, args: argparse.Namespace, seconds: float) -> bool:
     bad_errors = [k for k in run.errors if k.startswith("NOT-")]
     mismatches = [m for ledger in run.ledgers for m in ledger.offset_mismatch]
     stored_twice = sum(ledger.stored_twice for ledger in run.ledgers)
+    not_stored = sum(len(ledger.not_stored) for ledger in run.ledgers)
+    not_stored_found = sum(
+        1 for ledger in run.ledgers for s in ledger.not_stored if ledger.flags[s] & STORED
+    )
     print()
     print(
         f"chaos soak: backend {args.backend}, server {args.server}, seed {args.seed},"
@@ -653,6 +668,11 @@ def summary(run: Run, args: argparse.Namespace, seconds: float) -> bool:
         f"acked: {acked}; lost: {len(lost)}; stored without ack: {unacked_stored};"
         f" stored twice: {stored_twice}; ack offset mismatches: {len(mismatches)}"
     )
+    if args.settle:
+        print(
+            f"settled: raised but stored: {unacked_stored}; ErrorNotStored: {not_stored}"
+            f" (of which stored: {not_stored_found})"
+        )
     print(
         f"delivered to subscribers: {delivered_sub} (duplicates"
         f" {sum(ledger.subscriber_dups for ledger in run.ledgers)}, gaps {run.gaps});"
@@ -700,6 +720,8 @@ def summary(run: Run, args: argparse.Namespace, seconds: float) -> bool:
         failures.append(f"{last[3]} connections to brokers, more than {connection_bound}")
     if stored_twice:
         failures.append(f"{stored_twice} messages stored twice")
+    if args.settle and unacked_stored:
+        failures.append(f"{unacked_stored} settled publishes raised but were stored")
     if mismatches:
         failures.append(f"acks naming the wrong offset: {mismatches[:10]}")
     if skips:
@@ -754,6 +776,11 @@ def main() -> int:
         "--heal-timeout", type=float, default=60.0, help="s for replicas to get back in sync"
     )
     parser.add_argument("--catch-up", type=float, default=120.0, help="s for readers at the end")
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="producers publish with settle=True (the stream gets concurrency control)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args()
     if args.seed is None:

@@ -32,6 +32,7 @@ SCENARIOS = {
     "publish_pipelined",
     "publish_batch",
     "publish_fire_and_forget",
+    "publish_settled",
     "cursor_roundtrip",
     "first_message_ms",
     "first_message_warm_ms",
@@ -96,6 +97,7 @@ def test_quick_run_measures_every_scenario_for_lbwire_and_gufo(
             "publish_acked",
             "publish_acked_p99_ms",
             "publish_fire_and_forget",
+            "publish_settled",
         ):
             assert "gufo-grpcio" in per_client, scenario
     if not GUFO_INSTALLED:

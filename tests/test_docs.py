@@ -122,6 +122,7 @@ def test_site_builds_strict_with_every_nav_page(tmp_path: Path) -> None:
         ("pipelined_publish.py", "bulk done, last offset 1099"),
         ("batch_publish.py", "refusals nobody awaited: 1"),
         ("stream_reader.py", "lag: {0: 0, 1: 0, 2: 0, 3: 0}"),
+        ("serializers.py", "1: skipped b'not json'\n2: order-2 -> coffee"),
     ],
 )
 def test_snippet_runs(

@@ -104,6 +104,8 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                     await client.publish(value, stream=stream)
                 samples.append(count / (time.perf_counter() - start))
                 unit = "msgs/s"
+            elif scenario == "publish_settled":
+                return {"skipped": "n/a: gufo-liftbridge does not settle an ambiguous publish"}
             elif scenario == "publish_fire_and_forget":
                 return {"skipped": "no fire-and-forget path: publish waits for the reply"}
             elif scenario in ("publish_pipelined", "publish_batch"):

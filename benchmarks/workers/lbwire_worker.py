@@ -150,6 +150,12 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                     await client.publish(value, stream=stream)
                     if client.publish_errors:
                         return {"error": f"{client.publish_errors} publishes refused"}
+                elif scenario == "publish_settled":
+                    start = time.perf_counter()
+                    for _ in range(count):
+                        await client.publish(value, stream=stream, settle=True)
+                    samples.append(count / (time.perf_counter() - start))
+                    unit = "msgs/s"
                 elif scenario == "cursor_roundtrip":
                     cursor_id = job["cursor_id"]
                     start = time.perf_counter()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional, Tuple, Type
+from typing import TYPE_CHECKING, ClassVar, Optional, Tuple, Type
 
 from ..grpc.status import Status
+
+if TYPE_CHECKING:
+    from ..types import Message
 
 
 class LiftbridgeError(Exception):
@@ -147,6 +150,51 @@ class ErrorAckTimeout(ErrorDeadlineExceeded):
     """A published message was not acknowledged within the ack timeout."""
 
 
+class _SettleOutcome(LiftbridgeError):
+    """A settled publish's error: where it was fenced, and its correlation id."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        offset: Optional[int] = None,
+        correlation_id: str = "",
+        status: Optional[Status] = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.offset = offset
+        self.correlation_id = correlation_id
+
+
+class ErrorNotStored(_SettleOutcome, ErrorIncorrectOffset):
+    """A settled publish (`publish(settle=True)`) ended, and the message is not stored.
+
+    Another message holds the offset it was fenced at, so none of its copies
+    can ever be stored: publishing it again stores no duplicate
+    (`not_processed` is True).
+
+    Attributes:
+        offset: The offset the message was fenced at (its expected offset).
+        correlation_id: The message's correlation id.
+    """
+
+    not_processed = True
+
+
+class ErrorUnsettled(_SettleOutcome, ErrorAckTimeout):
+    """A settled publish could not be settled in time: the message may be stored, at most once.
+
+    The fence still holds: every copy carried the same expected offset, so
+    the message is stored at `offset` or nowhere, never twice. Reading that
+    offset later (its `lbwire-settle-id` header) tells which.
+
+    Attributes:
+        offset: Where the message may be stored (None: nowhere, as no copy
+            could be stored; the partition's fence was not confirmed yet).
+        correlation_id: The message's correlation id.
+    """
+
+
 class ErrorEndOfPartition(LiftbridgeError):
     """A subscription reached its stop position or the end of a read-only partition.
 
@@ -272,8 +320,9 @@ class ErrorCursorNotFound(ErrorNotFound):
 class ErrorUndecodableMessage(LiftbridgeError, ValueError):
     """A received message cannot be decoded.
 
-    Its encoding header lies or names an unknown method, or its value expands
-    beyond the client's `max_message_size`.
+    Its encoding header lies or names an unknown method, its value expands
+    beyond the client's `max_message_size`, or its value or key deserializer
+    (`lbwire.serde`) raised (that exception is its `__cause__`).
 
     The subscription that raised it has ended; subscribing again from
     `offset + 1` skips the message and loses or repeats no other.
@@ -282,12 +331,12 @@ class ErrorUndecodableMessage(LiftbridgeError, ValueError):
         stream: The message's stream.
         partition: Its partition.
         offset: Its offset.
-        raw: The message as received (`lbwire.types.Message`, value not
-            decompressed, the encoding header kept).
+        raw: The message as received (`lbwire.types.Message`: value not
+            decompressed, the encoding header kept, nothing deserialized).
     """
 
     def __init__(
-        self, message: str, *, stream: str, partition: int, offset: int, raw: object
+        self, message: str, *, stream: str, partition: int, offset: int, raw: Message
     ) -> None:
         super().__init__(message)
         self.stream = stream
@@ -303,7 +352,7 @@ class ErrorUndecodableMessage(LiftbridgeError, ValueError):
 
 
 def _rebuild_undecodable(
-    message: str, stream: str, partition: int, offset: int, raw: object
+    message: str, stream: str, partition: int, offset: int, raw: Message
 ) -> ErrorUndecodableMessage:
     return ErrorUndecodableMessage(
         message, stream=stream, partition=partition, offset=offset, raw=raw

@@ -127,13 +127,16 @@ def attributes_for_message(
         attributes["messaging.destination.name"] = destination
     if isinstance(partition, int):
         attributes["messaging.destination.partition.id"] = str(partition)
-    if value is not None:
+    if isinstance(value, (bytes, bytearray, memoryview)):
         attributes["messaging.message.body.size"] = size(value)
     return attributes
 
 
 def size(value: Any) -> int:
-    return value.nbytes if isinstance(value, memoryview) else len(value)
+    """The bytes of a value; 0 for one a serializer turns into bytes out of sight."""
+    if isinstance(value, memoryview):
+        return value.nbytes
+    return len(value) if isinstance(value, (bytes, bytearray)) else 0
 
 
 def with_context(headers: Any, context: Optional[otel_context.Context] = None) -> Any:

@@ -381,14 +381,15 @@ class Instrumentation:
                                 links = [Link(producer)]
                         attributes = dict(span_attributes)
                         attributes["messaging.liftbridge.offset"] = message.offset
-                        attributes["messaging.message.body.size"] = len(message.value)
+                        if isinstance(message.value, bytes):  # (not deserialized)
+                            attributes["messaging.message.body.size"] = len(message.value)
                         if message.correlation_id:
                             attributes["messaging.message.id"] = message.correlation_id
                         tracer.start_span(
                             span_name, kind=SpanKind.CONSUMER, attributes=attributes, links=links
                         ).end()
                     tally[0] += 1
-                    tally[1] += len(message.value)
+                    tally[1] += size(message.value)
                     yield message
             finally:
                 await messages.aclose()

@@ -8,6 +8,7 @@ import zlib
 import pytest
 from client_support import read_all
 
+from lbwire import serde
 from lbwire.client import ClientOptions, LiftbridgeClient, RetryPolicy
 from lbwire.error import (
     ErrorInvalidType,
@@ -57,6 +58,10 @@ CHANGED = {
     "idle_timeout": None,
     "max_conns_per_broker": 3,
     "proxy": "http://127.0.0.1:1",
+    "key_serializer": serde.serialize_str,
+    "value_serializer": serde.serialize_json,
+    "key_deserializer": serde.deserialize_str,
+    "value_deserializer": serde.deserialize_json,
 }
 
 

@@ -8,9 +8,7 @@ that test is left out where mypy is not installed (PyPy).
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -18,6 +16,7 @@ from types import ModuleType
 
 import pytest
 from helpers.scripts import load_script
+from helpers.typecheck import expected_errors, mypy_strict
 
 from lbwire.client import LiftbridgeClient as AsyncLiftbridgeClient
 from lbwire.sync import LiftbridgeClient
@@ -207,6 +206,7 @@ PROGRAM = textwrap.dedent(
     from concurrent.futures import Future
     from typing import Iterator, List, Optional
 
+    from lbwire.serde import deserialize_json, deserialize_str
     from lbwire.sync import LiftbridgeClient
     from lbwire.types import Ack, Message, StartPosition
 
@@ -221,11 +221,17 @@ PROGRAM = textwrap.dedent(
         seeds: List[str] = client.broker_seeds
         timeout: float = client.rpc_timeout
         offset: int = client.get_cursor("s", 0, "c")
+        texts: Iterator[Message[str]] = client.subscribe("s", value_deserializer=deserialize_str)
+        with client.reader("s", value_deserializer=deserialize_str) as reader:
+            text: str = next(reader).value
         return [m.value for m in messages] + [first.value]
 
 
     def bad(client: LiftbridgeClient) -> None:
-        client.publish("text", stream="s")  # E: arg-type
+        client.publish(b"x", stream="s", value_serializer=1)  # E: arg-type
+        ints: Iterator[Message[int]] = client.subscribe("s", value_deserializer=str)  # E: arg-type
+        with client.reader("s", value_deserializer=deserialize_str) as reader:
+            number: int = next(reader).value  # E: assignment
         client.publish(b"x", steam="s")  # E: call-arg
         client.subscribe("s", start_position=3)  # E: arg-type
         client.publsh(b"x")  # E: attr-defined
@@ -248,49 +254,12 @@ def test_mypy_strict_sees_every_signature(tmp_path):
     reveals = "".join(f"reveal_type(LiftbridgeClient.{name})\n" for name in names)
     program = tmp_path / "program.py"
     program.write_text(PROGRAM + reveals)
-    expected = {
-        number: re.search(r"# E: (\S+)", line).group(1)  # type: ignore[union-attr]
-        for number, line in enumerate(program.read_text().splitlines(), 1)
-        if "# E:" in line
-    }
-    # This checkout's lbwire (MYPYPATH comes before installed packages), and
-    # no project configuration: the program is checked as a user's would be.
-    env = dict(os.environ, MYPYPATH=str(REPO))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--show-error-codes",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            str(program),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    errors: dict[int, str] = {}
-    revealed: list[str] = []
-    for line in result.stdout.splitlines():
-        match = re.match(r".*program\.py:(\d+): (error|note): (.*)", line)
-        assert match, result.stdout + result.stderr
-        number, kind, message = int(match.group(1)), match.group(2), match.group(3)
-        if kind == "note" and message.startswith("Revealed type is"):
-            revealed.append(message)
-        elif kind == "error":
-            code = re.search(r"\[([a-z-]+)\]$", message)
-            assert code, message
-            assert number not in errors, result.stdout
-            errors[number] = code.group(1)
-    assert errors == expected, result.stdout
+    errors, revealed = mypy_strict(program)
+    assert errors == expected_errors(program.read_text())
     assert len(revealed) == len(names)
     for name, message in zip(names, revealed):
-        assert "def (" in message, (name, message)
+        # (Generic ones, such as subscribe with its deserializers: "def [V = bytes, ...] (".)
+        assert re.search(r"def (\[[^]]*\] )?\(", message), (name, message)
         assert "lbwire.sync." in message or "SyncClientMethods" in message, message
         params = inspect.signature(getattr(AsyncLiftbridgeClient, name)).parameters
         for param in list(params)[1:]:

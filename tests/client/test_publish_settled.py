@@ -1,0 +1,212 @@
+"""`publish(settle=True)`: each publish ends stored exactly once, or with `ErrorNotStored`.
+
+Real servers and real faults: a SIGSTOPped server lets the ack time out while
+the request waits in its socket, and is then let go (the original is stored,
+late: settled as stored); a frozen server SIGKILLed loses the request, and
+another producer takes its offset after the restart (settled as not stored,
+or stored when the resend came first). Every test then reads the partition
+from the earliest offset and checks the log against the outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import AsyncIterator, Dict, List, Tuple
+
+import anyio
+import pytest
+from helpers import HANG_GUARD, wait_until
+from helpers.frozen import all_threads_stopped
+from helpers.settled import Resends
+
+from lbwire.client import LiftbridgeClient
+from lbwire.error import (
+    ErrorAckTimeout,
+    ErrorInvalidArgument,
+    ErrorNotStored,
+    ErrorUnsettled,
+    LiftbridgeError,
+)
+from lbwire.retry import RetryPolicy
+from lbwire.testing import LiftbridgeServer
+from lbwire.types import Ack, AckPolicy, StartPosition, StopPosition
+
+pytestmark = pytest.mark.anyio
+
+SETTLE_HEADER = "lbwire-settle-id"
+
+#: Settling outlasts a restart (the server reloads its streams).
+PATIENT = RetryPolicy(attempts=200, initial_backoff=0.2, max_backoff=1.0, max_time=25.0)
+
+
+async def read_ids(client: LiftbridgeClient, stream: str) -> Dict[int, str]:
+    """Every message of partition 0, from the earliest: offset to settle id ("" if none)."""
+    newest = (await client.get_partition_metadata(stream, 0)).newest_offset
+    found: Dict[int, str] = {}
+    if newest < 0:
+        return found
+    async for message in client.subscribe(
+        stream,
+        start_position=StartPosition.EARLIEST,
+        stop_position=StopPosition.STOP_OFFSET,
+        stop_offset=newest,
+    ):
+        found[message.offset] = message.headers.get(SETTLE_HEADER, b"").decode()
+    return found
+
+
+async def test_settled_publishes_are_stored_once_at_the_next_offsets(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await client.create_stream(
+        stream_name, optimistic_concurrency_control=True, wait_for_stream=True
+    )
+    await client.publish(b"plain", stream=stream_name)  # not settled, no fence needed
+    acks = [await client.publish(b"x", stream=stream_name, settle=True) for _ in range(5)]
+    assert [ack.offset for ack in acks if ack is not None] == [1, 2, 3, 4, 5]
+    ids = await read_ids(client, stream_name)
+    assert [ids[o] for o in range(1, 6)] == [ack.correlationId for ack in acks if ack]
+    with pytest.raises(ErrorInvalidArgument, match="already used"):
+        await client.publish(b"y", stream=stream_name, settle=True, correlation_id=ids[1])
+    with pytest.raises(ErrorInvalidArgument, match=r"AckPolicy\.NONE"):
+        await client.publish(b"y", stream=stream_name, settle=True, ack_policy=AckPolicy.NONE)
+    assert len(await read_ids(client, stream_name)) == 6
+
+
+async def test_a_taken_offset_is_not_stored_and_a_stale_one_is_followed(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await client.create_stream(
+        stream_name, optimistic_concurrency_control=True, wait_for_stream=True
+    )
+    assert (await client.publish(b"a", stream=stream_name, settle=True)).offset == 0  # type: ignore[union-attr]
+    with pytest.raises(ErrorNotStored) as raised:
+        await client.publish(b"b", stream=stream_name, settle=True, expected_offset=0)
+    assert raised.value.offset == 0
+    assert raised.value.not_processed
+    # Not stored: its id may be published again.
+    again = await client.publish(
+        b"b", stream=stream_name, settle=True, correlation_id=raised.value.correlation_id
+    )
+    assert again is not None
+    assert again.offset == 1
+    # Another producer moves the partition on: the next settled publish
+    # follows it to the new next offset.
+    async with LiftbridgeClient(client.broker_seeds) as other:
+        await other.publish(b"other", stream=stream_name)
+    ack = await client.publish(b"c", stream=stream_name, settle=True)
+    assert ack is not None
+    assert ack.offset == 3
+    ids = await read_ids(client, stream_name)
+    assert [ids[1], ids[3]] == [raised.value.correlation_id, ack.correlationId]
+
+
+async def test_a_stream_without_concurrency_control_is_refused_after_its_first_message(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await client.create_stream(stream_name, wait_for_stream=True)
+    ack = await client.publish(b"first", stream=stream_name, settle=True)
+    assert ack is not None
+    assert ack.offset == 0
+    with pytest.raises(ErrorInvalidArgument, match="no optimistic concurrency control"):
+        await client.publish(b"second", stream=stream_name, settle=True)
+    assert len(await read_ids(client, stream_name)) == 1
+
+
+@contextlib.asynccontextmanager
+async def settling_on_a_frozen_server(
+    server: LiftbridgeServer, stream: str, value: bytes
+) -> AsyncIterator[Tuple[LiftbridgeClient, List[object]]]:
+    """A settled publish to a SIGSTOPped server, whose ack timed out: settling has begun.
+
+    Yields the client and the list the publish's outcome (its Ack or error)
+    is appended to when it ends, which is after the block. The server is
+    SIGCONTed at the end (if it still runs).
+    """
+    resends = Resends()
+    async with LiftbridgeClient([server.broker], retry_policy=PATIENT) as client:
+        client.observer = resends
+        await client.create_stream(
+            stream, optimistic_concurrency_control=True, wait_for_stream=True
+        )
+        await client.publish(b"before", stream=stream, settle=True)  # offset 0
+        pid = server.pid
+        assert pid is not None
+        outcome: List[object] = []
+
+        async def publish() -> None:
+            try:
+                outcome.append(
+                    await client.publish(value, stream=stream, settle=True, ack_timeout=1.0)
+                )
+            except LiftbridgeError as exc:
+                outcome.append(exc)
+
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with anyio.fail_after(HANG_GUARD * 2):
+                await wait_until(lambda: all_threads_stopped(pid), "the server is stopped")
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(publish)
+                    # The original went out and its ack timed out: settling began.
+                    await wait_until(lambda: bool(resends.errors), "a resend")
+                    assert isinstance(resends.errors[0], ErrorAckTimeout)
+                    yield client, outcome
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+async def test_an_ack_lost_to_a_frozen_server_is_settled_as_stored_once(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    async with settling_on_a_frozen_server(fresh_server, stream_name, b"frozen") as (
+        client,
+        outcome,
+    ):
+        # Let go, the server reads the original and stores it, late.
+        os.kill(fresh_server.pid or 0, signal.SIGCONT)
+    ack = outcome[0]
+    assert isinstance(ack, Ack), ack
+    assert ack.offset == 1
+    async with LiftbridgeClient([fresh_server.broker]) as client:
+        ids = await read_ids(client, stream_name)
+    assert list(ids.values()).count(ack.correlationId) == 1
+    assert len(ids) == 2
+
+
+async def test_a_request_lost_with_its_server_is_settled_by_the_log(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    async with settling_on_a_frozen_server(fresh_server, stream_name, b"lost") as (
+        client,
+        outcome,
+    ):
+        # The request sits unread in the frozen server's socket: killed, the
+        # server never stores it.
+        await fresh_server.akill()
+        await fresh_server.astart()
+        # Another producer takes offset 1, unless a resend came first.
+        async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as other:
+            while True:
+                try:
+                    await other.publish(b"other", stream=stream_name, expected_offset=1)
+                    break
+                except LiftbridgeError:
+                    if outcome:
+                        break  # the settled publish took it first
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
+        ids = await read_ids(client, stream_name)
+    result = outcome[0]
+    assert not isinstance(result, ErrorUnsettled), result
+    if isinstance(result, ErrorNotStored):
+        assert result.offset == 1
+        assert ids[1] == ""  # the other producer's
+        assert result.correlation_id not in ids.values()
+    else:
+        assert isinstance(result, Ack), result
+        assert result.offset == 1
+        assert ids[1] == result.correlationId
+    assert len(ids) == 2
