@@ -51,6 +51,7 @@ import anyio
 
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
+from ._settle import SETTLE_HEADER
 from .compression import undecodable
 from .error import (
     ErrorAlreadyExists,
@@ -58,10 +59,13 @@ from .error import (
     ErrorIncorrectOffset,
     ErrorInvalidArgument,
     ErrorNotATable,
+    ErrorNotFound,
     ErrorRevisionMismatch,
+    ErrorUnsettled,
     LiftbridgeError,
 )
 from .reader import stream_partitions
+from .retry import Backoff
 from .serde import BYTES, Deserializer, Serializer, resolve
 from .types import K, Message, StartPosition, V
 
@@ -80,8 +84,19 @@ logger = LazyLogger("lbwire.table")
 TABLE_HEADER = "lbwire-table"
 _MARKER = b"marker"
 _DELETE = b"delete"
-#: The marker's key, reserved: compaction keeps the marker as its last record.
-MARKER_KEY = b"\x00lbwire-table-marker"
+#: Keys starting so are the table's own (refused as user keys).
+RESERVED_PREFIX = b"\x00lbwire-table"
+#: The marker's key: compaction keeps the marker as its last record.
+MARKER_KEY = RESERVED_PREFIX + b"-marker"
+#: The key of the records that make a restarted server deliver again.
+NUDGE_KEY = RESERVED_PREFIX + b"-nudge"
+_NUDGE = b"nudge"
+#: How many settled records' ids each partition's view remembers.
+REMEMBERED = 4096
+
+#: Seconds a catch-up waits for messages the server holds but does not
+#: deliver yet before it appends a nudge.
+NUDGE_AFTER = 1.0
 
 #: `expected=ABSENT`: write only if the key has no value (never set, or deleted).
 ABSENT = -1
@@ -109,7 +124,7 @@ class TableEntry(Generic[V, K]):
 class _View:
     """One partition's part of the view; its reader task is the only writer of `next`."""
 
-    __slots__ = ("changed", "error", "last_put", "next", "partition")
+    __slots__ = ("changed", "error", "last_put", "next", "partition", "settled", "settled_order")
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
@@ -120,6 +135,18 @@ class _View:
         #: Set (and replaced) when `next` moves or the reader fails.
         self.changed: Optional[anyio.Event] = None
         self.error: Optional[LiftbridgeError] = None
+        #: The settle ids of the last `REMEMBERED` settled records, by offset:
+        #: what tells whose record holds the offset of a put left unsettled.
+        self.settled: Dict[int, bytes] = {}
+        self.settled_order: Deque[int] = deque()
+
+    def remember(self, offset: int, settle_id: bytes) -> None:
+        """Note that the record at `offset` carries `settle_id`."""
+        self.settled[offset] = settle_id
+        order = self.settled_order
+        order.append(offset)
+        if len(order) > REMEMBERED:
+            self.settled.pop(order.popleft(), None)
 
     def wake(self) -> None:
         changed = self.changed
@@ -325,11 +352,15 @@ class Table(Generic[V, K]):
 
     def _apply(self, view: _View, msg: Message) -> None:
         key: bytes = msg.key or b""
-        kind = msg.headers.get(TABLE_HEADER)
+        headers = msg.headers
+        kind = headers.get(TABLE_HEADER)
         view.next = msg.offset + 1
+        settle_id = headers.get(SETTLE_HEADER)
+        if settle_id is not None:
+            view.remember(msg.offset, settle_id)
         if kind == _MARKER and key == MARKER_KEY:
             self._marked = True
-        elif key:
+        elif key and not key.startswith(RESERVED_PREFIX):
             entry = self._decode(view.partition, msg, key, kind == _DELETE)
             if entry is not None:
                 if entry.deleted:
@@ -380,12 +411,65 @@ class Table(Generic[V, K]):
 
     async def _catch_up(self, view: _View, timeout: Optional[float] = None) -> bool:
         """Wait until the view holds what the partition held when this was called."""
-        info = await self.client.get_partition_metadata(self.stream, view.partition)
-        return await self._applied(view, info.newest_offset, timeout)
+        client = self.client
+        info = await client.get_partition_metadata(self.stream, view.partition)
+        newest = info.newest_offset
+        if info.high_watermark < newest and not await self._applied(view, newest, NUDGE_AFTER):
+            # A restarted server delivers nothing past its high watermark,
+            # which it moves again only when a message is appended: append
+            # one that the view skips.
+            logger.debug("Nudging table %r partition %d", self.stream, view.partition)
+            await client.publish(
+                b"",
+                stream=self.stream,
+                key=NUDGE_KEY,
+                partition=view.partition,
+                headers={TABLE_HEADER: _NUDGE},
+                value_serializer=BYTES,
+                key_serializer=BYTES,
+            )
+        return await self._applied(view, newest, timeout)
+
+    async def _settle(self, view: _View, error: ErrorUnsettled, backoff: Backoff) -> Optional[int]:
+        """Where the put `error` left unsettled is stored, or None when it is not.
+
+        Raises:
+            ErrorUnsettled: The view cannot tell (it passed the offset long ago).
+        """
+        offset = error.offset
+        if offset is None:
+            return None  # no copy could be stored (the fence held every one)
+        await self._catch_up_within(view, backoff)
+        if view.next <= offset:
+            raise error
+        found = view.settled.get(offset)
+        if found is None:
+            raise error
+        if found == error.correlation_id.encode():
+            logger.debug("Table %r: settled put found at offset %d", self.stream, offset)
+            return offset
+        return None
+
+    async def _catch_up_within(self, view: _View, backoff: Backoff) -> None:
+        """`_catch_up` until done, also while a restarted server does not know the stream."""
+        while True:
+            try:
+                if await self._catch_up(view, self.client.options.ack_timeout):
+                    return
+                failure: LiftbridgeError = ErrorDeadlineExceeded(
+                    f"Table {self.stream!r} partition {view.partition}: the view did not "
+                    "catch up within the retry policy's max_time"
+                )
+            except ErrorNotFound as error:
+                failure = error
+            if not await backoff.wait():
+                raise failure
 
     async def _catch_up_all(self) -> None:
+        policy = self.client.options.retry_policy
+        deadline = anyio.current_time() + policy.max_time
         for view in self._views:
-            await self._catch_up(view)
+            await self._catch_up_within(view, Backoff(policy, deadline))
 
     def _key_bytes(self, key: Any) -> bytes:
         data = key if self._key_serializer is None else self._key_serializer(key)
@@ -396,8 +480,10 @@ class Table(Generic[V, K]):
         data = bytes(data)
         if not data:
             raise ErrorInvalidArgument("A table key must not be empty")
-        if data == MARKER_KEY:
-            raise ErrorInvalidArgument("That key is reserved for the table's marker")
+        if data.startswith(RESERVED_PREFIX):
+            raise ErrorInvalidArgument(
+                f"Keys starting with {RESERVED_PREFIX!r} are the table's own"
+            )
         return data
 
     def _view_of(self, key: bytes) -> _View:
@@ -513,6 +599,8 @@ class Table(Generic[V, K]):
         client = self.client
         options = client.options
         deadline = anyio.current_time() + options.retry_policy.max_time
+        #: Paces the tries refused because the server has not loaded the stream.
+        backoff = Backoff(options.retry_policy, deadline)
         if view.next <= view.last_put:
             await self._applied(view, view.last_put)
         while True:
@@ -549,7 +637,23 @@ class Table(Generic[V, K]):
                         "retry policy's max_time: other writes kept taking its partition's "
                         "next offset (not stored)"
                     ) from None
-                await self._catch_up(view, options.ack_timeout)
+                await self._catch_up_within(view, backoff)
+                continue
+            except ErrorUnsettled as error:
+                # Settling could not read the fence in time (a restarted
+                # server delivers nothing until a message is appended): the
+                # view tells whose record holds the offset.
+                offset = await self._settle(view, error, backoff)
+                if offset is None:
+                    continue  # not stored: check again
+                if offset > view.last_put:
+                    view.last_put = offset
+                return offset
+            except ErrorNotFound:
+                # Refused, so not stored: a restarted server answers so for a
+                # while before it has loaded its streams; this one was open.
+                if not await backoff.wait():
+                    raise
                 continue
             assert ack is not None  # (an acked publish)
             if ack.offset > view.last_put:
