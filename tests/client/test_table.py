@@ -18,7 +18,7 @@ from typing import Any, List, Tuple
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
-from helpers import HANG_GUARD, wait_until
+from helpers import HANG_GUARD
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
@@ -42,7 +42,8 @@ PATIENT = RetryPolicy(attempts=200, initial_backoff=0.2, max_backoff=1.0, max_ti
 
 async def test_put_get_delete_and_revisions(client: LiftbridgeClient, stream_name: str) -> None:
     async with client.table(stream_name, partitions=3) as table:
-        assert table.fenced and table.partitions == 3
+        assert table.fenced
+        assert table.partitions == 3
         assert await table.get(b"a") is None
         first = await table.put(b"a", b"1")
         entry = await table.get(b"a")  # read-your-writes: no wait in the test
@@ -82,7 +83,8 @@ async def test_put_get_delete_and_revisions(client: LiftbridgeClient, stream_nam
         assert again.fenced
         assert sorted(await again.keys()) == [b"a", b"b"]
         entry = await again.get(b"a")
-        assert entry is not None and entry.value == b"again"
+        assert entry is not None
+        assert entry.value == b"again"
 
 
 async def test_serializers_and_undecodable_values(
@@ -97,7 +99,9 @@ async def test_serializers_and_undecodable_values(
     ) as table:
         await table.put("cfg", {"mode": "fast", "n": 3})
         entry = await table.get("cfg")
-        assert entry is not None and entry.key == "cfg" and entry.value == {"mode": "fast", "n": 3}
+        assert entry is not None
+        assert entry.key == "cfg"
+        assert entry.value == {"mode": "fast", "n": 3}
         await client.publish(b"not json", stream=stream_name, key=b"bad")
         await table.put("flush", 0)  # after the bad record, in the same partition
         with pytest.raises(ErrorUndecodableMessage):
@@ -113,7 +117,8 @@ async def test_a_stream_without_the_marker_refuses_compare_and_set(
     async with client.table(stream_name) as table:
         assert not table.fenced
         entry = await table.get(b"k")
-        assert entry is not None and entry.value == b"v"
+        assert entry is not None
+        assert entry.value == b"v"
         with pytest.raises(ErrorNotATable, match="no table marker"):
             await table.put(b"k", b"w", expected=entry.revision)
         assert await table.put(b"k", b"w") > entry.revision  # unconditional puts work
@@ -138,7 +143,8 @@ async def test_watch_current_then_changes_with_a_prefix(
                 first_new = await new_only.__anext__()
         assert seen[0] == (b"app.a", b"1", False)
         assert sorted(seen[1:]) == [(b"app.a", None, True), (b"app.b", b"2", False)]
-        assert first_new.key in (b"app.b", b"app.a", b"other") and first_new.revision >= 0
+        assert first_new.key in (b"app.b", b"app.a", b"other")
+        assert first_new.revision >= 0
 
 
 async def run_counters(broker: str, stream: str, backend: str, count: int) -> List[int]:
@@ -187,7 +193,8 @@ async def counted(
         revisions = [c.revision for c in seen]
         assert revisions == sorted(set(revisions))
         entry = await table.get(b"counter")
-        assert entry is not None and entry.value == b"%d" % (2 * count)
+        assert entry is not None
+        assert entry.value == b"%d" % (2 * count)
 
 
 async def test_two_programs_count_to_exactly_twice(
