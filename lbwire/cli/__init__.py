@@ -17,7 +17,7 @@ import sys
 from types import FrameType
 from typing import Any, List, Optional, Sequence
 
-from . import admin, dev, pubsub
+from . import admin, dev, pubsub, table
 from .common import (
     EXIT_ALREADY_EXISTS,
     EXIT_BROKEN_PIPE,
@@ -43,6 +43,7 @@ examples:
   lbwire sub demo --from earliest --count 10 --format json
   lbwire sub demo --cursor reports             # resume where "reports" left off
   lbwire metadata --format json | jq .
+  lbwire table put config mode fast            # a key-value table on a stream
 
 exit codes:
   0 success, 1 other failure, 2 bad arguments, 3 cluster unreachable or timed out,
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(commands)
     admin.register(commands)
     pubsub.register(commands)
+    table.register(commands)
     return parser
 
 
