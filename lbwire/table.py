@@ -60,6 +60,7 @@ from .error import (
     ErrorInvalidArgument,
     ErrorNotATable,
     ErrorNotFound,
+    ErrorNotStored,
     ErrorRevisionMismatch,
     ErrorUnsettled,
     LiftbridgeError,
@@ -97,6 +98,11 @@ REMEMBERED = 4096
 #: Seconds a catch-up waits for messages the server holds but does not
 #: deliver yet before it appends a nudge.
 NUDGE_AFTER = 1.0
+
+#: The retention by age of a table's stream (seconds: 100 years). The
+#: server's default (a week) would delete the segments of keys not written
+#: for that long; compaction already keeps only each key's last record.
+RETENTION_MAX_AGE = 100 * 365 * 24 * 3600
 
 #: `expected=ABSENT`: write only if the key has no value (never set, or deleted).
 ABSENT = -1
@@ -268,6 +274,7 @@ class Table(Generic[V, K]):
                     replication_factor=self._replication_factor,
                     enable_compact=True,
                     optimistic_concurrency_control=True,
+                    retention_max_age=RETENTION_MAX_AGE,
                 )
                 created = True
             except ErrorAlreadyExists:
@@ -629,15 +636,24 @@ class Table(Generic[V, K]):
                     value_serializer=BYTES,
                     key_serializer=BYTES,
                 )
-            except ErrorIncorrectOffset:
+            except ErrorIncorrectOffset as refused:
                 # Not stored: another write took the offset. Catch up and check again.
+                await self._catch_up_within(view, backoff)
+                stored = self._holds(view, refused)
+                if stored is not None:
+                    # A copy of this very put holds its fence: count it once.
+                    logger.warning(
+                        "Table %r: a put reported not stored is stored at offset %d",
+                        self.stream,
+                        stored,
+                    )
+                    return self._stored(view, stored)
                 if anyio.current_time() >= deadline:
                     raise ErrorDeadlineExceeded(
                         f"Could not write key {key!r} to table {self.stream!r} within the "
                         "retry policy's max_time: other writes kept taking its partition's "
                         "next offset (not stored)"
                     ) from None
-                await self._catch_up_within(view, backoff)
                 continue
             except ErrorUnsettled as error:
                 # Settling could not read the fence in time (a restarted
@@ -646,9 +662,7 @@ class Table(Generic[V, K]):
                 offset = await self._settle(view, error, backoff)
                 if offset is None:
                     continue  # not stored: check again
-                if offset > view.last_put:
-                    view.last_put = offset
-                return offset
+                return self._stored(view, offset)
             except ErrorNotFound:
                 # Refused, so not stored: a restarted server answers so for a
                 # while before it has loaded its streams; this one was open.
@@ -656,9 +670,26 @@ class Table(Generic[V, K]):
                     raise
                 continue
             assert ack is not None  # (an acked publish)
-            if ack.offset > view.last_put:
-                view.last_put = ack.offset
-            return int(ack.offset)
+            return self._stored(view, int(ack.offset))
+
+    @staticmethod
+    def _stored(view: _View, offset: int) -> int:
+        """A write of this table stored at `offset`: reads wait for it from now on."""
+        if offset > view.last_put:
+            view.last_put = offset
+        return offset
+
+    @staticmethod
+    def _holds(view: _View, refused: ErrorIncorrectOffset) -> Optional[int]:
+        """The offset where the view shows the publish `refused` is about, if it does."""
+        if not isinstance(refused, ErrorNotStored):
+            return None
+        offset = refused.offset
+        if offset is None or view.next <= offset:
+            return None
+        if view.settled.get(offset) != refused.correlation_id.encode():
+            return None
+        return offset
 
 
 class TableWatch(Generic[V, K]):
