@@ -275,6 +275,7 @@ class Table(Generic[V, K]):
                     enable_compact=True,
                     optimistic_concurrency_control=True,
                     retention_max_age=RETENTION_MAX_AGE,
+                    wait_for_stream=True,
                 )
                 created = True
             except ErrorAlreadyExists:
