@@ -180,7 +180,7 @@ async def counted(
     ):
         changes = table.watch()
         seen: List[TableEntry[Any, Any]] = []
-        with anyio.fail_after(HANG_GUARD * 6 + count * 0.2):
+        with anyio.fail_after(HANG_GUARD * 6):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_counters, server.broker, stream, backend, count)
                 async for change in changes:
@@ -197,26 +197,12 @@ async def counted(
         assert entry.value == b"%d" % (2 * count)
 
 
-async def test_two_programs_count_to_exactly_twice(
-    liftbridge_server: LiftbridgeServer, stream_name: str, anyio_backend: str
-) -> None:
-    await counted(liftbridge_server, stream_name, anyio_backend, 100, restart=False)
-
-
-async def test_two_programs_count_across_a_server_restart(
-    fresh_server: LiftbridgeServer, stream_name: str, anyio_backend: str
-) -> None:
-    await counted(fresh_server, stream_name, anyio_backend, 100, restart=True)
-
-
-@pytest.mark.slow
 async def test_two_programs_count_to_2000(
     liftbridge_server: LiftbridgeServer, stream_name: str, anyio_backend: str
 ) -> None:
     await counted(liftbridge_server, stream_name, anyio_backend, 1000, restart=False)
 
 
-@pytest.mark.slow
 async def test_two_programs_count_to_2000_across_a_server_restart(
     fresh_server: LiftbridgeServer, stream_name: str, anyio_backend: str
 ) -> None:
