@@ -119,9 +119,9 @@ class PublishMethods:
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
-        settle: bool = False,
         value_serializer: Optional[Serializer[Any]] = None,
         key_serializer: Optional[Serializer[Any]] = None,
+        settle: bool = False,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -151,6 +151,10 @@ class PublishMethods:
             expected_offset: Optimistic concurrency: the offset the message
                 must get (the stream must have it enabled).
             ack_timeout: Seconds to wait for the ack (client default if None).
+            value_serializer: Turns `value` into bytes (`lbwire.serde`),
+                instead of the client's `value_serializer`; `serde.BYTES`
+                sends bytes as they are.
+            key_serializer: The same for `key` (a None key stays absent).
             settle: lbwire addition: settle an ambiguous outcome (a lost ack
                 or connection), so that the publish ends stored exactly
                 once (the Ack) or raises `ErrorNotStored`. The stream must
@@ -160,10 +164,6 @@ class PublishMethods:
                 unique (None: a fresh one); the message carries it in the
                 `lbwire-settle-id` header. Settling takes up to the retry
                 policy's `max_time`. See docs/cookbook/publishing.md.
-            value_serializer: Turns `value` into bytes (`lbwire.serde`),
-                instead of the client's `value_serializer`; `serde.BYTES`
-                sends bytes as they are.
-            key_serializer: The same for `key` (a None key stays absent).
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -465,7 +465,7 @@ class PublishMethods:
         choose = partitioner or publisher.options.partitioner
         count = 0
         _, key = self._serialized(b"", key, BYTES, key_serializer)
-        values = resolve(value_serializer, self.options.value_serializer)
+        values = resolve("value_serializer", value_serializer, self.options.value_serializer)
         for message in messages:
             if isinstance(message, wire.PublishRequest):
                 requests.append(message)
@@ -524,10 +524,10 @@ class PublishMethods:
     ) -> Tuple[bytes, Optional[bytes]]:
         """The value and key as bytes, through the call's serializers or else the client's."""
         options = self.options
-        values = resolve(value_serializer, options.value_serializer)
+        values = resolve("value_serializer", value_serializer, options.value_serializer)
         if values is not None:
             value = _serialize(values, value, "value")
-        keys = resolve(key_serializer, options.key_serializer)
+        keys = resolve("key_serializer", key_serializer, options.key_serializer)
         if keys is not None and key is not None:
             key = _serialize(keys, key, "key")
         return value, key

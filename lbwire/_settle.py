@@ -272,13 +272,14 @@ class Settler:
                 ack = await self._publisher.publish(request, ack_timeout, False)
             except ErrorIncorrectOffset as exc:
                 last = exc
-                found = await self._whose(request, offset, deadline, ack_timeout)
+                found = await self._whose(request, correlation_id, offset, deadline, ack_timeout)
                 if found is None:
                     continue  # the offset is not readable yet
                 if found.headers.get(SETTLE_HEADER) == correlation_id.encode():
                     logger.debug("Settled %r: found stored at offset %d", correlation_id, offset)
                     return _ack_from(found, request, correlation_id)
                 logger.debug("Settled %r: offset %d holds another message", correlation_id, offset)
+                request.correlationId = correlation_id
                 raise _not_stored(request, offset, "another message holds its offset") from exc
             except LiftbridgeError as error:
                 # Lost again, or refused while the server recovers (a stream
@@ -301,6 +302,7 @@ class Settler:
     async def _whose(
         self,
         request: wire.PublishRequest,
+        correlation_id: str,
         offset: int,
         deadline: float,
         ack_timeout: Optional[float],
@@ -330,18 +332,23 @@ class Settler:
             wait = ack_timeout if ack_timeout is not None else self._publisher.options.ack_timeout
             with anyio.move_on_after(max(0.0, min(wait, deadline - anyio.current_time()))):
                 async for message in messages:
+                    if message.offset < offset:
+                        # Asked for beyond the high watermark, the server
+                        # starts right after it: read on to the offset.
+                        continue
                     found = message
                     break
         except LiftbridgeError:
             return None
         finally:
             await messages.aclose()  # type: ignore[attr-defined]
-        if found is not None and found.offset != offset:
+        if found is not None and found.offset > offset:
+            # Asked for below the oldest offset, the server starts at the oldest.
             raise ErrorUnsettled(
-                f"Cannot settle the publish {request.correlationId!r} to {request.stream!r}: "
+                f"Cannot settle the publish {correlation_id!r} to {request.stream!r}: "
                 f"retention removed offset {offset}, where it may be stored (at most once)",
                 offset=offset,
-                correlation_id=request.correlationId,
+                correlation_id=correlation_id,
             )
         return found
 

@@ -36,14 +36,35 @@ if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
     from ._routing import Router
     from .activity import ActivityEvent
+    from .grpc import UnaryStreamCall
     from .options import ClientOptions
     from .retry import RetryPolicy
 
-__all__ = ["SubscribeMethods", "Subscriptions"]
+__all__ = ["CallWatch", "SubscribeMethods", "Subscriptions"]
 
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
+
+
+class CallWatch:
+    """The Subscribe call a subscription reads now (see `Subscriptions.messages`).
+
+    Set once a call's handshake arrived, cleared when the subscription leaves
+    the call. While it is set, the subscription is suspended at a message of
+    that call, and the call's later messages have higher offsets (none is
+    skipped): when `call.has_message`, the subscription's next step returns
+    that message without waiting for the network.
+    """
+
+    __slots__ = ("call",)
+
+    def __init__(self) -> None:
+        self.call: Optional[UnaryStreamCall] = None
+
+    def clear(self) -> None:
+        """The subscription left the call."""
+        self.call = None
 
 
 class Subscriptions:
@@ -81,11 +102,15 @@ class Subscriptions:
         return self.options.retry_policy
 
     async def messages(
-        self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
+        self,
+        request: wire.SubscribeRequest,
+        setup_timeout: Optional[float],
+        watch: Optional[CallWatch] = None,
     ) -> AsyncIterator[Message]:
         """The subscription's messages, resumed across broker failures.
 
-        Values come as received: `decode` undoes their compression.
+        Values come as received: `decode` undoes their compression. `watch`,
+        if given, is kept up to date with the Subscribe call in use.
         """
         stream, partition = request.stream, request.partition
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
@@ -125,6 +150,9 @@ class Subscriptions:
                         # the subscription exists. Setup errors come instead.
                         await call.receive()
                     handshake_done = True
+                    if watch is not None:
+                        watch.call = call
+                        call_stack.callback(watch.clear)
                     resumption.set_up()
                     async for data in call:
                         msg = decode(data)
@@ -473,8 +501,8 @@ class SubscribeMethods:
         options = self.options
         encoding_header = options.encoding_header
         max_size = options.max_message_size
-        values = resolve(value_deserializer, options.value_deserializer)
-        keys = resolve(key_deserializer, options.key_deserializer)
+        values = resolve("value_deserializer", value_deserializer, options.value_deserializer)
+        keys = resolve("key_deserializer", key_deserializer, options.key_deserializer)
         try:
             if values is None and keys is None:
                 # Bytes as received: this loop stays as lean as it can be.
@@ -524,9 +552,12 @@ class SubscribeMethods:
         )
 
     def _subscribe_once(
-        self, request: wire.SubscribeRequest, setup_timeout: Optional[float]
+        self,
+        request: wire.SubscribeRequest,
+        setup_timeout: Optional[float],
+        watch: Optional[CallWatch] = None,
     ) -> AsyncIterator[Message]:
         # A seam: tests/compat/test_api_surface.py replaces it on
         # LiftbridgeClient to capture the request without a server. It is the
         # whole (resuming) subscription, despite the name kept for that test.
-        return self._subscriptions.messages(request, setup_timeout)
+        return self._subscriptions.messages(request, setup_timeout, watch)

@@ -239,9 +239,9 @@ class SyncClientMethods(_Base):
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
-        value_deserializer: Optional[Deserializer[Any]] = None,
-        key_deserializer: Optional[Deserializer[Any]] = None,
-    ) -> Consumer:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> Consumer[V, K]:
         """A blocking member of consumer group `group_id` reading `streams` (see `Consumer`).
 
         Use the result as a context manager, then iterate it.
@@ -798,9 +798,9 @@ class SyncClientMethods(_Base):
         partitioner: Optional[Partitioner] = None,
         expected_offset: Optional[int] = None,
         ack_timeout: Optional[float] = None,
-        settle: bool = False,
         value_serializer: Optional[Serializer[Any]] = None,
         key_serializer: Optional[Serializer[Any]] = None,
+        settle: bool = False,
     ) -> Optional[Ack]:
         """Publish one message and, unless the ack policy is NONE, wait for its ack.
 
@@ -830,6 +830,10 @@ class SyncClientMethods(_Base):
             expected_offset: Optimistic concurrency: the offset the message
                 must get (the stream must have it enabled).
             ack_timeout: Seconds to wait for the ack (client default if None).
+            value_serializer: Turns `value` into bytes (`lbwire.serde`),
+                instead of the client's `value_serializer`; `serde.BYTES`
+                sends bytes as they are.
+            key_serializer: The same for `key` (a None key stays absent).
             settle: lbwire addition: settle an ambiguous outcome (a lost ack
                 or connection), so that the publish ends stored exactly
                 once (the Ack) or raises `ErrorNotStored`. The stream must
@@ -839,10 +843,6 @@ class SyncClientMethods(_Base):
                 unique (None: a fresh one); the message carries it in the
                 `lbwire-settle-id` header. Settling takes up to the retry
                 policy's `max_time`. See docs/cookbook/publishing.md.
-            value_serializer: Turns `value` into bytes (`lbwire.serde`),
-                instead of the client's `value_serializer`; `serde.BYTES`
-                sends bytes as they are.
-            key_serializer: The same for `key` (a None key stays absent).
 
         Returns:
             The Ack, or None for AckPolicy.NONE.
@@ -877,9 +877,9 @@ class SyncClientMethods(_Base):
             partitioner=partitioner,
             expected_offset=expected_offset,
             ack_timeout=ack_timeout,
-            settle=settle,
             value_serializer=value_serializer,
             key_serializer=key_serializer,
+            settle=settle,
         )
 
     def publish_async(

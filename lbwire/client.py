@@ -37,7 +37,7 @@ from ._pool import ConnectionInfo, ConnectionRegistry
 from ._publish import Publisher
 from ._publish_methods import PublishMethods
 from ._routing import CURSOR_STREAM, Router
-from ._subscribe import SubscribeMethods, Subscriptions
+from ._subscribe import CallWatch, SubscribeMethods, Subscriptions
 from .compression import compress as compress
 from .compression import decompress as decompress
 from .error import ErrorChannelClosed as ErrorChannelClosed
@@ -409,14 +409,21 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         )
 
     def _subscribe_once(
-        self, request: SubscribeRequest, setup_timeout: Optional[float]
+        self,
+        request: SubscribeRequest,
+        setup_timeout: Optional[float],
+        watch: Optional[CallWatch] = None,
     ) -> AsyncIterator[Message]:
-        messages = super()._subscribe_once(request, setup_timeout)
         if self._connections.open:
-            return messages
-        return self._subscribe_outside(messages)
+            return super()._subscribe_once(request, setup_timeout, watch)
+        if watch is None:
+            watch = CallWatch()
+        messages = super()._subscribe_once(request, setup_timeout, watch)
+        return self._subscribe_outside(messages, watch)
 
-    async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    async def _subscribe_outside(
+        self, messages: AsyncIterator[Message], watch: CallWatch
+    ) -> AsyncIterator[Message]:
         # A subscription made outside the client's block (as gufo allows)
         # owns its connections until it is closed. Their tasks run only while
         # it waits for a message: no task group is held across `yield`, so a
@@ -424,11 +431,17 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         iteration = self._connections.outside_iteration()
         try:
             while True:
-                async with iteration.step():
-                    try:
+                try:
+                    call = watch.call
+                    if call is not None and call.has_message:
+                        # Received already: no wait, so no task needs to run
+                        # and no step (a task group) is opened for it.
                         message = await messages.__anext__()
-                    except StopAsyncIteration:
-                        return
+                    else:
+                        async with iteration.step():
+                            message = await messages.__anext__()
+                except StopAsyncIteration:
+                    return
                 yield message
         finally:
             await messages.aclose()  # type: ignore[attr-defined]
@@ -518,9 +531,9 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
-        value_deserializer: Optional[Deserializer[Any]] = None,
-        key_deserializer: Optional[Deserializer[Any]] = None,
-    ) -> Consumer:
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+    ) -> Consumer[V, K]:
         """A member of consumer group `group_id` reading `streams` (see `lbwire.consumer`).
 
         Use the result as an async context manager, then iterate it.

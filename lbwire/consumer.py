@@ -20,6 +20,7 @@ may give the partition number alone.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from collections import deque
@@ -34,6 +35,7 @@ from typing import (
     Callable,
     Deque,
     Dict,
+    Generic,
     List,
     Mapping,
     NamedTuple,
@@ -57,6 +59,7 @@ from .error import (
     ErrorDeadlineExceeded,
     ErrorInvalidArgument,
     ErrorInvalidPartition,
+    ErrorMemberInactive,
     ErrorNotAssigned,
     ErrorNotCoordinator,
     ErrorNotFound,
@@ -66,8 +69,8 @@ from .error import (
     LiftbridgeError,
 )
 from .retry import Backoff
-from .serde import Deserializer
-from .types import Message, StartPosition
+from .serde import Deserializer, check_callable
+from .types import K, Message, StartPosition, V
 
 if TYPE_CHECKING:
     # Annotations only: anyio loads anyio.streams.memory when the first
@@ -173,7 +176,7 @@ _AUTO_START = {
 }
 
 
-class Consumer:
+class Consumer(Generic[V, K]):
     """A member of a consumer group; iterate it for the messages of its partitions.
 
     Create it with `LiftbridgeClient.consumer(...)` and use it as an async
@@ -230,8 +233,8 @@ class Consumer:
         max_buffered: int = 256,
         on_assigned: Optional[PartitionsCallback] = None,
         on_revoked: Optional[PartitionsCallback] = None,
-        value_deserializer: Optional[Deserializer[Any]] = None,
-        key_deserializer: Optional[Deserializer[Any]] = None,
+        value_deserializer: Optional[Deserializer[V]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
     ) -> None:
         if not group_id:
             raise ErrorInvalidArgument("Consumer group id must not be empty")
@@ -279,7 +282,10 @@ class Consumer:
         #: Paused partitions: their readers wait on the event, and messages
         #: already buffered wait in `_held` until `resume`.
         self._paused: Dict[_Key, anyio.Event] = {}
-        self._held: Dict[_Key, Deque[Tuple[anyio.CancelScope, Message]]] = {}
+        # (Any: the member's deserializers decide, see V and K.)
+        self._held: Dict[_Key, Deque[Tuple[anyio.CancelScope, Message[Any, Any]]]] = {}
+        check_callable("value_deserializer", value_deserializer)
+        check_callable("key_deserializer", key_deserializer)
         self._deserializers = {
             "value_deserializer": value_deserializer,
             "key_deserializer": key_deserializer,
@@ -307,7 +313,7 @@ class Consumer:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def __aenter__(self) -> Consumer:
+    async def __aenter__(self) -> Consumer[V, K]:
         """Join the group and start polling for assignments."""
         await self._join()
         self._send, self._receive = anyio.create_memory_object_stream[object](self._max_buffered)
@@ -351,10 +357,10 @@ class Consumer:
                 self._receive.close()
         return None
 
-    def __aiter__(self) -> Consumer:
+    def __aiter__(self) -> Consumer[V, K]:
         return self
 
-    async def __anext__(self) -> Message:
+    async def __anext__(self) -> Message[V, K]:
         """The next message from any assigned partition."""
         if self._receive is None:
             raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
@@ -370,7 +376,7 @@ class Consumer:
                     raise StopAsyncIteration from None
                 if isinstance(item, BaseException):
                     raise item
-                scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+                scope, msg = cast(Tuple[anyio.CancelScope, Message[Any, Any]], item)
             key = (msg.stream, msg.partition)
             if self._tasks.get(key) is not scope:
                 # Read before its partition was taken away (the new owner
@@ -384,7 +390,7 @@ class Consumer:
         self._last_offset = msg.offset
         return msg
 
-    def _take_held(self) -> Optional[Tuple[anyio.CancelScope, Message]]:
+    def _take_held(self) -> Optional[Tuple[anyio.CancelScope, Message[Any, Any]]]:
         """A message buffered while its partition was paused, now resumed."""
         for key, held in self._held.items():
             if key not in self._paused:
@@ -417,7 +423,7 @@ class Consumer:
 
         return MessageBatches(self, max_count, max_wait)
 
-    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]:
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message[V, K]]:
         """One batch (see `batches`); raises StopAsyncIteration when the member ended."""
         if self._receive is None:
             raise RuntimeError("Use the consumer inside 'async with client.consumer(...)'")
@@ -425,7 +431,7 @@ class Consumer:
         if self._batch_error is not None:
             error, self._batch_error = self._batch_error, None
             raise error
-        batch: List[Message] = []
+        batch: List[Message[V, K]] = []
         deadline: Optional[float] = None
         while len(batch) < max_count:
             if batch and deadline is None:
@@ -444,7 +450,7 @@ class Consumer:
                     raise item
                 self._batch_error = item  # after the messages that came before it
                 break
-            scope, msg = cast(Tuple[anyio.CancelScope, Message], item)
+            scope, msg = cast(Tuple[anyio.CancelScope, Message[Any, Any]], item)
             key = (msg.stream, msg.partition)
             if self._tasks.get(key) is not scope:
                 continue  # a partition taken away, or sought
@@ -765,6 +771,10 @@ class Consumer:
                     # this coordinator has not applied yet: the metadata
                     # leader knows which (and we rejoin only in the first case).
                     await self._refresh_group_quietly()
+                elif isinstance(error, ErrorMemberInactive):
+                    # Listed, but not counted as active: a join alone would
+                    # be refused as "already a member".
+                    await self._rejoin_quietly(leave=True)
                 elif isinstance(error, ErrorNotMember):
                     await self._rejoin_quietly()  # our membership timed out
                 elif isinstance(error, (ErrorStaleEpoch, ErrorNotCoordinator)):
@@ -806,14 +816,26 @@ class Consumer:
         except LiftbridgeError as error:
             logger.debug("Refreshing group %s failed: %s", self.group_id, error)
 
-    async def _rejoin_quietly(self) -> None:
+    async def _rejoin_quietly(self, *, leave: bool = False) -> None:
         try:
-            await self._rejoin()
+            await self._rejoin(leave=leave)
         except LiftbridgeError as error:
             logger.debug("Rejoining group %s failed: %s", self.group_id, error)
 
-    async def _rejoin(self) -> None:
+    async def _rejoin(self, *, leave: bool = False) -> None:
         logger.info("Consumer %s rejoins group %s", self.consumer_id, self.group_id)
+        if leave:
+            # Leaving hands our partitions to the others at once: commit what
+            # was processed first, so that less is delivered again, within a
+            # poll interval (this is the heartbeat's task).
+            try:
+                with anyio.move_on_after(self._fraction * self._consumer_timeout):
+                    await self.checkpoint()
+            except LiftbridgeError as error:
+                logger.info("Checkpoint of group %s failed: %s", self.group_id, error)
+            # Gone already (expired, or the group with it): joining is left.
+            with contextlib.suppress(ErrorNotMember, ErrorNotFound):
+                await self.client.leave_consumer_group(self.group_id, self.consumer_id)
         await self._join()
 
     async def _report_coordinator(self) -> None:

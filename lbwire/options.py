@@ -42,7 +42,7 @@ from .grpc.config import ChannelConfig
 from .grpc.keepalive import SAFE_KEEPALIVE_TIME
 from .grpc.proxy import HttpProxy, select_proxy
 from .retry import RetryPolicy
-from .serde import Deserializer, Serializer
+from .serde import Deserializer, Serializer, check_callable
 from .types import CursorConvention, Partitioner
 
 if TYPE_CHECKING:
@@ -318,12 +318,6 @@ def _checked_proxy(proxy: Optional[str], enable_http_proxy: bool) -> Optional[Ht
 
 #: The serializer and deserializer options.
 SERDE_OPTIONS = ("key_serializer", "value_serializer", "key_deserializer", "value_deserializer")
-
-
-def check_callable(name: str, value: object) -> None:
-    """Raise `ErrorInvalidArgument` unless `value` is None or callable."""
-    if value is not None and not callable(value):
-        raise ErrorInvalidArgument(f"{name} must be callable, not {type(value).__name__}")
 
 
 #: The option names, in the constructor's order.

@@ -45,7 +45,7 @@ import anyio
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
 from .error import ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound, LiftbridgeError
-from .serde import Deserializer
+from .serde import Deserializer, check_callable
 from .types import K, Message, StartPosition, StopPosition, V
 
 if TYPE_CHECKING:
@@ -288,6 +288,8 @@ class StreamReader(Generic[V, K]):
             raise ErrorInvalidArgument(f"commit_every must be at least 1, not {commit_every}")
         if commit_interval is not None and commit_interval <= 0:
             raise ErrorInvalidArgument(f"commit_interval must be positive, not {commit_interval}")
+        check_callable("value_deserializer", value_deserializer)
+        check_callable("key_deserializer", key_deserializer)
         chosen: Optional[List[int]] = None
         if partitions is not None:
             chosen = sorted(set(partitions))
@@ -733,7 +735,7 @@ class StreamReader(Generic[V, K]):
 class BatchSource(Protocol):
     """What `MessageBatches` takes its batches from (a reader, a group member)."""
 
-    async def next_batch(self, max_count: int, max_wait: float) -> List[Message]: ...
+    async def next_batch(self, max_count: int, max_wait: float) -> List[Message[Any, Any]]: ...
 
 
 class MessageBatches:

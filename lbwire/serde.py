@@ -29,6 +29,7 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
 
 from .compression import undecodable
+from .error import ErrorInvalidArgument
 
 if TYPE_CHECKING:
     from .types import Message
@@ -96,10 +97,21 @@ def deserialize_json(data: bytes, /) -> Any:
     return json.loads(data)
 
 
-def resolve(per_call: Optional[_F], default: Optional[_F]) -> Optional[_F]:
-    """The one that applies to a call: the call's, else the client's; None for bytes as they are."""
+def resolve(name: str, per_call: Optional[_F], default: Optional[_F]) -> Optional[_F]:
+    """The one that applies to a call: the call's, else the client's; None for bytes as they are.
+
+    Raises:
+        ValueError: The call's `name` argument is not callable (`ErrorInvalidArgument`).
+    """
+    check_callable(name, per_call)
     chosen = per_call if per_call is not None else default
     return None if chosen is _identity else chosen
+
+
+def check_callable(name: str, value: object) -> None:
+    """Raise `ErrorInvalidArgument` unless `value` is None or callable."""
+    if value is not None and not callable(value):
+        raise ErrorInvalidArgument(f"{name} must be callable, not {type(value).__name__}")
 
 
 def deserialize_message(

@@ -183,7 +183,7 @@ class _Failure:
         self.error = error
 
 
-class Consumer:
+class Consumer(Generic[V, K]):
     """A consumer group member (see `lbwire.consumer.Consumer`), blocking.
 
     Use it as a context manager (joining the group), then iterate it::
@@ -197,7 +197,7 @@ class Consumer:
     and on leaving the block.
     """
 
-    def __init__(self, owner: _LoopClient, consumer: AsyncConsumer) -> None:
+    def __init__(self, owner: _LoopClient, consumer: AsyncConsumer[V, K]) -> None:
         self._owner = owner
         self._consumer = consumer
         self._stop: Optional[anyio.Event] = None
@@ -210,7 +210,7 @@ class Consumer:
             task_status.started()
             await self._stop.wait()
 
-    def __enter__(self) -> Consumer:
+    def __enter__(self) -> Consumer[V, K]:
         self._future, _ = self._owner.portal.start_task(self._hold)
         return self
 
@@ -234,14 +234,14 @@ class Consumer:
             return  # the client has closed, and the member with it
         future.result()
 
-    def __iter__(self) -> Iterator[Message]:
+    def __iter__(self) -> Iterator[Message[V, K]]:
         return self
 
-    def __next__(self) -> Message:
+    def __next__(self) -> Message[V, K]:
         if self._future is None:
             raise RuntimeError("Use the consumer inside 'with client.consumer(...)'")
         try:
-            message: Message = self._owner.run(self._consumer.__anext__)
+            message: Message[V, K] = self._owner.run(self._consumer.__anext__)
         except StopAsyncIteration:
             raise StopIteration from None
         return message
@@ -624,7 +624,7 @@ class _LoopClient:
 
     # ------------------------------------------------------------------ hooks
 
-    def _wrap_consumer(self, consumer: AsyncConsumer) -> Consumer:
+    def _wrap_consumer(self, consumer: AsyncConsumer[V, K]) -> Consumer[V, K]:
         """A blocking member of consumer group `group_id` reading `streams` (see `Consumer`).
 
         Use the result as a context manager, then iterate it.

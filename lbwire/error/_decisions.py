@@ -20,6 +20,7 @@ from ._hierarchy import (
     ErrorInvalidArgument,
     ErrorLeaderMoved,
     ErrorMalformedReply,
+    ErrorMemberInactive,
     ErrorMessageSizeExceeded,
     ErrorNoMetadataLeader,
     ErrorNotAssigned,
@@ -115,6 +116,9 @@ _BY_STATUS_AND_TEXT: Tuple[Tuple[Optional[Status], str, Type[LiftbridgeError]], 
     # one looked (server/metadata.go ErrConsumerGroupExists).
     (Status.FAILED_PRECONDITION, "consumer group already exists", ErrorGroupExists),
     (Status.FAILED_PRECONDITION, "not a member", ErrorNotMember),
+    # FetchConsumerGroupAssignments from a coordinator that lists the member
+    # without a liveness timer (server/groups.go GetAssignments), as Unknown.
+    (None, "consumer not active for server", ErrorMemberInactive),
     # "client-provided group epoch differs from broker group epoch", and Raft's
     # "proposed group epoch N is less than current epoch M".
     (None, "group epoch", ErrorStaleEpoch),

@@ -265,6 +265,16 @@ class ErrorNotMember(ErrorGroupMembership):
     """The consumer is not (or no longer) a member of the group."""
 
 
+class ErrorMemberInactive(ErrorNotMember):
+    """The coordinator lists the member but does not count it as active.
+
+    Liftbridge's coordinator answers "consumer not active for server (no
+    timer)" when it holds no liveness timer for a member it lists
+    (`server/groups.go`), as it can after node restarts. Waiting does not mend
+    it: a `Consumer` leaves the group and joins again with the same id.
+    """
+
+
 class ErrorStaleEpoch(ErrorGroupMembership):
     """The member's group epoch differs from the coordinator's."""
 

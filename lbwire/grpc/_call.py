@@ -138,6 +138,11 @@ class Call:
         end = self._end
         return None if end is None else end.trailers
 
+    @property
+    def has_message(self) -> bool:
+        """Whether a received message waits to be read: `receive` returns it without waiting."""
+        return bool(self._messages)
+
     # -- what the connection calls -------------------------------------------------------
 
     def deliver(self, event: MessageReceived) -> bool:
@@ -463,6 +468,11 @@ class _StreamingCall:
     def status(self) -> Optional[Status]:
         """The call's final status once it ended, else None."""
         return self._call.status
+
+    @property
+    def has_message(self) -> bool:
+        """Whether a received message waits to be read: `receive` returns it without waiting."""
+        return self._call.has_message
 
     @property
     def ended(self) -> bool:

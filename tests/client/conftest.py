@@ -7,7 +7,7 @@ their own, module-scoped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -33,3 +33,12 @@ async def stream(client: LiftbridgeClient, stream_name: str) -> str:
     """A new one-partition stream (name = subject), ready to use."""
     await client.create_stream(stream_name, wait_for_stream=True)
     return stream_name
+
+
+@pytest.fixture(scope="module")
+def group_server() -> Iterator[LiftbridgeServer]:
+    """A server of the module's own with short group timeouts: members poll every 0.8 s."""
+    with LiftbridgeServer(
+        config_overrides={"groups.consumer.timeout": "2s", "groups.coordinator.timeout": "2s"}
+    ) as server:
+        yield server

@@ -7,7 +7,7 @@ conditions, bounded by generous guards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 
 import anyio
 import pytest
@@ -26,14 +26,6 @@ from lbwire.error import (
     LiftbridgeError,
 )
 from lbwire.testing import LiftbridgeServer
-
-
-@pytest.fixture(scope="module")
-def group_server() -> Iterator[LiftbridgeServer]:
-    with LiftbridgeServer(
-        config_overrides={"groups.consumer.timeout": "2s", "groups.coordinator.timeout": "2s"}
-    ) as server:
-        yield server
 
 
 @pytest.fixture

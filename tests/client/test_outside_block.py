@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import os
+from typing import Any
 
 import anyio
 import pytest
@@ -18,6 +19,7 @@ import sniffio
 from client_support import HANG_GUARD, collect
 from helpers import wait_until
 
+from lbwire._pool import OutsideIteration
 from lbwire.client import LiftbridgeClient
 from lbwire.types import StartPosition, StopPosition
 
@@ -129,12 +131,15 @@ async def _settled_fds(most: int) -> None:
     await wait_until(settled, f"no more than {most} descriptors are open")
 
 
-async def _client_after_one_message(broker: str, stream_name: str) -> LiftbridgeClient:
-    """A client whose block ended, of a new stream holding one message."""
+async def _client_after_one_message(
+    broker: str, stream_name: str, count: int = 1
+) -> LiftbridgeClient:
+    """A client whose block ended, of a new stream holding `count` messages "only"."""
     client = LiftbridgeClient([broker])
     async with client:
         await client.create_stream(stream_name, wait_for_stream=True)
-        await client.publish(b"only", stream=stream_name)
+        for _ in range(count):
+            await client.publish(b"only", stream=stream_name)
     gc.collect()
     return client
 
@@ -152,17 +157,21 @@ _USER_BREAK_WARNING = pytest.mark.filterwarnings(
 
 
 @_USER_BREAK_WARNING
+@pytest.mark.parametrize("count", [1, 3], ids=["first", "third"])
 async def test_a_break_out_of_a_subscription_outside_the_block_ends_it_cleanly(
-    broker: str, stream_name: str, caplog: pytest.LogCaptureFixture
+    broker: str, stream_name: str, caplog: pytest.LogCaptureFixture, count: int
 ) -> None:
-    # gufo-style: no `async with`, no aclose; the loop is left with `break`.
-    client = await _client_after_one_message(broker, stream_name)
+    # gufo-style: no `async with`, no aclose; the loop is left with `break`,
+    # at the first message (after a wait) or at the third (usually received
+    # with the first, so handed out without a wait).
+    client = await _client_after_one_message(broker, stream_name, count)
     caplog.set_level(logging.WARNING)
     fds = _open_fds()
     for _ in range(BREAKS):
         async for message in client.subscribe(stream_name, start_position=StartPosition.EARLIEST):
             assert message.value == b"only"
-            break
+            if message.offset == count - 1:
+                break
     gc.collect()
     await _settled_fds(fds)
     assert client.connection_info() == []
@@ -188,3 +197,34 @@ async def test_a_subscription_dropped_without_aclose_is_finalized_cleanly(
         gc.collect()
     await _settled_fds(fds)
     assert _warnings(caplog) == []
+
+
+async def test_messages_already_received_are_handed_out_without_a_step(
+    broker: str, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A step (a task group for the connection's tasks) is for a wait only.
+    count = 200
+    client = LiftbridgeClient([broker])
+    async with client:
+        await client.create_stream(stream_name, wait_for_stream=True)
+        for pending in await client.publish_batch([b"m"] * count, stream=stream_name):
+            await pending
+    steps = 0
+    step = OutsideIteration.step
+
+    def counted(self: OutsideIteration) -> Any:
+        nonlocal steps
+        steps += 1
+        return step(self)
+
+    monkeypatch.setattr(OutsideIteration, "step", counted)
+    messages = await collect(
+        client.subscribe(
+            stream_name,
+            start_position=StartPosition.EARLIEST,
+            stop_position=StopPosition.STOP_LATEST,
+        )
+    )
+    assert [m.offset for m in messages] == list(range(count))
+    print(f"{steps} steps for {count} messages")
+    assert 1 <= steps < count

@@ -188,6 +188,21 @@ def test_serde_options_must_be_callable() -> None:
         LiftbridgeClient(["127.0.0.1:9292"], key_serializer=b"")  # type: ignore[arg-type]
 
 
+async def test_per_call_serde_arguments_must_be_callable(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    # Refused as bad arguments, never mistaken for undecodable messages.
+    await publish_values(client, stream, [b"x"])
+    with pytest.raises(ErrorInvalidArgument, match="value_serializer must be callable, not str"):
+        await client.publish({}, stream=stream, value_serializer="json")  # type: ignore[arg-type]
+    with pytest.raises(ErrorInvalidArgument, match="key_deserializer must be callable, not int"):
+        await read_all(client, stream, key_deserializer=1)
+    with pytest.raises(ErrorInvalidArgument, match="value_deserializer must be callable"):
+        client.reader(stream, value_deserializer="json")  # type: ignore[arg-type]
+    with pytest.raises(ErrorInvalidArgument, match="key_deserializer must be callable"):
+        client.consumer("g", [stream], key_deserializer=b"")  # type: ignore[arg-type]
+
+
 async def test_reader_deserializes_every_partition(
     json_client: LiftbridgeClient, stream_name: str
 ) -> None:
@@ -279,6 +294,10 @@ TYPED_PROGRAM = textwrap.dedent(
         async with client.reader("s", value_deserializer=serde.deserialize_str) as reader:
             async for message in reader:
                 read: str = message.value
+        async with client.consumer("g", ["s"], key_deserializer=serde.deserialize_str) as member:
+            async for consumed in member:
+                consumed_key: str = consumed.key
+                consumed_value: bytes = consumed.value
 
 
     async def bad(client: LiftbridgeClient) -> None:
@@ -289,6 +308,9 @@ TYPED_PROGRAM = textwrap.dedent(
         async with client.reader("s", value_deserializer=serde.deserialize_str) as reader:
             async for read in reader:
                 number: int = read.value  # E: assignment
+        async with client.consumer("g", ["s"], value_deserializer=serde.deserialize_str) as member:
+            async for consumed in member:
+                wrong: bytes = consumed.value  # E: assignment
         client.subscribe("s", value_deserializer=b"json")  # E: arg-type
     """
 )

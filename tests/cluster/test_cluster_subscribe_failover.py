@@ -35,19 +35,23 @@ def assert_exactly_the_log(subscriber: Subscriber, publisher: Publisher) -> None
     assert len(values) == len(set(values))
 
 
+@pytest.mark.parametrize("outside", [False, True], ids=["in-block", "outside-block"])
 async def test_subscription_moves_to_the_new_leader_without_gap_or_duplicate(
-    fresh_cluster: LiftbridgeCluster, stream_name: str
+    fresh_cluster: LiftbridgeCluster, stream_name: str, outside: bool
 ) -> None:
+    # outside: the subscription's client is never entered (gufo style), so
+    # its waits run in steps of their own (lbwire._pool.OutsideIteration).
     async with LiftbridgeClient(fresh_cluster.brokers) as client:
         await client.create_stream(stream_name, replication_factor=3, wait_for_stream=True)
         leader = await partition_leader(client, fresh_cluster, stream_name)
         publisher = Publisher(client, stream_name)
         subscriber = Subscriber()
+        reader = LiftbridgeClient(fresh_cluster.brokers) if outside else client
         with anyio.fail_after(HANG_GUARD):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(
                     subscriber.consume,
-                    client.subscribe(stream_name, start_position=StartPosition.EARLIEST),
+                    reader.subscribe(stream_name, start_position=StartPosition.EARLIEST),
                 )
                 await publisher.publish(BEFORE_KILL)
                 await subscriber.wait_for_offset(max(publisher.acked))
@@ -59,6 +63,7 @@ async def test_subscription_moves_to_the_new_leader_without_gap_or_duplicate(
                 tg.cancel_scope.cancel()
 
     assert_exactly_the_log(subscriber, publisher)
+    assert reader.connection_info() == []  # closed with the subscription
     print(
         f"leader {leader.server_id} killed: next message after "
         f"{subscriber.first_arrival_after(killed) - killed:.2f} s; "

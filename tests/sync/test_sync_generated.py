@@ -224,6 +224,8 @@ PROGRAM = textwrap.dedent(
         texts: Iterator[Message[str]] = client.subscribe("s", value_deserializer=deserialize_str)
         with client.reader("s", value_deserializer=deserialize_str) as reader:
             text: str = next(reader).value
+        with client.consumer("g", ["s"], value_deserializer=deserialize_json) as group:
+            document: dict[str, int] = next(group).value
         return [m.value for m in messages] + [first.value]
 
 
@@ -232,6 +234,8 @@ PROGRAM = textwrap.dedent(
         ints: Iterator[Message[int]] = client.subscribe("s", value_deserializer=str)  # E: arg-type
         with client.reader("s", value_deserializer=deserialize_str) as reader:
             number: int = next(reader).value  # E: assignment
+        with client.consumer("g", ["s"], value_deserializer=deserialize_str) as group:
+            count: int = next(group).value  # E: assignment
         client.publish(b"x", steam="s")  # E: call-arg
         client.subscribe("s", start_position=3)  # E: arg-type
         client.publsh(b"x")  # E: attr-defined
