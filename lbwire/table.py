@@ -229,10 +229,16 @@ class Table(Generic[V, K]):
         self._create = create
         self._create_partitions = partitions
         self._replication_factor = replication_factor
-        self._key_serializer = resolve(key_serializer, options.key_serializer)
-        self._value_serializer = resolve(value_serializer, options.value_serializer)
-        self._key_deserializer = resolve(key_deserializer, options.key_deserializer)
-        self._value_deserializer = resolve(value_deserializer, options.value_deserializer)
+        self._key_serializer = resolve("key_serializer", key_serializer, options.key_serializer)
+        self._value_serializer = resolve(
+            "value_serializer", value_serializer, options.value_serializer
+        )
+        self._key_deserializer = resolve(
+            "key_deserializer", key_deserializer, options.key_deserializer
+        )
+        self._value_deserializer = resolve(
+            "value_deserializer", value_deserializer, options.value_deserializer
+        )
         self._views: List[_View] = []
         #: Serialized key -> its current entry (deleted keys are absent).
         self._entries: Dict[bytes, TableEntry[Any, Any]] = {}
