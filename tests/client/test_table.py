@@ -18,7 +18,7 @@ from typing import Any, List, Tuple
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
-from helpers import HANG_GUARD
+from helpers import HANG_GUARD, wait_until
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
@@ -145,6 +145,65 @@ async def test_watch_current_then_changes_with_a_prefix(
         assert sorted(seen[1:]) == [(b"app.a", None, True), (b"app.b", b"2", False)]
         assert first_new.key in (b"app.b", b"app.a", b"other")
         assert first_new.revision >= 0
+
+
+async def read_log(client: LiftbridgeClient, stream: str) -> List[Tuple[int, bytes, bytes, Any]]:
+    """Every record of partition 0: offset, key, value, the table header."""
+    return [
+        (m.offset, m.key or b"", m.value, m.headers.get(TABLE_HEADER))
+        async for m in client.subscribe(
+            stream,
+            start_position=StartPosition.EARLIEST,
+            stop_position=StopPosition.STOP_LATEST,
+        )
+    ]
+
+
+async def test_compaction_keeps_last_records_delete_markers_and_the_active_segment(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    # Small segments and a cleaner every second, so compaction runs in the test.
+    await client.create_stream(
+        stream_name,
+        enable_compact=True,
+        optimistic_concurrency_control=True,
+        segment_max_bytes=400,
+        cleaner_interval=1,
+        wait_for_stream=True,
+    )
+    for i in range(30):
+        await client.publish(b"v%d" % i, stream=stream_name, key=b"a")
+    await client.publish(b"", stream=stream_name, key=b"empty")
+    await client.publish(b"", stream=stream_name, key=b"gone", headers={TABLE_HEADER: b"delete"})
+    await client.publish(b"no key", stream=stream_name)
+    for i in range(30):
+        await client.publish(b"w%d" % i, stream=stream_name, key=b"d")
+    written = len(await read_log(client, stream_name))
+    log: List[Tuple[int, bytes, bytes, Any]] = []
+
+    async def compacted() -> bool:
+        log[:] = await read_log(client, stream_name)
+        return len(log) < written
+
+    await wait_until(compacted, "the cleaner compacts the closed segments")
+    closed = [record for record in log if record[1] != b"d"]
+    # Each key's last record in the closed segments: an empty value and a
+    # delete marker like any other, and records without a key.
+    assert closed == [
+        (29, b"a", b"v29", None),
+        (30, b"empty", b"", None),
+        (31, b"gone", b"", b"delete"),
+        (32, b"", b"no key", None),
+    ]
+    # The active segment is not compacted: "d" keeps more than its last record.
+    active = [record[2] for record in log if record[1] == b"d"]
+    assert len(active) > 1
+    assert active[-1] == b"w29"
+    async with client.table(stream_name, create=False) as table:
+        assert sorted(await table.keys()) == [b"a", b"d", b"empty"]
+        entry = await table.get(b"a")
+        assert entry is not None
+        assert (entry.value, entry.revision) == (b"v29", 29)
 
 
 async def run_counters(broker: str, stream: str, backend: str, count: int) -> List[int]:
