@@ -26,6 +26,7 @@ from lbwire.error import (
     ErrorNotATable,
     ErrorRevisionMismatch,
     ErrorUndecodableMessage,
+    LiftbridgeError,
 )
 from lbwire.partitioning import KeyPartitioner
 from lbwire.retry import RetryPolicy
@@ -145,6 +146,22 @@ async def test_watch_current_then_changes_with_a_prefix(
         assert sorted(seen[1:]) == [(b"app.a", None, True), (b"app.b", b"2", False)]
         assert first_new.key in (b"app.b", b"app.a", b"other")
         assert first_new.revision >= 0
+
+
+async def test_a_deleted_stream_ends_the_view_with_an_error(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    async with client.table(stream_name) as table:
+        await table.put(b"k", b"v")
+        assert await table.get(b"k") is not None  # applied: not a change for the watch
+        changes = table.watch(current=False)
+        await client.delete_stream(stream_name)
+        # (NotFound, or the server's "commit log was deleted" on a live read.)
+        with anyio.fail_after(HANG_GUARD), pytest.raises(LiftbridgeError) as ended:
+            await changes.__anext__()
+        with pytest.raises(LiftbridgeError) as failed:
+            await table.get(b"k")
+        assert failed.value is ended.value
 
 
 async def read_log(client: LiftbridgeClient, stream: str) -> List[Tuple[int, bytes, bytes, Any]]:
