@@ -83,6 +83,8 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "higher": True,
         "label": "settled publish, concurrency control",
     },
+    "table_put": {"unit": "ops/s", "higher": True, "label": "table put, compare-and-set"},
+    "table_get": {"unit": "ops/s", "higher": True, "label": "table get from the view"},
     "cursor_roundtrip": {"unit": "pairs/s", "higher": True, "label": "cursor set + get"},
     "first_message_ms": {"unit": "ms", "higher": False, "label": "connect to first message"},
     "first_message_warm_ms": {

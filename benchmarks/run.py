@@ -56,11 +56,15 @@ STREAM_1KIB = "lbbench-1KiB"
 STREAM_PUBLISH = "lbbench-publish"
 #: With optimistic concurrency control, which settled publishing needs.
 STREAM_SETTLED = "lbbench-settled"
+#: A key-value table's stream (`client.table` creates it).
+STREAM_TABLE = "lbbench-table"
 #: Scenarios a client offers no equivalent of: noted, not run.
 NOT_OFFERED: Dict[str, Dict[str, str]] = {
     "publish_settled": {
         GO: "n/a: go-liftbridge does not settle an ambiguous publish",
     },
+    "table_put": {GO: "n/a: go-liftbridge has no key-value table"},
+    "table_get": {GO: "n/a: go-liftbridge has no key-value table"},
 }
 
 
@@ -72,6 +76,7 @@ FULL: Dict[str, Any] = {
     "acked_count": 1_000,
     "pipelined_count": 10_000,
     "cursor_count": 500,
+    "table_get_count": 200_000,
     "rounds": 3,
     "first_message_rounds": 5,
     "import_rounds": 7,
@@ -86,6 +91,7 @@ QUICK: Dict[str, Any] = {
     "acked_count": 100,
     "pipelined_count": 2_000,
     "cursor_count": 40,
+    "table_get_count": 5_000,
     "rounds": 1,
     "first_message_rounds": 1,
     "import_rounds": 2,
@@ -196,6 +202,29 @@ def plan(sizes: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any], int]]:
                 "stream": STREAM_SETTLED,
                 "size": 100,
                 "count": sizes["acked_count"],
+                "timeout": timeout,
+            },
+            rounds,
+        ),
+        (
+            # One key, each put a compare-and-set on the revision the last returned.
+            "table_put",
+            {
+                "scenario": "table_put",
+                "stream": STREAM_TABLE,
+                "size": 100,
+                "count": sizes["acked_count"],
+                "timeout": timeout,
+            },
+            rounds,
+        ),
+        (
+            "table_get",
+            {
+                "scenario": "table_get",
+                "stream": STREAM_TABLE,
+                "size": 100,
+                "count": sizes["table_get_count"],
                 "timeout": timeout,
             },
             rounds,

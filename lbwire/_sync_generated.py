@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .options import ClientOptions
     from .retry import RetryPolicy
     from .serde import Deserializer, Serializer
-    from .sync import Consumer, Reader
+    from .sync import Consumer, Reader, Table
     from .sync import _LoopClient as _Base
     from .types import (
         Ack,
@@ -1330,6 +1330,39 @@ class SyncClientMethods(_Base):
             missing_cursor=missing_cursor,
             value_deserializer=value_deserializer,
             key_deserializer=key_deserializer,
+        )
+
+    def table(
+        self,
+        stream: str,
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        create: bool = True,
+        key_serializer: Optional[Serializer[Any]] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+        value_deserializer: Optional[Deserializer[V]] = None,
+    ) -> Table[V, K]:
+        """A blocking key-value table on the compacted stream `stream` (see `Table`).
+
+        Use the result as a context manager; the arguments are the async
+        client's `table`'s.
+
+        Raises:
+            ValueError: An empty stream name or fewer than one partition.
+        """
+        return self._wrap_table(
+            self._client.table(
+                stream,
+                partitions=partitions,
+                replication_factor=replication_factor,
+                create=create,
+                key_serializer=key_serializer,
+                value_serializer=value_serializer,
+                key_deserializer=key_deserializer,
+                value_deserializer=value_deserializer,
+            )
         )
 
     @property

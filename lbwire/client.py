@@ -98,6 +98,7 @@ if TYPE_CHECKING:
 
     from .consumer import AutoOffset, Consumer, PartitionsCallback
     from .reader import StreamReader
+    from .table import Table
 
 __all__ = [
     "CURSOR_STREAM",
@@ -626,4 +627,45 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             resume=resume,
             value_deserializer=value_deserializer,
             key_deserializer=key_deserializer,
+        )
+
+    # ------------------------------------------------------------------ tables
+
+    def table(
+        self,
+        stream: str,
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        create: bool = True,
+        key_serializer: Optional[Serializer[Any]] = None,
+        value_serializer: Optional[Serializer[Any]] = None,
+        key_deserializer: Optional[Deserializer[K]] = None,
+        value_deserializer: Optional[Deserializer[V]] = None,
+    ) -> Table[V, K]:
+        """A key-value table kept on the compacted stream `stream` (see `lbwire.table.Table`).
+
+        Use the result as an async context manager inside the client's
+        block. Entering it creates the stream unless it exists (with
+        `create`): `partitions` partitions, compaction and optimistic
+        concurrency control on, and the table's marker record. Serializers
+        replace the client's (see `lbwire.serde`); keys and values are bytes
+        by default.
+
+        Raises:
+            ValueError: An empty stream name or fewer than one partition.
+        """
+        # Imported on first use, as most programs use no table.
+        from .table import Table
+
+        return Table(
+            self,
+            stream,
+            partitions=partitions,
+            replication_factor=replication_factor,
+            create=create,
+            key_serializer=key_serializer,
+            value_serializer=value_serializer,
+            key_deserializer=key_deserializer,
+            value_deserializer=value_deserializer,
         )

@@ -59,6 +59,7 @@ from typing import (
     Tuple,
     Type,
     TypeVar,
+    Union,
     cast,
 )
 
@@ -77,9 +78,11 @@ if TYPE_CHECKING:
     from .consumer import GroupPartition, PartitionKey
     from .publish import PendingAck
     from .reader import StreamReader
+    from .table import Table as AsyncTable
+    from .table import TableEntry
     from .types import Ack, Message
 
-__all__ = ["Consumer", "LiftbridgeClient", "Reader"]
+__all__ = ["Consumer", "LiftbridgeClient", "Reader", "Table"]
 
 _T = TypeVar("_T")
 _Self = TypeVar("_Self", bound="_LoopClient")
@@ -377,6 +380,80 @@ class Reader(Generic[V, K]):
         return self._run(self._reader.lag)
 
 
+class Table(Generic[V, K]):
+    """A key-value table on a compacted stream (see `lbwire.table.Table`), blocking.
+
+    Use it as a context manager::
+
+        with client.table("config") as table:
+            revision = table.put(b"mode", b"fast")
+            entry = table.get(b"mode")
+            table.put(b"mode", b"safe", expected=entry.revision)
+
+    Its methods are the async table's, blocking; `watch` is a plain iterator.
+    """
+
+    def __init__(self, owner: _LoopClient, table: AsyncTable[V, K]) -> None:
+        self._owner = owner
+        self._table = table
+        self._held: Optional[_Held[AsyncTable[V, K]]] = None
+
+    def __enter__(self) -> Table[V, K]:
+        held = _Held(self._owner, self._table)
+        held.__enter__()
+        self._held = held
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(exc_type, exc, traceback)
+
+    def _run(self, func: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        if self._held is None:
+            raise RuntimeError("Use the table inside 'with client.table(...)'")
+        return self._owner.run(func, *args, **kwargs)
+
+    @property
+    def fenced(self) -> bool:
+        """Whether the stream carries the table's marker (compare-and-set works)."""
+        return self._table.fenced
+
+    def get(self, key: Any) -> Optional[TableEntry[V, K]]:
+        """The key's entry (value and revision), or None (see `Table.get`)."""
+        return self._run(self._table.get, key)
+
+    def put(self, key: Any, value: Any, *, expected: Optional[int] = None) -> int:
+        """Set the key's value; its new revision (see `Table.put`)."""
+        return self._run(self._table.put, key, value, expected=expected)
+
+    def delete(self, key: Any, *, expected: Optional[int] = None) -> int:
+        """Delete the key; the deletion's revision (see `Table.delete`)."""
+        return self._run(self._table.delete, key, expected=expected)
+
+    def keys(self) -> List[K]:
+        """Every key that has a value."""
+        return self._run(self._table.keys)
+
+    def items(self) -> List[Tuple[K, TableEntry[V, K]]]:
+        """Every key with its entry."""
+        return self._run(self._table.items)
+
+    def watch(
+        self, prefix: Union[bytes, str, None] = None, *, current: bool = True
+    ) -> Iterator[TableEntry[V, K]]:
+        """The table's changes, as a plain iterator (see `Table.watch`)."""
+        if self._held is None:
+            raise RuntimeError("Use the table inside 'with client.table(...)'")
+        changes = self._owner.portal.call(lambda: self._table.watch(prefix, current=current))
+        return self._owner.iterate(changes)
+
+
 class _Held(Generic[_T]):
     """An async context manager entered and left by one task of the loop thread."""
 
@@ -569,6 +646,17 @@ class _LoopClient:
                 partition, RESUME as start_position, or a bound out of range.
         """
         return Reader(self, reader)
+
+    def _wrap_table(self, table: AsyncTable[V, K]) -> Table[V, K]:
+        """A blocking key-value table on the compacted stream `stream` (see `Table`).
+
+        Use the result as a context manager; the arguments are the async
+        client's `table`'s.
+
+        Raises:
+            ValueError: An empty stream name or fewer than one partition.
+        """
+        return Table(self, table)
 
     def _wrap_publish_async(self, pending: PendingAck) -> Future[Optional[Ack]]:
         """Send a message on the pipelined PublishAsync stream; returns at once.

@@ -33,6 +33,8 @@ SCENARIOS = {
     "publish_batch",
     "publish_fire_and_forget",
     "publish_settled",
+    "table_put",
+    "table_get",
     "cursor_roundtrip",
     "first_message_ms",
     "first_message_warm_ms",
@@ -98,6 +100,8 @@ def test_quick_run_measures_every_scenario_for_lbwire_and_gufo(
             "publish_acked_p99_ms",
             "publish_fire_and_forget",
             "publish_settled",
+            "table_put",
+            "table_get",
         ):
             assert "gufo-grpcio" in per_client, scenario
     if not GUFO_INSTALLED:

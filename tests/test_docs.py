@@ -123,6 +123,7 @@ def test_site_builds_strict_with_every_nav_page(tmp_path: Path) -> None:
         ("batch_publish.py", "refusals nobody awaited: 1"),
         ("stream_reader.py", "lag: {0: 0, 1: 0, 2: 0, 3: 0}"),
         ("serializers.py", "1: skipped b'not json'\n2: order-2 -> coffee"),
+        ("table.py", "mode = fast (revision 1)\ncounter: 20, keys: ['hits']"),
     ],
 )
 def test_snippet_runs(

@@ -106,6 +106,8 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                 unit = "msgs/s"
             elif scenario == "publish_settled":
                 return {"skipped": "n/a: gufo-liftbridge does not settle an ambiguous publish"}
+            elif scenario in ("table_put", "table_get"):
+                return {"skipped": "n/a: gufo-liftbridge has no key-value table"}
             elif scenario == "publish_fire_and_forget":
                 return {"skipped": "no fire-and-forget path: publish waits for the reply"}
             elif scenario in ("publish_pipelined", "publish_batch"):

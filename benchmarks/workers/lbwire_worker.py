@@ -39,6 +39,24 @@ async def _subscribe_count(
     return time.perf_counter() - start
 
 
+async def _table(client: Any, scenario: str, stream: str, count: int, value: bytes) -> float:
+    """Puts (each a compare-and-set on the last one's revision) or gets of one key, per second."""
+    from lbwire.table import ABSENT
+
+    async with client.table(stream) as table:
+        entry = await table.get(b"bench")
+        revision = ABSENT if entry is None else entry.revision
+        revision = await table.put(b"bench", value, expected=revision)
+        start = time.perf_counter()
+        if scenario == "table_put":
+            for _ in range(count):
+                revision = await table.put(b"bench", value, expected=revision)
+        else:
+            for _ in range(count):
+                await table.get(b"bench")
+        return count / (time.perf_counter() - start)
+
+
 async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
     import anyio
 
@@ -156,6 +174,9 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                         await client.publish(value, stream=stream, settle=True)
                     samples.append(count / (time.perf_counter() - start))
                     unit = "msgs/s"
+                elif scenario in ("table_put", "table_get"):
+                    samples.append(await _table(client, scenario, stream, count, value))
+                    unit = "ops/s"
                 elif scenario == "cursor_roundtrip":
                     cursor_id = job["cursor_id"]
                     start = time.perf_counter()

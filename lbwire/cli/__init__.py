@@ -17,7 +17,7 @@ import sys
 from types import FrameType
 from typing import Any, List, Optional, Sequence
 
-from . import admin, consumers, dev, pub, sub
+from . import admin, consumers, dev, pub, sub, table
 from .common import (
     EXIT_ALREADY_EXISTS,
     EXIT_BROKEN_PIPE,
@@ -43,6 +43,7 @@ examples:
   lbwire sub demo --from earliest --count 10 --format json
   lbwire sub demo --cursor reports             # resume where "reports" left off
   lbwire metadata --format json | jq .
+  lbwire table put config mode fast            # a key-value table on a stream
 
 exit codes:
   0 success, 1 other failure, 2 bad arguments, 3 cluster unreachable or timed out,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     pub.register(commands)
     sub.register(commands)
     consumers.register(commands)
+    table.register(commands)
     return parser
 
 

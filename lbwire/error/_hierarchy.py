@@ -367,3 +367,41 @@ def _rebuild_undecodable(
     return ErrorUndecodableMessage(
         message, stream=stream, partition=partition, offset=offset, raw=raw
     )
+
+
+class ErrorRevisionMismatch(LiftbridgeError):
+    """A table's compare-and-set (`put(..., expected=)`) found the key at another revision.
+
+    Nothing was stored: read the key again (`Table.get`) and retry with its
+    current revision.
+
+    Attributes:
+        key: The key, as given.
+        expected: The revision the write expected (`ABSENT`: no value).
+        revision: The key's revision the table found (-1: no value).
+    """
+
+    def __init__(self, message: str, *, key: object, expected: int, revision: int) -> None:
+        super().__init__(message, not_processed=True)
+        self.key = key
+        self.expected = expected
+        self.revision = revision
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return (_rebuild_mismatch, (self.message, self.key, self.expected, self.revision))
+
+
+def _rebuild_mismatch(
+    message: str, key: object, expected: int, revision: int
+) -> ErrorRevisionMismatch:
+    return ErrorRevisionMismatch(message, key=key, expected=expected, revision=revision)
+
+
+class ErrorNotATable(ErrorInvalidArgument):
+    """A compare-and-set on a stream that does not carry the table's marker.
+
+    The server ignores expected offsets on a stream without optimistic
+    concurrency control, and its metadata does not say which kind a stream
+    is; a stream `client.table()` created carries a marker record that
+    proves it.
+    """

@@ -137,7 +137,7 @@ class Client(LiftbridgeClient):
         raise NotImplementedError
 
     @asynccontextmanager
-    async def table(self, stream: str) -> AsyncIterator[dict[str, bytes]]:
+    async def snapshot(self, stream: str) -> AsyncIterator[dict[str, bytes]]:
         """A table kept current from a stream."""
         yield {}
 '''
@@ -168,9 +168,9 @@ def test_methods_added_later_are_translated_by_what_they_return(gen_sync, tmp_pa
         "        return self._iterator(self._client.follow, stream, *streams, limit=limit)\n"
     ) in text
     assert (
-        "    def table(self, stream: str) -> ContextManager[dict[str, bytes]]:\n"
+        "    def snapshot(self, stream: str) -> ContextManager[dict[str, bytes]]:\n"
         '        """A table kept current from a stream."""\n'
-        "        return self.context(self._client.table(stream))\n"
+        "        return self.context(self._client.snapshot(stream))\n"
     ) in text
     assert (
         "    @property\n"
