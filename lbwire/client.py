@@ -409,13 +409,15 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
 
     def _subscribe_once(
         self, request: SubscribeRequest, setup_timeout: Optional[float]
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncIterator[List[Message]]:
         messages = super()._subscribe_once(request, setup_timeout)
         if self._connections.open:
             return messages
         return self._subscribe_outside(messages)
 
-    async def _subscribe_outside(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    async def _subscribe_outside(
+        self, messages: AsyncIterator[List[Message]]
+    ) -> AsyncIterator[List[Message]]:
         # A subscription made outside the client's block (as gufo allows)
         # owns its connections until it is closed. Their tasks run only while
         # it waits for a message: no task group is held across `yield`, so a

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -38,12 +39,14 @@ from typing import (
     Sequence,
     Type,
     TypeVar,
+    cast,
 )
 
 import anyio
 
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
+from ._subscribe import IN_LISTS, SubscribeMethods
 from .error import ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound, LiftbridgeError
 from .serde import Deserializer, check_callable
 from .types import K, Message, StartPosition, StopPosition, V
@@ -428,15 +431,23 @@ class StreamReader(Generic[V, K]):
     async def _fill(self, state: _Partition, messages: Any) -> None:
         # The hot path of every message a reader delivers.
         buffer, limit, ready = state.buffer, self._max_buffered, self._ready
-        async for msg in messages:
-            while len(buffer) >= limit:
-                space = state.space = anyio.Event()
-                await space.wait()
-            buffer.append(msg)
+
+        async def wait_for_space() -> None:
+            space = state.space = anyio.Event()
+            await space.wait()
+
+        def added() -> None:
             if not state.queued and not state.paused:
                 state.queued = True
                 ready.append(state)
                 self._wake.set()
+
+        lists = in_lists(messages)
+        try:
+            async for received in lists:
+                await _append_bounded(buffer, received, limit, wait_for_space, added)
+        finally:
+            await lists.aclose()
 
     # ------------------------------------------------------------------ iteration
 
@@ -804,24 +815,29 @@ class SubscriptionBatches:
     async def _pump(self) -> None:
         buffer, limit = self._buffer, self._limit
         messages = self._messages
+        lists = in_lists(messages)
         try:
-            async for msg in messages:
-                while len(buffer) >= limit:
-                    space = self._space = anyio.Event()
-                    await space.wait()
-                buffer.append(msg)
-                if self._waiting:
-                    # Only when the iterator waits: setting an event per
-                    # message was most of this loop's cost.
-                    self._waiting = False
-                    self._wake.set()
+            async for received in lists:
+                await _append_bounded(buffer, received, limit, self._wait_for_space, self._added)
         except LiftbridgeError as error:
             self._error = error
         finally:
             self._ended = True
             self._wake.set()
             # Not left to the garbage collector (PyPy: maybe after the loop ended).
+            await lists.aclose()
             await messages.aclose()  # type: ignore[attr-defined]
+
+    async def _wait_for_space(self) -> None:
+        space = self._space = anyio.Event()
+        await space.wait()
+
+    def _added(self) -> None:
+        if self._waiting:
+            # Only when the iterator waits: setting an event each time was
+            # most of the reading task's cost.
+            self._waiting = False
+            self._wake.set()
 
     async def _wait(self) -> None:
         """Wait until the task adds a message (or ends)."""
@@ -901,6 +917,53 @@ def batched(
         ValueError: `max_count` below 1 or a negative `max_wait`.
     """
     return SubscriptionBatches(messages, max_count, max_wait, max_buffered)
+
+
+async def _append_bounded(
+    buffer: Deque[Message[Any, Any]],
+    received: List[Message[Any, Any]],
+    limit: int,
+    wait_for_space: Callable[[], Awaitable[None]],
+    added: Callable[[], None],
+) -> None:
+    """Append `received` to `buffer`, which never holds more than `limit`: wait for room."""
+    start, end = 0, len(received)
+    while start < end:
+        room = limit - len(buffer)
+        if room <= 0:
+            await wait_for_space()
+            continue
+        buffer.extend(received if start == 0 and end <= room else received[start : start + room])
+        start += room
+        added()
+
+
+async def in_lists(messages: AsyncIterator[Message]) -> AsyncGenerator[List[Message], None]:
+    """The items of `messages` in lists (not closing it).
+
+    A subscription of `LiftbridgeClient.subscribe` hands out lists itself
+    after its first message (see `lbwire._subscribe.IN_LISTS`): no generator
+    step per message. Other iterators give lists of one.
+    """
+    if getattr(messages, "ag_code", None) is not _SUBSCRIBE_CODE:
+        async for message in messages:
+            yield [message]
+        return
+    subscription = cast(AsyncGenerator[Any, Any], messages)
+    try:
+        first = await subscription.__anext__()
+    except StopAsyncIteration:
+        return
+    yield [first]
+    while True:
+        try:
+            received = await subscription.asend(IN_LISTS)
+        except StopAsyncIteration:
+            return
+        yield received
+
+
+_SUBSCRIBE_CODE = SubscribeMethods.subscribe.__code__
 
 
 def _check_batch_bounds(max_count: int, max_wait: float) -> None:
