@@ -44,6 +44,8 @@ __all__ = ["IN_LISTS", "SubscribeMethods", "Subscriptions"]
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
+#: The most messages a subscription decodes and hands out in one list.
+_MAX_LIST = 1024
 
 
 class Subscriptions:
@@ -131,7 +133,9 @@ class Subscriptions:
                     receive_many = call.receive_many
                     while True:
                         try:
-                            received = await receive_many()
+                            # Lists of a bounded length: a call may hold
+                            # its whole window (thousands of messages).
+                            received = await receive_many(_MAX_LIST)
                         except StopAsyncIteration:
                             break
                         # Decoded all at once: the messages before a

@@ -392,8 +392,8 @@ class Call:
                 await self._connection.flush()
         return message.data
 
-    async def receive_many(self) -> List[bytes]:
-        """Return every response message received and not yet read (at least one).
+    async def receive_many(self, limit: int) -> List[bytes]:
+        """Return the response messages received and not yet read: at least one, at most `limit`.
 
         What `receive` does, for all the call holds at once: their credit
         goes back in one piece.
@@ -404,9 +404,14 @@ class Call:
 
         """
         messages = await self._queued()
-        received = [message.data for message in messages]
-        credit = sum([message.credit for message in messages])
-        messages.clear()
+        if len(messages) <= limit:
+            received = [message.data for message in messages]
+            credit = sum([message.credit for message in messages])
+            messages.clear()
+        else:
+            taken = [messages.popleft() for _ in range(limit)]
+            received = [message.data for message in taken]
+            credit = sum([message.credit for message in taken])
         if self._protocol.consumed(self._stream_id, credit):
             with contextlib.suppress(GRPCError):
                 await self._connection.flush()
@@ -469,15 +474,15 @@ class _StreamingCall:
         """
         return await self._call.receive()
 
-    async def receive_many(self) -> List[bytes]:
-        """Return every response message received and not yet read (at least one).
+    async def receive_many(self, limit: int = 1024) -> List[bytes]:
+        """Return the response messages received and not yet read: at least one, at most `limit`.
 
         Raises:
             StopAsyncIteration: the server ended the call with OK.
             GRPCError: the call failed.
 
         """
-        return await self._call.receive_many()
+        return await self._call.receive_many(limit)
 
     def __aiter__(self) -> Self:
         return self
