@@ -48,6 +48,21 @@ GO = "go-liftbridge"
 #: False, whether they leave out the spread of the rounds.
 SCENARIOS: Dict[str, Dict[str, Any]] = {
     "subscribe_100B": {"unit": "msgs/s", "higher": True, "label": "subscribe 100 B"},
+    "subscribe_batches_100B": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "subscribe 100 B, batches of 500",
+    },
+    "subscribe_stream_16p": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "read a 16-partition stream, batches",
+    },
+    "subscribe_stream_16p_iterate": {
+        "unit": "msgs/s",
+        "higher": True,
+        "label": "read a 16-partition stream, one message at a time",
+    },
     "subscribe_1KiB": {"unit": "msgs/s", "higher": True, "label": "subscribe 1 KiB"},
     "publish_unacked": {
         "unit": "msgs/s",
@@ -102,6 +117,10 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
 #: A few words a table adds to a client's cell in a scenario: after its
 #: figure, or alone where it has none (where that is no surprise to explain).
 CELL_NOTES: Dict[str, Dict[str, str]] = {
+    "subscribe_stream_16p": {
+        BASELINE: "a task per partition",
+        GO: "a goroutine per partition",
+    },
     "publish_unacked": {GO: "queues only"},
     "publish_acked": {BASELINE: "cannot wait for acks"},
     "publish_pipelined": {BASELINE: "`publish_bulk`"},

@@ -92,6 +92,21 @@ def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         ">=",
         1.5,
     )
+    # Issue 18's targets.
+    add(
+        "subscribe_stream_16p: lbwire/Go",
+        speedup(results, "subscribe_stream_16p", main, GO),
+        ">=",
+        0.8,
+    )
+    batches = _value(results, "subscribe_batches_100B", main)
+    plain = _value(results, "subscribe_100B", main)
+    add(
+        "subscribe_batches_100B/subscribe_100B: lbwire",
+        batches / plain if batches and plain else None,
+        ">=",
+        1.3,
+    )
     for variant in LBWIRE_CLIENTS[1:]:
         ratios = {
             key: speedup(results, key, variant, main)

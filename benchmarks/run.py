@@ -54,6 +54,11 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 STREAM_100B = "lbbench-100B"
 STREAM_1KIB = "lbbench-1KiB"
 STREAM_PUBLISH = "lbbench-publish"
+STREAM_16P = "lbbench-16p"
+#: Partitions of STREAM_16P.
+PARTITIONS_16P = 16
+#: The batches of the batch scenarios: batches(500, 0.05).
+BATCH = {"max_count": 500, "max_wait": 0.05}
 #: With optimistic concurrency control, which settled publishing needs.
 STREAM_SETTLED = "lbbench-settled"
 #: A key-value table's stream (`client.table` creates it).
@@ -120,6 +125,45 @@ def plan(sizes: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any], int]]:
                 "stream": STREAM_100B,
                 "size": 100,
                 "count": sizes["subscribe_count"],
+                "timeout": timeout,
+            },
+            rounds,
+        ),
+        (
+            "subscribe_batches_100B",
+            {
+                "scenario": "subscribe_batches",
+                "stream": STREAM_100B,
+                "size": 100,
+                "count": sizes["subscribe_count"],
+                "timeout": timeout,
+                **BATCH,
+            },
+            rounds,
+        ),
+        (
+            "subscribe_stream_16p",
+            {
+                "scenario": "subscribe_stream",
+                "stream": STREAM_16P,
+                "size": 100,
+                "partitions": PARTITIONS_16P,
+                "count": sizes["subscribe_count"] // PARTITIONS_16P,
+                "batches": True,
+                "timeout": timeout,
+                **BATCH,
+            },
+            rounds,
+        ),
+        (
+            "subscribe_stream_16p_iterate",
+            {
+                "scenario": "subscribe_stream",
+                "stream": STREAM_16P,
+                "size": 100,
+                "partitions": PARTITIONS_16P,
+                "count": sizes["subscribe_count"] // PARTITIONS_16P,
+                "batches": False,
                 "timeout": timeout,
             },
             rounds,
@@ -404,7 +448,12 @@ async def prepare(
 
     async with LiftbridgeClient([broker]) as client:
         need_100 = 0
-        if {"subscribe_100B", "first_message_ms", "first_message_warm_ms"} & set(scenarios):
+        if {
+            "subscribe_100B",
+            "subscribe_batches_100B",
+            "first_message_ms",
+            "first_message_warm_ms",
+        } & set(scenarios):
             need_100 = max(sizes["subscribe_count"], 1)
         if "subscribe_peak_rss_mb" in scenarios:
             need_100 = max(need_100, sizes["rss_count"])
@@ -412,6 +461,19 @@ async def prepare(
             need_100 = max(need_100, 1)
         if need_100:
             await fill(client, STREAM_100B, need_100, 100, nats, log)
+        if {"subscribe_stream_16p", "subscribe_stream_16p_iterate"} & set(scenarios):
+            each = max(sizes["subscribe_count"] // PARTITIONS_16P, 1)
+            for partition in range(PARTITIONS_16P):
+                await fill(
+                    client,
+                    STREAM_16P,
+                    each,
+                    100,
+                    nats,
+                    log,
+                    partition=partition,
+                    partitions=PARTITIONS_16P,
+                )
         if "subscribe_1KiB" in scenarios:
             await fill(client, STREAM_1KIB, sizes["subscribe_count"], 1024, nats, log)
         await ensure_stream(client, STREAM_PUBLISH)

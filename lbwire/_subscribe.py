@@ -9,7 +9,7 @@ decides what each way a call ends means.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, AsyncGenerator, AsyncIterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, List, Optional, Tuple
 
 from . import wire
 from ._cursors import MISSING_CURSOR_STARTS, missing_cursor_start
@@ -40,21 +40,23 @@ if TYPE_CHECKING:
     from .options import ClientOptions
     from .retry import RetryPolicy
 
-__all__ = ["CallWatch", "SubscribeMethods", "Subscriptions"]
+__all__ = ["IN_LISTS", "CallWatch", "SubscribeMethods", "Subscriptions"]
 
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
+#: The most messages a subscription decodes and hands out in one list.
+_MAX_LIST = 1024
 
 
 class CallWatch:
     """The Subscribe call a subscription reads now (see `Subscriptions.messages`).
 
     Set once a call's handshake arrived, cleared when the subscription leaves
-    the call. While it is set, the subscription is suspended at a message of
-    that call, and the call's later messages have higher offsets (none is
-    skipped): when `call.has_message`, the subscription's next step returns
-    that message without waiting for the network.
+    the call. While it is set, the subscription is suspended at a list of
+    that call's messages, and the call's later messages have higher offsets
+    (none is skipped): when `call.has_message`, the subscription's next step
+    returns the next list without waiting for the network.
     """
 
     __slots__ = ("call",)
@@ -106,11 +108,13 @@ class Subscriptions:
         request: wire.SubscribeRequest,
         setup_timeout: Optional[float],
         watch: Optional[CallWatch] = None,
-    ) -> AsyncIterator[Message]:
-        """The subscription's messages, resumed across broker failures.
+    ) -> AsyncIterator[List[Message]]:
+        """The subscription's messages in lists, resumed across broker failures.
 
-        Values come as received: `decode` undoes their compression. `watch`,
-        if given, is kept up to date with the Subscribe call in use.
+        Each list holds what arrived together (every message the call held
+        when the loop took them), never empty. Values come as received:
+        `decode` undoes their compression. `watch`, if given, is kept up to
+        date with the Subscribe call in use.
         """
         stream, partition = request.stream, request.partition
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
@@ -128,7 +132,7 @@ class Subscriptions:
                 request.startPosition = wire.StartPosition.OFFSET
                 request.startOffset = next_offset
             # One Subscribe call, in this generator rather than one of its
-            # own: every message passes one generator less.
+            # own: every list passes one generator less.
             error: Optional[LiftbridgeError] = None
             handshake_done = False
             try:
@@ -154,23 +158,46 @@ class Subscriptions:
                         watch.call = call
                         call_stack.callback(watch.clear)
                     resumption.set_up()
-                    async for data in call:
-                        msg = decode(data)
-                        if msg.offset < next_offset:
-                            continue
-                        yield Message(
-                            msg.value,
-                            msg.subject,
-                            msg.offset,
-                            msg.timestamp,
-                            msg.key,
-                            msg.partition,
-                            msg.headers,
-                            msg.stream,
-                            msg.replySubject,
-                            msg.correlationId,
-                        )
-                        next_offset = msg.offset + 1
+                    receive_many = call.receive_many
+                    while True:
+                        try:
+                            # Lists of a bounded length: a call may hold
+                            # its whole window (thousands of messages).
+                            received = await receive_many(_MAX_LIST)
+                        except StopAsyncIteration:
+                            break
+                        # Decoded all at once: the messages before a
+                        # malformed one are delivered, then it raises.
+                        batch: List[Message] = []
+                        malformed: Optional[wire.DecodeError] = None
+                        try:
+                            for data in received:
+                                msg = decode(data)
+                                if msg.offset < next_offset:
+                                    continue
+                                batch.append(
+                                    Message(
+                                        msg.value,
+                                        msg.subject,
+                                        msg.offset,
+                                        msg.timestamp,
+                                        msg.key,
+                                        msg.partition,
+                                        msg.headers,
+                                        msg.stream,
+                                        msg.replySubject,
+                                        msg.correlationId,
+                                    )
+                                )
+                        except wire.DecodeError as exc:
+                            malformed = exc
+                        if batch:
+                            # The whole list is handed out before this
+                            # generator runs again (or it is closed).
+                            next_offset = batch[-1].offset + 1
+                            yield batch
+                        if malformed is not None:
+                            raise malformed
                 if not handshake_done:
                     return
                 error = ErrorChannelClosed(f"Server ended the subscription to {resumption.where}")
@@ -489,40 +516,59 @@ class SubscribeMethods:
         )
         setup_timeout = float(timeout) if timeout else None
         if reverse:
-            messages = reverse_messages(
-                self._subscriptions,
-                request,
-                setup_timeout,
-                stop_offset=reverse_stop[0],
-                stop_timestamp=reverse_stop[1],
+            lists = _one_by_one(
+                reverse_messages(
+                    self._subscriptions,
+                    request,
+                    setup_timeout,
+                    stop_offset=reverse_stop[0],
+                    stop_timestamp=reverse_stop[1],
+                )
             )
         else:
-            messages = self._subscribe_once(request, setup_timeout)
+            lists = self._subscribe_once(request, setup_timeout)
         options = self.options
         encoding_header = options.encoding_header
         max_size = options.max_message_size
         values = resolve("value_deserializer", value_deserializer, options.value_deserializer)
         keys = resolve("key_deserializer", key_deserializer, options.key_deserializer)
+        deserialize = values is not None or keys is not None
+        in_lists = False
         try:
-            if values is None and keys is None:
-                # Bytes as received: this loop stays as lean as it can be.
-                async for message in messages:
+            async for received in lists:
+                if in_lists:
+                    batch, error = _prepared(
+                        received, encoding_header, max_size, on_undecodable, values, keys
+                    )
+                    if batch:
+                        yield batch  # type: ignore[misc]  # see IN_LISTS
+                    if error is not None:
+                        raise error
+                    continue
+                # One at a time: this loop stays as lean as it can be.
+                rest = iter(received)
+                for message in rest:
                     headers = message.headers
                     if headers and encoding_header in headers:
                         message = decode_message(message, encoding_header, max_size, on_undecodable)
-                    yield message  # type: ignore[misc]  # V and K are bytes here
-            else:
-                async for message in messages:
-                    headers = message.headers
-                    if headers and encoding_header in headers:
-                        message = decode_message(message, encoding_header, max_size, on_undecodable)
-                    yield deserialize_message(message, values, keys, on_undecodable)
+                    if deserialize:
+                        message = deserialize_message(message, values, keys, on_undecodable)
+                    if (yield message) is IN_LISTS:  # type: ignore[misc]  # V, K: the deserializers'
+                        in_lists = True
+                        batch, error = _prepared(
+                            list(rest), encoding_header, max_size, on_undecodable, values, keys
+                        )
+                        if batch:
+                            yield batch  # type: ignore[misc]  # see IN_LISTS
+                        if error is not None:
+                            raise error
+                        break
         finally:
             # Closed here, not left to the garbage collector: without
             # reference counting (PyPy) a subscription closed at `yield`
             # would keep its call open until a collection, possibly after
             # the event loop ended.
-            await messages.aclose()  # type: ignore[attr-defined]
+            await lists.aclose()  # type: ignore[attr-defined]
 
     def activity(
         self,
@@ -556,8 +602,52 @@ class SubscribeMethods:
         request: wire.SubscribeRequest,
         setup_timeout: Optional[float],
         watch: Optional[CallWatch] = None,
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncIterator[List[Message]]:
         # A seam: tests/compat/test_api_surface.py replaces it on
         # LiftbridgeClient to capture the request without a server. It is the
-        # whole (resuming) subscription, despite the name kept for that test.
+        # whole (resuming) subscription in lists, despite the name kept for
+        # that test.
         return self._subscriptions.messages(request, setup_timeout, watch)
+
+
+#: Sent into a subscription (`asend`, after its first message): from then on
+#: it yields lists, each of the messages that arrived together, instead of
+#: one message at a time. What `lbwire.reader` does to read a subscription
+#: without the cost of a generator step per message.
+IN_LISTS: Any = object()
+
+
+async def _one_by_one(messages: AsyncIterator[Message]) -> AsyncIterator[List[Message]]:
+    """`messages` (a reverse subscription) as lists of one."""
+    try:
+        async for message in messages:
+            yield [message]
+    finally:
+        await messages.aclose()  # type: ignore[attr-defined]
+
+
+def _prepared(
+    received: List[Message],
+    encoding_header: str,
+    max_size: int,
+    on_undecodable: str,
+    values: Optional[Deserializer[Any]],
+    keys: Optional[Deserializer[Any]],
+) -> Tuple[List[Message], Optional[LiftbridgeError]]:
+    """`received` decompressed and deserialized, up to the first message that cannot be.
+
+    Returns those messages and the error of that message (None: all were).
+    """
+    deserialize = values is not None or keys is not None
+    prepared: List[Message] = []
+    try:
+        for message in received:
+            headers = message.headers
+            if headers and encoding_header in headers:
+                message = decode_message(message, encoding_header, max_size, on_undecodable)
+            if deserialize:
+                message = deserialize_message(message, values, keys, on_undecodable)
+            prepared.append(message)
+    except LiftbridgeError as error:
+        return prepared, error
+    return prepared, None

@@ -413,7 +413,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         request: SubscribeRequest,
         setup_timeout: Optional[float],
         watch: Optional[CallWatch] = None,
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncIterator[List[Message]]:
         if self._connections.open:
             return super()._subscribe_once(request, setup_timeout, watch)
         if watch is None:
@@ -422,8 +422,8 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
         return self._subscribe_outside(messages, watch)
 
     async def _subscribe_outside(
-        self, messages: AsyncIterator[Message], watch: CallWatch
-    ) -> AsyncIterator[Message]:
+        self, messages: AsyncIterator[List[Message]], watch: CallWatch
+    ) -> AsyncIterator[List[Message]]:
         # A subscription made outside the client's block (as gufo allows)
         # owns its connections until it is closed. Their tasks run only while
         # it waits for a message: no task group is held across `yield`, so a

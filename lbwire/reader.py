@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -38,12 +39,14 @@ from typing import (
     Sequence,
     Type,
     TypeVar,
+    cast,
 )
 
 import anyio
 
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
+from ._subscribe import IN_LISTS, SubscribeMethods
 from .error import ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound, LiftbridgeError
 from .serde import Deserializer, check_callable
 from .types import K, Message, StartPosition, StopPosition, V
@@ -189,7 +192,7 @@ class _Partition:
     def __init__(self, partition: int) -> None:
         self.partition = partition
         # Any: the reader's deserializers decide (see StreamReader's V and K).
-        self.buffer: Deque[Message[Any, Any]] = deque()
+        self.buffer = _Buffer()
         #: Set by the iterator when it takes from a full buffer.
         self.space: Optional[anyio.Event] = None
         #: Whether the partition is in the reader's queue of ready partitions.
@@ -428,15 +431,23 @@ class StreamReader(Generic[V, K]):
     async def _fill(self, state: _Partition, messages: Any) -> None:
         # The hot path of every message a reader delivers.
         buffer, limit, ready = state.buffer, self._max_buffered, self._ready
-        async for msg in messages:
-            while len(buffer) >= limit:
-                space = state.space = anyio.Event()
-                await space.wait()
-            buffer.append(msg)
+
+        async def wait_for_space() -> None:
+            space = state.space = anyio.Event()
+            await space.wait()
+
+        def added() -> None:
             if not state.queued and not state.paused:
                 state.queued = True
                 ready.append(state)
                 self._wake.set()
+
+        lists = in_lists(messages)
+        try:
+            async for received in lists:
+                await _append_bounded(buffer, received, limit, wait_for_space, added)
+        finally:
+            await lists.aclose()
 
     # ------------------------------------------------------------------ iteration
 
@@ -527,14 +538,11 @@ class StreamReader(Generic[V, K]):
             while ready and len(batch) < max_count:
                 state = ready.popleft()
                 buffer = state.buffer
-                room = max_count - len(batch)
-                if len(buffer) <= room:
-                    batch.extend(buffer)
-                    buffer.clear()
-                    state.queued = False
-                else:
-                    batch.extend(buffer.popleft() for _ in range(room))
+                buffer.take(max_count - len(batch), batch)
+                if buffer:
                     ready.append(state)
+                else:
+                    state.queued = False
                 state.delivered = handed[state] = batch[-1].offset + 1
                 space = state.space
                 if space is not None:
@@ -774,7 +782,7 @@ class SubscriptionBatches:
         self.max_wait = max_wait
         self._limit = max(max_buffered or 2 * max_count, 1)
         self._messages = messages
-        self._buffer: Deque[Message] = deque()
+        self._buffer = _Buffer()
         self._space: Optional[anyio.Event] = None
         self._wake = anyio.Event()
         self._ended = False
@@ -804,24 +812,29 @@ class SubscriptionBatches:
     async def _pump(self) -> None:
         buffer, limit = self._buffer, self._limit
         messages = self._messages
+        lists = in_lists(messages)
         try:
-            async for msg in messages:
-                while len(buffer) >= limit:
-                    space = self._space = anyio.Event()
-                    await space.wait()
-                buffer.append(msg)
-                if self._waiting:
-                    # Only when the iterator waits: setting an event per
-                    # message was most of this loop's cost.
-                    self._waiting = False
-                    self._wake.set()
+            async for received in lists:
+                await _append_bounded(buffer, received, limit, self._wait_for_space, self._added)
         except LiftbridgeError as error:
             self._error = error
         finally:
             self._ended = True
             self._wake.set()
             # Not left to the garbage collector (PyPy: maybe after the loop ended).
+            await lists.aclose()
             await messages.aclose()  # type: ignore[attr-defined]
+
+    async def _wait_for_space(self) -> None:
+        space = self._space = anyio.Event()
+        await space.wait()
+
+    def _added(self) -> None:
+        if self._waiting:
+            # Only when the iterator waits: setting an event each time was
+            # most of the reading task's cost.
+            self._waiting = False
+            self._wake.set()
 
     async def _wait(self) -> None:
         """Wait until the task adds a message (or ends)."""
@@ -843,12 +856,7 @@ class SubscriptionBatches:
         batch: List[Message] = []
         deadline: Optional[float] = None
         while True:
-            room = max_count - len(batch)
-            if len(buffer) <= room:
-                batch.extend(buffer)
-                buffer.clear()
-            else:
-                batch.extend(buffer.popleft() for _ in range(room))
+            buffer.take(max_count - len(batch), batch)
             space = self._space
             if space is not None:
                 self._space = None
@@ -901,6 +909,110 @@ def batched(
         ValueError: `max_count` below 1 or a negative `max_wait`.
     """
     return SubscriptionBatches(messages, max_count, max_wait, max_buffered)
+
+
+class _Buffer:
+    """Messages in the lists they were received in: taking many costs a slice, not a step each."""
+
+    __slots__ = ("_head", "_lists", "_size")
+
+    def __init__(self) -> None:
+        self._lists: Deque[List[Message[Any, Any]]] = deque()
+        #: Messages of the first list already taken.
+        self._head = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def extend(self, received: List[Message[Any, Any]]) -> None:
+        """Add a list (kept as it is: the caller hands it over)."""
+        if received:
+            self._lists.append(received)
+            self._size += len(received)
+
+    def clear(self) -> None:
+        self._lists.clear()
+        self._head = self._size = 0
+
+    def popleft(self) -> Message[Any, Any]:
+        """Take the oldest message (IndexError when there is none)."""
+        first = self._lists[0]
+        head = self._head
+        message = first[head]
+        head += 1
+        if head == len(first):
+            self._lists.popleft()
+            head = 0
+        self._head = head
+        self._size -= 1
+        return message
+
+    def take(self, count: int, into: List[Message[Any, Any]]) -> None:
+        """Move the oldest `count` messages (or all, if fewer) to the end of `into`."""
+        lists = self._lists
+        while count > 0 and lists:
+            first = lists[0]
+            head = self._head
+            left = len(first) - head
+            if left <= count:
+                into.extend(first[head:] if head else first)
+                lists.popleft()
+                self._head = 0
+                taken = left
+            else:
+                into.extend(first[head : head + count])
+                self._head = head + count
+                taken = count
+            count -= taken
+            self._size -= taken
+
+
+async def _append_bounded(
+    buffer: _Buffer,
+    received: List[Message[Any, Any]],
+    limit: int,
+    wait_for_space: Callable[[], Awaitable[None]],
+    added: Callable[[], None],
+) -> None:
+    """Append `received` to `buffer`, which never holds more than `limit`: wait for room."""
+    start, end = 0, len(received)
+    while start < end:
+        room = limit - len(buffer)
+        if room <= 0:
+            await wait_for_space()
+            continue
+        buffer.extend(received if start == 0 and end <= room else received[start : start + room])
+        start += room
+        added()
+
+
+async def in_lists(messages: AsyncIterator[Message]) -> AsyncGenerator[List[Message], None]:
+    """The items of `messages` in lists (not closing it).
+
+    A subscription of `LiftbridgeClient.subscribe` hands out lists itself
+    after its first message (see `lbwire._subscribe.IN_LISTS`): no generator
+    step per message. Other iterators give lists of one.
+    """
+    if getattr(messages, "ag_code", None) is not _SUBSCRIBE_CODE:
+        async for message in messages:
+            yield [message]
+        return
+    subscription = cast(AsyncGenerator[Any, Any], messages)
+    try:
+        first = await subscription.__anext__()
+    except StopAsyncIteration:
+        return
+    yield [first]
+    while True:
+        try:
+            received = await subscription.asend(IN_LISTS)
+        except StopAsyncIteration:
+            return
+        yield received
+
+
+_SUBSCRIBE_CODE = SubscribeMethods.subscribe.__code__
 
 
 def _check_batch_bounds(max_count: int, max_wait: float) -> None:

@@ -25,6 +25,9 @@ LBWIRE_KEYS = {"lbwire-asyncio", "lbwire-uvloop", "lbwire-trio", "lbwire-pypy"}
 CLIENTS = LBWIRE_KEYS | {"gufo-grpcio", "go-liftbridge"}
 SCENARIOS = {
     "subscribe_100B",
+    "subscribe_batches_100B",
+    "subscribe_stream_16p",
+    "subscribe_stream_16p_iterate",
     "subscribe_1KiB",
     "publish_unacked",
     "publish_acked",
@@ -102,6 +105,8 @@ def test_quick_run_measures_every_scenario_for_lbwire_and_gufo(
             "publish_settled",
             "table_put",
             "table_get",
+            "subscribe_batches_100B",
+            "subscribe_stream_16p_iterate",
         ):
             assert "gufo-grpcio" in per_client, scenario
     if not GUFO_INSTALLED:

@@ -35,6 +35,7 @@ type job struct {
 	Partitions  int     `json:"partitions"`
 	Checkpoints int     `json:"checkpoints"`
 	CursorID    string  `json:"cursor_id"`
+	Batches     bool    `json:"batches"`
 	Timeout     float64 `json:"timeout"`
 }
 
@@ -43,6 +44,7 @@ type result struct {
 	Unit    string                 `json:"unit"`
 	Extra   map[string]interface{} `json:"extra,omitempty"`
 	Error   string                 `json:"error,omitempty"`
+	Skipped string                 `json:"skipped,omitempty"`
 }
 
 func main() {
@@ -78,6 +80,13 @@ func run(ctx context.Context, j job) (*result, error) {
 	if j.Scenario == "first_message" {
 		return firstMessage(ctx, j)
 	}
+	switch {
+	case j.Scenario == "subscribe_batches":
+		return &result{Skipped: "go-liftbridge has no batches"}, nil
+	case j.Scenario == "subscribe_stream" && !j.Batches:
+		// No batches either way: its figure is subscribe_stream_16p's.
+		return &result{Skipped: "a goroutine per partition, as in subscribe_stream_16p"}, nil
+	}
 	client, err := lift.Connect([]string{j.Broker})
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -100,7 +109,7 @@ func run(ctx context.Context, j job) (*result, error) {
 		case "connect":
 			// Only start and connect: the CPU baseline of a worker.
 			res.Unit = "none"
-		case "subscribe_partitions":
+		case "subscribe_partitions", "subscribe_stream": // a goroutine per partition
 			res.Unit = "msgs/s"
 			elapsed, err := subscribePartitions(ctx, client, j.Stream, j.Partitions, j.Count)
 			if err != nil {

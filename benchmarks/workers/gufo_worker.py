@@ -17,6 +17,7 @@ from benchmarks._common import emit, payload, peak_rss_mb, read_job
 
 CANNOT = {
     "publish_acked": "gufo-liftbridge's publish sends no deadline, so it cannot wait for an ack",
+    "subscribe_batches": "gufo-liftbridge has no batches",
 }
 
 
@@ -46,6 +47,11 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
     scenario = job["scenario"]
     if scenario in CANNOT:
         return {"skipped": CANNOT[scenario]}
+    if scenario == "subscribe_stream":
+        if not job.get("batches"):
+            # No batches either way: its figure is subscribe_stream_16p's.
+            return {"skipped": "a task per partition, as in subscribe_stream_16p"}
+        scenario = "subscribe_partitions"  # one task per partition
     broker = job["broker"]
     stream = job.get("stream", "")
     count = int(job.get("count", 0))

@@ -57,6 +57,40 @@ async def _table(client: Any, scenario: str, stream: str, count: int, value: byt
         return count / (time.perf_counter() - start)
 
 
+async def _batches_count(client: Any, stream: str, count: int, job: Dict[str, Any]) -> float:
+    """Read `count` messages from the start of `stream` with `batched`; seconds taken."""
+    from lbwire.client import StartPosition
+    from lbwire.reader import batched
+
+    received = 0
+    start = time.perf_counter()
+    subscription = client.subscribe(stream, start_position=StartPosition.EARLIEST)
+    async with batched(subscription, int(job["max_count"]), float(job["max_wait"])) as batches:
+        async for batch in batches:
+            received += len(batch)
+            if received >= count:
+                break
+    return time.perf_counter() - start
+
+
+async def _stream_count(client: Any, stream: str, count: int, job: Dict[str, Any]) -> float:
+    """Read `count` messages with the whole-stream reader (in batches or not); seconds taken."""
+    received = 0
+    start = time.perf_counter()
+    async with client.reader(stream) as reader:
+        if job.get("batches"):
+            async for batch in reader.batches(int(job["max_count"]), float(job["max_wait"])):
+                received += len(batch)
+                if received >= count:
+                    break
+        else:
+            async for _ in reader:
+                received += 1
+                if received >= count:
+                    break
+    return time.perf_counter() - start
+
+
 async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
     import anyio
 
@@ -90,6 +124,14 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
             for _ in range(reps):
                 if scenario == "subscribe":
                     samples.append(count / await _subscribe_count(client, stream, count))
+                    unit = "msgs/s"
+                elif scenario == "subscribe_batches":
+                    samples.append(count / await _batches_count(client, stream, count, job))
+                    unit = "msgs/s"
+                elif scenario == "subscribe_stream":
+                    # `count` messages of each partition, through one reader.
+                    total = count * int(job["partitions"])
+                    samples.append(total / await _stream_count(client, stream, total, job))
                     unit = "msgs/s"
                 elif scenario == "connect":
                     # Only start, import and connect: the CPU baseline of a worker.

@@ -21,6 +21,7 @@ from helpers import wait_until
 
 from lbwire._pool import OutsideIteration
 from lbwire.client import LiftbridgeClient
+from lbwire.reader import in_lists
 from lbwire.types import StartPosition, StopPosition
 
 pytestmark = pytest.mark.anyio
@@ -199,10 +200,13 @@ async def test_a_subscription_dropped_without_aclose_is_finalized_cleanly(
     assert _warnings(caplog) == []
 
 
+@pytest.mark.parametrize("lists", [False, True], ids=["one_by_one", "in_lists"])
 async def test_messages_already_received_are_handed_out_without_a_step(
-    broker: str, stream_name: str, monkeypatch: pytest.MonkeyPatch
+    broker: str, stream_name: str, monkeypatch: pytest.MonkeyPatch, lists: bool
 ) -> None:
     # A step (a task group for the connection's tasks) is for a wait only.
+    # A subscription takes every message its call holds at once, so read in
+    # lists (as the reader and batched() do) it needs a step per list at most.
     count = 200
     client = LiftbridgeClient([broker])
     async with client:
@@ -218,13 +222,20 @@ async def test_messages_already_received_are_handed_out_without_a_step(
         return step(self)
 
     monkeypatch.setattr(OutsideIteration, "step", counted)
-    messages = await collect(
-        client.subscribe(
-            stream_name,
-            start_position=StartPosition.EARLIEST,
-            stop_position=StopPosition.STOP_LATEST,
-        )
+    subscription = client.subscribe(
+        stream_name,
+        start_position=StartPosition.EARLIEST,
+        stop_position=StopPosition.STOP_LATEST,
     )
+    if lists:
+        received = await collect(in_lists(subscription))
+        await subscription.aclose()  # type: ignore[attr-defined]
+        messages = [message for one in received for message in one]
+        print(f"{steps} steps for {len(received)} lists")
+        # One step for each list that waited, and one to see the end.
+        assert steps <= len(received) + 1
+    else:
+        messages = await collect(subscription)
     assert [m.offset for m in messages] == list(range(count))
     print(f"{steps} steps for {count} messages")
     assert 1 <= steps < count

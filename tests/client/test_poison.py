@@ -21,6 +21,7 @@ from helpers import aclosing
 from lbwire.client import LiftbridgeClient
 from lbwire.compression import compress
 from lbwire.error import ErrorInvalidArgument, ErrorUndecodableMessage, LiftbridgeError
+from lbwire.reader import batched
 from lbwire.types import Message, StartPosition, StopPosition
 
 pytestmark = pytest.mark.anyio
@@ -118,6 +119,32 @@ async def test_raw_mode_delivers_the_poison_flagged_and_goes_on(
     assert HEADER not in good0.headers
     assert not good2.undecoded
     assert good2.decode_error is None
+
+
+async def test_batched_subscription_decompresses_up_to_a_poison(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    # A poison after the first message is inside one of the lists a batched
+    # subscription hands out (lbwire._subscribe.IN_LISTS).
+    await client.create_stream(stream_name, wait_for_stream=True)
+    for value in (b"good0", b"good1"):
+        await client.publish(compress(value, "zlib"), stream=stream_name, headers={HEADER: b"zlib"})
+    await client.publish(b"not compressed", stream=stream_name, headers={HEADER: b"zlib"})
+    await publish_values(client, stream_name, [b"good3"])
+    got: list[Message] = []
+    subscription = client.subscribe(
+        stream_name, start_position=StartPosition.EARLIEST, stop_position=StopPosition.STOP_LATEST
+    )
+
+    async def read() -> None:
+        async with batched(subscription, 100, 0.05) as batches:
+            async for batch in batches:
+                got.extend(batch)
+
+    with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorUndecodableMessage) as caught:
+        await read()
+    assert [(m.offset, m.value) for m in got] == [(0, b"good0"), (1, b"good1")]
+    assert caught.value.offset == 2
 
 
 # Memory is measured with tracemalloc, which PyPy lacks: `slow` keeps this

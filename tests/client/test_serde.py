@@ -25,6 +25,7 @@ from lbwire.client import LiftbridgeClient
 from lbwire.consumer import AutoOffset
 from lbwire.error import ErrorInvalidArgument, ErrorUndecodableMessage, LiftbridgeError
 from lbwire.options import ClientOptions
+from lbwire.reader import batched
 from lbwire.types import StartPosition, StopPosition
 
 pytestmark = pytest.mark.anyio
@@ -156,6 +157,39 @@ async def test_raw_policy_delivers_the_refused_value_flagged_and_goes_on(
     assert [m.value for m in messages] == [{"a": 0}, b"not json {", {"a": 2}]
     assert [m.undecoded for m in messages] == [False, True, False]
     assert "its value raised JSONDecodeError" in (messages[1].decode_error or "")
+
+
+@pytest.mark.parametrize("policy", ["raise", "raw"])
+async def test_batched_subscription_deserializes_up_to_a_refused_value(
+    client: LiftbridgeClient, stream: str, policy: str
+) -> None:
+    # After its first message a batched subscription hands out whole lists
+    # (lbwire._subscribe.IN_LISTS): the refused value is in the middle of one.
+    await publish_values(client, stream, [b'{"a":0}', b'{"a":1}', b"not json {", b'{"a":3}'])
+    subscription = client.subscribe(
+        stream,
+        start_position=StartPosition.EARLIEST,
+        stop_position=StopPosition.STOP_LATEST,
+        value_deserializer=serde.deserialize_json,
+        on_undecodable=policy,
+    )
+    got: list[Any] = []
+
+    async def read() -> None:
+        async with batched(subscription, 100, 0.05) as batches:
+            async for batch in batches:
+                got.extend(batch)
+
+    with anyio.fail_after(HANG_GUARD):
+        if policy == "raw":
+            await read()
+        else:
+            with pytest.raises(ErrorUndecodableMessage) as caught:
+                await read()
+            assert caught.value.offset == 2
+    values = [{"a": 0}, {"a": 1}] + ([b"not json {", {"a": 3}] if policy == "raw" else [])
+    assert [m.value for m in got] == values
+    assert [m.offset for m in got] == list(range(len(values)))
 
 
 async def test_a_key_the_deserializer_refuses_is_undecodable_too(

@@ -58,6 +58,41 @@ async def test_server_streaming_delivers_every_message_in_order(channel: Channel
     assert stream.status is Status.OK
 
 
+async def test_receive_many_takes_every_message_held_in_order(channel: Channel) -> None:
+    # 5000 messages of 20 B: more than one arrives per read, and all of them
+    # come back, in order, credit returned (the stream window is far smaller
+    # than what the server sends in all).
+    received: List[bytes] = []
+    lists = 0
+    with anyio.fail_after(HANG_GUARD):
+        async with channel.unary_stream(path("Stream"), b"5000:1000") as stream:
+            while True:
+                try:
+                    taken = await stream.receive_many(100)
+                except StopAsyncIteration:
+                    break
+                assert 1 <= len(taken) <= 100
+                received += taken
+                lists += 1
+    assert received == [bytes([i % 256]) * 1000 for i in range(5000)]
+    assert lists < 5000
+    assert stream.status is Status.OK
+
+
+async def test_receive_many_raises_the_error_after_the_messages(channel: Channel) -> None:
+    received: List[bytes] = []
+
+    async def read() -> None:
+        async with channel.unary_stream(path("StreamThenFail"), b"") as stream:
+            while True:
+                received.extend(await stream.receive_many())
+
+    with pytest.raises(GRPCError) as caught:
+        await read()
+    assert received == [b"one", b"two"]
+    assert caught.value.status is Status.ABORTED
+
+
 async def test_receive_raises_stop_at_the_end(channel: Channel) -> None:
     async with channel.unary_stream(path("Stream"), b"1:3") as stream:
         assert await stream.receive() == b"\x00\x00\x00"
