@@ -16,7 +16,7 @@ import pytest
 from helpers import HANG_GUARD
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ("tests/transport/test_abandon.py", "tests/client/test_client_construction.py")
+FILES = ("tests/transport/test_connect.py", "tests/client/test_client_construction.py")
 
 
 def collected(trio_in: Optional[str]) -> list[str]:
