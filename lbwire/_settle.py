@@ -325,9 +325,7 @@ class Settler:
         if info is not None and info.newest_offset < offset:
             return None  # nothing there: another producer's turn came first
         deadline = anyio.current_time() + settle_time
-        found = None
-        if info is not None:
-            found = await self._read_at(request, correlation_id, offset, deadline, ack_timeout)
+        found = await self._whose(request, correlation_id, offset, deadline, ack_timeout)
         if found is None:
             # Taken, but not readable now (a restarted server delivers
             # nothing past its high watermark until a message is appended):
@@ -363,21 +361,6 @@ class Settler:
             return None
         if info.newest_offset < offset:
             return None  # nothing there yet (the log's uncommitted tail was cut)
-        return await self._read_at(request, correlation_id, offset, deadline, ack_timeout)
-
-    async def _read_at(
-        self,
-        request: wire.PublishRequest,
-        correlation_id: str,
-        offset: int,
-        deadline: float,
-        ack_timeout: Optional[float],
-    ) -> Optional[Message]:
-        """The message stored at `offset` (which the log has), or None when it cannot be read now.
-
-        Raises:
-            ErrorUnsettled: Retention removed `offset` already.
-        """
         found: Optional[Message] = None
         messages = self._read(
             request.stream,

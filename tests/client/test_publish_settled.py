@@ -225,36 +225,9 @@ async def test_a_message_an_earlier_run_stored_is_settled_as_stored_when_refused
     # A program dies right after its settled publish went out; run again, it
     # publishes the same message (id and fence): refused, as the first copy
     # holds the fence, which reading the fence shows to be its own.
-    resends = Resends()
-    async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
-        client.observer = resends
-        await client.create_stream(
-            stream_name, optimistic_concurrency_control=True, wait_for_stream=True
-        )
-        await client.publish(b"before", stream=stream_name, settle=True)  # offset 0
-        pid = fresh_server.pid
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            with anyio.fail_after(HANG_GUARD * 2):
-                await wait_until(lambda: all_threads_stopped(pid), "the server is stopped")
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(
-                        lambda: client.publish(
-                            b"again",
-                            stream=stream_name,
-                            settle=True,
-                            expected_offset=1,
-                            ack_timeout=1.0,
-                            correlation_id="again",
-                        )
-                    )
-                    # The request went out (its ack timed out): the program dies.
-                    await wait_until(lambda: bool(resends.errors), "a resend")
-                    tg.cancel_scope.cancel()
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+    with anyio.CancelScope() as died:
+        async with settling_on_a_frozen_server(fresh_server, stream_name, b"again"):
+            died.cancel()  # the publish is under way: the program dies
     async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
 
         async def stored() -> bool:
