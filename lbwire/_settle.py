@@ -234,7 +234,12 @@ class Settler:
                 # Refused; yet a copy of this message may hold the offset
                 # (one stored by an earlier run of the program, or one the
                 # transport sent before this): only the record there tells.
-                ack = await self._refused(request, offset, ack_timeout, settle_time, exc)
+                try:
+                    ack = await self._refused(request, offset, ack_timeout, settle_time, exc)
+                except ErrorNotStored:
+                    if expected_offset is not None:
+                        raise
+                    ack = None  # another message's: follow to the next offset
                 if ack is not None:
                     fence.next = ack.offset + 1
                     return ack
