@@ -230,8 +230,19 @@ class Settler:
             try:
                 ack = await self._publisher.publish(request, ack_timeout, False)
             except ErrorIncorrectOffset as exc:
-                # This, the only copy, was refused: not stored.
                 fence.next = None
+                # Refused; yet a copy of this message may hold the offset
+                # (one stored by an earlier run of the program, or one the
+                # transport sent before this): only the record there tells.
+                try:
+                    ack = await self._refused(request, offset, ack_timeout, settle_time, exc)
+                except ErrorNotStored:
+                    if expected_offset is not None:
+                        raise
+                    ack = None  # another message's: follow to the next offset
+                if ack is not None:
+                    fence.next = ack.offset + 1
+                    return ack
                 conflicts += 1
                 if expected_offset is not None or conflicts >= FRESH_CONFLICTS:
                     raise _not_stored(request, offset, "its expected offset was taken") from exc
@@ -292,6 +303,43 @@ class Settler:
             logger.debug("Settled %r: copy %d acked at offset %d", correlation_id, copy, ack.offset)
             ack.correlationId = correlation_id
             return ack
+
+    async def _refused(
+        self,
+        request: wire.PublishRequest,
+        offset: int,
+        ack_timeout: Optional[float],
+        settle_time: float,
+        refusal: ErrorIncorrectOffset,
+    ) -> Optional[Ack]:
+        """The Ack of `request` found stored at `offset`, where a copy of it was refused.
+
+        None when another message holds the offset, or none does (the
+        partition is short of it).
+
+        Raises:
+            ErrorNotStored: Settling found another message at the offset.
+            ErrorUnsettled: The offset is taken but could not be read in time.
+        """
+        correlation_id = request.correlationId
+        info: Optional[PartitionMetadata]
+        try:
+            info = await self._partition_info(request.stream, request.partition)
+        except LiftbridgeError:
+            info = None
+        if info is not None and info.newest_offset < offset:
+            return None  # nothing there: another producer's turn came first
+        deadline = anyio.current_time() + settle_time
+        found = await self._whose(request, correlation_id, offset, deadline, ack_timeout)
+        if found is None:
+            # Taken, but not readable now (a restarted server delivers
+            # nothing past its high watermark until a message is appended):
+            # settle it as any ambiguous outcome, by fenced resends and reads.
+            return await self._settle(request, offset, ack_timeout, settle_time, refusal)
+        if found.headers.get(SETTLE_HEADER) != correlation_id.encode():
+            return None
+        logger.debug("Settled %r: refused, but found stored at offset %d", correlation_id, offset)
+        return _ack_from(found, request, correlation_id)
 
     def _resending(self, copy: int, error: LiftbridgeError) -> None:
         """Tell the observer that copy `copy` + 1 of a settled publish goes out after `error`."""

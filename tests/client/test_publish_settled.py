@@ -217,3 +217,28 @@ async def test_a_request_lost_with_its_server_is_settled_by_the_log(
         assert result.offset == 1
         assert result.correlationId == ids[1] == "lost"
     assert len(ids) == 2
+
+
+async def test_a_message_an_earlier_run_stored_is_settled_as_stored_when_refused(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # A program dies right after its settled publish went out; run again, it
+    # publishes the same message (id and fence): refused, as the first copy
+    # holds the fence, which reading the fence shows to be its own.
+    with anyio.CancelScope() as died:
+        async with settling_on_a_frozen_server(fresh_server, stream_name, b"again"):
+            died.cancel()  # the publish is under way: the program dies
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
+
+        async def stored() -> bool:
+            return (await client.get_partition_metadata(stream_name, 0)).newest_offset >= 1
+
+        await wait_until(stored, "the first run's message is stored")
+        ack = await client.publish(
+            b"again", stream=stream_name, settle=True, expected_offset=1, correlation_id="again"
+        )
+        assert ack is not None
+        assert (ack.offset, ack.correlationId) == (1, "again")
+        ids = await read_ids(client, stream_name)
+    assert ids[1] == "again"
+    assert len(ids) == 2
