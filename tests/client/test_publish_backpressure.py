@@ -7,8 +7,6 @@ test starts its own server (``fresh_server``), as it freezes it.
 
 from __future__ import annotations
 
-import platform
-
 import anyio
 import pytest
 from client_support import HANG_GUARD, read_all
@@ -261,8 +259,7 @@ async def test_a_frozen_broker_holds_publish_async_at_the_bound_in_bounded_memor
         f"frozen {duration:.0f} s: {len(pending)} publishes sent at bound {bound}, "
         f"peak RSS {peak / 2**20:.1f} MiB (from {start / 2**20:.1f})"
     )
-    # The bound, 200 MB, as growth: a PyPy test worker alone holds
-    # more than that before the test starts (its JIT and the loaded suite).
+    # The bound, 200 MB, as growth: a test worker holds what the
+    # tests before it loaded (a PyPy worker's JIT alone is over 200 MB, and a
+    # CPython worker that ran mypy in-process was at 218 MB in a CI run).
     assert peak - start < 200 * 2**20
-    if platform.python_implementation() == "CPython":
-        assert peak < 200 * 2**20

@@ -100,14 +100,17 @@ async def test_a_restart_is_a_reconnect_and_a_resubscribe(
         client.observer = recorder
         seen = await read_across_a_restart(client, fresh_server, stream_name)
     assert seen == [b"before", b"after"]
-    # One reconnect per launch the client met: lbwire.testing launches a lone
-    # node again when it does not elect itself in time (a loaded machine), and
-    # the client may have connected to the launch that was given up.
+    # One reconnect (and resubscribe) per launch the client met: lbwire.testing
+    # launches a lone node again when it does not elect itself in time (a
+    # loaded machine), and the client may have met the launch given up on.
     launches = fresh_server.log_text().count("--- lbwire: start #") - launches_before
     assert recorder.reconnects
     assert recorder.reconnects == [fresh_server.broker] * len(recorder.reconnects)
     assert len(recorder.reconnects) <= launches
-    assert recorder.resubscribes == [(stream_name, 0)]
+    # (A CI run saw the relaunch: three launches in the log, two of each.)
+    assert recorder.resubscribes
+    assert recorder.resubscribes == [(stream_name, 0)] * len(recorder.resubscribes)
+    assert len(recorder.resubscribes) <= launches
 
 
 # -- observers never break the data path --------------------------------------------------------
