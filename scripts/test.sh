@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The lbwire test suite, from a fresh clone (README "Testing").
 #
-#   bash scripts/test.sh           the whole suite: four passes (below)
+#   bash scripts/test.sh           the whole suite: five passes (below)
 #   bash scripts/test.sh --quick   the tests that need no server (but the package,
 #                                  docs and benchmark builds), plus a smoke test
 #                                  against a real server (for iterating)
 #
 # The passes of the whole suite:
-# 1. CPython 3 with the upb (C) protobuf as the reference implementation;
+# 1. CPython 3 with the upb (C) protobuf as the reference implementation, but
+#    the `slow` tests, which pass 5 runs beside it;
 # 2. the tests that use protobuf (tests/wire, tests/compat) with its pure-Python implementation;
 # 3. the suite but `slow` tests on PyPy (Debian's pypy3, installed with apt-get if missing),
 #    where tests needing grpcio (not installable on PyPy) skip with a reason;
@@ -18,7 +19,7 @@
 # Go and cached. Set LBWIRE_SKIP_PYPY=1 to leave out pass 3 on machines without
 # apt.
 #
-# The four passes run side by side, each spreading its test files over
+# The five passes run side by side, each spreading its test files over
 # pytest-xdist workers (LBWIRE_TEST_WORKERS per pass, default one per core:
 # twice that made the cluster and timing tests fail under the load). Every pass runs even if
 # another failed; a summary gives each one's time and result, and the script
@@ -232,10 +233,10 @@ fi
 # All passes at once: they mostly wait on servers, so they share the cores
 # well. Each hands whole files to its workers (module-scoped servers start
 # once); tests/conftest.py puts the longest files first.
-section "tests: four passes side by side"
+section "tests: five passes side by side"
 
-start_pass "1. CPython, upb protobuf, v1.9.0 (all tests)" \
-    "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile
+start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
+    "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not slow"
 
 # lbwire never imports protobuf: only the tests that compare with protobuf
 # (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
@@ -261,5 +262,11 @@ LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN LBWIRE_TEST_TRIO_IN= \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \
     tests/test_server_generations.py tests/test_testing.py
+
+# The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
+# docs builds) mostly wait: in a pass of their own beside pass 1, on one
+# worker, they no longer make pass 1 the longest.
+start_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
+    "${pytest_cpython[@]}" -m slow
 wait_passes
 summary

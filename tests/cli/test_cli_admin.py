@@ -291,12 +291,14 @@ def test_dev_runs_a_server_until_sigterm(lbwire_popen):
     assert check.returncode == 0
     assert json.loads(out)["brokers"][0]["port"] == int(broker.rsplit(":", 1)[1])
 
+    mark = command_mark(process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert b"Traceback" not in err
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", int(broker.rsplit(":", 1)[1])), timeout=2).close()
+    # `lbwire dev` waits for its server before it exits. (Checking that the
+    # port refuses connections would race with other workers' servers.)
+    assert marked_pids(mark) == []
 
 
 def test_a_hung_command_is_ended_with_its_server(lbwire_popen):
@@ -306,7 +308,6 @@ def test_a_hung_command_is_ended_with_its_server(lbwire_popen):
     assert process.stdout is not None
     ready = process.stdout.readline().decode()
     assert ready.startswith("Liftbridge 127.0.0.1:"), ready
-    port = int(ready.split()[1].rsplit(":", 1)[1])
     mark = command_mark(process)
     assert len(marked_pids(mark)) == 2  # the command and its server
     end_command(process)
@@ -314,9 +315,9 @@ def test_a_hung_command_is_ended_with_its_server(lbwire_popen):
     deadline = time.monotonic() + COMMAND_TIMEOUT
     while marked_pids(mark) and time.monotonic() < deadline:
         time.sleep(0.05)  # SIGKILL was sent; nothing announces the death
+    # Gone, by process: a check that the port refuses connections would race
+    # with the other test workers, whose servers may take the freed port.
     assert marked_pids(mark) == []
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 def test_dev_stops_on_ctrl_c(lbwire_popen):

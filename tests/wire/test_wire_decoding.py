@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from helpers.examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire_reference import MESSAGE_CLASSES, from_pb, message_strategy, pb_class
@@ -27,7 +28,7 @@ from lbwire.wire import (
 from lbwire.wire import _codec as c
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -264,7 +265,7 @@ def test_decode_rejects_non_bytes() -> None:
 
 
 @pytest.mark.parametrize("cls", MESSAGE_CLASSES, ids=lambda cls: cls.__name__)
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=examples(60))
 @given(data=st.binary(max_size=64))
 def test_arbitrary_bytes_only_ever_raise_decode_error(cls: type[WireMessage], data: bytes) -> None:
     try:
@@ -317,7 +318,7 @@ def _generic_of(cls: type[WireMessage], data: bytes) -> WireMessage | DecodeErro
 
 
 @pytest.mark.parametrize("cls", [Ack, PublishResponse], ids=lambda cls: cls.__name__)
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=examples(150))
 @given(
     data=st.data(),
     cut=st.integers(0, 400),

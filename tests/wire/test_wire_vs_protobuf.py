@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers.examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire_reference import (
@@ -29,11 +30,11 @@ from lbwire.wire.messages import decode_ack_range, split_publish_response
 
 # Fifty classes: keep each one's example count moderate (the suite runs on PyPy).
 PER_CLASS = settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-HOT_PATH = settings(PER_CLASS, max_examples=300)
+HOT_PATH = settings(PER_CLASS, max_examples=examples(300))
 
 by_name = pytest.mark.parametrize("cls", MESSAGE_CLASSES, ids=lambda cls: cls.__name__)
 
