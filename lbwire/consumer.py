@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cursors import CursorStore
+    from .metadata import MetadataCache
     from .reader import MessageBatches
     from .retry import RetryPolicy
     from .types import PartitionMetadata
@@ -93,6 +94,9 @@ if TYPE_CHECKING:
 
         @property
         def retry_policy(self) -> RetryPolicy: ...
+
+        @property
+        def cached_metadata(self) -> MetadataCache: ...
 
         async def join_consumer_group(
             self, group_id: str, consumer_id: str, streams: Sequence[str]
@@ -261,6 +265,10 @@ class Consumer(Generic[V, K]):
         #: What the cursor of each partition holds, as far as this member
         #: knows: its own last commit, or the value loaded when it started.
         self._committed: Dict[_Key, int] = {}
+        #: The newest high watermark this member learned of each partition
+        #: it reads: from `lag()`, and from each received message, whose
+        #: offset the high watermark is at least.
+        self._high: Dict[_Key, int] = {}
         #: The partitions of the coordinator's last answer, and when it came
         #: (see `checkpoint`).
         self._assignment: Set[_Key] = set()
@@ -692,11 +700,46 @@ class Consumer(Generic[V, K]):
         for key in sorted(self._assignment):
             stream, number = key
             metadata = await self.client.get_partition_metadata(stream, number)
+            self._learned(key, metadata.high_watermark)
             committed = self._committed.get(key)
             if committed is None:
                 committed = await self.client.cursor_store.load(stream, number, self.cursor_id)
             out[GroupPartition(stream, number)] = max(0, metadata.high_watermark - committed)
         return out
+
+    def known_lag(self) -> Dict[GroupPartition, int]:
+        """Per assigned partition, `lag()` by the newest high watermark the member knows: no call.
+
+        What the OpenTelemetry lag gauge reports (see `lbwire.otel`); safe
+        to call from another thread. The high watermark is the largest the
+        member has learned: from each `lag()`, from the messages it received
+        (a message's offset is at most the high watermark), and from the
+        client's metadata cache (filled by `get_metadata` and the
+        subscriptions' leader look-ups). It may be behind the partition's: a
+        member far behind learns of newer messages only as they arrive, or
+        from `lag()`. A partition is left out until the member has loaded
+        its committed position and knows a high watermark; outside the
+        block the result is empty.
+        """
+        if self._task_group is None:
+            return {}
+        cache = self.client.cached_metadata
+        out: Dict[GroupPartition, int] = {}
+        # sorted() copies the set in one step (another thread may call this);
+        # _reconcile replaces it, never changes it.
+        for key in sorted(self._assignment):
+            committed = self._committed.get(key)
+            high = self._high.get(key)
+            cached = cache.partition(*key)
+            if cached is not None and (high is None or cached.highWatermark > high):
+                high = cached.highWatermark
+            if committed is not None and high is not None:
+                out[GroupPartition(*key)] = max(0, high - committed)
+        return out
+
+    def _learned(self, key: _Key, high_watermark: int) -> None:
+        if high_watermark > self._high.get(key, -1):
+            self._high[key] = high_watermark
 
     async def _checkpoint_loop(self, interval: float) -> None:
         while True:
@@ -877,6 +920,7 @@ class Consumer(Generic[V, K]):
                     # the new owner's.
                     offset = self._processed.pop(key, None)
                     known = self._committed.pop(key, None)
+                    self._high.pop(key, None)
                     if offset is not None and known != offset:
                         await self._hand_over(key, offset, known)
             finally:
@@ -973,6 +1017,8 @@ class Consumer(Generic[V, K]):
                 )
                 try:
                     async for msg in messages:
+                        # What the lag gauge knows without a call.
+                        self._learned(key, msg.offset)
                         paused = self._paused.get(key)
                         if paused is not None:
                             await paused.wait()

@@ -179,6 +179,7 @@ class _Partition:
         "buffer",
         "committed",
         "delivered",
+        "high",
         "partition",
         "paused",
         "processed",
@@ -208,6 +209,15 @@ class _Partition:
         self.delivered: Optional[int] = None
         self.processed: Optional[int] = None
         self.committed: Optional[int] = None
+        #: The newest high watermark the reader learned (None: nothing yet):
+        #: from `highwater()`, and from each received message, whose offset
+        #: the high watermark is at least (a subscriber gets committed
+        #: messages only).
+        self.high: Optional[int] = None
+
+    def learned(self, high_watermark: int) -> None:
+        if self.high is None or high_watermark > self.high:
+            self.high = high_watermark
 
 
 class StreamReader(Generic[V, K]):
@@ -445,6 +455,9 @@ class StreamReader(Generic[V, K]):
         lists = in_lists(messages)
         try:
             async for received in lists:
+                if received:
+                    # Once per list: what the lag gauge knows without a call.
+                    state.learned(received[-1].offset)
                 await _append_bounded(buffer, received, limit, wait_for_space, added)
         finally:
             await lists.aclose()
@@ -723,6 +736,7 @@ class StreamReader(Generic[V, K]):
 
         async def one(partition: int) -> int:
             metadata = await self.client.get_partition_metadata(self.stream, partition)
+            self._partitions[partition].learned(metadata.high_watermark)
             return metadata.high_watermark
 
         return await _each(one, sorted(self._partitions))
@@ -738,6 +752,35 @@ class StreamReader(Generic[V, K]):
         """
         highs = await self.highwater()
         return {n: _lag(high, self._partitions[n].committed) for n, high in highs.items()}
+
+    def known_lag(self) -> Dict[int, int]:
+        """Per partition, `lag()` by the newest high watermark the reader knows: no call.
+
+        What the OpenTelemetry lag gauge reports (see `lbwire.otel`); safe
+        to call from another thread. The high watermark is the largest the
+        reader has learned: from each `highwater()` or `lag()`, from the
+        messages its partitions received (a message's offset is at most the
+        high watermark), and from the client's metadata cache (which
+        `get_metadata`, the reader's own start included, and the
+        subscriptions' leader look-ups fill). It may be behind the
+        partition's: a reader far behind learns of newer messages only as
+        they arrive, or from those calls. A partition whose high watermark
+        the reader knows nothing of is left out; outside the block the
+        result is empty.
+        """
+        if self._task_group is None:
+            return {}
+        cache = self.client.cached_metadata
+        out: Dict[int, int] = {}
+        # list(): a copy taken in one step, as another thread may call this.
+        for number, state in list(self._partitions.items()):
+            high = state.high
+            cached = cache.partition(self.stream, number)
+            if cached is not None and (high is None or cached.highWatermark > high):
+                high = cached.highWatermark
+            if high is not None:
+                out[number] = _lag(high, state.committed)
+        return out
 
 
 class BatchSource(Protocol):

@@ -270,6 +270,10 @@ class Consumer(Generic[V, K]):
         """Per assigned partition, the messages after the last one committed (see async `lag`)."""
         return self._owner.run(self._consumer.lag)
 
+    def known_lag(self) -> Dict[GroupPartition, int]:
+        """`lag()` by the newest high watermark the member knows, without a call (see async)."""
+        return self._owner.portal.call(self._consumer.known_lag)
+
     def wait_assigned(self) -> None:
         """Wait until the coordinator has answered this member at least once."""
         self._owner.run(self._consumer.wait_assigned)
@@ -378,6 +382,10 @@ class Reader(Generic[V, K]):
     def lag(self) -> Dict[int, int]:
         """Per partition, the messages after the last one processed and committed."""
         return self._run(self._reader.lag)
+
+    def known_lag(self) -> Dict[int, int]:
+        """`lag()` by the newest high watermark the reader knows, without a call (see async)."""
+        return self._owner.portal.call(self._reader.known_lag)
 
 
 class Table(Generic[V, K]):

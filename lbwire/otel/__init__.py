@@ -18,10 +18,11 @@ Design:
   uninstrumented client pays nothing: no wrapper, no check per call.
 - **Wrapping the public API, not the client's internals.** `instrument`
   replaces the instance's public methods (publish, publish_async,
-  publish_bulk, publish_to_subject, subscribe and every unary call) by
-  wrappers on that instance only; `uninstrument` removes them. The client's
-  own calls between its public methods (publish's `wait_for_stream`, for
-  example) go through the instance too, so they appear as child spans.
+  publish_bulk, publish_to_subject, subscribe, reader, consumer and every
+  unary call) by wrappers on that instance only; `uninstrument` removes
+  them. The client's own calls between its public methods (publish's
+  `wait_for_stream`, for example) go through the instance too, so they
+  appear as child spans.
   Instrumenting an instrumented client raises `ErrorInvalidArgument`: two
   wrappers would record everything twice.
 - **Events the public API cannot see** (retries, reconnects, resubscribes,
@@ -62,10 +63,17 @@ Metrics (instrument names; attributes `messaging.system`,
 `messaging.client.operation.duration` (s, every instrumented call),
 `lbwire.client.retries`, `lbwire.client.reconnects`, `lbwire.client.resubscribes`.
 Byte counts are message values (after decompression on receive).
+`lbwire.client.consumer.lag` is a gauge: per partition of each open reader
+with a cursor (`client.reader`) and each group member (`client.consumer`)
+made after `instrument`, the lag its `known_lag()` reports, with the cursor
+id or the group name. The conventions name no lag metric, hence lbwire's
+own name. The callback reads values the readers and members hold (no call
+to a broker); it holds them weakly, and one that is closed reports nothing.
 
 The package: this module holds the public functions; `_instrumentation` the
 wrappers and instruments of one client; `_conventions` the attribute names,
-the header carrier for propagators and the message tallies.
+the header carrier for propagators and the message tallies; `_lag` the lag
+gauge's readers and members.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from ._conventions import (
     tally_of,
     with_context,
 )
+from ._lag import LAG_METRIC, LagSources
 
 if TYPE_CHECKING:
     from ..client import LiftbridgeClient
@@ -59,7 +60,16 @@ _UNARY: Dict[str, Optional[str]] = {
     "fetch_consumer_group_metadata": None,
     "get_consumer_group_metadata": None,
 }
-_WRAPPED = (*_UNARY, "publish", "publish_to_subject", "publish_async", "publish_bulk", "subscribe")
+_WRAPPED = (
+    *_UNARY,
+    "publish",
+    "publish_to_subject",
+    "publish_async",
+    "publish_bulk",
+    "subscribe",
+    "reader",
+    "consumer",
+)
 #: The client attribute the client reads its `ClientObserver` from.
 _OBSERVER_ATTRIBUTE = "observer"
 
@@ -133,6 +143,13 @@ class Instrumentation:
         self.resubscribes = meter.create_counter(
             "lbwire.client.resubscribes", "{subscription}", "Subscriptions resumed elsewhere"
         )
+        self._lag = LagSources()
+        meter.create_observable_gauge(
+            LAG_METRIC,
+            [self._lag.observe],
+            "{message}",
+            "Messages after the committed position, per partition of each reader and member",
+        )
         self._previous_observer: Any = getattr(client, _OBSERVER_ATTRIBUTE, None)
         self._wrap()
 
@@ -149,6 +166,8 @@ class Instrumentation:
             ("publish_async", self._publish_async),
             ("publish_bulk", self._publish_bulk),
             ("subscribe", self._subscribe),
+            ("reader", self._reader),
+            ("consumer", self._consumer),
         ):
             original = getattr(client, name)
             setattr(client, name, functools.wraps(original)(factory(original)))
@@ -160,6 +179,7 @@ class Instrumentation:
         client = self.client
         for name in _WRAPPED:
             vars(client).pop(name, None)
+        self._lag.clear()
         setattr(client, _OBSERVER_ATTRIBUTE, self._previous_observer)
 
     @contextmanager
@@ -395,6 +415,33 @@ class Instrumentation:
                 await messages.aclose()
 
         return subscribe
+
+    def _reader(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def reader(*args: Any, **kwargs: Any) -> Any:
+            made = original(*args, **kwargs)
+            if made.cursor_id is not None:  # without one, nothing is committed
+                self._lag.add(
+                    made,
+                    {
+                        "messaging.system": SYSTEM,
+                        "messaging.destination.name": made.stream,
+                        "messaging.liftbridge.cursor_id": made.cursor_id,
+                    },
+                )
+            return made
+
+        return reader
+
+    def _consumer(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def consumer(*args: Any, **kwargs: Any) -> Any:
+            made = original(*args, **kwargs)
+            self._lag.add(
+                made,
+                {"messaging.system": SYSTEM, "messaging.consumer.group.name": made.group_id},
+            )
+            return made
+
+        return consumer
 
     # ------------------------------------------------------------------ ClientObserver
 

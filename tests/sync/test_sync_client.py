@@ -197,6 +197,7 @@ def test_consumer_member_controls(client, stream_name):
         member.commit({0: 3, 1: 1})
         assert client.get_cursor(stream_name, 0, member.cursor_id) == 2
         assert member.lag() == {(stream_name, 0): 0, (stream_name, 1): 2}
+        assert member.known_lag() == {(stream_name, 0): 0, (stream_name, 1): 2}
         with pytest.raises(ValueError, match="not assigned"):
             member.seek(5, 0)
 
@@ -214,6 +215,7 @@ def test_whole_stream_reader(client, stream_name):
         reader.commit()  # the three single messages; the batch is still in hand
         assert sum(reader.committed().values()) == 3
         assert sum(reader.lag().values()) == 1
+        assert sum(reader.known_lag().values()) == 1
     assert sorted((m.partition, m.offset) for m in got + batch) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     # Leaving the block committed the batch in hand too.
     assert [client.get_cursor(stream_name, p, "r") for p in (0, 1)] == [2, 2]
