@@ -19,8 +19,9 @@ from lbwire.error import ErrorRevisionMismatch
 from lbwire.retry import RetryPolicy
 from lbwire.table import ABSENT
 
-#: Settling outlasts a server restart (the server reloads its streams).
-PATIENT = RetryPolicy(attempts=200, initial_backoff=0.2, max_backoff=1.0, max_time=30.0)
+#: Settling outlasts a server restart (the server reloads its streams), also
+#: on a loaded machine (30 s ran out once at a load average of 13).
+PATIENT = RetryPolicy(attempts=400, initial_backoff=0.2, max_backoff=1.0, max_time=60.0)
 
 
 async def main(broker: str, stream: str, count: int) -> None:
