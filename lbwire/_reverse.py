@@ -44,11 +44,33 @@ from .types import Message
 if TYPE_CHECKING:
     from ._subscribe import Subscriptions
 
-__all__ = ["ReverseSupport", "is_empty_partition_refusal", "is_reverse_end", "reverse_messages"]
+__all__ = [
+    "ReverseSupport",
+    "is_empty_partition_refusal",
+    "is_reverse_end",
+    "message_from_wire",
+    "reverse_messages",
+]
 
 logger = LazyLogger("lbwire")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
+
+
+def message_from_wire(msg: wire.Message) -> Message:
+    """The `Message` a subscription, forward or reverse, hands out for a streamed one."""
+    return Message(
+        msg.value,
+        msg.subject,
+        msg.offset,
+        msg.timestamp,
+        msg.key,
+        msg.partition,
+        msg.headers,
+        msg.stream,
+        msg.replySubject,
+        msg.correlationId,
+    )
 
 
 def unsupported(address: Address) -> ErrorReverseUnsupported:
@@ -241,18 +263,7 @@ async def reverse_messages(
                         return
                     if stop_timestamp is not None and msg.timestamp < stop_timestamp:
                         return
-                    yield Message(
-                        msg.value,
-                        msg.subject,
-                        offset,
-                        msg.timestamp,
-                        msg.key,
-                        msg.partition,
-                        msg.headers,
-                        msg.stream,
-                        msg.replySubject,
-                        msg.correlationId,
-                    )
+                    yield message_from_wire(msg)
                     last = offset
             error = ErrorUnavailable(f"Server ended the reverse subscription to {resumption.where}")
         except TimeoutError:

@@ -15,7 +15,7 @@ from . import wire
 from ._cursors import MISSING_CURSOR_STARTS, missing_cursor_start
 from ._log import LazyLogger
 from ._resume import Resumption, fail_at
-from ._reverse import ReverseSupport, reverse_messages
+from ._reverse import ReverseSupport, message_from_wire, reverse_messages
 from .compression import decode_message
 from .error import (
     ErrorChannelClosed,
@@ -119,6 +119,7 @@ class Subscriptions:
         stream, partition = request.stream, request.partition
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
         decode = wire.Message.decode
+        public = message_from_wire
         resumption = self.resumption(stream, partition, setup_timeout)
         # Offset after the last delivered message. A resumed subscription can
         # repeat messages: a new leader whose high watermark still lags the old
@@ -175,20 +176,7 @@ class Subscriptions:
                                 msg = decode(data)
                                 if msg.offset < next_offset:
                                     continue
-                                batch.append(
-                                    Message(
-                                        msg.value,
-                                        msg.subject,
-                                        msg.offset,
-                                        msg.timestamp,
-                                        msg.key,
-                                        msg.partition,
-                                        msg.headers,
-                                        msg.stream,
-                                        msg.replySubject,
-                                        msg.correlationId,
-                                    )
-                                )
+                                batch.append(public(msg))
                         except wire.DecodeError as exc:
                             malformed = exc
                         if batch:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._cursors import CursorStore
     from ._pool import ConnectionInfo
     from ._room import InFlight
+    from ._sync_held import Consumer, Reader, Table
     from .activity import ActivityEvent
     from .consumer import AutoOffset, PartitionsCallback
     from .error import PublishAsyncError
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from .options import ClientOptions
     from .retry import RetryPolicy
     from .serde import Deserializer, Serializer
-    from .sync import Consumer, Reader, Table
     from .sync import _LoopClient as _Base
     from .types import (
         Ack,

@@ -5,7 +5,8 @@ deletion), and log compaction keeps each key's last record. `Table` keeps a
 local view of it, key -> (value, revision), filled by one task per partition
 that reads the partition with `LiftbridgeClient.subscribe` from its start
 (so each resumes on its own across broker failures and restarts, through
-the client's resumption engine).
+the client's resumption engine). The view is in `lbwire._table_view`; this
+module has the table's life cycle, its reads and its writes.
 
 A key lives in the partition go-liftbridge's key partitioner picks (CRC-32
 IEEE of the serialized key, modulo the partition count), so Go programs
@@ -13,9 +14,9 @@ find the same keys. A key's revision is the partition offset of its last
 record.
 
 Writes are fenced. Every put carries the partition's next offset as its
-expected offset, as far as the view has read (`_View.next`); the server
-stores it only if nothing was appended since, so a compare-and-set checked
-against the view is exact. A refusal means the view was behind: it catches
+expected offset, as far as the view has read (`PartitionView.next`); the
+server stores it only if nothing was appended since, so a compare-and-set
+checked against the view is exact. A refusal means the view was behind: it catches
 up, checks the key's own revision again and tries again, so writes to
 other keys of the same partition cost a retry, never a false conflict. A
 put whose ack is lost is settled (`publish(settle=True)`, the same fence)
@@ -29,10 +30,7 @@ first; a stream without the marker refuses `expected=` (`ErrorNotATable`).
 
 from __future__ import annotations
 
-import weakref
-import zlib
 from collections import deque
-from dataclasses import dataclass
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -51,8 +49,21 @@ import anyio
 
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
-from ._settle import SETTLE_HEADER
-from .compression import undecodable
+from ._table_view import (
+    DELETE,
+    MARKER,
+    MARKER_KEY,
+    RESERVED_PREFIX,
+    TABLE_HEADER,
+    PartitionView,
+    TableEntry,
+    TableView,
+)
+
+# The view's tuning and keys, importable from here too.
+from ._table_view import NUDGE_AFTER as NUDGE_AFTER
+from ._table_view import NUDGE_KEY as NUDGE_KEY
+from ._table_view import REMEMBERED as REMEMBERED
 from .error import (
     ErrorAlreadyExists,
     ErrorDeadlineExceeded,
@@ -68,7 +79,7 @@ from .error import (
 from .reader import stream_partitions
 from .retry import Backoff
 from .serde import BYTES, Deserializer, Serializer, resolve
-from .types import K, Message, StartPosition, V
+from .types import K, V
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -77,27 +88,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ABSENT", "TABLE_HEADER", "Table", "TableEntry", "TableWatch"]
 
+# Shown (reprs, tracebacks, pickles) under this public module, not the
+# private one that defines it.
+TableEntry.__module__ = __name__
+
 logger = LazyLogger("lbwire.table")
-
-#: The header that marks the table's own records: `marker` (the proof that
-#: the stream was created by `table()`, with concurrency control on) and
-#: `delete` (a key's deletion). A put carries no such header.
-TABLE_HEADER = "lbwire-table"
-_MARKER = b"marker"
-_DELETE = b"delete"
-#: Keys starting so are the table's own (refused as user keys).
-RESERVED_PREFIX = b"\x00lbwire-table"
-#: The marker's key: compaction keeps the marker as its last record.
-MARKER_KEY = RESERVED_PREFIX + b"-marker"
-#: The key of the records that make a restarted server deliver again.
-NUDGE_KEY = RESERVED_PREFIX + b"-nudge"
-_NUDGE = b"nudge"
-#: How many settled records' ids each partition's view remembers.
-REMEMBERED = 4096
-
-#: Seconds a catch-up waits for messages the server holds but does not
-#: deliver yet before it appends a nudge.
-NUDGE_AFTER = 1.0
 
 #: The retention by age of a table's stream (seconds: 100 years). The
 #: server's default (a week) would delete the segments of keys not written
@@ -108,66 +103,7 @@ RETENTION_MAX_AGE = 100 * 365 * 24 * 3600
 ABSENT = -1
 
 
-@dataclass(frozen=True)
-class TableEntry(Generic[V, K]):
-    """One key's value at one revision (or its deletion), as the view holds it.
-
-    Attributes:
-        key: The key (deserialized).
-        value: The value (deserialized); None for a deletion.
-        revision: The partition offset of the key's record.
-        partition: The partition the key lives in.
-        deleted: True for a deletion (`Table.delete`), seen by `watch`.
-    """
-
-    key: K
-    value: Optional[V]
-    revision: int
-    partition: int
-    deleted: bool = False
-
-
-class _View:
-    """One partition's part of the view; its reader task is the only writer of `next`."""
-
-    __slots__ = ("changed", "error", "last_put", "next", "partition", "settled", "settled_order")
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-        #: Every record below this offset has been applied.
-        self.next = 0
-        #: The offset of this client's last write (read-your-writes).
-        self.last_put = -1
-        #: Set (and replaced) when `next` moves or the reader fails.
-        self.changed: Optional[anyio.Event] = None
-        self.error: Optional[LiftbridgeError] = None
-        #: The settle ids of the last `REMEMBERED` settled records, by offset:
-        #: what tells whose record holds the offset of a put left unsettled.
-        self.settled: Dict[int, bytes] = {}
-        self.settled_order: Deque[int] = deque()
-
-    def remember(self, offset: int, settle_id: bytes) -> None:
-        """Note that the record at `offset` carries `settle_id`."""
-        self.settled[offset] = settle_id
-        order = self.settled_order
-        order.append(offset)
-        if len(order) > REMEMBERED:
-            self.settled.pop(order.popleft(), None)
-
-    def wake(self) -> None:
-        changed = self.changed
-        if changed is not None:
-            self.changed = None
-            changed.set()
-
-    async def wait(self) -> None:
-        changed = self.changed
-        if changed is None:
-            changed = self.changed = anyio.Event()
-        await changed.wait()
-
-
-class Table(Generic[V, K]):
+class Table(TableView[V, K]):
     """A key-value table on a compacted stream, with a local view of it.
 
     Make it with `LiftbridgeClient.table(stream)` and use it as an async
@@ -224,8 +160,6 @@ class Table(Generic[V, K]):
         if partitions < 1:
             raise ErrorInvalidArgument(f"partitions must be at least 1, not {partitions}")
         options = client.options
-        self.client = client
-        self.stream = stream
         self._create = create
         self._create_partitions = partitions
         self._replication_factor = replication_factor
@@ -233,21 +167,13 @@ class Table(Generic[V, K]):
         self._value_serializer = resolve(
             "value_serializer", value_serializer, options.value_serializer
         )
-        self._key_deserializer = resolve(
-            "key_deserializer", key_deserializer, options.key_deserializer
+        super().__init__(
+            client,
+            stream,
+            resolve("key_deserializer", key_deserializer, options.key_deserializer),
+            resolve("value_deserializer", value_deserializer, options.value_deserializer),
         )
-        self._value_deserializer = resolve(
-            "value_deserializer", value_deserializer, options.value_deserializer
-        )
-        self._views: List[_View] = []
-        #: Serialized key -> its current entry (deleted keys are absent).
-        self._entries: Dict[bytes, TableEntry[Any, Any]] = {}
-        #: Serialized key -> why its value could not be deserialized.
-        self._undecodable: Dict[bytes, LiftbridgeError] = {}
-        self._watchers: weakref.WeakSet[TableWatch[Any, Any]] = weakref.WeakSet()
-        self._marked = False
         self._task_group: Optional[TaskGroup] = None
-        self._closed = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -294,14 +220,14 @@ class Table(Generic[V, K]):
                 stream=self.stream,
                 key=MARKER_KEY,
                 partition=0,
-                headers={TABLE_HEADER: _MARKER},
+                headers={TABLE_HEADER: MARKER},
                 expected_offset=0,
                 settle=True,
                 value_serializer=BYTES,
                 key_serializer=BYTES,
             )
         numbers = await stream_partitions(client, self.stream)
-        self._views = [_View(n) for n in range(len(numbers))]
+        self._views = [PartitionView(n) for n in range(len(numbers))]
         self._closed = False
         tg = self._task_group = await open_task_group()
         try:
@@ -333,118 +259,13 @@ class Table(Generic[V, K]):
             await close_task_group(tg, exc_type, exc, traceback)
         return None
 
-    async def _await_marker(self) -> None:
-        """A table opened while its creator writes the marker: wait for it a little."""
-        view = self._views[0]
-        if view.next > 0:
-            return  # partition 0 has records, and the marker would be the first
-        with anyio.move_on_after(self.client.options.ack_timeout):
-            while view.next == 0 and view.error is None:
-                await view.wait()
-
-    # ------------------------------------------------------------------ the view
-
-    async def _read(self, view: _View) -> None:
-        messages = self.client.subscribe(
-            self.stream,
-            partition=view.partition,
-            start_position=StartPosition.EARLIEST,
-            value_deserializer=BYTES,
-            key_deserializer=BYTES,
-        )
-        try:
-            async for msg in messages:
-                self._apply(view, msg)
-        except LiftbridgeError as error:
-            logger.warning("Table %r partition %d stopped: %s", self.stream, view.partition, error)
-            view.error = error
-            view.wake()
-            for watch in list(self._watchers):
-                watch.end(error)
-        finally:
-            await messages.aclose()  # type: ignore[attr-defined]
-
-    def _apply(self, view: _View, msg: Message) -> None:
-        key: bytes = msg.key or b""
-        headers = msg.headers
-        kind = headers.get(TABLE_HEADER)
-        view.next = msg.offset + 1
-        settle_id = headers.get(SETTLE_HEADER)
-        if settle_id is not None:
-            view.remember(msg.offset, settle_id)
-        if kind == _MARKER and key == MARKER_KEY:
-            self._marked = True
-        elif key and not key.startswith(RESERVED_PREFIX):
-            entry = self._decode(view.partition, msg, key, kind == _DELETE)
-            if entry is not None:
-                if entry.deleted:
-                    self._entries.pop(key, None)
-                else:
-                    self._entries[key] = entry
-                for watch in list(self._watchers):
-                    watch.offer(key, entry)
-        view.wake()
-
-    def _decode(
-        self, partition: int, msg: Message, key: bytes, deleted: bool
-    ) -> Optional[TableEntry[Any, Any]]:
-        self._undecodable.pop(key, None)
-        what = "key"
-        try:
-            key_obj = key if self._key_deserializer is None else self._key_deserializer(key)
-            what = "value"
-            value: Any = None
-            if not deleted:
-                raw = msg.value
-                value = raw if self._value_deserializer is None else self._value_deserializer(raw)
-        except Exception as exc:  # what a user's deserializer raises is its own choice
-            reason = f"cannot be deserialized: its {what} raised {type(exc).__name__}: {exc}"
-            self._undecodable[key] = undecodable(msg, reason)
-            self._entries.pop(key, None)
-            return None
-        return TableEntry(key_obj, value, msg.offset, partition, deleted)
-
     def _check(self) -> None:
         if self._task_group is None:
             raise RuntimeError("Use the table inside 'async with client.table(...)'")
 
-    def _failed(self, view: _View) -> None:
-        if view.error is not None:
-            raise view.error
-
-    async def _applied(self, view: _View, offset: int, timeout: Optional[float] = None) -> bool:
-        """Wait until the view has applied `offset`; False when `timeout` passed first."""
-        with anyio.move_on_after(timeout) as scope:
-            while view.next <= offset:
-                self._failed(view)
-                if self._closed:
-                    raise RuntimeError("The table was closed")
-                await view.wait()
-            return True
-        return not scope.cancelled_caught
-
-    async def _catch_up(self, view: _View, timeout: Optional[float] = None) -> bool:
-        """Wait until the view holds what the partition held when this was called."""
-        client = self.client
-        info = await client.get_partition_metadata(self.stream, view.partition)
-        newest = info.newest_offset
-        if info.high_watermark < newest and not await self._applied(view, newest, NUDGE_AFTER):
-            # A restarted server delivers nothing past its high watermark,
-            # which it moves again only when a message is appended: append
-            # one that the view skips.
-            logger.debug("Nudging table %r partition %d", self.stream, view.partition)
-            await client.publish(
-                b"",
-                stream=self.stream,
-                key=NUDGE_KEY,
-                partition=view.partition,
-                headers={TABLE_HEADER: _NUDGE},
-                value_serializer=BYTES,
-                key_serializer=BYTES,
-            )
-        return await self._applied(view, newest, timeout)
-
-    async def _settle(self, view: _View, error: ErrorUnsettled, backoff: Backoff) -> Optional[int]:
+    async def _settle(
+        self, view: PartitionView, error: ErrorUnsettled, backoff: Backoff
+    ) -> Optional[int]:
         """Where the put `error` left unsettled is stored, or None when it is not.
 
         Raises:
@@ -464,27 +285,6 @@ class Table(Generic[V, K]):
             return offset
         return None
 
-    async def _catch_up_within(self, view: _View, backoff: Backoff) -> None:
-        """`_catch_up` until done, also while a restarted server does not know the stream."""
-        while True:
-            try:
-                if await self._catch_up(view, self.client.options.ack_timeout):
-                    return
-                failure: LiftbridgeError = ErrorDeadlineExceeded(
-                    f"Table {self.stream!r} partition {view.partition}: the view did not "
-                    "catch up within the retry policy's max_time"
-                )
-            except ErrorNotFound as error:
-                failure = error
-            if not await backoff.wait():
-                raise failure
-
-    async def _catch_up_all(self) -> None:
-        policy = self.client.options.retry_policy
-        deadline = anyio.current_time() + policy.max_time
-        for view in self._views:
-            await self._catch_up_within(view, Backoff(policy, deadline))
-
     def _key_bytes(self, key: Any) -> bytes:
         data = key if self._key_serializer is None else self._key_serializer(key)
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -499,10 +299,6 @@ class Table(Generic[V, K]):
                 f"Keys starting with {RESERVED_PREFIX!r} are the table's own"
             )
         return data
-
-    def _view_of(self, key: bytes) -> _View:
-        views = self._views
-        return views[zlib.crc32(key) % len(views)] if len(views) > 1 else views[0]
 
     # ------------------------------------------------------------------ reads
 
@@ -524,12 +320,6 @@ class Table(Generic[V, K]):
         if data in self._undecodable:
             raise self._undecodable[data]
         return self._entries.get(data)
-
-    async def _own_writes(self) -> None:
-        for view in self._views:
-            if view.next <= view.last_put:
-                await self._applied(view, view.last_put)
-            self._failed(view)
 
     async def keys(self) -> List[K]:
         """Every key that has a value (after this table's own writes)."""
@@ -593,7 +383,7 @@ class Table(Generic[V, K]):
         Raises:
             The same as `put`.
         """
-        return await self._write(key, b"", {TABLE_HEADER: _DELETE}, expected)
+        return await self._write(key, b"", {TABLE_HEADER: DELETE}, expected)
 
     async def _write(
         self, key: Any, value: bytes, headers: Optional[Dict[str, bytes]], expected: Optional[int]
@@ -680,14 +470,14 @@ class Table(Generic[V, K]):
             return self._stored(view, int(ack.offset))
 
     @staticmethod
-    def _stored(view: _View, offset: int) -> int:
+    def _stored(view: PartitionView, offset: int) -> int:
         """A write of this table stored at `offset`: reads wait for it from now on."""
         if offset > view.last_put:
             view.last_put = offset
         return offset
 
     @staticmethod
-    def _holds(view: _View, refused: ErrorIncorrectOffset) -> Optional[int]:
+    def _holds(view: PartitionView, refused: ErrorIncorrectOffset) -> Optional[int]:
         """The offset where the view shows the publish `refused` is about, if it does."""
         if not isinstance(refused, ErrorNotStored):
             return None
