@@ -152,11 +152,16 @@ async def test_calls_of_a_client_that_knew_the_server_end_within_the_retry_polic
 ) -> None:
     # The calls that refresh metadata inside each try (the stream and its
     # leader are cached) took several budgets before.
+    async with LiftbridgeClient([fresh_server.broker]) as setup:
+        await setup.create_stream(stream_name, wait_for_stream=True)
+        await setup.wait_for_cursors()
+        await setup.publish(b"x", stream=stream_name)
+        await setup.set_cursor(stream_name, 0, "c", 0)
     async with LiftbridgeClient([fresh_server.broker], retry_policy=POLICY) as client:
-        await client.create_stream(stream_name, wait_for_stream=True)
-        await client.wait_for_cursors()
-        await client.publish(b"x", stream=stream_name)
-        await client.set_cursor(stream_name, 0, "c", 0)
+        # Bounds of the set-up's own, not the policy's 0.6 s: a loaded machine
+        # can take longer than that to answer, and the calls below are the test.
+        await client.wait_for_stream(stream_name, timeout=HANG_GUARD)
+        await client.wait_for_cursors(timeout=HANG_GUARD)
         await fresh_server.akill()
         took = {}
         for method in WARM_CALLS:

@@ -354,7 +354,8 @@ async def test_wait_for_stream_without_timeout_waits_through_refreshes_that_fail
 ) -> None:
     ready: list[bool] = []
     async with LiftbridgeClient([fresh_server.broker], retry_policy=SHORT_POLICY) as client:
-        await client.create_stream(stream_name, wait_for_stream=True)
+        # The set-up's own bound: the short policy's 0.3 s ran out once under load.
+        await client.create_stream(stream_name, wait_for_stream=True, timeout=HANG_GUARD)
         await fresh_server.akill()
         counter = CallCounter("FetchMetadata").install(monkeypatch)
 
@@ -380,7 +381,8 @@ async def test_wait_for_stream_with_a_timeout_ends_at_it_with_the_last_failure_a
     fresh_server: LiftbridgeServer, stream_name: str
 ) -> None:
     async with LiftbridgeClient([fresh_server.broker], retry_policy=SHORT_POLICY) as client:
-        await client.create_stream(stream_name, wait_for_stream=True)
+        # The set-up's own bound: the short policy's 0.3 s ran out once under load.
+        await client.create_stream(stream_name, wait_for_stream=True, timeout=HANG_GUARD)
         await fresh_server.akill()
         timeout = 4 * SHORT_POLICY.max_time
         begun = anyio.current_time()
