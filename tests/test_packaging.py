@@ -302,6 +302,27 @@ def start_subscriber(python: Path, broker: str, stream: str, cwd: Path) -> subpr
     )
 
 
+#: The thread reading each subscriber's output (see `stop_subscriber`).
+_pumps: dict[int, threading.Thread] = {}
+
+
+def stop_subscriber(proc: subprocess.Popen[str]) -> None:
+    """Kill the subscriber like a crash (no clean shutdown) and close its pipes.
+
+    Its pipes are closed only once the thread reading its output has seen the
+    end, so that no read runs on a closed file (and no pipe is left to the
+    garbage collector: the suite turns ResourceWarning into an error).
+    """
+    proc.kill()
+    proc.wait()
+    reader = _pumps.pop(proc.pid, None)
+    if reader is not None:
+        reader.join(READ_TIMEOUT)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def read_offsets(proc: subprocess.Popen[str], until: int) -> list[int]:
     """The offsets of the subscriber's '<offset>: <value>' lines, up to ``until``."""
     lines: queue.Queue[str] = queue.Queue()
@@ -312,7 +333,9 @@ def read_offsets(proc: subprocess.Popen[str], until: int) -> list[int]:
             lines.put(line)
         lines.put("")
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    _pumps[proc.pid] = reader
+    reader.start()
     offsets: list[int] = []
     while not offsets or offsets[-1] < until:
         try:
@@ -369,8 +392,7 @@ def test_wheel_alone_runs_the_cursor_example_against_a_real_server(
     try:
         seen = read_offsets(first, 4)
     finally:
-        first.kill()  # like a crash: no clean shutdown
-        first.wait()
+        stop_subscriber(first)
     assert seen == [0, 1, 2, 3, 4]
     cursor = anyio.run(stored_cursor, broker, stream_name)
     assert 1 <= cursor <= 5  # the kill may come before the last set_cursor
@@ -380,8 +402,7 @@ def test_wheel_alone_runs_the_cursor_example_against_a_real_server(
     try:
         resumed = read_offsets(second, 7)
     finally:
-        second.kill()
-        second.wait()
+        stop_subscriber(second)
     assert resumed == list(range(cursor, 8))
 
 
