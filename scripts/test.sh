@@ -8,7 +8,7 @@
 #
 # The passes of the whole suite:
 # 1. CPython 3 with the upb (C) protobuf as the reference implementation, but
-#    the `slow` tests, which pass 5 runs beside it;
+#    the `slow` tests, which pass 5 runs once pass 2 has ended;
 # 2. the tests that use protobuf (tests/wire, tests/compat) with its pure-Python implementation;
 # 3. the suite but `slow` tests on PyPy (Debian's pypy3, installed with apt-get if missing),
 #    where tests needing grpcio (not installable on PyPy) skip with a reason;
@@ -90,7 +90,18 @@ finish_pass() {
     esac
 }
 
-# wait_passes: finish every pass started, in the order they end.
+# queue_pass NAME COMMAND...: a pass that starts once another one has ended,
+# so that fewer run at once (with the environment of this shell, not of a
+# prefix assignment).
+queued_names=() queued=()
+queue_pass() {
+    queued_names+=("$1")
+    shift
+    queued+=("$(printf '%q ' "$@")")
+}
+
+# wait_passes: finish every pass started, in the order they end, starting a
+# queued pass each time one ends.
 wait_passes() {
     local i running ended status
     while :; do
@@ -104,6 +115,10 @@ wait_passes() {
         for i in "${!pids[@]}"; do
             [ "${pids[$i]}" != "$ended" ] || finish_pass "$i" "$status"
         done
+        if [ "${#queued[@]}" -gt 0 ]; then
+            eval "start_pass \"\${queued_names[0]}\" ${queued[0]}"
+            queued_names=("${queued_names[@]:1}") queued=("${queued[@]:1}")
+        fi
     done
 }
 
@@ -267,9 +282,10 @@ LBWIRE_TEST_TRIO_IN=tests/client/test_table.py,tests/client/test_reader_killed.p
     tests/test_server_generations.py tests/test_testing.py
 
 # The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
-# docs builds) mostly wait: in a pass of their own beside pass 1, on one
-# worker, they no longer make pass 1 the longest.
-start_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
+# docs builds): in a pass of their own on one worker, which starts when the
+# first of the others ends (pass 2), they no longer make pass 1 the longest,
+# and no more than four passes load the machine at once.
+queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
     "${pytest_cpython[@]}" -m slow
 wait_passes
 summary
