@@ -357,12 +357,15 @@ class Consumer(Generic[V, K]):
                 except LiftbridgeError as error:
                     logger.info("Leaving group %s failed: %s", self.group_id, error)
         finally:
-            if tg is not None:
-                await close_task_group(tg, exc_type, exc, traceback)
-            if self._send is not None:
-                self._send.close()
-            if self._receive is not None:
-                self._receive.close()
+            try:
+                if tg is not None:
+                    await close_task_group(tg, exc_type, exc, traceback)
+            finally:
+                # Also when a task's error comes out of the group above.
+                if self._send is not None:
+                    self._send.close()
+                if self._receive is not None:
+                    self._receive.close()
         return None
 
     def __aiter__(self) -> Consumer[V, K]:

@@ -19,6 +19,7 @@ from lbwire.consumer import AutoOffset, Consumer, GroupPartition
 from lbwire.error import (
     ErrorAlreadyMember,
     ErrorGroupMembership,
+    ErrorInternal,
     ErrorInvalidPartition,
     ErrorNotFound,
     ErrorNotMember,
@@ -238,6 +239,36 @@ async def test_error_raised_in_the_consumer_block_propagates_unwrapped(
     with pytest.raises(_UserError) as caught:
         await block()
     assert type(caught.value) is _UserError
+
+
+@pytest.mark.anyio
+async def test_a_member_whose_task_failed_closes_its_buffer(
+    client: LiftbridgeClient, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A task's error comes out of the member's task group on leaving: its
+    # buffer's streams must be closed all the same, or the collector finds them
+    # open (a ResourceWarning, an error in this suite). A CI run saw it after
+    # the server failed a poll ("raft operation timed out").
+    await make_stream(client, stream_name, 1, 0)
+
+    async def failing_poll(self: Consumer) -> None:
+        raise ErrorInternal("the poll failed")
+
+    monkeypatch.setattr(Consumer, "_assignment_loop", failing_poll)
+    member = client.consumer("g-" + stream_name, [stream_name])
+    caught: BaseException | None = None
+    with anyio.fail_after(HANG_GUARD):
+        try:
+            async with member:
+                await anyio.sleep_forever()
+        except Exception as error:  # the task's error, in a task group's group
+            caught = error
+    assert "the poll failed" in repr(caught)
+    buffer = member._receive, member._send  # noqa: SLF001 (what the collector would find)
+    with pytest.raises(anyio.ClosedResourceError):
+        buffer[0].receive_nowait()  # type: ignore[union-attr]
+    with pytest.raises(anyio.ClosedResourceError):
+        buffer[1].send_nowait(None)  # type: ignore[union-attr]
 
 
 @pytest.mark.anyio
