@@ -303,6 +303,8 @@ async def test_a_put_fenced_below_what_a_restarted_server_withholds_is_settled_b
     # had on demand, so the test sets the view back to before it.
     resends = Resends()
     async with (
+        # Settling reads the fence for up to ack_timeout before it sends a
+        # copy again: long, so that a loaded machine has time to nudge.
         LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT, ack_timeout=15.0) as client,
         LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as other,
         client.table(stream_name) as table,
@@ -329,8 +331,7 @@ async def test_a_put_fenced_below_what_a_restarted_server_withholds_is_settled_b
         else:
             pytest.fail(f"the restarted server withheld nothing: {infos[-1]}")
         view = table._views[0]  # noqa: SLF001 (the view's reader is not reachable otherwise)
-        assert view.next == ack.offset + 1
-        view.next = ack.offset  # as if the view had not read it
+        view.next = min(view.next, ack.offset)  # as if the view had not read it
         second = await table.put(b"k", b"2", expected=first)
         assert second > ack.offset
         entry = await table.get(b"k")
