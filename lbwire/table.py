@@ -233,6 +233,7 @@ class Table(TableView[V, K]):
         try:
             for view in self._views:
                 tg.start_soon(self._read, view)
+                tg.start_soon(self._unstick, view)
             await self._catch_up_all()
             if not self._marked and not created:
                 await self._await_marker()
@@ -314,8 +315,7 @@ class Table(TableView[V, K]):
         self._check()
         data = self._key_bytes(key)
         view = self._view_of(data)
-        if view.next <= view.last_put:
-            await self._applied(view, view.last_put)
+        await self._own_write(view)
         self._failed(view)
         if data in self._undecodable:
             raise self._undecodable[data]
@@ -405,8 +405,7 @@ class Table(TableView[V, K]):
         deadline = anyio.current_time() + options.retry_policy.max_time
         #: Paces the tries refused because the server has not loaded the stream.
         backoff = Backoff(options.retry_policy, deadline)
-        if view.next <= view.last_put:
-            await self._applied(view, view.last_put)
+        await self._own_write(view)
         while True:
             self._failed(view)
             if expected is not None:
@@ -421,6 +420,7 @@ class Table(TableView[V, K]):
                         revision=revision,
                     )
             fence = view.next
+            view.begin()
             try:
                 ack = await client.publish(
                     value,
@@ -466,6 +466,8 @@ class Table(TableView[V, K]):
                 if not await backoff.wait():
                     raise
                 continue
+            finally:
+                view.end()
             assert ack is not None  # (an acked publish)
             return self._stored(view, int(ack.offset))
 

@@ -19,11 +19,13 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 from helpers import HANG_GUARD, wait_until
+from helpers.settled import Resends
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
     ErrorInvalidArgument,
     ErrorNotATable,
+    ErrorNotFound,
     ErrorRevisionMismatch,
     ErrorUndecodableMessage,
     LiftbridgeError,
@@ -283,3 +285,58 @@ async def test_two_programs_count_to_2000_across_a_server_restart(
     fresh_server: LiftbridgeServer, stream_name: str, anyio_backend: str
 ) -> None:
     await counted(fresh_server, stream_name, anyio_backend, 1000, restart=True)
+
+
+async def test_a_put_fenced_below_what_a_restarted_server_withholds_is_settled_by_a_nudge(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # The counter test's rare failure, made to happen. After a restart the
+    # server delivers nothing past its high watermark until a message is
+    # appended. A put fenced below such a record is refused, and settling
+    # it reads the record at its fence, which the server withholds; when
+    # every writer of the partition was settling so (each put in flight at
+    # the restart is), none appended, and each waited out its retry time.
+    # The server's side is real: SIGKILL leaves the high watermark it
+    # checkpoints (every few seconds) behind the log, so the restarted
+    # server withholds the newest record. A view that had not read that
+    # record (there: a put stored, uncommitted, at the restart) cannot be
+    # had on demand, so the test sets the view back to before it.
+    resends = Resends()
+    async with (
+        # Settling reads the fence for up to ack_timeout before it sends a
+        # copy again: long, so that a loaded machine has time to nudge.
+        LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT, ack_timeout=15.0) as client,
+        LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as other,
+        client.table(stream_name) as table,
+    ):
+        client.observer = resends
+        first = await table.put(b"k", b"1")
+        infos: List[Any] = []
+
+        async def served() -> bool:
+            try:
+                infos.append(await other.get_partition_metadata(stream_name, 0))
+            except ErrorNotFound:
+                return False
+            return True
+
+        for _ in range(3):  # a checkpoint may fall between the publish and the kill
+            ack = await other.publish(b"x", stream=stream_name, key=b"other", partition=0)
+            assert ack is not None
+            fresh_server.kill()
+            await fresh_server.astart()
+            await wait_until(served, "the restarted server serves the partition")
+            if infos[-1].high_watermark < ack.offset == infos[-1].newest_offset:
+                break
+        else:
+            pytest.fail(f"the restarted server withheld nothing: {infos[-1]}")
+        view = table._views[0]  # noqa: SLF001 (the view's reader is not reachable otherwise)
+        view.next = min(view.next, ack.offset)  # as if the view had not read it
+        second = await table.put(b"k", b"2", expected=first)
+        assert second > ack.offset
+        entry = await table.get(b"k")
+        assert entry is not None
+        assert (entry.value, entry.revision) == (b"2", second)
+        # Refused at its fence, the put read whose record the fence holds,
+        # once a nudge made the server deliver it: it sent no copy again.
+        assert resends.errors == []
