@@ -266,6 +266,33 @@ def test_a_lone_node_whose_leader_promotion_failed_is_launched_again(tmp_path: P
 
 
 @pytest.mark.server
+def test_a_node_that_panics_while_recovering_is_launched_again(tmp_path: Path) -> None:
+    """v1.9.0 once panicked recovering its partitions when a cluster node was
+    restarted under load (a nil pointer in partition.startReplicating). No real
+    server does it on demand, so the first launch runs a stand-in script that
+    logs such a trace and exits; the next runs the real binary."""
+    real = find_liftbridge()
+    marker = tmp_path / "launched-once"
+    wrapper = write_script(
+        tmp_path / "liftbridge",
+        f'if [ "$1" = --version ]; then exec "{real}" "$@"; fi\n'
+        f'if [ ! -e "{marker}" ]; then\n'
+        f'  touch "{marker}"\n'
+        '  echo "panic: runtime error: invalid memory address or nil pointer dereference"\n'
+        '  echo "github.com/liftbridge-io/liftbridge/server.(*Server).finishedRecovery(0x1)"\n'
+        "  exit 2\n"
+        "fi\n"
+        f'exec "{real}" "$@"\n',
+    )
+    with LiftbridgeServer(binary=str(wrapper)) as server:
+        log = server.log_text()
+        assert log.count("--- lbwire: start #") == 2
+        assert "finishedRecovery" in log
+        assert "finishedRecovery" not in server.log_text(current_run=True)
+        assert len(fetch_metadata_broker_ids(server.broker)) == 1
+
+
+@pytest.mark.server
 @pytest.mark.anyio
 async def test_async_context_manager_runs_ready_check() -> None:
     calls = []

@@ -57,6 +57,12 @@ BECAME_LEADER = "Server became metadata leader"
 #: cannot, and panics: the launch is lost, and a new one on the same data works.
 PROMOTION_FAILED = "Error on metadata leadership acquired"
 _PROMOTION_RELAUNCHES = 2
+#: In the trace of a panic while recovering partitions on start: v1.9.0 once
+#: dereferenced a nil pointer there (``partition.startReplicating``) when a
+#: cluster node was restarted under load. The launch is lost; a new one on the
+#: same data recovers.
+RECOVERY_PANIC = "(*Server).finishedRecovery"
+_RECOVERY_RELAUNCHES = 1
 
 #: A readiness check run after the built-in conditions hold: it gets the server
 #: and returns true when ready (false or an exception mean "not yet"). It may
@@ -273,7 +279,7 @@ class LiftbridgeServer(Managed):
         """
         deadline = time.monotonic() + self._start_timeout
         relaunched = False
-        promotion_relaunches = 0
+        promotion_relaunches = recovery_relaunches = 0
         while True:
             self.launch()
             try:
@@ -297,6 +303,18 @@ class LiftbridgeServer(Managed):
                     )
                     promotion_relaunches += 1
                     self.kill()
+                    continue
+                if (
+                    recovery_relaunches < _RECOVERY_RELAUNCHES
+                    and not self.running
+                    and RECOVERY_PANIC in self.log_text(current_run=True)
+                    and time.monotonic() < deadline
+                ):
+                    logger.warning(
+                        "Liftbridge %s: panicked while recovering its data, launching it again",
+                        self.broker,
+                    )
+                    recovery_relaunches += 1
                     continue
                 if (
                     not relaunched
