@@ -8,7 +8,7 @@
 #
 # The passes of the whole suite:
 # 1. CPython 3 with the upb (C) protobuf as the reference implementation, but
-#    the `slow` tests, which pass 5 runs once pass 2 has ended;
+#    the `slow` tests, which pass 5 runs;
 # 2. the tests that use protobuf (tests/wire, tests/compat) with its pure-Python implementation;
 # 3. the suite but `slow` tests on PyPy (Debian's pypy3, installed with apt-get if missing),
 #    where tests needing grpcio (not installable on PyPy) skip with a reason;
@@ -19,7 +19,8 @@
 # Go and cached. Set LBWIRE_SKIP_PYPY=1 to leave out pass 3 on machines without
 # apt.
 #
-# The five passes run side by side, each spreading its test files over
+# The passes run two at a time (more made timing tests fail under the load),
+# each spreading its test files over
 # pytest-xdist workers (LBWIRE_TEST_WORKERS per pass, default one per core:
 # twice that made the cluster and timing tests fail under the load). Every pass runs even if
 # another failed; a summary gives each one's time and result, and the script
@@ -245,18 +246,26 @@ if [ "$quick" -eq 1 ]; then
     exit 0
 fi
 
-# All passes at once: they mostly wait on servers, so they share the cores
-# well. Each hands whole files to its workers (module-scoped servers start
-# once); tests/conftest.py puts the longest files first.
-section "tests: five passes side by side"
+# Two passes at a time (the two longest first, the others queued, each
+# starting when one ends): with four at once the load average reached 7 on
+# 2 cores, and timing tests failed. Each hands whole files to its workers
+# (module-scoped servers start once); tests/conftest.py puts the longest
+# files first.
+section "tests: five passes, two at a time"
 
 start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not slow"
 
+# The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
+# docs builds): a pass of their own, on one worker; queued first, as the
+# longest of the queued.
+queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
+    "${pytest_cpython[@]}" -m slow
+
 # lbwire never imports protobuf: only the tests that compare with protobuf
 # (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
-PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
-    start_pass "2. CPython, pure-Python protobuf (tests/wire, tests/compat)" \
+queue_pass "2. CPython, pure-Python protobuf (tests/wire, tests/compat)" \
+    env PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
     "${pytest_cpython[@]}" -n 2 --dist loadfile -m "not slow" tests/wire tests/compat
 
 # Passes 3 and 4 prove the interpreter and the server generation; what the
@@ -274,18 +283,12 @@ fi
 # OpenTelemetry, the docs and gufo compatibility sit on top of them. Trio only
 # where an issue's criterion names both backends on both servers: the table's
 # two counting programs and the killed reader.
-LBWIRE_SERVER=newest LIFTBRIDGE_BIN=$NEWEST_BIN \
-LBWIRE_TEST_TRIO_IN=tests/client/test_table.py,tests/client/test_reader_killed.py \
-    start_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
+queue_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
+    env LBWIRE_SERVER=newest LIFTBRIDGE_BIN="$NEWEST_BIN" \
+    LBWIRE_TEST_TRIO_IN=tests/client/test_table.py,tests/client/test_reader_killed.py \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \
     tests/test_server_generations.py tests/test_testing.py
 
-# The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
-# docs builds): in a pass of their own on one worker, which starts when the
-# first of the others ends (pass 2), they no longer make pass 1 the longest,
-# and no more than four passes load the machine at once.
-queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
-    "${pytest_cpython[@]}" -m slow
 wait_passes
 summary

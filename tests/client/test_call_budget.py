@@ -26,7 +26,9 @@ pytestmark = pytest.mark.anyio
 #: the attempt count, ends each call.
 POLICY = RetryPolicy(attempts=1000, initial_backoff=0.02, max_backoff=0.05, max_time=0.6)
 #: Allowance beyond max_time: the try under way when time runs out.
-SLACK = 0.4
+# A call that took several budgets (the bug these tests caught) still fails;
+# 0.4 s failed once at the test command's own load (a load average of 7).
+SLACK = 0.8
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,9 @@ async def test_send_messages_frames_many_in_one_write(channel: Channel) -> None:
         await call.send_messages([b"m%03d" % i for i in range(100)] + [b""])
         received = [await call.receive() for _ in range(101)]
         assert received == [b"m%03d" % i for i in range(100)] + [b""]
-        assert connection.transport.writes == before + 1
+        # One write for the 101 messages; the replies' flow-control credit
+        # (WINDOW_UPDATE) may add one more while they are read.
+        assert connection.transport.writes - before <= 2
         await call.end()
 
 
