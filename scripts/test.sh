@@ -10,8 +10,9 @@
 # 1. CPython 3 with the upb (C) protobuf as the reference implementation, but
 #    the `slow` tests, which pass 5 runs;
 # 2. the tests that use protobuf (tests/wire, tests/compat) with its pure-Python implementation;
-# 3. the suite but `slow` tests on PyPy (Debian's pypy3, installed with apt-get if missing),
-#    where tests needing grpcio (not installable on PyPy) skip with a reason;
+# 3. the suite but `slow` and `one_interpreter` tests (the harness, the CLI's
+#    arguments and output) on PyPy (Debian's pypy3, installed with apt-get if
+#    missing), where tests needing grpcio (not installable on PyPy) skip with a reason;
 # 4. the server-backed tests (marker `server`, without `slow`) on CPython
 #    against the newest Liftbridge (LBWIRE_SERVER=newest), built from its source
 #    tarball in ../shared/liftbridge/ (or $LBWIRE_LIFTBRIDGE_SOURCE).
@@ -61,17 +62,20 @@ logdir=$(mktemp -d "${TMPDIR:-/tmp}/lbwire-test-logs-XXXXXX")
 # start_pass NAME COMMAND...: run a pytest command in the background, its
 # output to a log file (printed when it ends: passes overlap). With
 # LBWIRE_TEST_REPORTS=DIR, each pass also writes JUnit XML there (DIR/pass-N.xml:
-# every test's time, to find where a pass spends it).
+# every test's time) and each test's CPU seconds (DIR/cpu-N/), to find where a
+# pass spends its time and the machine's CPU (scripts/test_times.py).
 start_pass() {
     local name=$1
     shift
     local log extra=()
     log="$logdir/$(printf '%02d' "${#names[@]}").log"
+    local cpu_dir=''
     if [ -n "${LBWIRE_TEST_REPORTS:-}" ]; then
-        mkdir -p "$LBWIRE_TEST_REPORTS"
+        cpu_dir="$LBWIRE_TEST_REPORTS/cpu-$(( ${#names[@]} + 1 ))"
+        mkdir -p "$cpu_dir"
         extra=("--junitxml=$LBWIRE_TEST_REPORTS/pass-$(( ${#names[@]} + 1 )).xml")
     fi
-    "$@" "${extra[@]}" </dev/null >"$log" 2>&1 &
+    LBWIRE_TEST_CPU_DIR=$cpu_dir "$@" "${extra[@]}" </dev/null >"$log" 2>&1 &
     names+=("$name") pids+=($!) logs+=("$log") begun+=("$(date +%s)") seconds+=("") results+=("")
     counts+=("")
     echo "started: $name"
@@ -275,7 +279,7 @@ if [ "$pypy" -eq 1 ]; then
     LBWIRE_TEST_TRIO_IN=tests/transport,tests/tls \
     start_pass "3. PyPy, v1.9.0 (all tests but slow ones)" \
         .venv-pypy/bin/python -m pytest -q -p no:cacheprovider -n "$WORKERS" --dist loadfile \
-        -m "not slow"
+        -m "not slow and not one_interpreter"
 fi
 
 # The layers that talk to the server (client, transport, TLS, clusters, the

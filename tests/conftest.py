@@ -19,6 +19,7 @@ import gc
 import itertools
 import os
 import re
+import resource
 import signal
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -180,8 +181,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: (item.path.name not in LONG_MODULES, item.path not in with_slow))
 
 
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: object) -> Generator[None, object, object]:
+    # LBWIRE_TEST_CPU_DIR=DIR: each process appends a line per test to a file
+    # there, the test's id and the CPU seconds of this process and of the
+    # children it reaped meanwhile (servers stopped at a module's end count
+    # for its last test), to find what loads a run (scripts/test_times.py).
+    cpu_dir = os.environ.get("LBWIRE_TEST_CPU_DIR")
+    if not cpu_dir:
+        return (yield from _run_test(item))
+    before = _cpu_seconds()
+    try:
+        return (yield from _run_test(item))
+    finally:
+        with open(Path(cpu_dir) / f"cpu-{os.getpid()}.tsv", "a", encoding="utf-8") as log:
+            log.write(f"{item.nodeid}\t{_cpu_seconds() - before:.3f}\n")
+
+
+def _run_test(item: pytest.Item) -> Generator[None, object, object]:
     if item.get_closest_marker("server") is not None:
         return (yield)
     before = os.environ.get(NO_SERVER_ENV)

@@ -15,6 +15,8 @@ from typing import Optional
 import pytest
 from helpers import HANG_GUARD
 
+pytestmark = pytest.mark.one_interpreter
+
 REPO = Path(__file__).resolve().parents[1]
 FILES = ("tests/transport/test_connect.py", "tests/client/test_client_construction.py")
 

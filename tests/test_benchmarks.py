@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._common import pypy_python
+
+pytestmark = pytest.mark.one_interpreter
+
 ROOT = Path(__file__).resolve().parent.parent
 try:
     GUFO_INSTALLED = importlib.util.find_spec("gufo.liftbridge") is not None
@@ -46,11 +50,25 @@ SCENARIOS = {
 }
 
 
+#: The clients of the every-scenario run. lbwire-uvloop and lbwire-pypy run the
+#: same worker as lbwire-asyncio on another loop or interpreter: two scenarios
+#: of theirs (test_the_uvloop_and_pypy_clients_run_the_same_worker) show that.
+EVERY_SCENARIO_CLIENTS = "lbwire-asyncio,lbwire-trio,gufo-grpcio,go-liftbridge"
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench")
     # Generous bound: the first run may build the Go client (about a minute).
-    stdout = run_module("benchmarks", "--quick", "--out", str(out), timeout=900)
+    stdout = run_module(
+        "benchmarks",
+        "--quick",
+        "--clients",
+        EVERY_SCENARIO_CLIENTS,
+        "--out",
+        str(out),
+        timeout=900,
+    )
     return json.loads((out / "latest.json").read_text()), stdout
 
 
@@ -121,6 +139,31 @@ def test_quick_run_prints_table_and_targets(quick_run: tuple[dict, str]) -> None
     assert "scenario (unit)" in stdout
     assert "Targets" in stdout
     assert "latest.json" in stdout
+
+
+@pytest.mark.server
+def test_the_uvloop_and_pypy_clients_run_the_same_worker(tmp_path: Path) -> None:
+    run_module(
+        "benchmarks",
+        "--quick",
+        "--clients",
+        "lbwire-uvloop,lbwire-pypy",
+        "--scenarios",
+        "subscribe_100B,publish_pipelined",
+        "--out",
+        str(tmp_path),
+        timeout=600,
+    )
+    report = json.loads((tmp_path / "latest.json").read_text())
+    expected = {"lbwire-uvloop"}
+    if pypy_python(str(ROOT)) is not None:
+        expected.add("lbwire-pypy")
+    else:
+        assert "lbwire-pypy" in report["skipped_clients"], report
+    for scenario in ("subscribe_100B", "publish_pipelined"):
+        measured = report["results"][scenario]
+        assert set(measured) == expected, scenario
+        assert all(entry["value"] > 0 for entry in measured.values()), scenario
 
 
 def test_lbwire_worker_never_imports_grpcio() -> None:

@@ -19,6 +19,8 @@ import pytest
 from helpers import HANG_GUARD
 from helpers.processes import MARK_ENV, kill_marked, marked_env, marked_pids
 
+pytestmark = pytest.mark.one_interpreter
+
 REPO = Path(__file__).resolve().parents[1]
 
 SESSION = """

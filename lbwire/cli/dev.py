@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
-from typing import Any, List
+from types import FrameType
+from typing import Any, List, Optional
 
 from .common import EXIT_USAGE, CommandError, formatter
 
@@ -98,6 +100,29 @@ async def _create_streams(broker: str, streams: List[str]) -> None:
             sys.stderr.write(f"lbwire: created stream {name!r}\n")
 
 
+def _wait_for_a_signal(server: Any) -> bool:
+    """Wait until SIGINT or SIGTERM (True) or until the server exits (False).
+
+    The signals only set a flag here. Raised as KeyboardInterrupt, one landing
+    inside `Popen.poll` between its lock's acquire and its `try` left the lock
+    held, and stopping the server then waited on that lock for ever.
+    """
+    signalled = False
+
+    def note(signum: int, frame: Optional[FrameType]) -> None:
+        nonlocal signalled
+        signalled = True
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not signalled and server.running:
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return signalled
+
+
 def _dev(args: argparse.Namespace) -> int:
     from ..testing import LiftbridgeNotFound, LiftbridgeServer, LiftbridgeStartError
 
@@ -121,8 +146,8 @@ def _dev(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
                 sys.stderr.write(f"lbwire: log {server.log_path}; Ctrl-C stops it\n")
                 sys.stderr.flush()
-                while server.running:
-                    time.sleep(0.2)
+                if _wait_for_a_signal(server):
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             # Ctrl-C (or SIGTERM) is how `dev` is meant to end: leaving the
             # block above has stopped the server and deleted its data.

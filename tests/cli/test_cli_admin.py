@@ -1,4 +1,4 @@
-"""`lbwire stream`, `metadata`, `group describe`, `activity`, `dev`, help, exit codes."""
+"""`lbwire stream`, `metadata`, `group describe`, `activity`, help, exit codes."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ import pytest
 from cli_support import (
     COMMAND_TIMEOUT,
     command_env,
-    command_mark,
     end_command,
     lbwire_argv,
     run_command,
     start_command,
 )
-from helpers.processes import marked_pids
 from helpers.servers import by_generation
 
 from lbwire.sync import LiftbridgeClient as SyncClient
 from lbwire.testing import LiftbridgeServer
+
+pytestmark = pytest.mark.one_interpreter
 
 
 def test_stream_create_list_delete(lbwire, stream_name):
@@ -271,74 +271,3 @@ def test_help_everywhere_with_examples(path, capsys):
     assert "examples:" in out
     if path and path not in {("stream",), ("cursor",), ("group",), ("dev",)}:
         assert "--brokers" in out
-
-
-def test_dev_runs_a_server_until_sigterm(lbwire_popen):
-    process = lbwire_popen("dev", "--port", "0")
-    assert process.stdout is not None
-    ready = process.stdout.readline().decode()
-    export = process.stdout.readline().decode()
-    assert ready.startswith("Liftbridge 127.0.0.1:"), ready
-    assert export.startswith("export LBWIRE_BROKERS=127.0.0.1:")
-    broker = export.strip().split("=", 1)[1]
-    # `lbwire dev` creates the stream "demo", so `lbwire pub demo` works at once.
-    publish = lbwire_popen("pub", "demo", "hi", brokers=broker)
-    _, err = publish.communicate(timeout=60)
-    assert publish.returncode == 0, err
-
-    check = lbwire_popen("metadata", "--format", "json", brokers=broker)
-    out, _ = check.communicate(timeout=60)
-    assert check.returncode == 0
-    assert json.loads(out)["brokers"][0]["port"] == int(broker.rsplit(":", 1)[1])
-
-    mark = command_mark(process)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    assert b"Traceback" not in err
-    # `lbwire dev` waits for its server before it exits. (Checking that the
-    # port refuses connections would race with other workers' servers.)
-    assert marked_pids(mark) == []
-
-
-def test_a_hung_command_is_ended_with_its_server(lbwire_popen):
-    # What a test's teardown does to a command still running (one that hung):
-    # `lbwire dev`'s server runs in a session of its own, and goes too.
-    process = lbwire_popen("dev", "--port", "0", "--streams", "")
-    assert process.stdout is not None
-    ready = process.stdout.readline().decode()
-    assert ready.startswith("Liftbridge 127.0.0.1:"), ready
-    mark = command_mark(process)
-    assert len(marked_pids(mark)) == 2  # the command and its server
-    end_command(process)
-    assert process.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + COMMAND_TIMEOUT
-    while marked_pids(mark) and time.monotonic() < deadline:
-        time.sleep(0.05)  # SIGKILL was sent; nothing announces the death
-    # Gone, by process: a check that the port refuses connections would race
-    # with the other test workers, whose servers may take the freed port.
-    assert marked_pids(mark) == []
-
-
-def test_dev_stops_on_ctrl_c(lbwire_popen):
-    process = lbwire_popen("dev", "--port", "0", "--streams", "")
-    assert process.stdout is not None
-    assert process.stdout.readline().startswith(b"Liftbridge 127.0.0.1:")
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    assert b"Liftbridge stopped" in err
-
-
-def test_dev_on_a_taken_port_says_so(lbwire_popen):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        process = lbwire_popen("dev", "--port", str(port))
-        _, err = process.communicate(timeout=60)
-    assert process.returncode == 1
-    text = err.decode()
-    assert text.splitlines()[-1].startswith("lbwire: error: cannot start Liftbridge")
-    assert "in use" in text
-    assert "Traceback" not in text

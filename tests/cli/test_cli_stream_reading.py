@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.one_interpreter
+
 
 def lines(data: bytes) -> list[str]:
     return data.decode().splitlines()

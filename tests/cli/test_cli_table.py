@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.one_interpreter
+
 
 def test_table_put_get_compare_and_set_delete(lbwire, stream_name):
     first = int(lbwire("table", "put", stream_name, "mode", "fast").stdout)

@@ -10,6 +10,8 @@ import pytest
 
 from lbwire.testing import LiftbridgeServer, TLSFiles
 
+pytestmark = pytest.mark.one_interpreter
+
 trustme = pytest.importorskip("trustme")
 
 AUTHZ_MODEL = """\
