@@ -51,7 +51,7 @@ from typing import (
 import anyio
 
 from . import wire
-from ._lifecycle import close_task_group, open_task_group
+from ._lifecycle import close_task_group, guarded, open_task_group
 from ._log import LazyLogger
 from .error import (
     ErrorAlreadyMember,
@@ -213,7 +213,10 @@ class Consumer(Generic[V, K]):
     heartbeat, so they must finish well within the consumer timeout. An
     exception a callback raises is logged (with its traceback) and the
     member goes on, as with aiokafka's rebalance listener: a rebalance is
-    not undone by a failing callback. No callback runs when the block exits.
+    not undone by a failing callback. What is not an `Exception` (such as
+    `SystemExit`, or a `BaseException` of the program's own) ends the member
+    instead, and comes out of the block as itself. No callback runs when the
+    block exits.
 
     `value_deserializer` and `key_deserializer` replace the client's (see
     `lbwire.serde`); a message one of them refuses ends its partition's
@@ -222,6 +225,21 @@ class Consumer(Generic[V, K]):
     Raises (from the iterator):
         ErrorNotFound: With AutoOffset.NONE, a partition has no committed position.
         LiftbridgeError: A partition's subscription failed for good.
+
+    Raises (from the block, when one of the member's tasks failed; the block
+    is cancelled first):
+        ErrorTaskFailed: A task failed with an error of lbwire's own that is
+            not a `LiftbridgeError`; the message names the member, its
+            group and streams, and the task, and `__cause__` is the error.
+        LiftbridgeError: A task's own `LiftbridgeError`, as it is.
+        BaseException: What a callback or a deserializer raised that is not
+            an `Exception`, as it is.
+
+    An error the block raises itself comes out as itself, never wrapped in an
+    ExceptionGroup; a task's failure at the same time is then logged. When
+    several tasks failed, one exception comes out, by that order (what is not
+    an `Exception` first, then a `LiftbridgeError`, then the first other);
+    the others are logged. A cancellation from outside stays a cancellation.
     """
 
     def __init__(
@@ -326,10 +344,21 @@ class Consumer(Generic[V, K]):
         await self._join()
         self._send, self._receive = anyio.create_memory_object_stream[object](self._max_buffered)
         tg = self._task_group = await open_task_group()
-        tg.start_soon(self._assignment_loop)
+        tg.start_soon(guarded, f"The assignment loop of {self._who}", self._assignment_loop)
         if self.auto_checkpoint_interval:
-            tg.start_soon(self._checkpoint_loop, self.auto_checkpoint_interval)
+            tg.start_soon(
+                guarded,
+                f"The checkpoint loop of {self._who}",
+                self._checkpoint_loop,
+                self.auto_checkpoint_interval,
+            )
         return self
+
+    @property
+    def _who(self) -> str:
+        """The member, for messages: its id, its group and its streams."""
+        streams = ", ".join(repr(stream) for stream in self.streams)
+        return f"member {self.consumer_id} of group {self.group_id!r} (streams {streams})"
 
     async def __aexit__(
         self,
@@ -340,6 +369,9 @@ class Consumer(Generic[V, K]):
         """Commit what was processed, leave the group, and end every task.
 
         An exception of the block comes out as itself (see `lbwire._lifecycle`).
+        A failure of one of the member's own tasks ends the block (it is
+        cancelled) and comes out here, not wrapped in an ExceptionGroup (see
+        the class).
         """
         tg, self._task_group = self._task_group, None
         if tg is not None:
@@ -359,7 +391,7 @@ class Consumer(Generic[V, K]):
         finally:
             try:
                 if tg is not None:
-                    await close_task_group(tg, exc_type, exc, traceback)
+                    await close_task_group(tg, exc_type, exc, traceback, owner=self._who)
             finally:
                 # Also when a task's error comes out of the group above.
                 if self._send is not None:
@@ -955,7 +987,14 @@ class Consumer(Generic[V, K]):
         assert self._task_group is not None
         scope = anyio.CancelScope()
         self._tasks[key] = scope
-        self._task_group.start_soon(self._read_partition, key, scope, offset)
+        self._task_group.start_soon(
+            guarded,
+            f"Reading {key[0]!r}/{key[1]} for {self._who}",
+            self._read_partition,
+            key,
+            scope,
+            offset,
+        )
 
     async def _hand_over(self, key: _Key, offset: int, known: Optional[int]) -> None:
         """`_commit_revoked`, logging instead of raising."""

@@ -44,7 +44,7 @@ from typing import (
 
 import anyio
 
-from ._lifecycle import close_task_group, open_task_group
+from ._lifecycle import close_task_group, guarded, open_task_group
 from ._log import LazyLogger
 from ._subscribe import IN_LISTS, SubscribeMethods
 from .error import ErrorInvalidArgument, ErrorInvalidPartition, ErrorNotFound, LiftbridgeError
@@ -264,6 +264,21 @@ class StreamReader(Generic[V, K]):
             stream was deleted, it stayed unreachable for the client's
             `resubscribe_wait_time`, ...). The other partitions go on; leave
             the block to stop them.
+
+    Raises (from the block, when one of the reader's tasks failed; the block
+    is cancelled first):
+        ErrorTaskFailed: A task failed with an error of lbwire's own that is
+            not a `LiftbridgeError`; the message names the stream, the
+            partition and the task, and `__cause__` is the error.
+        BaseException: What a deserializer raised that is not an
+            `Exception` (`SystemExit`, a program's own `BaseException`), as
+            it is.
+
+    Never an ExceptionGroup: an error the block raises itself comes out as
+    itself (a task's failure at the same time is logged); of several tasks'
+    failures one comes out (what is not an `Exception` first, then a
+    `LiftbridgeError`, then the first other) and the others are logged. A
+    cancellation from outside stays a cancellation.
     """
 
     def __init__(
@@ -382,8 +397,19 @@ class StreamReader(Generic[V, K]):
         for state in self._partitions.values():
             self._start(state)
         if self._auto_commit and self._commit_interval:
-            tg.start_soon(self._commit_periodically, self._commit_interval)
+            tg.start_soon(
+                guarded,
+                f"The periodic commit of {self._who}",
+                self._commit_periodically,
+                self._commit_interval,
+            )
         return self
+
+    @property
+    def _who(self) -> str:
+        """The reader, for messages: its stream and its cursor."""
+        cursor = f" (cursor {self.cursor_id!r})" if self.cursor_id is not None else ""
+        return f"the reader of {self.stream!r}{cursor}"
 
     async def __aexit__(
         self,
@@ -393,7 +419,9 @@ class StreamReader(Generic[V, K]):
     ) -> Optional[bool]:
         """Stop reading; commit what was processed (see the class); end every task.
 
-        An exception of the block comes out as itself.
+        An exception of the block comes out as itself; so does a failure of
+        one of the reader's tasks (see the class), not wrapped in an
+        ExceptionGroup.
         """
         tg, self._task_group = self._task_group, None
         if tg is not None:
@@ -409,14 +437,21 @@ class StreamReader(Generic[V, K]):
                         logger.warning("Final commit of %r failed: %s", self.stream, error)
         finally:
             if tg is not None:
-                await close_task_group(tg, exc_type, exc, traceback)
+                await close_task_group(tg, exc_type, exc, traceback, owner=self._who)
         return None
 
     def _start(self, state: _Partition) -> None:
         assert self._task_group is not None
         scope = state.scope = anyio.CancelScope()
         state.reading = True
-        self._task_group.start_soon(self._read, state, scope, state.start)
+        self._task_group.start_soon(
+            guarded,
+            f"Reading partition {state.partition} for {self._who}",
+            self._read,
+            state,
+            scope,
+            state.start,
+        )
 
     async def _read(
         self, state: _Partition, scope: anyio.CancelScope, start: Dict[str, Any]
@@ -837,7 +872,7 @@ class SubscriptionBatches:
     async def __aenter__(self) -> SubscriptionBatches:
         """Start reading the subscription."""
         tg = self._task_group = await open_task_group()
-        tg.start_soon(self._pump)
+        tg.start_soon(guarded, "The reading task of batched()", self._pump)
         return self
 
     async def __aexit__(
@@ -846,10 +881,10 @@ class SubscriptionBatches:
         exc: Optional[BaseException],
         traceback: Optional[TracebackType],
     ) -> Optional[bool]:
-        """Stop reading and close the subscription."""
+        """Stop reading and close the subscription; a task's failure comes out unwrapped."""
         tg, self._task_group = self._task_group, None
         if tg is not None:
-            await close_task_group(tg, exc_type, exc, traceback)
+            await close_task_group(tg, exc_type, exc, traceback, owner="batched()")
         return None
 
     async def _pump(self) -> None:

@@ -237,6 +237,15 @@ class ErrorSegmentClosed(ErrorInternal):
     transient = True
 
 
+class ErrorTaskFailed(LiftbridgeError):
+    """A background task of a consumer-group member or a reader failed.
+
+    Raised when the object's block is left, for a failure of lbwire's own
+    that is not a `LiftbridgeError` (a bug); the message names the object
+    and the task, and `__cause__` is the original exception.
+    """
+
+
 class ErrorGroupMembership(LiftbridgeError):
     """A consumer-group call was refused because of the member's standing.
 

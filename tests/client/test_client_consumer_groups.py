@@ -24,6 +24,7 @@ from lbwire.error import (
     ErrorNotFound,
     ErrorNotMember,
     ErrorStaleEpoch,
+    ErrorTaskFailed,
     LiftbridgeError,
 )
 from lbwire.testing import LiftbridgeServer
@@ -245,10 +246,12 @@ async def test_error_raised_in_the_consumer_block_propagates_unwrapped(
 async def test_a_member_whose_task_failed_closes_its_buffer(
     client: LiftbridgeClient, stream_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A task's error comes out of the member's task group on leaving: its
-    # buffer's streams must be closed all the same, or the collector finds them
-    # open (a ResourceWarning, an error in this suite). A CI run saw it after
-    # the server failed a poll ("raft operation timed out").
+    # A task's error comes out of the member's block on leaving: its buffer's
+    # streams must be closed all the same, or the collector finds them open
+    # (a ResourceWarning, an error in this suite). A CI run saw it after the
+    # server failed a poll ("raft operation timed out"). The seam: no real
+    # failure reaches the loop's task as a LiftbridgeError (the loop handles
+    # every one), so the loop is replaced by one that fails.
     await make_stream(client, stream_name, 1, 0)
 
     async def failing_poll(self: Consumer) -> None:
@@ -256,19 +259,139 @@ async def test_a_member_whose_task_failed_closes_its_buffer(
 
     monkeypatch.setattr(Consumer, "_assignment_loop", failing_poll)
     member = client.consumer("g-" + stream_name, [stream_name])
-    caught: BaseException | None = None
-    with anyio.fail_after(HANG_GUARD):
-        try:
-            async with member:
-                await anyio.sleep_forever()
-        except Exception as error:  # the task's error, in a task group's group
-            caught = error
-    assert "the poll failed" in repr(caught)
+    with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorInternal, match="the poll failed"):
+        async with member:
+            await anyio.sleep_forever()
     buffer = member._receive, member._send  # noqa: SLF001 (what the collector would find)
     with pytest.raises(anyio.ClosedResourceError):
         buffer[0].receive_nowait()  # type: ignore[union-attr]
     with pytest.raises(anyio.ClosedResourceError):
         buffer[1].send_nowait(None)  # type: ignore[union-attr]
+
+
+class _Halt(BaseException):
+    """A program's own BaseException (as SystemExit is one): it ends a member."""
+
+
+async def drain(member: Consumer) -> None:
+    """Open the member and iterate it until it ends (or its block is cancelled)."""
+    async with member:
+        async for _ in member:
+            pass
+
+
+async def read_one(client: LiftbridgeClient, group: str, stream: str) -> wire.Message:
+    """The first message a new member of `group` reads from the start of `stream`."""
+    async with client.consumer(group, [stream], auto_offset=AutoOffset.EARLIEST) as member:
+        return (await take(member, 1))[0]
+
+
+@pytest.mark.anyio
+async def test_a_callback_raising_a_base_exception_ends_the_member_with_it(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    # Not an ExceptionGroup of the member's task group: the callback's own
+    # exception, as `except` around the block expects it.
+    await make_stream(client, stream_name, 1, 1)
+    group = "g-" + stream_name
+
+    async def on_assigned(partitions: list[GroupPartition]) -> None:
+        raise _Halt(f"stop at {partitions}")
+
+    member = client.consumer(group, [stream_name], on_assigned=on_assigned)
+    with anyio.fail_after(HANG_GUARD), pytest.raises(_Halt) as caught:
+        await drain(member)  # cancelled when the callback's task fails
+    assert type(caught.value) is _Halt
+    assert str(caught.value) == f"stop at [GroupPartition(stream={stream_name!r}, partition=0)]"
+    # The member left its group: a new one gets the partition and reads.
+    assert (await read_one(client, group, stream_name)).value == b"0-0"
+
+
+@pytest.mark.anyio
+async def test_a_deserializer_raising_a_base_exception_ends_the_member_with_it(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 1)
+    group = "g-" + stream_name
+
+    def refuse(value: bytes) -> bytes:
+        raise _Halt(f"refused {value!r}")
+
+    with anyio.fail_after(HANG_GUARD), pytest.raises(_Halt, match="refused b'0-0'") as caught:
+        async with client.consumer(
+            group, [stream_name], auto_offset=AutoOffset.EARLIEST, value_deserializer=refuse
+        ) as member:
+            await take(member, 1)
+    assert type(caught.value) is _Halt
+    assert (await read_one(client, group, stream_name)).value == b"0-0"
+
+
+@pytest.mark.anyio
+async def test_a_member_task_failing_with_a_bug_raises_error_task_failed(
+    client: LiftbridgeClient, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The seam: no real failure of lbwire's own is known to reach a member's
+    # task as anything but a LiftbridgeError, so a bug is planted where the
+    # assignment loop applies the coordinator's (real) answer.
+    await make_stream(client, stream_name, 1, 1)
+    group = "g-" + stream_name
+    bug = RuntimeError("a bug")
+
+    async def broken(self: Consumer, assignments: object) -> None:
+        raise bug
+
+    monkeypatch.setattr(Consumer, "_reconcile", broken)
+    member = client.consumer(group, [stream_name], consumer_id="m1")
+    with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorTaskFailed) as caught:
+        await drain(member)
+    assert isinstance(caught.value, LiftbridgeError)
+    assert str(caught.value) == (
+        f"The assignment loop of member m1 of group {group!r} (streams {stream_name!r}) "
+        "failed: RuntimeError: a bug"
+    )
+    assert caught.value.__cause__ is bug
+    monkeypatch.undo()
+    # The client goes on: its calls, and a new member of the group that reads.
+    assert (await client.publish(b"after", stream=stream_name)).offset == 1
+    assert (await read_one(client, group, stream_name)).value == b"0-0"
+
+
+@pytest.mark.anyio
+async def test_the_blocks_own_error_wins_over_a_member_tasks_failure(
+    client: LiftbridgeClient, stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_stream(client, stream_name, 1, 0)
+
+    async def on_assigned(partitions: list[GroupPartition]) -> None:
+        raise _Halt("the callback's")
+
+    async def block() -> None:
+        async with client.consumer(
+            "g-" + stream_name, [stream_name], on_assigned=on_assigned
+        ) as member:
+            try:
+                await member.wait_assigned()
+            except anyio.get_cancelled_exc_class():
+                # Cancelled because the callback's task failed: the block
+                # raises an error of its own instead.
+                raise _UserError("the block's") from None
+
+    with anyio.fail_after(HANG_GUARD), pytest.raises(_UserError, match="the block's"):
+        await block()
+    assert '_Halt("the callback\'s")' in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_member_block_stays_cancelled(
+    client: LiftbridgeClient, stream_name: str
+) -> None:
+    await make_stream(client, stream_name, 1, 0)
+    with anyio.fail_after(HANG_GUARD), anyio.CancelScope() as scope:
+        async with client.consumer("g-" + stream_name, [stream_name]) as member:
+            await member.wait_assigned()
+            scope.cancel()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
 
 
 @pytest.mark.anyio

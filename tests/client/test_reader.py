@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import anyio
 import pytest
 from helpers import HANG_GUARD, wait_until
 
 from lbwire.client import LiftbridgeClient
-from lbwire.error import ErrorInvalidArgument, ErrorInvalidPartition, LiftbridgeError
+from lbwire.error import (
+    ErrorInvalidArgument,
+    ErrorInvalidPartition,
+    ErrorTaskFailed,
+    LiftbridgeError,
+)
 from lbwire.reader import StreamReader, batched, stream_lag
 from lbwire.types import Message, StartPosition
 
@@ -215,6 +223,72 @@ async def test_a_failing_partition_surfaces_as_a_liftbridge_error(
                 pass
 
 
+class _Halt(BaseException):
+    """A program's own BaseException (as SystemExit is one): it ends a reader."""
+
+
+def halt_at(stop: bytes) -> Callable[[bytes], bytes]:
+    """A value deserializer that raises _Halt at the value `stop`."""
+
+    def deserialize(value: bytes) -> bytes:
+        if value == stop:
+            raise _Halt(f"halt at {value!r}")
+        return value
+
+    return deserialize
+
+
+async def test_a_deserializer_raising_a_base_exception_ends_the_reader_with_it(
+    client: LiftbridgeClient, three: str
+) -> None:
+    # Not an ExceptionGroup of the reader's task group: the deserializer's own
+    # exception, as `except` around the block expects it.
+    async def read() -> None:
+        async with client.reader(three, value_deserializer=halt_at(b"1-2")) as reader:
+            async for _ in reader:  # cancelled when partition 1's task fails
+                pass
+
+    with anyio.fail_after(HANG_GUARD), pytest.raises(_Halt, match="halt at b'1-2'") as caught:
+        await read()
+    assert type(caught.value) is _Halt
+    # The client goes on: a new reader reads the whole stream.
+    async with client.reader(three) as reader:
+        assert len(await take(reader, 12)) == 12
+
+
+async def test_a_reader_task_failing_with_a_bug_raises_error_task_failed(
+    client: LiftbridgeClient, three: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The seam: no real failure of lbwire's own is known to reach a reader's
+    # task as anything but a LiftbridgeError, so a bug is planted where
+    # partition 1's task reads its (real) subscription.
+    bug = RuntimeError("a bug")
+    fill = StreamReader._fill  # noqa: SLF001 (the seam)
+
+    async def broken(self: StreamReader, state: Any, messages: Any) -> None:
+        if state.partition == 1:
+            raise bug
+        await fill(self, state, messages)
+
+    monkeypatch.setattr(StreamReader, "_fill", broken)
+
+    async def read() -> None:
+        async with client.reader(three, cursor_id="c") as reader:
+            async for _ in reader:
+                pass
+
+    with anyio.fail_after(HANG_GUARD), pytest.raises(ErrorTaskFailed) as caught:
+        await read()
+    assert isinstance(caught.value, LiftbridgeError)
+    assert str(caught.value) == (
+        f"Reading partition 1 for the reader of {three!r} (cursor 'c') failed: RuntimeError: a bug"
+    )
+    assert caught.value.__cause__ is bug
+    monkeypatch.undo()
+    async with client.reader(three) as reader:
+        assert len(await take(reader, 12)) == 12
+
+
 async def test_a_missing_stream(client: LiftbridgeClient, stream_name: str) -> None:
     from lbwire.error import ErrorNotFound
 
@@ -339,6 +413,26 @@ async def test_batched_subscription_raises_its_error(client: LiftbridgeClient, t
 
     with pytest.raises(ErrorNotFound), anyio.fail_after(HANG_GUARD):
         await read()
+
+
+async def test_batched_deserializer_raising_a_base_exception_comes_out_as_itself(
+    client: LiftbridgeClient, three: str
+) -> None:
+    subscription = client.subscribe(
+        three,
+        partition=0,
+        start_position=StartPosition.EARLIEST,
+        value_deserializer=halt_at(b"0-1"),
+    )
+
+    async def read() -> None:
+        async with batched(subscription, 10, 0) as batches:
+            async for _ in batches:
+                pass
+
+    with anyio.fail_after(HANG_GUARD), pytest.raises(_Halt, match="halt at b'0-1'") as caught:
+        await read()
+    assert type(caught.value) is _Halt
 
 
 async def test_batched_bad_arguments(client: LiftbridgeClient) -> None:
