@@ -261,10 +261,11 @@ start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not slow"
 
 # The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
-# docs builds): a pass of their own, on one worker; queued first, as the
-# longest of the queued.
+# docs builds): a pass of their own, queued first, as the longest of the
+# queued. Test by test over the workers (the two 2-minute frozen-broker tests,
+# which mostly wait, share a file but not a worker).
 queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
-    "${pytest_cpython[@]}" -m slow
+    "${pytest_cpython[@]}" -n "$WORKERS" --dist load -m slow
 
 # lbwire never imports protobuf: only the tests that compare with protobuf
 # (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
