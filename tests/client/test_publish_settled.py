@@ -4,8 +4,10 @@ Real servers and real faults: a SIGSTOPped server lets the ack time out while
 the request waits in its socket, and is then let go (the original is stored,
 late: settled as stored); a frozen server SIGKILLed loses the request, and
 another producer takes its offset after the restart (settled as not stored,
-or stored when the resend came first). Every test then reads the partition
-from the earliest offset and checks the log against the outcome.
+or stored when the resend came first); a server SIGKILLed and restarted
+holds another producer's record at the fence past its high watermark, and
+delivers it only once settling appended a nudge. Every test then reads the
+partition from the earliest offset and checks the log against the outcome.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import anyio
 import pytest
 from helpers import HANG_GUARD, wait_until
 from helpers.frozen import all_threads_stopped
+from helpers.restarts import withheld_after_restart
 from helpers.settled import Resends
 
 from lbwire.client import LiftbridgeClient
@@ -242,3 +245,54 @@ async def test_a_message_an_earlier_run_stored_is_settled_as_stored_when_refused
         ids = await read_ids(client, stream_name)
     assert ids[1] == "again"
     assert len(ids) == 2
+
+
+@pytest.mark.parametrize("fenced_by", ["settler", "caller"])
+async def test_a_publish_fenced_at_a_record_a_restarted_server_withholds_is_settled(
+    fresh_server: LiftbridgeServer, stream_name: str, fenced_by: str
+) -> None:
+    # After a SIGKILL the restarted server's high watermark is the one it
+    # last checkpointed, behind its log, and it delivers nothing past it
+    # until a message is appended. A settled publish fenced at a record held
+    # there (another producer's, stored just before the kill) is refused and
+    # must read that record to learn whose it is: with no other writer to
+    # append, the settler has to make the server deliver it.
+    async with (
+        LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client,
+        LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as other,
+    ):
+        await client.create_stream(
+            stream_name, optimistic_concurrency_control=True, wait_for_stream=True
+        )
+        acks: List[Ack] = []
+
+        async def publish() -> int:
+            # The client's settled publishes expect the offset after their
+            # last one next: the other producer takes it.
+            mine = await client.publish(b"mine", stream=stream_name, settle=True)
+            assert mine is not None
+            acks.append(mine)
+            ack = await other.publish(b"other", stream=stream_name)
+            assert ack is not None
+            return ack.offset
+
+        withheld = await withheld_after_restart(fresh_server, other, stream_name, publish)
+        with anyio.fail_after(HANG_GUARD * 2):
+            if fenced_by == "caller":
+                with pytest.raises(ErrorNotStored) as refused:
+                    await client.publish(
+                        b"after", stream=stream_name, settle=True, expected_offset=withheld
+                    )
+                assert refused.value.offset == withheld
+            else:
+                # Refused at the other's record, it follows to the next offset.
+                ack = await client.publish(b"after", stream=stream_name, settle=True)
+                assert ack is not None
+                assert ack.offset > withheld
+                acks.append(ack)
+        ids = await read_ids(client, stream_name)
+    assert ids[withheld] == ""  # the other producer's
+    # Each acked publish is stored once, where its ack says; nothing else of the client's.
+    assert {ack.offset: ack.correlationId for ack in acks} == {
+        offset: settle_id for offset, settle_id in ids.items() if settle_id
+    }
