@@ -220,6 +220,16 @@ class PublishMethods:
             )
             return await publisher.publish(request, ack_timeout, wait_for_stream)
 
+    def _settling(self) -> Settler:
+        """The client's `Settler`, made on first use."""
+        settler = self._settler
+        if settler is None:
+            client: Any = self  # the client's subscribe and partition metadata
+            settler = self._settler = Settler(
+                self._publisher, client.get_partition_metadata, client.subscribe
+            )
+        return settler
+
     async def _publish_settled(
         self,
         value: bytes,
@@ -245,12 +255,7 @@ class PublishMethods:
         if ack_inbox:
             raise ErrorInvalidArgument("settle takes no ack_inbox: lbwire must see the ack")
         publisher = self._publisher
-        settler = self._settler
-        if settler is None:
-            client: Any = self  # the client's subscribe and partition metadata
-            settler = self._settler = Settler(
-                publisher, client.get_partition_metadata, client.subscribe
-            )
+        settler = self._settling()
         with call_budget(publisher.router.policy):
             if partition is None and (partitioner or publisher.options.partitioner):
                 partition = await publisher.partition(stream, key, value, partition, partitioner)

@@ -18,6 +18,14 @@ settled publish to it (sent with an expected offset no partition has, which
 a fenced partition refuses and an unfenced one stores), and refuses settled
 publishes to an unfenced partition from then on.
 
+A restarted server (SIGKILLed, v1.9.0) holds records past the high
+watermark it last checkpointed and delivers none of them until a message is
+appended. When the record at the fence is held so, and nobody else writes
+to the partition (every writer may be settling, each waiting to read its
+fence), reading it waits out the whole settle time: so the settler appends
+a record of its own (a nudge, `NUDGE_HEADER`) once a read of the fence
+waited `NUDGE_AFTER` seconds while the fence is past the high watermark.
+
 `Settler` holds, per partition, whether it is fenced and the next offset
 this client expects there; settled publishes to one partition take turns.
 """
@@ -40,7 +48,7 @@ from .error import (
     LiftbridgeError,
 )
 from .retry import Backoff
-from .types import Ack, Message, StopPosition
+from .types import Ack, AckPolicy, Message, StopPosition
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -48,13 +56,23 @@ if TYPE_CHECKING:
     from ._publish import Publisher
     from .types import PartitionMetadata
 
-__all__ = ["SETTLE_HEADER", "Settler"]
+__all__ = ["NUDGE_AFTER", "NUDGE_HEADER", "SETTLE_HEADER", "Settler"]
 
 logger = LazyLogger("lbwire.publish")
 
 #: The header a settled message carries its correlation id in: the log keeps
 #: no correlation id, and settling compares the message stored at the fence.
 SETTLE_HEADER = "lbwire-settle-id"
+
+#: The header of a settler's nudge (an empty, keyless message appended to
+#: make a restarted server deliver what it holds past its high watermark),
+#: and its value.
+NUDGE_HEADER = "lbwire-nudge"
+NUDGE = b"nudge"
+
+#: Seconds a read waits for a record held past the high watermark before
+#: a nudge is appended.
+NUDGE_AFTER = 1.0
 
 #: How many settled correlation ids a client remembers to refuse a repeat.
 REMEMBERED_IDS = 65536
@@ -72,6 +90,8 @@ RESEND_METHOD = "PublishSettled"
 
 ReadAt = Callable[..., "AsyncIterator[Message]"]
 PartitionInfo = Callable[[str, int], Any]
+#: A nudge's key and headers.
+NudgeRecord = Tuple[Optional[bytes], Dict[str, bytes]]
 
 
 class _Fence:
@@ -109,6 +129,16 @@ class Settler:
         self._read = read
         self._fences: Dict[Tuple[str, int], _Fence] = {}
         self._ids: OrderedDict[str, None] = OrderedDict()
+        self._nudges: Dict[str, NudgeRecord] = {}
+
+    def nudge_with(self, stream: str, key: Optional[bytes], headers: Dict[str, bytes]) -> None:
+        """Nudge `stream` with an empty message of this key and these headers.
+
+        A key-value table's nudges carry a key its view skips, so that
+        compaction keeps only the last of them (it keeps every keyless
+        message).
+        """
+        self._nudges[stream] = (key, headers)
 
     def claim(self, correlation_id: str) -> None:
         """Refuse a correlation id a settled publish of this client used lately; remember it.
@@ -366,30 +396,18 @@ class Settler:
             return None
         if info.newest_offset < offset:
             return None  # nothing there yet (the log's uncommitted tail was cut)
+        # Until it is committed the offset is not readable: look again later.
+        wait = ack_timeout if ack_timeout is not None else self._publisher.options.ack_timeout
+        end = anyio.current_time() + max(0.0, min(wait, deadline - anyio.current_time()))
         found: Optional[Message] = None
-        messages = self._read(
-            request.stream,
-            partition=request.partition,
-            start_offset=offset,
-            stop_position=StopPosition.STOP_OFFSET,
-            stop_offset=offset,
-            on_undecodable="raw",
-        )
-        try:
-            # Until it is committed the offset is not readable: look again later.
-            wait = ack_timeout if ack_timeout is not None else self._publisher.options.ack_timeout
-            with anyio.move_on_after(max(0.0, min(wait, deadline - anyio.current_time()))):
-                async for message in messages:
-                    if message.offset < offset:
-                        # Asked for beyond the high watermark, the server
-                        # starts right after it: read on to the offset.
-                        continue
-                    found = message
-                    break
-        except LiftbridgeError:
-            return None
-        finally:
-            await messages.aclose()  # type: ignore[attr-defined]
+        if info.high_watermark < offset:
+            found = await self._read_at(
+                request, offset, min(end, anyio.current_time() + NUDGE_AFTER)
+            )
+            if found is None and anyio.current_time() < end:
+                await self._nudge(request, offset, ack_timeout)
+        if found is None:
+            found = await self._read_at(request, offset, end)
         if found is not None and found.offset > offset:
             # Asked for below the oldest offset, the server starts at the oldest.
             raise ErrorUnsettled(
@@ -399,6 +417,59 @@ class Settler:
                 correlation_id=correlation_id,
             )
         return found
+
+    async def _read_at(
+        self, request: wire.PublishRequest, offset: int, end: float
+    ) -> Optional[Message]:
+        """The message at `offset` (or the first after it), or None when none comes by `end`."""
+        messages = self._read(
+            request.stream,
+            partition=request.partition,
+            start_offset=offset,
+            stop_position=StopPosition.STOP_OFFSET,
+            stop_offset=offset,
+            on_undecodable="raw",
+        )
+        try:
+            with anyio.move_on_after(max(0.0, end - anyio.current_time())):
+                async for message in messages:
+                    if message.offset >= offset:
+                        return message
+                    # Asked for beyond the high watermark, the server starts
+                    # right after it: read on to the offset.
+        except LiftbridgeError:
+            return None
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]
+        return None
+
+    async def _nudge(
+        self, request: wire.PublishRequest, offset: int, ack_timeout: Optional[float]
+    ) -> None:
+        """Append a nudge if the server still holds `offset` past its high watermark."""
+        stream, partition = request.stream, request.partition
+        key, headers = self._nudges.get(stream, (None, {NUDGE_HEADER: NUDGE}))
+        try:
+            info: PartitionMetadata = await self._partition_info(stream, partition)
+            if not info.high_watermark < offset <= info.newest_offset:
+                return
+            logger.debug("Nudging %r partition %d to deliver offset %d", stream, partition, offset)
+            nudge = self._publisher.request(
+                b"",
+                stream=stream,
+                key=key,
+                partition=partition,
+                headers=headers,
+                ack_inbox=None,
+                correlation_id=None,
+                ack_policy=AckPolicy.LEADER,
+                auto_compress=False,
+                expected_offset=None,
+            )
+            await self._publisher.publish(nudge, ack_timeout, False)
+        except LiftbridgeError as error:
+            # Reading goes on; the next read of the fence tries again.
+            logger.debug("No nudge to %r partition %d: %s", stream, partition, error)
 
 
 def _unfenced(request: wire.PublishRequest) -> str:

@@ -8,11 +8,10 @@ offset of the key's last record. `PartitionView.next` is where the
 partition's task has read to; writes fence at it and wait on it (catch-up),
 never change it. A restarted server delivers nothing past its high
 watermark until a message is appended, so a catch-up that waits for what
-the server holds appends a record the view skips (a nudge), and so does
-each partition's watchdog (`_unstick`) when a write or a read of this
-table's own write waits while the view stands still: a settled put whose
-fence the view had not read, or whose copy was stored uncommitted, cannot
-tell whose record the fence holds until the server delivers it.
+the server holds appends a record the view skips (a nudge), and so does a
+read of this table's own write that waits for it while the server holds
+records past its high watermark. A settled put reading its fence is nudged
+by the client's settler (`lbwire._settle`), with the table's nudge record.
 
 `lbwire.table.Table` is this view with the table's life cycle, reads and
 writes; `TableEntry` and `TABLE_HEADER` are exported from there.
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, Generic, List, Optional
 import anyio
 
 from ._log import LazyLogger
-from ._settle import SETTLE_HEADER
+from ._settle import NUDGE_AFTER, SETTLE_HEADER
 from .compression import undecodable
 from .error import ErrorDeadlineExceeded, ErrorNotFound, LiftbridgeError
 from .retry import Backoff
@@ -59,10 +58,6 @@ NUDGE = b"nudge"
 #: How many settled records' ids each partition's view remembers.
 REMEMBERED = 4096
 
-#: Seconds a catch-up waits for messages the server holds but does not
-#: deliver yet before it appends a nudge.
-NUDGE_AFTER = 1.0
-
 
 @dataclass(frozen=True)
 class TableEntry(Generic[V, K]):
@@ -86,17 +81,7 @@ class TableEntry(Generic[V, K]):
 class PartitionView:
     """One partition's part of the view; its reader task is the only writer of `next`."""
 
-    __slots__ = (
-        "busy",
-        "changed",
-        "error",
-        "last_put",
-        "next",
-        "partition",
-        "settled",
-        "settled_order",
-        "waiting",
-    )
+    __slots__ = ("changed", "error", "last_put", "next", "partition", "settled", "settled_order")
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
@@ -111,10 +96,6 @@ class PartitionView:
         #: what tells whose record holds the offset of a put left unsettled.
         self.settled: Dict[int, bytes] = {}
         self.settled_order: Deque[int] = deque()
-        #: How many writes and reads of own writes wait on the partition now.
-        self.waiting = 0
-        #: Set (and replaced) when `waiting` leaves 0: wakes the watchdog.
-        self.busy: Optional[anyio.Event] = None
 
     def remember(self, offset: int, settle_id: bytes) -> None:
         """Note that the record at `offset` carries `settle_id`."""
@@ -135,26 +116,6 @@ class PartitionView:
         if changed is None:
             changed = self.changed = anyio.Event()
         await changed.wait()
-
-    def begin(self) -> None:
-        """A write, or a read of this table's own write, starts waiting on the partition."""
-        self.waiting += 1
-        busy = self.busy
-        if busy is not None:
-            self.busy = None
-            busy.set()
-
-    def end(self) -> None:
-        """What `begin` announced is done."""
-        self.waiting -= 1
-
-    async def until_busy(self) -> None:
-        """Return once something waits on the partition."""
-        while not self.waiting:
-            busy = self.busy
-            if busy is None:
-                busy = self.busy = anyio.Event()
-            await busy.wait()
 
 
 class TableView(Generic[V, K]):
@@ -292,40 +253,25 @@ class TableView(Generic[V, K]):
             key_serializer=BYTES,
         )
 
-    async def _unstick(self, view: PartitionView) -> None:
-        """The partition's watchdog: nudge while something waits and the view stands still.
-
-        A put refused at a fence the view has not read settles by reading
-        the record there; after a restart the server withholds it until a
-        message is appended. Every writer of the partition may be settling
-        so (each put in flight at the restart is), and then none appends:
-        without a nudge each would wait out its whole retry time.
-        """
-        client = self.client
-        while True:
-            await view.until_busy()
-            seen = view.next
-            await anyio.sleep(NUDGE_AFTER)
-            if not view.waiting or view.next != seen or view.error is not None:
-                continue
-            try:
-                info = await client.get_partition_metadata(self.stream, view.partition)
-                if info.high_watermark < info.newest_offset and view.next <= info.newest_offset:
-                    await self._nudge(view)
-            except LiftbridgeError as error:
-                # The next round tries again (a restarting server refuses for a while).
-                logger.debug(
-                    "Table %r partition %d: no nudge: %s", self.stream, view.partition, error
-                )
+    async def _nudge_withheld(self, view: PartitionView) -> None:
+        """Nudge if the server holds records past its high watermark the view has not read."""
+        try:
+            info = await self.client.get_partition_metadata(self.stream, view.partition)
+            if info.high_watermark < info.newest_offset and view.next <= info.newest_offset:
+                await self._nudge(view)
+        except LiftbridgeError as error:
+            # The caller waits on and tries again (a restarting server refuses for a while).
+            logger.debug("Table %r partition %d: no nudge: %s", self.stream, view.partition, error)
 
     async def _own_write(self, view: PartitionView) -> None:
-        """Wait until the view holds this table's last write to the partition."""
-        if view.next <= view.last_put:
-            view.begin()
-            try:
-                await self._applied(view, view.last_put)
-            finally:
-                view.end()
+        """Wait until the view holds this table's last write to the partition.
+
+        An acked write may not come: a restarted server delivers nothing
+        past its high watermark until a message is appended, so this nudges
+        while it waits.
+        """
+        while not await self._applied(view, view.last_put, NUDGE_AFTER):
+            await self._nudge_withheld(view)
 
     async def _catch_up_within(self, view: PartitionView, backoff: Backoff) -> None:
         """`_catch_up` until done, also while a restarted server does not know the stream."""

@@ -656,9 +656,10 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             ValueError: An empty stream name or fewer than one partition.
         """
         # Imported on first use, as most programs use no table.
+        from ._table_view import NUDGE, NUDGE_KEY, TABLE_HEADER
         from .table import Table
 
-        return Table(
+        table: Table[V, K] = Table(
             self,
             stream,
             partitions=partitions,
@@ -669,3 +670,7 @@ class LiftbridgeClient(AdminMethods, PublishMethods, SubscribeMethods):
             key_deserializer=key_deserializer,
             value_deserializer=value_deserializer,
         )
+        # Settling a put nudges with the table's record (which the view
+        # skips, and compaction keeps once), not a keyless one.
+        self._settling().nudge_with(stream, NUDGE_KEY, {TABLE_HEADER: NUDGE})
+        return table

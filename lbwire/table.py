@@ -49,6 +49,9 @@ import anyio
 
 from ._lifecycle import close_task_group, open_task_group
 from ._log import LazyLogger
+
+# The tuning and keys of the view and its nudges, importable from here too.
+from ._settle import NUDGE_AFTER as NUDGE_AFTER
 from ._table_view import (
     DELETE,
     MARKER,
@@ -59,9 +62,6 @@ from ._table_view import (
     TableEntry,
     TableView,
 )
-
-# The view's tuning and keys, importable from here too.
-from ._table_view import NUDGE_AFTER as NUDGE_AFTER
 from ._table_view import NUDGE_KEY as NUDGE_KEY
 from ._table_view import REMEMBERED as REMEMBERED
 from .error import (
@@ -233,7 +233,6 @@ class Table(TableView[V, K]):
         try:
             for view in self._views:
                 tg.start_soon(self._read, view)
-                tg.start_soon(self._unstick, view)
             await self._catch_up_all()
             if not self._marked and not created:
                 await self._await_marker()
@@ -420,7 +419,6 @@ class Table(TableView[V, K]):
                         revision=revision,
                     )
             fence = view.next
-            view.begin()
             try:
                 ack = await client.publish(
                     value,
@@ -466,8 +464,6 @@ class Table(TableView[V, K]):
                 if not await backoff.wait():
                     raise
                 continue
-            finally:
-                view.end()
             assert ack is not None  # (an acked publish)
             return self._stored(view, int(ack.offset))
 

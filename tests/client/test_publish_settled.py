@@ -4,8 +4,12 @@ Real servers and real faults: a SIGSTOPped server lets the ack time out while
 the request waits in its socket, and is then let go (the original is stored,
 late: settled as stored); a frozen server SIGKILLed loses the request, and
 another producer takes its offset after the restart (settled as not stored,
-or stored when the resend came first). Every test then reads the partition
-from the earliest offset and checks the log against the outcome.
+or stored when the resend came first); a server SIGKILLed and restarted
+holds the record at the fence (another producer's, or the publish's own)
+past its high watermark, and delivers it only once settling appended a
+nudge; three producers publish settled across a SIGKILL and restart. Every
+test then reads the partition from the earliest offset and checks the log
+against the outcome.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import anyio
 import pytest
 from helpers import HANG_GUARD, wait_until
 from helpers.frozen import all_threads_stopped
+from helpers.restarts import withheld_after_restart
 from helpers.settled import Resends
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
     ErrorAckTimeout,
     ErrorInvalidArgument,
+    ErrorNotFound,
     ErrorNotStored,
     ErrorUnsettled,
     LiftbridgeError,
@@ -242,3 +248,125 @@ async def test_a_message_an_earlier_run_stored_is_settled_as_stored_when_refused
         ids = await read_ids(client, stream_name)
     assert ids[1] == "again"
     assert len(ids) == 2
+
+
+@pytest.mark.parametrize("fence", ["followed", "expected", "own"])
+async def test_a_publish_fenced_at_a_record_a_restarted_server_withholds_is_settled(
+    fresh_server: LiftbridgeServer, stream_name: str, fence: str
+) -> None:
+    # After a SIGKILL the restarted server's high watermark is the one it
+    # last checkpointed, behind its log, and it delivers nothing past it
+    # until a message is appended. A settled publish fenced at a record held
+    # there is refused and must read that record to learn whose it is: with
+    # no other writer to append, the settler has to make the server deliver
+    # it. The record is another producer's, stored just before the kill, at
+    # the offset the client's settler expects next ("followed") or at the
+    # caller's expected_offset ("expected"); or it is the publish's own
+    # copy, which a program's earlier run stored ("own").
+    async with (
+        LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client,
+        LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as other,
+    ):
+        await client.create_stream(
+            stream_name, optimistic_concurrency_control=True, wait_for_stream=True
+        )
+        acks: List[Ack] = []
+
+        async def publish() -> int:
+            mine = await client.publish(b"mine", stream=stream_name, settle=True)
+            assert mine is not None
+            acks.append(mine)
+            if fence == "own":
+                return mine.offset
+            # The client's settler expects the offset after its own next:
+            # the other producer takes it.
+            ack = await other.publish(b"other", stream=stream_name)
+            assert ack is not None
+            return ack.offset
+
+        withheld = await withheld_after_restart(fresh_server, other, stream_name, publish)
+        with anyio.fail_after(HANG_GUARD * 2):
+            if fence == "own":
+                # Run again (`other` plays the program's next run), it
+                # publishes the same message at the same fence.
+                again = await other.publish(
+                    b"mine",
+                    stream=stream_name,
+                    settle=True,
+                    expected_offset=withheld,
+                    correlation_id=acks[-1].correlationId,
+                )
+                assert again is not None
+                assert (again.offset, again.correlationId) == (withheld, acks[-1].correlationId)
+            elif fence == "expected":
+                with pytest.raises(ErrorNotStored) as refused:
+                    await client.publish(
+                        b"after", stream=stream_name, settle=True, expected_offset=withheld
+                    )
+                assert refused.value.offset == withheld
+            else:
+                # Refused at the other's record, it follows to the next offset.
+                ack = await client.publish(b"after", stream=stream_name, settle=True)
+                assert ack is not None
+                assert ack.offset > withheld
+                acks.append(ack)
+        ids = await read_ids(client, stream_name)
+    if fence != "own":
+        assert ids[withheld] == ""  # the other producer's
+    # Each acked publish is stored once, where its ack says; no other is.
+    assert {ack.offset: ack.correlationId for ack in acks} == {
+        offset: settle_id for offset, settle_id in ids.items() if settle_id
+    }
+
+
+async def test_settled_publishes_of_three_producers_across_a_server_kill_end_stored_once_or_not(
+    fresh_server: LiftbridgeServer, stream_name: str
+) -> None:
+    # Three producers publish settled to one partition, each its own client,
+    # while the server is SIGKILLed and restarted on its data. A publish in
+    # flight at the kill may be stored with its ack lost; the restarted
+    # server holds the newest records past its high watermark, and each
+    # producer's next fence may be one of them (its own stored copy, or
+    # another's record): settling reads the fence, and must not wait for a
+    # writer that appends, as every producer may be settling so.
+    outcomes: Dict[str, object] = {}
+    restarted = anyio.Event()
+
+    async def producer(name: str) -> None:
+        async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
+            after = 0
+            while after < 10:
+                settle_id = f"{name}-{len(outcomes)}"
+                try:
+                    outcomes[settle_id] = await client.publish(
+                        b"x", stream=stream_name, settle=True, correlation_id=settle_id
+                    )
+                except LiftbridgeError as exc:
+                    outcomes[settle_id] = exc
+                if restarted.is_set():
+                    after += 1
+
+    async with LiftbridgeClient([fresh_server.broker], retry_policy=PATIENT) as client:
+        await client.create_stream(
+            stream_name, optimistic_concurrency_control=True, wait_for_stream=True
+        )
+        with anyio.fail_after(HANG_GUARD * 3):
+            async with anyio.create_task_group() as tg:
+                for name in "abc":
+                    tg.start_soon(producer, name)
+                await wait_until(lambda: len(outcomes) >= 30, "30 settled publishes")
+                fresh_server.kill()
+                await fresh_server.astart()
+                restarted.set()
+        ids = await read_ids(client, stream_name)
+    acked = {}
+    for settle_id, outcome in outcomes.items():
+        if isinstance(outcome, Ack):
+            acked[outcome.offset] = settle_id
+        else:
+            # Not stored, and it says so: another message holds its fence,
+            # or the restarted server refused its first copy before it had
+            # loaded the stream (a refusal stores nothing).
+            assert isinstance(outcome, (ErrorNotStored, ErrorNotFound)), outcome
+    # Each acked publish is stored once, where its ack says; no other is.
+    assert acked == {offset: settle_id for offset, settle_id in ids.items() if settle_id}

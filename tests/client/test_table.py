@@ -19,13 +19,13 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 from helpers import HANG_GUARD, wait_until
+from helpers.restarts import withheld_after_restart
 from helpers.settled import Resends
 
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
     ErrorInvalidArgument,
     ErrorNotATable,
-    ErrorNotFound,
     ErrorRevisionMismatch,
     ErrorUndecodableMessage,
     LiftbridgeError,
@@ -311,29 +311,17 @@ async def test_a_put_fenced_below_what_a_restarted_server_withholds_is_settled_b
     ):
         client.observer = resends
         first = await table.put(b"k", b"1")
-        infos: List[Any] = []
 
-        async def served() -> bool:
-            try:
-                infos.append(await other.get_partition_metadata(stream_name, 0))
-            except ErrorNotFound:
-                return False
-            return True
-
-        for _ in range(3):  # a checkpoint may fall between the publish and the kill
+        async def publish() -> int:
             ack = await other.publish(b"x", stream=stream_name, key=b"other", partition=0)
             assert ack is not None
-            fresh_server.kill()
-            await fresh_server.astart()
-            await wait_until(served, "the restarted server serves the partition")
-            if infos[-1].high_watermark < ack.offset == infos[-1].newest_offset:
-                break
-        else:
-            pytest.fail(f"the restarted server withheld nothing: {infos[-1]}")
+            return ack.offset
+
+        withheld = await withheld_after_restart(fresh_server, other, stream_name, publish)
         view = table._views[0]  # noqa: SLF001 (the view's reader is not reachable otherwise)
-        view.next = min(view.next, ack.offset)  # as if the view had not read it
+        view.next = min(view.next, withheld)  # as if the view had not read it
         second = await table.put(b"k", b"2", expected=first)
-        assert second > ack.offset
+        assert second > withheld
         entry = await table.get(b"k")
         assert entry is not None
         assert (entry.value, entry.revision) == (b"2", second)

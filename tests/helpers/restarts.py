@@ -1,6 +1,6 @@
 """Publishing to a server that was just restarted on its data.
 
-Import as ``from helpers.restarts import publish_after_restart``.
+Import as ``from helpers.restarts import publish_after_restart, withheld_after_restart``.
 
 A restarted Liftbridge first reports its streams missing, then, until its
 Raft log replay has finished, knows a partition it has not started: it takes
@@ -12,10 +12,13 @@ resend a publish only when the partition shows nothing was stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable, List
+
+import pytest
 
 from helpers import wait_until
 from lbwire.error import ErrorAckTimeout, ErrorNotFound, ErrorNotLeader, ErrorUnavailable
+from lbwire.testing import LiftbridgeServer
 
 
 async def publish_after_restart(
@@ -41,3 +44,34 @@ async def publish_after_restart(
 
     await wait_until(published, f"the restarted server takes a publish to {stream}")
     return offsets[0]
+
+
+async def withheld_after_restart(
+    server: LiftbridgeServer, client: Any, stream: str, publish: Callable[[], Awaitable[int]]
+) -> int:
+    """SIGKILL and restart `server` until it withholds the record `publish` stored; its offset.
+
+    SIGKILL leaves the high watermark the server checkpoints (every few
+    seconds) behind the log, so the restarted server holds the newest
+    record past it and delivers nothing past it until a message is
+    appended. A checkpoint may fall between the publish and the kill: then
+    `publish` (which returns the offset it stored at) runs again, up to
+    three times. `client` reads partition 0's metadata.
+    """
+    infos: List[Any] = []
+
+    async def served() -> bool:
+        try:
+            infos.append(await client.get_partition_metadata(stream, 0))
+        except ErrorNotFound:
+            return False
+        return True
+
+    for _ in range(3):
+        offset = await publish()
+        server.kill()
+        await server.astart()
+        await wait_until(served, "the restarted server serves the partition")
+        if infos[-1].high_watermark < offset == infos[-1].newest_offset:
+            return offset
+    pytest.fail(f"the restarted server withheld nothing: {infos[-1]}")
