@@ -250,9 +250,9 @@ if [ "$quick" -eq 1 ]; then
     exit 0
 fi
 
-# Two passes at a time (the two longest first, the others queued, each
-# starting when one ends): with four at once the load average reached 7 on
-# 2 cores, and timing tests failed. Each hands whole files to its workers
+# Two passes at a time (the two longest first, the others queued longest
+# first, each starting when one ends): with four at once the load average
+# reached 7 on 2 cores, and timing tests failed. Each hands whole files to its workers
 # (module-scoped servers start once); tests/conftest.py puts the longest
 # files first.
 section "tests: five passes, two at a time"
@@ -266,12 +266,6 @@ start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
 # which mostly wait, share a file but not a worker).
 queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist load -m slow
-
-# lbwire never imports protobuf: only the tests that compare with protobuf
-# (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
-queue_pass "2. CPython, pure-Python protobuf (tests/wire, tests/compat)" \
-    env PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
-    "${pytest_cpython[@]}" -n 2 --dist loadfile -m "not slow" tests/wire tests/compat
 
 # Passes 3 and 4 prove the interpreter and the server generation; what the
 # backend changes is proven by pass 1, so they run trio only where the backend
@@ -294,6 +288,12 @@ queue_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \
     tests/test_server_generations.py tests/test_testing.py
+
+# lbwire never imports protobuf: only the tests that compare with protobuf
+# (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
+queue_pass "2. CPython, pure-Python protobuf (tests/wire, tests/compat)" \
+    env PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
+    "${pytest_cpython[@]}" -n 2 --dist loadfile -m "not slow" tests/wire tests/compat
 
 wait_passes
 summary
