@@ -15,9 +15,9 @@ against protobuf, byte for byte.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union, cast
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union, cast
 
-from ._codec import M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
+from ._codec import DecodeError, M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
 from ._generated import Ack, AckError, AckPolicy, Message, PublishRequest, PublishResponse
 from ._primitives import (
     Malformed,
@@ -29,9 +29,17 @@ from ._primitives import (
     to_int32,
 )
 
-__all__ = ["decode_ack_range", "decode_message_range", "split_publish_response"]
+__all__ = [
+    "StreamedTails",
+    "decode_ack_range",
+    "decode_message_range",
+    "decode_streamed",
+    "split_publish_response",
+    "streamed_fields",
+]
 
 _new = object.__new__
+T = TypeVar("T")
 
 
 def _decode_generic(cls: type[M], buf: bytes) -> M:
@@ -166,6 +174,158 @@ def decode_message_range(buf: bytes, start: int = 0, end: Optional[int] = None) 
     msg = Message()
     msg.merge_range(buf, start, end)
     return msg
+
+
+#: What `decode_streamed` keeps of the fields after a message's timestamp,
+#: by their bytes: subject, partition, headers, stream, reply subject,
+#: correlation id.
+StreamedTails = Dict[bytes, Tuple[str, int, Dict[str, bytes], str, str, str]]
+# The most tails a `StreamedTails` holds: messages whose tails all differ
+# (a correlation id each) take the whole decoder, and memory stays bounded.
+_MAX_TAILS = 64
+
+
+def decode_streamed(
+    received: List[bytes],
+    make: Callable[..., T],
+    min_offset: int,
+    tails: StreamedTails,
+) -> Tuple[List[T], Optional[DecodeError]]:
+    """Decode the ``Message``s of a subscription, skipping offsets below `min_offset`.
+
+    Each becomes ``make(value, subject, offset, timestamp, key, partition,
+    headers, stream, reply_subject, correlation_id)`` (the order of
+    ``lbwire.types.Message``); every message gets a headers dict of its own.
+    Returns those, up to the first malformed message, and its
+    ``DecodeError`` (None if there is none).
+
+    The server writes the fields in field order, and the fields after the
+    timestamp (stream, partition, subject, headers) repeat from message to
+    message of a partition (the headers in one of few orders): `tails`,
+    kept by the caller across calls, holds them decoded by their bytes, so
+    a message costs its offset, key, value and timestamp read inline and a
+    lookup. Anything else goes through ``decode_message_range``.
+    """
+    out: List[T] = []
+    append = out.append
+    get = tails.get
+    for buf in received:
+        # The usual shape, read inline: [08 offset] [12 key] 1A value 20
+        # timestamp, then a tail of fields 5 and up seen before.
+        try:
+            tag = buf[0]
+            offset = 0
+            pos = 1
+            if tag == 0x08:
+                n = buf[1]
+                if n < 0x80:
+                    pos = 2
+                else:
+                    n, pos = decode_varint(buf, 1)
+                    if n >> 63:
+                        n -= 0x10000000000000000
+                offset = n
+                tag = buf[pos]
+                pos += 1
+            key = b""
+            if tag == 0x12:
+                n = buf[pos]
+                if n < 0x80:
+                    pos += 1
+                else:
+                    n, pos = decode_varint(buf, pos)
+                key = buf[pos : pos + n]
+                pos += n
+                tag = buf[pos]
+                pos += 1
+            cached = None
+            tail = -1
+            if tag == 0x1A:
+                n = buf[pos]
+                if n < 0x80:
+                    pos += 1
+                else:
+                    n, pos = decode_varint(buf, pos)
+                stop = pos + n
+                if buf[stop] == 0x20 and stop + 9 <= len(buf):
+                    value = buf[pos:stop]
+                    n, tail = decode_varint8(buf, stop + 1)
+                    cached = get(buf[tail:])
+        except (IndexError, Malformed):
+            cached = None
+            tail = -1
+        if cached is not None:
+            if offset < min_offset:
+                continue
+            subject, partition, headers, stream, reply_subject, correlation_id = cached
+            append(
+                make(
+                    value,
+                    subject,
+                    offset,
+                    n - 0x10000000000000000 if n >> 63 else n,
+                    key,
+                    partition,
+                    headers.copy(),
+                    stream,
+                    reply_subject,
+                    correlation_id,
+                )
+            )
+            continue
+        try:
+            msg = decode_message_range(buf, 0, len(buf))
+        except DecodeError as exc:
+            return out, exc
+        if tail >= 0 and len(tails) < _MAX_TAILS and _is_tail(buf, tail):
+            tails[buf[tail:]] = (
+                msg.subject,
+                msg.partition,
+                dict(msg.headers),
+                msg.stream,
+                msg.replySubject,
+                msg.correlationId,
+            )
+        if msg.offset < min_offset:
+            continue
+        append(make(*streamed_fields(msg)))
+    return out, None
+
+
+def streamed_fields(
+    msg: Message,
+) -> Tuple[bytes, str, int, int, bytes, int, Dict[str, bytes], str, str, str]:
+    """What a subscriber sees of `msg`, in the order `decode_streamed` gives to `make`."""
+    return (
+        msg.value,
+        msg.subject,
+        msg.offset,
+        msg.timestamp,
+        msg.key,
+        msg.partition,
+        msg.headers,
+        msg.stream,
+        msg.replySubject,
+        msg.correlationId,
+    )
+
+
+def _is_tail(buf: bytes, pos: int) -> bool:
+    """Whether ``buf[pos:]`` (what follows the timestamp) holds only fields 5 to 15.
+
+    Then its fields decode the same after any offset, key, value and
+    timestamp: ``decode_streamed`` may keep them by their bytes.
+    """
+    end = len(buf)
+    try:
+        while pos < end:
+            tag = buf[pos]
+            if tag >= 0x80 or tag >> 3 < 5:
+                return False
+            pos = skip_field(buf, pos + 1, end, tag & 7)
+    except (IndexError, Malformed):
+        return False
+    return pos == end
 
 
 def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
