@@ -620,6 +620,13 @@ def _prepared(
     Returns those messages and the error of that message (None: all were).
     """
     deserialize = values is not None or keys is not None
+    if not deserialize:
+        for message in received:
+            headers = message.headers
+            if headers and encoding_header in headers:
+                break
+        else:
+            return received, None  # nothing to undo: the list as it came
     prepared: List[Message] = []
     try:
         for message in received:
