@@ -121,7 +121,7 @@ class Subscriptions:
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
         decode = decode_streamed
         # What follows the timestamp of this partition's messages, decoded.
-        tails: StreamedTails = {}
+        tails = StreamedTails()
         resumption = self.resumption(stream, partition, setup_timeout)
         # Offset after the last delivered message. A resumed subscription can
         # repeat messages: a new leader whose high watermark still lags the old

@@ -433,7 +433,7 @@ def test_streamed_messages_decode_like_the_decoder(
         msg.timestamp = base.timestamp or 1_700_000_000_000_000_000
         received.append(msg.encode() + suffix)
     received.append(received[-1][: cut % (len(received[-1]) + 1)])
-    tails: StreamedTails = {}
+    tails = StreamedTails()
     _streamed_like_the_decoder(received, min_offset, tails)
     _streamed_like_the_decoder(received, min_offset, tails)  # with the tails known
 
@@ -441,16 +441,16 @@ def test_streamed_messages_decode_like_the_decoder(
 def test_a_tail_repeating_an_earlier_field_is_not_kept() -> None:
     msg = Message(offset=7, value=b"v", timestamp=2**62, stream="s", headers={"reply": b""})
     data = msg.encode() + b"\x08\x09"  # offset 9 after the stream: it wins
-    tails: StreamedTails = {}
+    tails = StreamedTails()
     for _ in range(2):
         out, error = decode_streamed([data], _fields, 0, tails)
         assert error is None
         assert out[0][2] == 9
-    assert tails == {}
+    assert tails.known == {}
 
 
 def test_streamed_tails_are_bounded() -> None:
-    tails: StreamedTails = {}
+    tails = StreamedTails()
     received = [
         Message(offset=i, value=b"v", timestamp=2**62, correlationId=str(i)).encode()
         for i in range(200)
@@ -458,4 +458,18 @@ def test_streamed_tails_are_bounded() -> None:
     out, error = decode_streamed(received, _fields, 0, tails)
     assert error is None
     assert [fields[9] for fields in out] == [str(i) for i in range(200)]
-    assert 0 < len(tails) <= 64
+    assert 0 < len(tails.known) <= 64
+
+
+def test_streamed_decoding_goes_back_to_known_tails_after_new_ones() -> None:
+    # A run of messages with a tail each (a correlation id each) sends them
+    # through the whole decoder; known tails are looked up again after it.
+    received = [
+        Message(offset=i, value=b"v", timestamp=2**62, correlationId=str(i)).encode()
+        for i in range(100)
+    ] + [
+        Message(offset=i, value=b"v", timestamp=2**62, stream="s").encode() for i in range(100, 300)
+    ]
+    tails = StreamedTails()
+    _streamed_like_the_decoder(received, 0, tails)
+    assert tails.misses == 0
