@@ -273,6 +273,9 @@ def decode_streamed(
                     n = buf[pos]
                     if n < 0x80:
                         pos += 1
+                    elif buf[pos + 1] < 0x80:  # 128 B - 16 KiB
+                        n = n & 0x7F | buf[pos + 1] << 7
+                        pos += 2
                     else:
                         n, pos = decode_varint(buf, pos)
                     stop = pos + n
