@@ -40,6 +40,7 @@ from .error._decisions import (
 )
 from .grpc import GRPCError
 from .types import Message
+from .wire.messages import streamed_fields
 
 if TYPE_CHECKING:
     from ._subscribe import Subscriptions
@@ -59,18 +60,7 @@ _SUBSCRIBE = "/proto.API/Subscribe"
 
 def message_from_wire(msg: wire.Message) -> Message:
     """The `Message` a subscription, forward or reverse, hands out for a streamed one."""
-    return Message(
-        msg.value,
-        msg.subject,
-        msg.offset,
-        msg.timestamp,
-        msg.key,
-        msg.partition,
-        msg.headers,
-        msg.stream,
-        msg.replySubject,
-        msg.correlationId,
-    )
+    return Message(*streamed_fields(msg))
 
 
 def unsupported(address: Address) -> ErrorReverseUnsupported:

@@ -15,7 +15,7 @@ from . import wire
 from ._cursors import MISSING_CURSOR_STARTS, missing_cursor_start
 from ._log import LazyLogger
 from ._resume import Resumption, fail_at
-from ._reverse import ReverseSupport, message_from_wire, reverse_messages
+from ._reverse import ReverseSupport, reverse_messages
 from .compression import decode_message
 from .error import (
     ErrorChannelClosed,
@@ -30,6 +30,7 @@ from .error._decisions import malformed_reply, subscribe_error
 from .grpc import GRPCError
 from .serde import Deserializer, deserialize_message, resolve
 from .types import K, Message, StartPosition, StopPosition, V
+from .wire.messages import StreamedTails, decode_streamed
 
 if TYPE_CHECKING:
     from ._cursors import CursorStore
@@ -118,8 +119,9 @@ class Subscriptions:
         """
         stream, partition = request.stream, request.partition
         explicit_stop_offset = request.stopPosition == wire.StopPosition.STOP_OFFSET
-        decode = wire.Message.decode
-        public = message_from_wire
+        decode = decode_streamed
+        # What follows the timestamp of this partition's messages, decoded.
+        tails = StreamedTails()
         resumption = self.resumption(stream, partition, setup_timeout)
         # Offset after the last delivered message. A resumed subscription can
         # repeat messages: a new leader whose high watermark still lags the old
@@ -169,16 +171,7 @@ class Subscriptions:
                             break
                         # Decoded all at once: the messages before a
                         # malformed one are delivered, then it raises.
-                        batch: List[Message] = []
-                        malformed: Optional[wire.DecodeError] = None
-                        try:
-                            for data in received:
-                                msg = decode(data)
-                                if msg.offset < next_offset:
-                                    continue
-                                batch.append(public(msg))
-                        except wire.DecodeError as exc:
-                            malformed = exc
+                        batch, malformed = decode(received, Message, next_offset, tails)
                         if batch:
                             # The whole list is handed out before this
                             # generator runs again (or it is closed).
@@ -627,6 +620,13 @@ def _prepared(
     Returns those messages and the error of that message (None: all were).
     """
     deserialize = values is not None or keys is not None
+    if not deserialize:
+        for message in received:
+            headers = message.headers
+            if headers and encoding_header in headers:
+                break
+        else:
+            return received, None  # nothing to undo: the list as it came
     prepared: List[Message] = []
     try:
         for message in received:

@@ -15,12 +15,14 @@ against protobuf, byte for byte.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union, cast
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union, cast
 
-from ._codec import M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
+from ._codec import DecodeError, M, decode_str_bytes_entry, encode_str_bytes_map, enum_value
 from ._generated import Ack, AckError, AckPolicy, Message, PublishRequest, PublishResponse
 from ._primitives import (
+    _CONT8,
     Malformed,
+    _unpack_u64,
     as_bytes,
     decode_varint,
     decode_varint8,
@@ -29,9 +31,17 @@ from ._primitives import (
     to_int32,
 )
 
-__all__ = ["decode_ack_range", "decode_message_range", "split_publish_response"]
+__all__ = [
+    "StreamedTails",
+    "decode_ack_range",
+    "decode_message_range",
+    "decode_streamed",
+    "split_publish_response",
+    "streamed_fields",
+]
 
 _new = object.__new__
+T = TypeVar("T")
 
 
 def _decode_generic(cls: type[M], buf: bytes) -> M:
@@ -166,6 +176,207 @@ def decode_message_range(buf: bytes, start: int = 0, end: Optional[int] = None) 
     msg = Message()
     msg.merge_range(buf, start, end)
     return msg
+
+
+class StreamedTails:
+    """What `decode_streamed` keeps of a subscription's messages from list to list.
+
+    `known` holds, by their bytes, the fields after a message's timestamp,
+    decoded: subject, partition, headers, stream, reply subject, correlation
+    id (at most `_MAX_TAILS`: it starts over when full). `misses` counts the
+    messages since one was found there.
+    """
+
+    __slots__ = ("known", "misses")
+
+    def __init__(self) -> None:
+        self.known: Dict[bytes, Tuple[str, int, Dict[str, bytes], str, str, str]] = {}
+        self.misses = 0
+
+
+_MAX_TAILS = 64
+# After this many messages in a row whose tails were not known (a correlation
+# id each, say), messages take the whole decoder at once, but one in _PROBE
+# looks its tail up again: reading the start of a message for nothing would
+# cost more than the lookups save.
+_GIVE_UP = 16
+_PROBE = 64
+
+
+def decode_streamed(
+    received: List[bytes],
+    make: Callable[..., T],
+    min_offset: int,
+    tails: StreamedTails,
+) -> Tuple[List[T], Optional[DecodeError]]:
+    """Decode the ``Message``s of a subscription, skipping offsets below `min_offset`.
+
+    Each becomes ``make(value, subject, offset, timestamp, key, partition,
+    headers, stream, reply_subject, correlation_id)`` (the order of
+    ``lbwire.types.Message``); every message gets a headers dict of its own.
+    Returns those, up to the first malformed message, and its
+    ``DecodeError`` (None if there is none).
+
+    The server writes the fields in field order, and the fields after the
+    timestamp (stream, partition, subject, headers) repeat from message to
+    message of a partition (the headers in one of few orders): `tails`,
+    kept by the caller across calls, holds them decoded by their bytes, so
+    a message costs its offset, key, value and timestamp read inline and a
+    lookup. Anything else goes through ``decode_message_range`` (at once,
+    while tails keep being new: see `StreamedTails`).
+    """
+    out: List[T] = []
+    append = out.append
+    known = tails.known
+    get = known.get
+    misses = tails.misses
+    unpack_u64 = _unpack_u64
+    for buf in received:
+        cached = None
+        tail = -1
+        # The usual shape, read inline: [08 offset] [12 key] 1A value 20
+        # timestamp, then a tail of fields 5 and up seen before.
+        if misses < _GIVE_UP or not misses % _PROBE:
+            try:
+                tag = buf[0]
+                offset = 0
+                pos = 1
+                if tag == 0x08:
+                    n = buf[1]
+                    if n < 0x80:
+                        pos = 2
+                    elif buf[2] < 0x80:  # offsets up to 2**21 read inline
+                        n = n & 0x7F | buf[2] << 7
+                        pos = 3
+                    elif buf[3] < 0x80:
+                        n = n & 0x7F | (buf[2] & 0x7F) << 7 | buf[3] << 14
+                        pos = 4
+                    else:
+                        n, pos = decode_varint(buf, 1)
+                        if n >> 63:
+                            n -= 0x10000000000000000
+                    offset = n
+                    tag = buf[pos]
+                    pos += 1
+                key = b""
+                if tag == 0x12:
+                    n = buf[pos]
+                    if n < 0x80:
+                        pos += 1
+                    else:
+                        n, pos = decode_varint(buf, pos)
+                    key = buf[pos : pos + n]
+                    pos += n
+                    tag = buf[pos]
+                    pos += 1
+                if tag == 0x1A:
+                    n = buf[pos]
+                    if n < 0x80:
+                        pos += 1
+                    elif buf[pos + 1] < 0x80:  # 128 B - 16 KiB
+                        n = n & 0x7F | buf[pos + 1] << 7
+                        pos += 2
+                    else:
+                        n, pos = decode_varint(buf, pos)
+                    stop = pos + n
+                    if buf[stop] == 0x20 and stop + 9 <= len(buf):
+                        value = buf[pos:stop]
+                        x = unpack_u64(buf, stop + 1)[0]
+                        if x & _CONT8 == _CONT8 and stop + 10 <= len(buf) and buf[stop + 9] < 0x80:
+                            # Nine bytes, as every timestamp from 2004 to
+                            # 2116: decode_varint8's steps, inline.
+                            x &= 0x7F7F7F7F7F7F7F7F
+                            x = (x & 0x007F007F007F007F) | (x >> 1 & 0x3F803F803F803F80)
+                            x = (x & 0x00003FFF00003FFF) | (x >> 2 & 0x0FFFC0000FFFC000)
+                            timestamp = (x & 0x0FFFFFFF) | (x >> 4 & 0x00FFFFFFF0000000)
+                            timestamp |= buf[stop + 9] << 56
+                            tail = stop + 10
+                        else:
+                            timestamp, tail = decode_varint8(buf, stop + 1)
+                            if timestamp >> 63:
+                                timestamp -= 0x10000000000000000
+                        cached = get(buf[tail:])
+            except (IndexError, Malformed):
+                cached = None
+                tail = -1
+        if cached is not None:
+            misses = 0
+            if offset < min_offset:
+                continue
+            subject, partition, headers, stream, reply_subject, correlation_id = cached
+            append(
+                make(
+                    value,
+                    subject,
+                    offset,
+                    timestamp,
+                    key,
+                    partition,
+                    headers.copy(),
+                    stream,
+                    reply_subject,
+                    correlation_id,
+                )
+            )
+            continue
+        misses += 1
+        try:
+            msg = decode_message_range(buf, 0, len(buf))
+        except DecodeError as exc:
+            tails.misses = misses
+            return out, exc
+        if tail >= 0 and _is_tail(buf, tail):
+            if len(known) >= _MAX_TAILS:
+                known.clear()
+            known[buf[tail:]] = (
+                msg.subject,
+                msg.partition,
+                dict(msg.headers),
+                msg.stream,
+                msg.replySubject,
+                msg.correlationId,
+            )
+        if msg.offset < min_offset:
+            continue
+        append(make(*streamed_fields(msg)))
+    tails.misses = misses
+    return out, None
+
+
+def streamed_fields(
+    msg: Message,
+) -> Tuple[bytes, str, int, int, bytes, int, Dict[str, bytes], str, str, str]:
+    """What a subscriber sees of `msg`, in the order `decode_streamed` gives to `make`."""
+    return (
+        msg.value,
+        msg.subject,
+        msg.offset,
+        msg.timestamp,
+        msg.key,
+        msg.partition,
+        msg.headers,
+        msg.stream,
+        msg.replySubject,
+        msg.correlationId,
+    )
+
+
+def _is_tail(buf: bytes, pos: int) -> bool:
+    """Whether ``buf[pos:]`` (what follows the timestamp) holds only fields 5 to 15.
+
+    Then its fields decode the same after any offset, key, value and
+    timestamp: ``decode_streamed`` may keep them by their bytes.
+    """
+    end = len(buf)
+    try:
+        while pos < end:
+            tag = buf[pos]
+            if tag >= 0x80 or tag >> 3 < 5:
+                return False
+            pos = skip_field(buf, pos + 1, end, tag & 7)
+    except (IndexError, Malformed):
+        return False
+    return pos == end
 
 
 def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:

@@ -26,6 +26,10 @@ from lbwire.wire import (
     decode_message_range,
 )
 from lbwire.wire import _codec as c
+from lbwire.wire.messages import (
+    StreamedTails,
+    decode_streamed,
+)
 
 FUZZ = settings(
     max_examples=examples(300),
@@ -367,3 +371,105 @@ def test_varint_extremes(value: int) -> None:
     data = c.encode_varint(value)
     assert len(data) == (10 if value < 0 else max(1, (value.bit_length() + 6) // 7))
     assert c.decode_varint(data, 0) == (value & (2**64 - 1), len(data))
+
+
+# -- decode_streamed: a subscription's lists -----------------------------------
+
+
+# Message's fields in the order decode_streamed gives them (lbwire.types.Message's).
+_STREAMED = "value subject offset timestamp key partition headers stream replySubject correlationId"
+_STREAMED_FIELDS = _STREAMED.split()
+
+
+def _fields(*fields: object) -> tuple[object, ...]:
+    return fields
+
+
+def _streamed_like_the_decoder(
+    received: list[bytes], min_offset: int, tails: StreamedTails
+) -> None:
+    out, error = decode_streamed(received, _fields, min_offset, tails)
+    expected: list[tuple[object, ...]] = []
+    expected_error = None
+    for data in received:
+        try:
+            msg = Message.decode(data)
+        except DecodeError as exc:
+            expected_error = str(exc)
+            break
+        if msg.offset >= min_offset:
+            expected.append(tuple(getattr(msg, name) for name in _STREAMED_FIELDS))
+    assert (None if error is None else str(error)) == expected_error
+    assert out == expected
+    # Every message has a headers dict of its own.
+    assert len({id(fields[6]) for fields in out}) == len(out)
+
+
+@FUZZ
+@given(
+    base=message_strategy(Message),
+    heads=st.lists(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.binary(max_size=3), st.binary(max_size=200)),
+        max_size=5,
+    ),
+    suffix=st.sampled_from([b"", b"\x08\x05", b"\x1a\x01x", b"\x20\x01", b"\x12\x00", b"\x68\x01"]),
+    cut=st.integers(0, 400),
+    min_offset=st.integers(-2, 3),
+)
+def test_streamed_messages_decode_like_the_decoder(
+    base: Message,
+    heads: list[tuple[int, bytes, bytes]],
+    suffix: bytes,
+    cut: int,
+    min_offset: int,
+) -> None:
+    # Messages sharing what follows the timestamp (as a partition's do),
+    # each with its own offset, key and value; the tail may repeat an
+    # earlier field (which then wins), and the last message may be cut.
+    received = [base.encode() + suffix]
+    for offset, key, value in heads:
+        msg = Message.decode(base.encode())
+        msg.offset, msg.key, msg.value = offset, key, value
+        msg.timestamp = base.timestamp or 1_700_000_000_000_000_000
+        received.append(msg.encode() + suffix)
+    received.append(received[-1][: cut % (len(received[-1]) + 1)])
+    tails = StreamedTails()
+    _streamed_like_the_decoder(received, min_offset, tails)
+    _streamed_like_the_decoder(received, min_offset, tails)  # with the tails known
+
+
+def test_a_tail_repeating_an_earlier_field_is_not_kept() -> None:
+    msg = Message(offset=7, value=b"v", timestamp=2**62, stream="s", headers={"reply": b""})
+    data = msg.encode() + b"\x08\x09"  # offset 9 after the stream: it wins
+    tails = StreamedTails()
+    for _ in range(2):
+        out, error = decode_streamed([data], _fields, 0, tails)
+        assert error is None
+        assert out[0][2] == 9
+    assert tails.known == {}
+
+
+def test_streamed_tails_are_bounded() -> None:
+    tails = StreamedTails()
+    received = [
+        Message(offset=i, value=b"v", timestamp=2**62, correlationId=str(i)).encode()
+        for i in range(200)
+    ]
+    out, error = decode_streamed(received, _fields, 0, tails)
+    assert error is None
+    assert [fields[9] for fields in out] == [str(i) for i in range(200)]
+    assert 0 < len(tails.known) <= 64
+
+
+def test_streamed_decoding_goes_back_to_known_tails_after_new_ones() -> None:
+    # A run of messages with a tail each (a correlation id each) sends them
+    # through the whole decoder; known tails are looked up again after it.
+    received = [
+        Message(offset=i, value=b"v", timestamp=2**62, correlationId=str(i)).encode()
+        for i in range(100)
+    ] + [
+        Message(offset=i, value=b"v", timestamp=2**62, stream="s").encode() for i in range(100, 300)
+    ]
+    tails = StreamedTails()
+    _streamed_like_the_decoder(received, 0, tails)
+    assert tails.misses == 0
