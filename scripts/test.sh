@@ -22,9 +22,9 @@
 #
 # The passes run two at a time (more made timing tests fail under the load),
 # each spreading its test files over pytest-xdist workers (LBWIRE_TEST_WORKERS
-# per pass, default one per core, and one more for pass 1,
-# LBWIRE_TEST_WORKERS_PASS1: twice that made the cluster and timing tests
-# fail under the load). Every pass runs even if
+# per pass, default one per core: twice that made the cluster and timing tests
+# fail under the load, and a third worker for pass 1 took as much from the
+# PyPy pass as it gave pass 1). Every pass runs even if
 # another failed; a summary gives each one's time and result, and the script
 # exits non-zero if any failed (pytest's exit 5, "no tests collected", counts
 # as a failure). SIGINT or SIGTERM ends every pass, with the servers they
@@ -47,9 +47,6 @@ PYTHON=${PYTHON:-python3}
 export LBWIRE_CACHE_DIR=${LBWIRE_CACHE_DIR:-$HOME/.cache/lbwire}
 cores=$(nproc 2>/dev/null || echo 2)
 WORKERS=${LBWIRE_TEST_WORKERS:-$cores}
-# Pass 1, the longest, gets one worker more: its tests mostly wait (in ci14
-# its workers were on a CPU a third of the time, and the cores idle a fifth).
-WORKERS_PASS1=${LBWIRE_TEST_WORKERS_PASS1:-$(( WORKERS + 1 ))}
 started=$(date +%s)
 
 # Every process of this run (pytest, its workers, the servers and commands the
@@ -262,7 +259,7 @@ fi
 section "tests: five passes, two at a time"
 
 start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
-    "${pytest_cpython[@]}" -n "$WORKERS_PASS1" --dist loadfile -m "not slow"
+    "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not slow"
 
 # The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
 # docs builds): a pass of their own, queued first, as the longest of the
