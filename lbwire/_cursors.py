@@ -8,7 +8,10 @@ go-liftbridge does.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional
+import contextlib
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Tuple
+
+import anyio
 
 from . import wire
 from ._log import LazyLogger
@@ -52,6 +55,35 @@ class CursorStore:
         self.policy = policy or RetryPolicy()
         # Whether a cursor call ever succeeded: the cursors stream exists.
         self._stream_seen = False
+        # Per cursor: its lock and how many calls hold or wait for it.
+        self._busy: Dict[Tuple[str, int, str], Tuple[anyio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(
+        self, stream: str, partition: int, cursor_id: str
+    ) -> AsyncIterator[None]:
+        """Run this client's calls on one cursor one after the other.
+
+        The server (v1.9.0 and newest) answers a FetchCursor its cache cannot
+        from the log, then caches what it read, without a lock across both:
+        a SetCursor that lands meanwhile is overwritten in the cache by the
+        older value, and later fetches return that until a restart. The
+        store of a consumer's commit racing the load of the same member's
+        partition start did exactly this. Within one client, nothing
+        overlaps; other clients can still race (see docs/cursors.md).
+        """
+        key = (stream, partition, cursor_id)
+        lock, users = self._busy.get(key) or (anyio.Lock(), 0)
+        self._busy[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._busy[key]
+            if users == 1:
+                del self._busy[key]
+            else:
+                self._busy[key] = (lock, users - 1)
 
     async def _cursor_call(self, method: str, request: Any, response_type: Any) -> Any:
         """One cursor call; "no such stream" is waited out once the stream was seen.
@@ -87,21 +119,23 @@ class CursorStore:
 
     async def store(self, stream: str, partition: int, cursor_id: str, value: int) -> None:
         """Store `value` as the cursor, with no convention applied."""
-        await self._cursor_call(
-            "SetCursor",
-            wire.SetCursorRequest(
-                stream=stream, partition=partition, cursorId=cursor_id, offset=value
-            ),
-            wire.SetCursorResponse,
-        )
+        async with self._one_at_a_time(stream, partition, cursor_id):
+            await self._cursor_call(
+                "SetCursor",
+                wire.SetCursorRequest(
+                    stream=stream, partition=partition, cursorId=cursor_id, offset=value
+                ),
+                wire.SetCursorResponse,
+            )
 
     async def load(self, stream: str, partition: int, cursor_id: str) -> int:
         """The stored cursor value (-1 when there is none), with no convention applied."""
-        response = await self._cursor_call(
-            "FetchCursor",
-            wire.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id),
-            wire.FetchCursorResponse,
-        )
+        async with self._one_at_a_time(stream, partition, cursor_id):
+            response = await self._cursor_call(
+                "FetchCursor",
+                wire.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id),
+                wire.FetchCursorResponse,
+            )
         offset: int = response.offset
         return offset
 

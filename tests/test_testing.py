@@ -227,6 +227,33 @@ def test_restart_keeps_ports_and_data(fresh_server: LiftbridgeServer) -> None:
     assert accepts_connections(port)
 
 
+def _reservable_elsewhere(ports: list[int]) -> list[bool]:
+    """Whether another process could reserve each port now."""
+    code = (
+        "import sys; from lbwire.testing._process import _reserve; "
+        "print([_reserve(int(p)) for p in sys.argv[1:]])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, ports)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [word.strip(" []") == "True" for word in out.strip().split(",")]
+
+
+@pytest.mark.server
+def test_a_killed_servers_ports_stay_reserved_until_it_is_closed() -> None:
+    # Another test process once started its server on the port of a server a
+    # test had killed, and the test met a live server where it meant a dead one.
+    with LiftbridgeServer() as server:
+        ports = [server.port, server.nats_port]
+        server.kill()
+        assert _reservable_elsewhere(ports) == [False, False]
+    assert _reservable_elsewhere(ports) == [True, True]
+
+
 @pytest.mark.server
 def test_close_removes_data_dir() -> None:
     with LiftbridgeServer() as server:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import anyio
 import anyio.to_thread
 
-from lbwire.testing._process import Managed, free_ports
+from lbwire.testing._process import Managed, free_ports, release_ports
 from lbwire.testing._server import (
     BECAME_LEADER,
     DEFAULT_START_TIMEOUT,
@@ -107,6 +107,7 @@ class LiftbridgeCluster(Managed):
             "keep_files": keep_files,
         }
         self.nodes: list[LiftbridgeServer] = []
+        self._route_ports: list[int] = []  # reserved by start(), given back by close()
 
     @property
     def brokers(self) -> list[str]:
@@ -127,7 +128,7 @@ class LiftbridgeCluster(Managed):
             ports = free_ports(3 * self.size)
             grpc_ports = ports[0::3]
             nats_ports = ports[1::3]
-            route_ports = ports[2::3]
+            route_ports = self._route_ports = ports[2::3]
             ids = [f"lbwire-node{i}" for i in range(self.size)]
             for i in range(self.size):
                 member = _Member(
@@ -186,8 +187,11 @@ class LiftbridgeCluster(Managed):
 
     def close(self) -> None:
         """Stop every node and delete their data."""
-        for node in self.nodes:
-            node.close()
+        try:
+            for node in self.nodes:
+                node.close()  # gives back its gRPC and NATS ports
+        finally:
+            release_ports(*self._route_ports)
 
     def keep_logs(self) -> None:
         """Keep every node's log and config files on :meth:`close`."""

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import atexit
+import os
 import socket
 import subprocess
+import tempfile
+import threading
 import weakref
+from pathlib import Path
 from types import TracebackType
 from typing import Optional, TypeVar
 
 import anyio
 import anyio.to_thread
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from lbwire.testing._config import LOOPBACK
 
@@ -22,18 +31,65 @@ class LiftbridgeStartError(RuntimeError):
     """
 
 
+# Ports handed out by `free_ports` are reserved until `release_ports`: each
+# holds an exclusive flock on a file named after it, which other processes'
+# `free_ports` respect. A killed server's port is free in the kernel's eyes,
+# and another test process's new server took one once (a test that meant to
+# meet a dead port met a live server). The kernel drops the locks of a
+# process that dies.
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "lbwire-ports"
+_held: dict[int, int] = {}  # port -> the descriptor holding its lock
+_held_lock = threading.Lock()
+
+
+def _reserve(port: int) -> bool:
+    """Take `port`'s lock; False if another holder has it."""
+    if fcntl is None:
+        return True  # no flock (Windows): ports are only probed
+    try:
+        _PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
+        fd = os.open(_PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return True  # an unusable directory must not stop the tests
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    with _held_lock:
+        _held[port] = fd
+    return True
+
+
 def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct ports free on 127.0.0.1 right now."""
+    """Return ``count`` distinct ports free on 127.0.0.1 right now, reserved.
+
+    No other process's `free_ports` returns them until `release_ports`
+    (or this process's exit).
+    """
+    ports: list[int] = []
     sockets = []
     try:
-        for _ in range(count):
+        while len(ports) < count:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
+            sockets.append(sock)  # held open: the kernel hands out each once
             sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
+            port = sock.getsockname()[1]
+            if _reserve(port):
+                ports.append(port)
+        return ports
     finally:
         for sock in sockets:
             sock.close()
+
+
+def release_ports(*ports: int) -> None:
+    """End the reservations `free_ports` made for ``ports`` (others are ignored)."""
+    for port in ports:
+        with _held_lock:
+            fd = _held.pop(port, None)
+        if fd is not None:
+            os.close(fd)  # closing drops the lock
 
 
 def check_port_free(port: int) -> None:

@@ -34,6 +34,7 @@ from lbwire.testing._process import (
     check_port_free,
     free_ports,
     live_processes,
+    release_ports,
 )
 
 logger = logging.getLogger("lbwire.testing")
@@ -337,6 +338,7 @@ class LiftbridgeServer(Managed):
                 ):
                     raise
                 logger.warning("Liftbridge %s: port taken, retrying", self.broker)
+                release_ports(self.port, self.nats_port)
                 self.port = self.nats_port = 0
                 continue
             self._ever_ready = True
@@ -370,7 +372,8 @@ class LiftbridgeServer(Managed):
             if not self.port:
                 self.port, self.nats_port = free_ports(2)
             elif not self.nats_port:
-                self.nats_port = next(p for p in free_ports(2) if p != self.port)
+                self.nats_port, spare = free_ports(2)
+                release_ports(spare)
             self._write_config()
             if self._membership is not None:
                 self._membership.node_launched(self)
@@ -522,6 +525,9 @@ class LiftbridgeServer(Managed):
         try:
             self.stop()
         finally:
+            # Ours to give back; a cluster's or a caller's (pinned) are not
+            # reserved here, and releasing them does nothing.
+            release_ports(self.port, self.nats_port)
             if self._workdir is not None:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
                 if not self._keep_files:

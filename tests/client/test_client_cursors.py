@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import pytest
 from client_support import publish_values, read_all
 
@@ -202,3 +203,29 @@ async def test_missing_cursor_reads_as_minus_one_on_every_cursor_partition(
             ids.append(cursor_id)
     assert {cursors_partition(i, stream_name, 0) for i in ids} == set(range(CURSOR_PARTITIONS))
     assert [await cursor_client.get_cursor(stream_name, 0, i) for i in ids] == [-1] * len(ids)
+
+
+async def test_a_store_overlapping_a_load_of_the_same_cursor_is_kept(
+    client: LiftbridgeClient, stream: str
+) -> None:
+    # The server answers a fetch its cache misses from the log and caches
+    # what it read afterwards: a store landing in between was overwritten
+    # in its cache (a consumer's commit racing its partition start did
+    # this). The client runs its calls on one cursor one after the other.
+    # Many cursor records make each cache-missing fetch read for a while.
+    await client.wait_for_cursors()
+    for i in range(200):
+        await client.cursor_store.store(stream, 0, f"filler-{i}", i)
+    ids = [f"overlap-{i}" for i in range(40)]
+    loaded: dict[str, int] = {}
+
+    async def load(cursor_id: str) -> None:
+        loaded[cursor_id] = await client.cursor_store.load(stream, 0, cursor_id)
+
+    async with anyio.create_task_group() as tasks:
+        for i, cursor_id in enumerate(ids):
+            tasks.start_soon(load, cursor_id)
+            tasks.start_soon(client.cursor_store.store, stream, 0, cursor_id, i)
+    # Each load ran before or after its store, never into it.
+    assert all(loaded[c] in (-1, i) for i, c in enumerate(ids)), loaded
+    assert [await client.cursor_store.load(stream, 0, c) for c in ids] == list(range(40))
