@@ -60,16 +60,13 @@ EVERY_SCENARIO_CLIENTS = "lbwire-asyncio,lbwire-trio,gufo-grpcio,go-liftbridge"
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench")
     # Generous bound: the first run may build the Go client (about a minute).
-    stdout = run_module(
-        "benchmarks",
-        "--quick",
-        "--clients",
-        EVERY_SCENARIO_CLIENTS,
-        "--out",
-        str(out),
-        timeout=900,
-    )
+    stdout = quick("benchmarks", out, "--clients", EVERY_SCENARIO_CLIENTS, timeout=900)
     return json.loads((out / "latest.json").read_text()), stdout
+
+
+def quick(module: str, out: Path, *args: str, timeout: float) -> str:
+    """Run `python -m MODULE --quick ARGS --out OUT`; its output."""
+    return run_module(module, "--quick", *args, "--out", str(out), timeout=timeout)
 
 
 def run_module(*args: str, timeout: float) -> str:
@@ -143,15 +140,13 @@ def test_quick_run_prints_table_and_targets(quick_run: tuple[dict, str]) -> None
 
 @pytest.mark.server
 def test_the_uvloop_and_pypy_clients_run_the_same_worker(tmp_path: Path) -> None:
-    run_module(
+    quick(
         "benchmarks",
-        "--quick",
+        tmp_path,
         "--clients",
         "lbwire-uvloop,lbwire-pypy",
         "--scenarios",
         "subscribe_100B,publish_pipelined",
-        "--out",
-        str(tmp_path),
         timeout=600,
     )
     report = json.loads((tmp_path / "latest.json").read_text())
@@ -180,15 +175,7 @@ def test_lbwire_worker_never_imports_grpcio() -> None:
 @pytest.mark.server
 @pytest.mark.slow
 def test_quick_scale_run_draws_every_curve_for_lbwire(tmp_path: Path) -> None:
-    run_module(
-        "benchmarks.scale",
-        "--quick",
-        "--clients",
-        "lbwire-asyncio",
-        "--out",
-        str(tmp_path),
-        timeout=600,
-    )
+    quick("benchmarks.scale", tmp_path, "--clients", "lbwire-asyncio", timeout=600)
     report = json.loads((tmp_path / "scale.json").read_text())
     assert set(report["curves"]) == {"partitions", "size", "in_flight"}
     for curve, per_client in report["curves"].items():

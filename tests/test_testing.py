@@ -134,6 +134,24 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
+def failing_first_launch(tmp_path: Path, *log_lines: str) -> Path:
+    """A `liftbridge` whose first launch prints `log_lines` and exits 2; the
+    next ones (and `--version`) run the real binary."""
+    real = find_liftbridge()
+    marker = tmp_path / "launched-once"
+    echoes = "".join(f"  echo {line}\n" for line in log_lines)
+    return write_script(
+        tmp_path / "liftbridge",
+        f'if [ "$1" = --version ]; then exec "{real}" "$@"; fi\n'
+        f'if [ ! -e "{marker}" ]; then\n'
+        f'  touch "{marker}"\n'
+        f"{echoes}"
+        "  exit 2\n"
+        "fi\n"
+        f'exec "{real}" "$@"\n',
+    )
+
+
 @pytest.fixture
 def no_liftbridge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No LIFTBRIDGE_BIN, an empty cache, and PATH = an empty directory.
@@ -270,19 +288,11 @@ def test_a_lone_node_whose_leader_promotion_failed_is_launched_again(tmp_path: P
     did so once under load. No real server fails on demand, so the first
     launch runs a stand-in script that logs what it logged; the next runs the
     real binary, and the server must come up ready."""
-    real = find_liftbridge()
-    marker = tmp_path / "launched-once"
-    wrapper = write_script(
-        tmp_path / "liftbridge",
-        f'if [ "$1" = --version ]; then exec "{real}" "$@"; fi\n'
-        f'if [ ! -e "{marker}" ]; then\n'
-        f'  touch "{marker}"\n'
-        '  echo "level=info msg=\\"Server became metadata leader, performing leader promotion\\""\n'
-        '  echo "level=error msg=\\"Error on metadata leadership acquired: timed out\\""\n'
-        '  echo "panic: error on metadata leadership step down: cannot find peer"\n'
-        "  exit 2\n"
-        "fi\n"
-        f'exec "{real}" "$@"\n',
+    wrapper = failing_first_launch(
+        tmp_path,
+        '"level=info msg=\\"Server became metadata leader, performing leader promotion\\""',
+        '"level=error msg=\\"Error on metadata leadership acquired: timed out\\""',
+        '"panic: error on metadata leadership step down: cannot find peer"',
     )
     with LiftbridgeServer(binary=str(wrapper)) as server:
         log = server.log_text()
@@ -298,18 +308,10 @@ def test_a_node_that_panics_while_recovering_is_launched_again(tmp_path: Path) -
     restarted under load (a nil pointer in partition.startReplicating). No real
     server does it on demand, so the first launch runs a stand-in script that
     logs such a trace and exits; the next runs the real binary."""
-    real = find_liftbridge()
-    marker = tmp_path / "launched-once"
-    wrapper = write_script(
-        tmp_path / "liftbridge",
-        f'if [ "$1" = --version ]; then exec "{real}" "$@"; fi\n'
-        f'if [ ! -e "{marker}" ]; then\n'
-        f'  touch "{marker}"\n'
-        '  echo "panic: runtime error: invalid memory address or nil pointer dereference"\n'
-        '  echo "github.com/liftbridge-io/liftbridge/server.(*Server).finishedRecovery(0x1)"\n'
-        "  exit 2\n"
-        "fi\n"
-        f'exec "{real}" "$@"\n',
+    wrapper = failing_first_launch(
+        tmp_path,
+        '"panic: runtime error: invalid memory address or nil pointer dereference"',
+        '"github.com/liftbridge-io/liftbridge/server.(*Server).finishedRecovery(0x1)"',
     )
     with LiftbridgeServer(binary=str(wrapper)) as server:
         log = server.log_text()
