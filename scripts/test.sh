@@ -261,13 +261,6 @@ section "tests: five passes, two at a time"
 start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not slow"
 
-# The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
-# docs builds): a pass of their own, queued first, as the longest of the
-# queued. Test by test over the workers (the two 2-minute frozen-broker tests,
-# which mostly wait, share a file but not a worker).
-queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
-    "${pytest_cpython[@]}" -n "$WORKERS" --dist load -m slow
-
 # Passes 3 and 4 prove the interpreter and the server generation; what the
 # backend changes is proven by pass 1, so they run trio only where the backend
 # meets what they prove (PyPy: the transport's I/O; see the README's matrix).
@@ -289,6 +282,13 @@ queue_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \
     tests/test_server_generations.py tests/test_testing.py
+
+# The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
+# docs builds): a pass of their own. Test by test over the workers, one more
+# than the others get: the two 2-minute frozen-broker tests mostly wait, and
+# each gets a worker of its own while the third runs the rest.
+queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
+    "${pytest_cpython[@]}" -n "$(( WORKERS + 1 ))" --dist load -m slow
 
 # lbwire never imports protobuf: only the tests that compare with protobuf
 # (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.
