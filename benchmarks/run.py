@@ -671,6 +671,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         samples.setdefault("publish_acked_p99_ms", {}).setdefault(
                             client, []
                         ).extend(extra["p99_ms"])
+                    if extra.get("cpu_us_per_msg"):
+                        extras.setdefault(key, {}).setdefault(client, {}).setdefault(
+                            "cpu_us_per_msg", []
+                        ).extend(extra["cpu_us_per_msg"][int(job.get("discard", 0)) :])
                     if extra.get("checkpoints_mb"):
                         extras.setdefault(key, {}).setdefault(client, {})["checkpoints_mb"] = extra[
                             "checkpoints_mb"

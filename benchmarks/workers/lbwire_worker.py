@@ -18,6 +18,12 @@ from typing import Any, Deque, Dict, List
 from benchmarks._common import emit, payload, peak_rss_mb, percentile, read_job
 
 
+def _cpu_per_message(extra: Dict[str, Any], since: float, count: int) -> None:
+    """Append the CPU microseconds per message since `since` (`time.process_time`)."""
+    spent = time.process_time() - since
+    extra.setdefault("cpu_us_per_msg", []).append(round(spent / count * 1e6, 2))
+
+
 async def _subscribe_count(
     client: Any, stream: str, count: int, each: Any = None, partition: int = 0
 ) -> float:
@@ -122,17 +128,23 @@ async def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
         async with LiftbridgeClient([broker]) as client:
             await client.get_metadata()  # connected, metadata cached: not timed
             for _ in range(reps):
+                # The read scenarios also give this process's CPU per message
+                # (user + system, all threads): what batches are meant to save.
+                cpu = time.process_time()
                 if scenario == "subscribe":
                     samples.append(count / await _subscribe_count(client, stream, count))
                     unit = "msgs/s"
+                    _cpu_per_message(extra, cpu, count)
                 elif scenario == "subscribe_batches":
                     samples.append(count / await _batches_count(client, stream, count, job))
                     unit = "msgs/s"
+                    _cpu_per_message(extra, cpu, count)
                 elif scenario == "subscribe_stream":
                     # `count` messages of each partition, through one reader.
                     total = count * int(job["partitions"])
                     samples.append(total / await _stream_count(client, stream, total, job))
                     unit = "msgs/s"
+                    _cpu_per_message(extra, cpu, total)
                 elif scenario == "connect":
                     # Only start, import and connect: the CPU baseline of a worker.
                     unit = "none"
