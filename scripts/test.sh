@@ -20,11 +20,10 @@
 # Go and cached. Set LBWIRE_SKIP_PYPY=1 to leave out pass 3 on machines without
 # apt.
 #
-# The passes run two at a time (more made timing tests fail under the load),
-# each spreading its test files over pytest-xdist workers (LBWIRE_TEST_WORKERS
-# per pass, default one per core: twice that made the cluster and timing tests
-# fail under the load, and a third worker for pass 1 took as much from the
-# PyPy pass as it gave pass 1). Every pass runs even if
+# The passes run three at a time, each spreading its test files over
+# pytest-xdist workers (LBWIRE_TEST_WORKERS per pass, default one per core;
+# half that for the third, one more for the slow pass: five or six workers
+# on 2 cores, whose tests mostly wait). Every pass runs even if
 # another failed; a summary gives each one's time and result, and the script
 # exits non-zero if any failed (pytest's exit 5, "no tests collected", counts
 # as a failure). SIGINT or SIGTERM ends every pass, with the servers they
@@ -251,12 +250,13 @@ if [ "$quick" -eq 1 ]; then
     exit 0
 fi
 
-# Two passes at a time (the two longest first, the others queued longest
-# first, each starting when one ends): with four at once the load average
-# reached 7 on 2 cores, and timing tests failed. Each hands whole files to its workers
-# (module-scoped servers start once); tests/conftest.py puts the longest
-# files first.
-section "tests: five passes, two at a time"
+# Three passes at a time (1, 3 and 4 first; 5 and 2 queued, each starting when
+# one ends). With four at once the load average reached 7 on 2 cores and timing
+# tests failed; that was before the shared servers dropped each module's
+# streams, when idle servers took a quarter of the CPU. Each hands whole files
+# to its workers (module-scoped servers start once); tests/conftest.py puts
+# the longest files first.
+section "tests: five passes, three at a time"
 
 start_pass "1. CPython, upb protobuf, v1.9.0 (all tests but slow ones)" \
     "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "not slow"
@@ -276,10 +276,12 @@ fi
 # OpenTelemetry, the docs and gufo compatibility sit on top of them. Trio only
 # where an issue's criterion names both backends on both servers: the table's
 # two counting programs and the killed reader.
-queue_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
+# Half the workers: it runs beside the two longest passes from the start.
+start_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
     env LBWIRE_SERVER=newest LIFTBRIDGE_BIN="$NEWEST_BIN" \
     LBWIRE_TEST_TRIO_IN=tests/client/test_table.py,tests/client/test_reader_killed.py \
-    "${pytest_cpython[@]}" -n "$WORKERS" --dist loadfile -m "server and not slow" \
+    "${pytest_cpython[@]}" -n "$(( (WORKERS + 1) / 2 ))" --dist loadfile \
+    -m "server and not slow" \
     tests/client tests/transport tests/tls tests/cluster tests/activity \
     tests/test_server_generations.py tests/test_testing.py
 
