@@ -287,10 +287,12 @@ start_pass "4. CPython, the newest Liftbridge (server tests but slow ones)" \
 
 # The slow tests (memory bounds held for minutes, soaks, scale runs, wheel and
 # docs builds): a pass of their own. Test by test over the workers, one more
-# than the others get: the two 2-minute frozen-broker tests mostly wait, and
-# each gets a worker of its own while the third runs the rest.
+# than the others get: the two 2-minute frozen-broker tests (marker
+# `minutes`) mostly wait. They come first, and loadgroup hands out one test
+# per worker at the start (load hands out two, which put both on one worker
+# in ci23: 325 s instead of 171-197).
 queue_pass "5. CPython, upb protobuf, v1.9.0 (the slow tests)" \
-    "${pytest_cpython[@]}" -n "$(( WORKERS + 1 ))" --dist load -m slow
+    "${pytest_cpython[@]}" -n "$(( WORKERS + 1 ))" --dist loadgroup -m slow
 
 # lbwire never imports protobuf: only the tests that compare with protobuf
 # (tests/wire) or run gufo-liftbridge on it (tests/compat) can differ here.

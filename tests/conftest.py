@@ -220,8 +220,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.name in LONG_MODULES or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
-    # A stable sort of whole modules, so module-scoped servers start once.
-    items.sort(key=lambda item: (item.path.name not in LONG_MODULES, item.path not in with_slow))
+    # A stable sort of whole modules, so module-scoped servers start once;
+    # but tests marked `minutes` come first: the slow pass's loadgroup
+    # scheduling then hands each to a worker of its own at the start.
+    items.sort(
+        key=lambda item: (
+            not item.get_closest_marker("minutes"),
+            item.path.name not in LONG_MODULES,
+            item.path not in with_slow,
+        )
+    )
 
 
 def _cpu_seconds() -> float:

@@ -203,7 +203,7 @@ def rss() -> int:
     [
         pytest.param(3.0, id="3s"),
         # The criterion: two minutes of callers trying (`-m slow`).
-        pytest.param(120.0, id="2min", marks=pytest.mark.slow),
+        pytest.param(120.0, id="2min", marks=[pytest.mark.slow, pytest.mark.minutes]),
     ],
 )
 async def test_a_frozen_broker_holds_publish_async_at_the_bound_in_bounded_memory(
