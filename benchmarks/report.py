@@ -106,27 +106,21 @@ def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         ">=",
         0.8,
     )
-    batches = _value(results, "subscribe_batches_100B", main)
-    plain = _value(results, "subscribe_100B", main)
-    add(
-        "subscribe_batches_100B/subscribe_100B: lbwire",
-        batches / plain if batches and plain else None,
-        ">=",
-        1.3,
-    )
-    # What the "costs less per message" measures directly: the client
-    # process's CPU per message, which the server's share of 2 cores does not cap.
-    cpu_batches = _cpu_us(results, "subscribe_batches_100B", main)
-    cpu_plain = _cpu_us(results, "subscribe_100B", main)
-    add(
-        "CPU per message, subscribe_100B/subscribe_batches_100B: lbwire",
-        cpu_plain / cpu_batches if cpu_plain and cpu_batches else None,
-        ">=",
-        1.0,
-        f"{cpu_plain:.2f} µs one at a time, {cpu_batches:.2f} µs in batches"
-        if cpu_plain and cpu_batches
-        else "",
-    )
+    # Batches against one message at a time: by rate, and by what the issue's
+    # "costs less per message" measures directly, the client's CPU per
+    # message (which the server's share of 2 cores does not cap).
+    for label, measure, goal in (
+        ("subscribe_batches_100B/subscribe_100B: lbwire", _value, 1.3),
+        ("CPU per message, subscribe_100B/subscribe_batches_100B: lbwire", _cpu_us, 1.0),
+    ):
+        batches = measure(results, "subscribe_batches_100B", main)
+        plain = measure(results, "subscribe_100B", main)
+        # A rate is better higher, a CPU cost lower.
+        better, worse = (batches, plain) if measure is _value else (plain, batches)
+        detail = ""
+        if measure is _cpu_us and batches and plain:
+            detail = f"{plain:.2f} µs one at a time, {batches:.2f} µs in batches"
+        add(label, better / worse if better and worse else None, ">=", goal, detail)
     for variant in LBWIRE_CLIENTS[1:]:
         ratios = {
             key: speedup(results, key, variant, main)

@@ -70,7 +70,7 @@ class CursorStore:
         older value, and later fetches return that until a restart. The
         store of a consumer's commit racing the load of the same member's
         partition start did exactly this. Within one client, nothing
-        overlaps; other clients can still race (see docs/cursors.md).
+        overlaps; other clients can still race (docs/reliability.md).
         """
         key = (stream, partition, cursor_id)
         lock, users = self._busy.get(key) or (anyio.Lock(), 0)
