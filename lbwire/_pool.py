@@ -266,6 +266,14 @@ class ConnectionRegistry:
             return False
         return anyio.current_time() - record.reconnected_at <= seconds
 
+    def any_reconnected_within(self, seconds: float) -> bool:
+        """Whether any broker's call connection was reopened in the last `seconds` (see above)."""
+        now = anyio.current_time()
+        return any(
+            record.reconnected_at is not None and now - record.reconnected_at <= seconds
+            for record in self._calls.values()
+        )
+
     def is_connected(self, address: Address) -> bool:
         """Whether the broker's (non-Subscribe) connection is open right now."""
         record = self._calls.get(address)

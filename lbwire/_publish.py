@@ -401,6 +401,15 @@ class Publisher:
             address, LOADING_GRACE
         )
 
+    def may_be_loading(self, stream: str) -> bool:
+        """Whether `stream` may be missing only because a restarted broker is loading it.
+
+        `loading` for a call whose broker is not known (one routed by
+        metadata that a restarted broker answered): any broker's connection
+        reopened lately.
+        """
+        return self.stream_known(stream) and self.connections.any_reconnected_within(LOADING_GRACE)
+
     def stream_known(self, stream: str) -> bool:
         """Whether this client saw `stream` exist: in its metadata, or published to."""
         return stream in self._published or self.router.metadata.partition_count(stream) is not None

@@ -43,6 +43,7 @@ from .error import (
     ErrorAckTimeout,
     ErrorIncorrectOffset,
     ErrorInvalidArgument,
+    ErrorNotFound,
     ErrorNotStored,
     ErrorUnsettled,
     LiftbridgeError,
@@ -251,10 +252,7 @@ class Settler:
                 offset = expected_offset
             else:
                 if fence.next is None:
-                    info: PartitionMetadata = await self._partition_info(
-                        request.stream, request.partition
-                    )
-                    fence.next = info.newest_offset + 1
+                    fence.next = await self._next_offset(request, settle_time)
                 offset = fence.next
             request.expectedOffset = offset
             try:
@@ -285,6 +283,28 @@ class Settler:
             assert ack is not None  # (an acked publish)
             fence.next = ack.offset + 1
             return ack
+
+    async def _next_offset(self, request: wire.PublishRequest, settle_time: float) -> int:
+        """The offset after the partition's newest message: where the next fence goes.
+
+        A restarted server calls the stream missing until it has loaded it:
+        then this asks again, within `settle_time` (a refusal stores nothing,
+        but the publish is to be settled, not refused for that).
+
+        Raises:
+            ErrorNotFound: The stream or partition does not exist.
+        """
+        backoff = Backoff(self._publisher.router.policy, anyio.current_time() + settle_time)
+        while True:
+            try:
+                info: PartitionMetadata = await self._partition_info(
+                    request.stream, request.partition
+                )
+            except ErrorNotFound:
+                if not self._publisher.may_be_loading(request.stream) or not await backoff.wait():
+                    raise
+                continue
+            return info.newest_offset + 1
 
     async def _settle(
         self,

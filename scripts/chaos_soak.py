@@ -241,7 +241,9 @@ class Run:
             log(f"FAILURE in {where}: {exc!r}")
 
     def record(self, msg: Message, flag: int) -> bool:
-        """Note a delivered message; False when it was delivered before."""
+        """Note a delivered message; False when it was delivered before (or a nudge)."""
+        if is_nudge(msg):
+            return True
         _, partition, seq = msg.value.split(b":", 3)[:3]
         ledger = self.ledgers[int(partition)]
         index = int(seq)
@@ -262,6 +264,11 @@ class CountingHandler(logging.Handler):
         self.run.logged[f"{record.levelname}:{record.name}"] += 1
         if record.exc_info and len(self.run.logged_exceptions) < 20:
             self.run.logged_exceptions.append(self.format(record))
+
+
+def is_nudge(msg: Message) -> bool:
+    """Whether `msg` is a settled producer's nudge (docs/cookbook/publishing.md), not a payload."""
+    return "lbwire-nudge" in msg.headers
 
 
 def payload(partition: int, seq: int, size: int) -> bytes:
@@ -542,6 +549,8 @@ async def verify(brokers: list[str], run: Run) -> None:
                         )
                         async with aclosing(subscription):
                             async for msg in subscription:
+                                if is_nudge(msg):
+                                    continue
                                 seq = int(msg.value.split(b":", 3)[2])
                                 if seq in seen:
                                     ledger.stored_twice += 1
