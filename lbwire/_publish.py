@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 from collections import deque
 from typing import (
     TYPE_CHECKING,
@@ -96,9 +97,18 @@ def _no_ack(stream: str, wait: float) -> ErrorAckTimeout:
     return ErrorAckTimeout(f"No ack for the message to {stream!r} within {wait} s")
 
 
+# Correlation ids need to be unique, not secret: 128 bits of a generator seeded
+# from the OS (again in a forked child, which would otherwise repeat its
+# parent's ids) cost less than a system call per publish. Not the `random`
+# module's own generator, which the application may seed.
+_ids = random.Random(os.urandom(32))
+if hasattr(os, "register_at_fork"):  # (not on Windows)
+    os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
 def new_correlation_id() -> str:
-    """32 random hex digits, like uuid.uuid4().hex, cheaper and without importing uuid."""
-    return os.urandom(16).hex()
+    """32 random hex digits, like uuid.uuid4().hex."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 class Publisher:

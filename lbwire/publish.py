@@ -28,6 +28,7 @@ import anyio
 
 from . import wire
 from ._log import LazyLogger
+from ._turns import Turns
 from .error import (
     ErrorAckTimeout,
     ErrorMalformedReply,
@@ -38,6 +39,7 @@ from .error import (
 )
 from .error._decisions import publish_async_error
 from .grpc import GRPCError
+from .grpc._backends import running_backend
 from .observer import ObserverSlot
 from .wire.messages import decode_ack_range, split_publish_response
 
@@ -160,7 +162,7 @@ class PendingAck:
             event = self._event
             if event is None:
                 event = self._event = anyio.Event()
-            with anyio.move_on_after(self._deadline - anyio.current_time()):
+            with anyio.CancelScope(deadline=self._deadline):
                 await event.wait()
             if not self._done:
                 if self._session is not None:
@@ -218,7 +220,11 @@ class PublishSession:
         self._shared: Dict[str, Deque[PendingAck]] = {}
         self._call: Any = None
         self._scope: Optional[anyio.CancelScope] = None
-        self._send_lock = anyio.Lock()
+        # Writers take turns (see `send`).
+        self._turns = Turns()
+        # The event loop's clock, read once per publish: without anyio's
+        # lookup of the running backend each time.
+        self._clock = running_backend().clock
         self.closed = False
         # Why `_on_reply` ended the stream (a malformed reply), if it did.
         self._ended_by: Optional[LiftbridgeError] = None
@@ -229,7 +235,7 @@ class PublishSession:
         self._answered = False
         self._opener: Optional[PendingAck] = None
         self._answered_event: Optional[anyio.Event] = None
-        self._last_sent = anyio.current_time()
+        self._last_sent = self._clock()
         # An unacked request went out since `idle_for` last looked (so a
         # fire-and-forget publish reads no clock).
         self._sent_unacked = False
@@ -421,7 +427,7 @@ class PublishSession:
         event = self._answered_event
         if event is None:
             event = self._answered_event = anyio.Event()
-        with anyio.move_on_after(item.deadline - anyio.current_time()):
+        with anyio.CancelScope(deadline=item.deadline):
             await event.wait()
 
     def forget(self, item: PendingAck) -> None:
@@ -482,7 +488,7 @@ class PublishSession:
             item = PendingAck(None, correlation_id, 0.0)
             item.resolve(None, None)  # the server sends nothing back
         else:
-            now = self._last_sent = anyio.current_time()
+            now = self._last_sent = self._clock()
             item = PendingAck(self, correlation_id, now + timeout)
             room = self.room
             if room is not None:
@@ -513,15 +519,11 @@ class PublishSession:
         # Senders take turns: a message the stream's flow-control window cannot
         # take at once is sent in parts, across awaits, and no other message
         # may go out between them (StreamStreamCall.send_message does not
-        # serialize its callers). Uncontended, the lock is taken without
-        # `async with`, whose checkpoint in a shielded cancel scope costs a
-        # scheduler pass per publish.
-        lock = self._send_lock
+        # serialize its callers). A free turn is taken without a checkpoint.
+        turns = self._turns
         try:
-            try:
-                lock.acquire_nowait()
-            except anyio.WouldBlock:
-                await lock.acquire()
+            if not turns.try_take():
+                await turns.take()
             try:
                 if self._call.ended or self.draining:
                     # The stream ended (its connection broke) before this
@@ -533,7 +535,7 @@ class PublishSession:
                     )
                 await self._call.send_message(encoded)
             finally:
-                lock.release()
+                turns.give_back()
         except BaseException as exc:
             self.forget(item)
             if isinstance(exc, GRPCError):
@@ -579,7 +581,7 @@ class PublishSession:
         while pos < total:
             start = pos
             chunk: List[PendingAck] = []
-            now = self._last_sent = anyio.current_time()
+            now = self._last_sent = self._clock()
             deadline = now + timeout
             try:
                 while pos < total:
@@ -632,11 +634,9 @@ class PublishSession:
             ErrorUnavailable: The stream ended or broke (`not_processed` when
                 nothing went out).
         """
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except anyio.WouldBlock:
-            await lock.acquire()
+        turns = self._turns
+        if not turns.try_take():
+            await turns.take()
         try:
             if self.closed or self._call.ended:
                 self.closed = True
@@ -650,7 +650,7 @@ class PublishSession:
                 self._scope.cancel()
             raise from_grpc_error(exc) from None
         finally:
-            lock.release()
+            turns.give_back()
 
     def idle_for(self, now: float) -> Optional[float]:
         """Seconds since the last send, or None while acks are awaited."""
@@ -673,7 +673,7 @@ class PublishSession:
         call = self._call
         if self._unconfirmed and call is not None and not call.ended and self._scope is not None:
             with anyio.move_on_after(CLOSE_GRACE):
-                async with self._send_lock:  # no message half sent
+                async with self._turns:  # no message half sent
                     self.draining = True
                     try:
                         await call.end()

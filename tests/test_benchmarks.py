@@ -185,3 +185,16 @@ def test_quick_scale_run_draws_every_curve_for_lbwire(tmp_path: Path) -> None:
             assert point["msgs_per_s"] > 0, (curve, point)
             assert point["cpu_us_per_msg"] >= 0, (curve, point)
     assert not report["notes"], report["notes"]
+
+
+@pytest.mark.server
+def test_quick_batches_run_compares_both_readers(tmp_path: Path) -> None:
+    quick("benchmarks.batches", tmp_path, timeout=300)
+    report = json.loads((tmp_path / "batches.json").read_text())
+    for measurement in ("in_memory", "server"):
+        assert set(report[measurement]) == {"one_at_a_time", "batches"}, measurement
+        for reader, values in report[measurement].items():
+            assert values["cpu_us_per_msg"] > 0, (measurement, reader)
+    for reader, values in report["server"].items():
+        assert values["receive_us_per_msg"] > 0, reader
+        assert values["decode_us_per_msg"] > 0, reader

@@ -12,6 +12,7 @@ from helpers import wait_until
 from helpers.frozen import frozen
 
 from lbwire import wire
+from lbwire._publish import new_correlation_id
 from lbwire.client import LiftbridgeClient
 from lbwire.error import (
     ErrorAckTimeout,
@@ -143,6 +144,29 @@ async def test_publish_async_generates_a_correlation_id_when_none_is_given(
     ack_a, ack_b = await first, await second
     assert ack_a.correlationId
     assert ack_a.correlationId != ack_b.correlationId
+    assert len(ack_a.correlationId) == 32
+    assert int(ack_a.correlationId, 16) >= 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_correlation_ids_of_its_own() -> None:
+    # The ids come from a generator in the process's memory: a child forked
+    # without reseeding it would make the ids its parent makes next.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.write(write, new_correlation_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child != new_correlation_id()
 
 
 async def test_publish_async_error_fails_only_its_own_awaiter(
