@@ -411,14 +411,15 @@ class Publisher:
             address, LOADING_GRACE
         )
 
-    def may_be_loading(self, stream: str) -> bool:
+    def may_be_loading(self, stream: str, *, seen: bool = False) -> bool:
         """Whether `stream` may be missing only because a restarted broker is loading it.
 
         `loading` for a call whose broker is not known (one routed by
         metadata that a restarted broker answered): any broker's connection
-        reopened lately.
+        reopened lately. `seen`: the caller saw the stream exist itself.
         """
-        return self.stream_known(stream) and self.connections.any_reconnected_within(LOADING_GRACE)
+        known = seen or self.stream_known(stream)
+        return known and self.connections.any_reconnected_within(LOADING_GRACE)
 
     def stream_known(self, stream: str) -> bool:
         """Whether this client saw `stream` exist: in its metadata, or published to."""

@@ -252,7 +252,7 @@ class Settler:
                 offset = expected_offset
             else:
                 if fence.next is None:
-                    fence.next = await self._next_offset(request, settle_time)
+                    fence.next = await self._next_offset(fence, request, settle_time)
                 offset = fence.next
             request.expectedOffset = offset
             try:
@@ -284,7 +284,9 @@ class Settler:
             fence.next = ack.offset + 1
             return ack
 
-    async def _next_offset(self, request: wire.PublishRequest, settle_time: float) -> int:
+    async def _next_offset(
+        self, fence: _Fence, request: wire.PublishRequest, settle_time: float
+    ) -> int:
         """The offset after the partition's newest message: where the next fence goes.
 
         A restarted server calls the stream missing until it has loaded it:
@@ -301,7 +303,14 @@ class Settler:
                     request.stream, request.partition
                 )
             except ErrorNotFound:
-                if not self._publisher.may_be_loading(request.stream) or not await backoff.wait():
+                # A partition whose fence was probed existed (the client's
+                # metadata, refreshed from the restarted server, may not know
+                # the stream any more).
+                seen = fence.fenced is not None
+                if (
+                    not self._publisher.may_be_loading(request.stream, seen=seen)
+                    or not await backoff.wait()
+                ):
                     raise
                 continue
             return info.newest_offset + 1

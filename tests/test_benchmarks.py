@@ -198,3 +198,12 @@ def test_quick_batches_run_compares_both_readers(tmp_path: Path) -> None:
     for reader, values in report["server"].items():
         assert values["receive_us_per_msg"] > 0, reader
         assert values["decode_us_per_msg"] > 0, reader
+
+
+@pytest.mark.server
+def test_quick_publish_cpu_run_measures_both_ways() -> None:
+    report = json.loads(run_module("benchmarks.publish_cpu", "--quick", timeout=300))
+    assert set(report) == {"pipelined", "fire_and_forget"}
+    for way, values in report.items():
+        assert values["cpu_us_per_publish"] > 0, way
+        assert values["publishes_per_s"] > 0, way
