@@ -189,12 +189,13 @@ class Publisher:
     ) -> wire.PublishRequest:
         """A PublishRequest, after checking every argument."""
         value = checked_publish_value(value, key=key, headers=headers, partition=partition)
-        try:
-            ack_policy = AckPolicy(ack_policy)
-        except ValueError:
-            raise ErrorInvalidArgument(
-                f"Unknown ack policy {ack_policy!r}: use AckPolicy.LEADER, ALL or NONE"
-            ) from None
+        if ack_policy.__class__ is not AckPolicy:  # (the enum's lookup is not free)
+            try:
+                ack_policy = AckPolicy(ack_policy)
+            except ValueError:
+                raise ErrorInvalidArgument(
+                    f"Unknown ack policy {ack_policy!r}: use AckPolicy.LEADER, ALL or NONE"
+                ) from None
         out_headers: Dict[str, bytes] = {}
         options = self.options
         method = options.compression_method
@@ -447,6 +448,13 @@ class Publisher:
         return response.ack
 
     # ------------------------------------------------------------------ pipelined
+
+    def open_session(self) -> Optional[PublishSession]:
+        """The client's PublishAsync stream if it is open (no await: the pipelined path)."""
+        session = self._session
+        if session is not None and not session.closed:
+            return session
+        return None
 
     async def session(self) -> PublishSession:
         """The client's long-lived PublishAsync stream, opened on first use."""

@@ -406,7 +406,7 @@ class PublishMethods:
         if not publisher.connections.open:
             return await publisher.send_outside(request, encoded, timeout)
         if session is None:
-            session = await publisher.session()
+            session = publisher.open_session() or await publisher.session()
         return await session.send(request, encoded, timeout)
 
     async def publish_batch(
