@@ -458,8 +458,8 @@ class Publisher:
 
     async def session(self) -> PublishSession:
         """The client's long-lived PublishAsync stream, opened on first use."""
-        session = self._session
-        if session is not None and not session.closed:
+        session = self.open_session()
+        if session is not None:
             # Open: no lock, whose checkpoint would cost every publish_async.
             return session
         if self._session_lock is None or self._task_group is None:
