@@ -29,7 +29,7 @@ from typing import (
 import anyio
 
 from ._backends import Parking
-from .events import CallEnded, MessageReceived
+from .events import CallEnded, MessagesReceived
 from .metadata import encode_metadata
 from .status import GRPCError, Metadata, MetadataValue, Status
 
@@ -75,6 +75,7 @@ class Call:
         "_connect",
         "_connection",
         "_connection_hint",
+        "_credits",
         "_deadline",
         "_end",
         "_grace",
@@ -109,7 +110,9 @@ class Call:
         self._metadata = encode_metadata(metadata) if metadata else ()
         self._max_send = max_send
         self._deadline = math.inf if timeout is None else anyio.current_time() + timeout + grace
-        self._messages: Deque[MessageReceived] = collections.deque()
+        # The messages received and not yet read, and the credit each carries.
+        self._messages: Deque[bytes] = collections.deque()
+        self._credits: Deque[int] = collections.deque()
         self._end: Optional[CallEnded] = None
         self._listener: Optional[Callable[[bytes], None]] = None
         # The channel's connection when the call was made (start() checks it).
@@ -146,30 +149,31 @@ class Call:
 
     # -- what the connection calls -------------------------------------------------------
 
-    def deliver(self, event: MessageReceived) -> bool:
-        """A message arrived; return whether the call's waiting task was woken."""
+    def deliver(self, event: MessagesReceived) -> bool:
+        """Messages arrived; return whether the call's waiting task was woken."""
         listener = self._listener
         if listener is not None:
-            # Taken at once: its credit goes back with the connection's next
-            # write, and the next message is wanted (see `want_message`).
+            # Taken at once: their credit goes back with the connection's
+            # next write, and the next message is wanted (see `want_message`).
             protocol = self._protocol
-            protocol.consumed(self._stream_id, event.credit)
+            protocol.consumed(self._stream_id, sum(event.credits))
             protocol.want_message(self._stream_id)
-            listener(event.data)
+            for data in event.messages:
+                listener(data)
             # Whoever the listener woke often sends next: our answers then
             # go out in that write (the connection's "woke").
             return True
-        self._messages.append(event)
+        self._messages.extend(event.messages)
+        self._credits.extend(event.credits)
         return self._parking.wake()  # (a call gets messages only once started)
 
     def listen(self, listener: Callable[[bytes], None]) -> None:
         """Hand each response message to `listener` as it arrives (see `StreamStreamCall`)."""
         self._listener = listener
-        messages = self._messages
+        messages, credits = self._messages, self._credits
         while messages:
-            event = messages.popleft()
-            self._protocol.consumed(self._stream_id, event.credit)
-            listener(event.data)
+            self._protocol.consumed(self._stream_id, credits.popleft())
+            listener(messages.popleft())
         self._protocol.want_message(self._stream_id)
 
     def end_with(self, event: CallEnded) -> bool:
@@ -340,6 +344,7 @@ class Call:
         # Messages that arrived in time but were not read are not delivered
         # (the call is over: their credit is moot).
         self._messages.clear()
+        self._credits.clear()
         with anyio.CancelScope(shield=True), contextlib.suppress(GRPCError):
             await connection.flush()
 
@@ -355,8 +360,10 @@ class Call:
         if self._end is None and self._deadline != math.inf and self._expired():
             await self._expire()
 
-    async def _queued(self) -> Deque[MessageReceived]:
+    async def _queued(self) -> Deque[bytes]:
         """The messages received and not yet read, once there is one.
+
+        (Their credits are in `_credits`, in the same order.)
 
         Raises:
             StopAsyncIteration: the server ended the call with OK.
@@ -390,12 +397,12 @@ class Call:
 
         """
         message = (await self._queued()).popleft()
-        if self._protocol.consumed(self._stream_id, message.credit):
+        if self._protocol.consumed(self._stream_id, self._credits.popleft()):
             # A broken connection surfaces on the next receive; this
             # message is delivered.
             with contextlib.suppress(GRPCError):
                 await self._connection.flush()
-        return message.data
+        return message
 
     async def receive_many(self, limit: int) -> List[bytes]:
         """Return the response messages received and not yet read: at least one, at most `limit`.
@@ -409,14 +416,15 @@ class Call:
 
         """
         messages = await self._queued()
+        credits = self._credits
         if len(messages) <= limit:
-            received = [message.data for message in messages]
-            credit = sum([message.credit for message in messages])
+            received = list(messages)
+            credit = sum(credits)
             messages.clear()
+            credits.clear()
         else:
-            taken = [messages.popleft() for _ in range(limit)]
-            received = [message.data for message in taken]
-            credit = sum([message.credit for message in taken])
+            received = [messages.popleft() for _ in range(limit)]
+            credit = sum([credits.popleft() for _ in range(limit)])
         if self._protocol.consumed(self._stream_id, credit):
             with contextlib.suppress(GRPCError):
                 await self._connection.flush()
@@ -441,7 +449,7 @@ class Call:
             raise GRPCError(
                 Status.INTERNAL, f"unary call got {len(messages)} response messages", end.trailers
             )
-        return messages.popleft().data
+        return messages.popleft()
 
     async def close(self) -> None:
         """Leave the call: cancel it if still running, drop unread messages."""
@@ -457,6 +465,7 @@ class Call:
             connection.cancel_call(self._stream_id)
             self.end_with(CallEnded(self._stream_id, Status.CANCELLED, "call cancelled"))
         self._messages.clear()
+        self._credits.clear()
         with anyio.CancelScope(shield=True), contextlib.suppress(GRPCError):
             await connection.flush()
 

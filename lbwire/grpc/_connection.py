@@ -38,7 +38,7 @@ from .events import (
     ConnectionClosed,
     Event,
     GoAwayReceived,
-    MessageReceived,
+    MessagesReceived,
     PingAcknowledged,
     ResponseHeaders,
     SettingsChanged,
@@ -134,7 +134,7 @@ class Connection(TransportSink):
         # (lent) The task group to run in once a call waits (`run_when_waited`).
         self._lent_to: Optional[anyio.abc.TaskGroup] = None
         self._handlers: Dict[type, Callable[[Event], None]] = {
-            MessageReceived: self._on_message,  # type: ignore[dict-item]
+            MessagesReceived: self._on_messages,  # type: ignore[dict-item]
             CallEnded: self._on_call_ended,  # type: ignore[dict-item]
             ResponseHeaders: self._on_headers,  # type: ignore[dict-item]
             WindowOpened: self._on_window_opened,
@@ -347,7 +347,7 @@ class Connection(TransportSink):
 
     # -- event handlers (run for the transport) -----------------------------------
 
-    def _on_message(self, event: MessageReceived) -> None:
+    def _on_messages(self, event: MessagesReceived) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None and call.deliver(event):
             self.woke = True

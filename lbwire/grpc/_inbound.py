@@ -35,7 +35,7 @@ from ._frames import (
     HTTP2ConnectionError,
 )
 from ._hpack import HPACKError, OversizedHeaderList
-from ._stream import Streams
+from ._stream import Streams, message_received
 from .events import (
     SETTINGS_CHANGED,
     WINDOW_OPENED,
@@ -43,7 +43,6 @@ from .events import (
     ConnectionClosed,
     Event,
     GoAwayReceived,
-    MessageReceived,
     PingAcknowledged,
     ResponseHeaders,
 )
@@ -284,7 +283,7 @@ class Inbound(Streams):
             credit = stream.partial_credit + length
             stream.partial_credit = 0
             stream.wanted = False
-            out.append(MessageReceived(stream_id, bytes(buffer[start + 5 : end]), credit))
+            message_received(stream_id, bytes(buffer[start + 5 : end]), credit, out)
         elif size or length:
             self._data(stream, bytes(buffer[start:end]), length, out)
         if flags & END_STREAM and stream_id in self._streams:

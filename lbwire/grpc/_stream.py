@@ -15,7 +15,7 @@ from h2.errors import ErrorCodes
 from . import _frames
 from ._frames import DEFAULT_FRAME_SIZE, DEFAULT_WINDOW
 from ._hpack import HeaderDecoder
-from .events import CallEnded, Event, MessageReceived
+from .events import CallEnded, Event, MessagesReceived
 from .metadata import decode_grpc_message, decode_metadata, not_grpc
 from .status import Status, status_from_int
 
@@ -229,7 +229,7 @@ class Streams:
                 credit += stream.partial_credit
                 stream.partial_credit = 0
                 stream.wanted = False
-                out.append(MessageReceived(stream.stream_id, data[5:], credit))
+                message_received(stream.stream_id, data[5:], credit, out)
                 return
             stream.buffer = bytearray(data)
         else:
@@ -271,11 +271,9 @@ class Streams:
                 # goes with the first message the frame completes (the rest of
                 # the frame rides along with it).
                 if completed:
-                    out.append(MessageReceived(stream.stream_id, message, 0))
+                    message_received(stream.stream_id, message, 0, out)
                 else:
-                    out.append(
-                        MessageReceived(stream.stream_id, message, stream.partial_credit + credit)
-                    )
+                    message_received(stream.stream_id, message, stream.partial_credit + credit, out)
                     stream.partial_credit = 0
                     stream.wanted = False
                     completed = True
@@ -345,3 +343,13 @@ class Streams:
         if status is Status.OK and stream.buffer:
             return CallEnded(stream_id, Status.INTERNAL, "stream ended in the middle of a message")
         return CallEnded(stream_id, status, message, decode_metadata(trailers))
+
+
+def message_received(stream_id: int, data: bytes, credit: int, out: List[Event]) -> None:
+    """Report a complete message: with the messages just before it, if they are the call's."""
+    last = out[-1] if out else None
+    if isinstance(last, MessagesReceived) and last.stream_id == stream_id:
+        last.messages.append(data)
+        last.credits.append(credit)
+    else:
+        out.append(MessagesReceived(stream_id, [data], [credit]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List
+
 from .status import Metadata, Status
 
 __all__ = [
@@ -9,7 +11,7 @@ __all__ = [
     "ConnectionClosed",
     "Event",
     "GoAwayReceived",
-    "MessageReceived",
+    "MessagesReceived",
     "PingAcknowledged",
     "ResponseHeaders",
     "SettingsChanged",
@@ -41,20 +43,27 @@ class ResponseHeaders(Event):
         self.metadata = metadata
 
 
-class MessageReceived(Event):
-    """One complete gRPC message (without its 5-byte prefix) arrived on a call.
+class MessagesReceived(Event):
+    """Complete gRPC messages (without their 5-byte prefixes) arrived on a call, in order.
 
-    ``credit`` is the call's flow-control credit to hand back through
-    :meth:`ClientProtocol.consumed` once the message has been consumed (if
-    the call ended meanwhile, there is nothing to give back).
+    The messages of one call that arrive one after the other in the bytes
+    given to one :meth:`ClientProtocol.receive_data` come as one event:
+    Liftbridge sends every streamed message in a DATA frame of its own, so
+    one received chunk often holds hundreds, and each is then routed once
+    per chunk, not once per message.
+
+    ``credits[i]`` is the call's flow-control credit that ``messages[i]``
+    carries, to hand back through :meth:`ClientProtocol.consumed` once the
+    message has been consumed (if the call ended meanwhile, there is
+    nothing to give back).
     """
 
-    __slots__ = ("credit", "data", "stream_id")
+    __slots__ = ("credits", "messages", "stream_id")
 
-    def __init__(self, stream_id: int, data: bytes, credit: int) -> None:
+    def __init__(self, stream_id: int, messages: List[bytes], credits: List[int]) -> None:
         self.stream_id = stream_id
-        self.data = data
-        self.credit = credit
+        self.messages = messages
+        self.credits = credits
 
 
 class CallEnded(Event):

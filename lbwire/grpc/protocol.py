@@ -54,7 +54,7 @@ frame's flow-controlled length is *credit*:
 
 * at the connection level it is returned on arrival;
 * at the stream level, the credit of all the frames of a message travels with
-  the message (:attr:`MessageReceived.credit`) and is returned by
+  the message (:attr:`MessagesReceived.credits`) and is returned by
   :meth:`ClientProtocol.consumed` once the application has taken it. So a call
   never holds more than its stream window of received data, complete messages
   and the message in progress together, however large its messages;
@@ -91,7 +91,7 @@ from .events import (
     ConnectionClosed,
     Event,
     GoAwayReceived,
-    MessageReceived,
+    MessagesReceived,
     PingAcknowledged,
     ResponseHeaders,
     SettingsChanged,
@@ -113,7 +113,7 @@ __all__ = [
     "ConnectionClosed",
     "Event",
     "GoAwayReceived",
-    "MessageReceived",
+    "MessagesReceived",
     "NoCapacityError",
     "PingAcknowledged",
     "ResponseHeaders",

@@ -9,7 +9,7 @@ import h2.connection
 import h2.events
 from hpack.hpack import encode_integer
 
-from lbwire.grpc.protocol import CallEnded, ClientProtocol, Event, MessageReceived
+from lbwire.grpc.protocol import CallEnded, ClientProtocol, Event, MessagesReceived
 
 OK_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 
@@ -99,7 +99,12 @@ def of(events: List[Event], kind: type) -> List[Any]:
 
 
 def messages(events: List[Event]) -> List[bytes]:
-    return [e.data for e in of(events, MessageReceived)]
+    return [data for e in of(events, MessagesReceived) for data in e.messages]
+
+
+def credits(events: List[Event]) -> List[int]:
+    """The credit of each message of `events`, in order."""
+    return [credit for e in of(events, MessagesReceived) for credit in e.credits]
 
 
 def ended(events: List[Event]) -> CallEnded:

@@ -25,7 +25,7 @@ from lbwire.grpc.protocol import (
     ConnectionClosed,
     Event,
     GoAwayReceived,
-    MessageReceived,
+    MessagesReceived,
 )
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
@@ -92,14 +92,17 @@ class Session:
                 assert isinstance(event.status, Status)
                 assert isinstance(event.message, str)
                 self.ended[event.stream_id] = event
-            elif isinstance(event, MessageReceived):
+            elif isinstance(event, MessagesReceived):
                 assert event.stream_id not in self.ended, "a message after the call's end"
-                assert 0 <= event.credit <= self.stream_window
-                self.received.setdefault(event.stream_id, []).append(event.data)
-                if self.consume:  # the application takes the message
-                    client.consumed(event.stream_id, event.credit)
-                else:
-                    self.held[event.stream_id] = self.held.get(event.stream_id, 0) + event.credit
+                assert event.messages
+                assert len(event.messages) == len(event.credits)
+                for data, credit in zip(event.messages, event.credits):
+                    assert 0 <= credit <= self.stream_window
+                    self.received.setdefault(event.stream_id, []).append(data)
+                    if self.consume:  # the application takes the message
+                        client.consumed(event.stream_id, credit)
+                    else:
+                        self.held[event.stream_id] = self.held.get(event.stream_id, 0) + credit
             elif isinstance(event, ConnectionClosed):
                 self.closed = True
                 for stream_id in (self.a, self.b):

@@ -11,7 +11,7 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
-from h2pair import OK_HEADERS, Pair, ended, frame, h2_frame, messages, of
+from h2pair import OK_HEADERS, Pair, credits, ended, frame, h2_frame, messages, of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +21,7 @@ from lbwire.grpc.protocol import (
     ConnectionClosed,
     Event,
     GoAwayReceived,
-    MessageReceived,
+    MessagesReceived,
     ResponseHeaders,
     decode_bin_value,
     decode_grpc_message,
@@ -165,7 +165,7 @@ def test_any_split_of_any_messages_reassembles(payloads: List[bytes], cuts: List
             pair.server.send_data(stream_id, chunk)
             events = pair.to_client()
             received.extend(messages(events))
-            credit += sum(e.credit for e in of(events, MessageReceived))
+            credit += sum(credits(events))
     assert received == payloads
     # Credit is never handed out twice: what travels with messages is at most
     # what was received.
@@ -207,9 +207,9 @@ def test_padding_counts_as_credit() -> None:
     stream_id = pair.call()
     pair.headers(stream_id)
     pair.server.send_data(stream_id, frame(b"abc"), pad_length=10)
-    (message,) = of(pair.to_client(), MessageReceived)
-    assert message.data == b"abc"
-    assert message.credit == 8 + 11
+    (event,) = of(pair.to_client(), MessagesReceived)
+    assert event.messages == [b"abc"]
+    assert event.credits == [8 + 11]
 
 
 def test_message_larger_than_window_completes_for_a_waiting_reader() -> None:
@@ -258,17 +258,37 @@ def test_credit_of_complete_messages_returns_only_when_consumed() -> None:
     pair = Pair(stream_window=65_535, connection_window=65_535)
     stream_id = pair.call()
     pair.headers(stream_id)
-    pending: List[MessageReceived] = []
+    pending: List[int] = []
     while pair.server.local_flow_control_window(stream_id) >= 1005:
         pair.server.send_data(stream_id, frame(b"x" * 1000))
-        pending.extend(of(pair.to_client(), MessageReceived))
+        pending.extend(credits(pair.to_client()))
         pair.to_server()
     # Nothing consumed: the server's window stays shut.
     assert pair.server.local_flow_control_window(stream_id) < 1005
-    queued = [pair.client.consumed(stream_id, m.credit) for m in pending]
+    queued = [pair.client.consumed(stream_id, credit) for credit in pending]
     assert any(queued)
     pair.to_server()
     assert pair.server.local_flow_control_window(stream_id) > 16_000
+
+
+def test_messages_in_a_row_come_as_one_event_per_call_in_order() -> None:
+    # One event per run of a call's messages in the received bytes (what
+    # saves routing each message on its own), never reordering across calls.
+    pair = Pair()
+    a, b = pair.call(), pair.call()
+    pair.headers(a)
+    pair.headers(b)
+    pair.to_client()
+    for stream_id, payload in [(a, b"a1"), (a, b"a2"), (b, b"b1"), (b, b"b2"), (a, b"a3")]:
+        pair.server.send_data(stream_id, frame(payload))
+    events = of(pair.to_client(), MessagesReceived)
+    assert [(e.stream_id, e.messages) for e in events] == [
+        (a, [b"a1", b"a2"]),
+        (b, [b"b1", b"b2"]),
+        (a, [b"a3"]),
+    ]
+    assert all(len(e.credits) == len(e.messages) for e in events)
+    assert credits(events) == [len(frame(b"a1"))] * 5
 
 
 def test_window_updates_are_batched() -> None:
@@ -277,8 +297,9 @@ def test_window_updates_are_batched() -> None:
     pair.headers(stream_id)
     for _ in range(100):
         pair.server.send_data(stream_id, frame(b"y" * 100))
-    events = of(pair.to_client(), MessageReceived)
-    assert not any(pair.client.consumed(stream_id, m.credit) for m in events)
+    events = pair.to_client()
+    assert len(messages(events)) == 100
+    assert not any(pair.client.consumed(stream_id, credit) for credit in credits(events))
     assert pair.client.data_to_send() == b""
 
 
