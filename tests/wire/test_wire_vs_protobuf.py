@@ -19,6 +19,9 @@ from wire_reference import (
 
 from lbwire.wire import (
     Ack,
+    AckError,
+    AckPolicy,
+    DecodeError,
     Message,
     PublishRequest,
     PublishResponse,
@@ -26,6 +29,7 @@ from lbwire.wire import (
     decode_message_range,
 )
 from lbwire.wire import _codec as c
+from lbwire.wire import messages as messages_module
 from lbwire.wire.messages import decode_ack_range, split_publish_response
 
 # Fifty classes: keep each one's example count moderate (the suite runs on PyPy).
@@ -166,3 +170,69 @@ def test_split_publish_response_agrees_with_the_full_decoder(data: st.DataObject
         assert full.asyncError is None
         assert correlation_id == full.correlationId
         assert (decode_ack_range(blob, start, stop) if start >= 0 else None) == full.ack
+
+
+def _server_ack(draw: Any) -> Ack:
+    """An ack laid out as the server writes one (what `_ack_fast` reads without a loop)."""
+    timestamp = st.one_of(
+        st.integers(2**56, 2**63 - 1),  # nine bytes: every timestamp from 2004 to 2116
+        st.integers(-(2**63), 2**63 - 1),
+    )
+    return Ack(
+        stream=draw(st.text(min_size=1, max_size=140)),
+        partitionSubject=draw(st.text(min_size=1, max_size=140)),
+        msgSubject=draw(st.text(min_size=1, max_size=140)),
+        offset=draw(st.one_of(st.integers(0, 2**21), st.integers(-(2**63), 2**63 - 1))),
+        ackInbox=draw(st.sampled_from(["", "", "", "inbox"])),
+        correlationId=draw(st.text(max_size=40)),
+        ackPolicy=draw(st.sampled_from(list(AckPolicy))),
+        receptionTimestamp=draw(timestamp),
+        commitTimestamp=draw(timestamp),
+        ackError=draw(st.sampled_from([AckError.OK, AckError.OK, AckError.INCORRECT_OFFSET])),
+    )
+
+
+server_acks = st.composite(_server_ack)
+
+
+@HOT_PATH
+@given(ack=server_acks(), flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255))))
+def test_acks_as_the_server_writes_them_decode_like_the_generic_decoder(
+    ack: Ack, flips: list[tuple[int, int]]
+) -> None:
+    blob = ack.encode()
+    assert Ack.decode(blob) == generic_decode(Ack, blob) == ack
+    # In a range of a larger buffer (a PublishResponse's), bytes after it unread.
+    response = PublishResponse(ack=ack, correlationId="after").encode()
+    parts = split_publish_response(response)
+    assert parts is not None
+    assert decode_ack_range(response, parts[1], parts[2]) == ack
+    damaged = bytearray(blob)
+    for index, byte in flips:
+        damaged[index % len(damaged)] = byte
+    try:
+        expected = generic_decode(Ack, bytes(damaged))
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            Ack.decode(bytes(damaged))
+    else:
+        assert Ack.decode(bytes(damaged)) == expected
+
+
+def test_the_usual_ack_takes_the_path_without_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    def loop(*_: Any) -> None:
+        raise AssertionError("the usual ack went down the loop")
+
+    ack = Ack(
+        stream="orders",
+        partitionSubject="orders",
+        msgSubject="orders",
+        offset=123_456,
+        correlationId="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        ackPolicy=AckPolicy.ALL,
+        receptionTimestamp=1_796_000_000_000_000_000,
+        commitTimestamp=1_796_000_000_000_500_000,
+    )
+    blob = ack.encode()
+    monkeypatch.setattr(messages_module, "_ack_fields", loop)
+    assert decode_ack_range(blob, 0, len(blob)) == ack
