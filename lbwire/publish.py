@@ -55,6 +55,8 @@ __all__ = ["PendingAck", "PublishSession"]
 logger = LazyLogger("lbwire.publish")
 
 _PATH = "/proto.API/PublishAsync"
+#: (An enum member read from its class costs a lookup each time on CPython 3.11.)
+_NONE = wire.AckPolicy.NONE
 
 #: Longest `PublishSession.aclose` waits for the server to read the requests
 #: sent without an ack (AckPolicy.NONE) before it resets the stream.
@@ -168,6 +170,10 @@ class PendingAck:
                 if self._session is not None:
                     self._session.forget(self)
                 raise _ack_timeout(self.correlation_id)
+        return self._outcome()
+
+    def _outcome(self) -> Optional[wire.Ack]:
+        """The ack once settled (decoded on first read), or the error raised."""
         if self._error is not None:
             raise self._error
         ack = self._ack
@@ -182,7 +188,11 @@ class PendingAck:
         return ack
 
     def __await__(self) -> Generator[Any, None, Optional[wire.Ack]]:
-        return self.wait().__await__()
+        if not self._done:
+            return (yield from self.wait().__await__())
+        # Settled already (as the oldest of many in flight usually is): no
+        # coroutine, and no checkpoint, as `wait` has none then either.
+        return self._outcome()
 
 
 def _ack_timeout(correlation_id: str) -> ErrorAckTimeout:
@@ -482,7 +492,7 @@ class PublishSession:
         if self.closed or self._call is None:
             raise ErrorUnavailable("PublishAsync stream is closed", not_processed=True)
         correlation_id = request.correlationId
-        if request.ackPolicy == wire.AckPolicy.NONE:
+        if request.ackPolicy == _NONE:
             self._unconfirmed = True
             self._sent_unacked = True
             item = PendingAck(None, correlation_id, 0.0)
@@ -533,7 +543,9 @@ class PublishSession:
                         "PublishAsync stream ended before the message was sent",
                         not_processed=True,
                     )
-                await self._call.send_message(encoded)
+                call = self._call
+                if not call.send_message_nowait(encoded):
+                    await call.send_message(encoded)
             finally:
                 turns.give_back()
         except BaseException as exc:

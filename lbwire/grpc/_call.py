@@ -279,6 +279,30 @@ class Call:
         else:
             await self._connection.flush_soon()
 
+    def send_message_nowait(self, payload: bytes) -> bool:
+        """Queue one message if nothing has to wait; return whether it was queued.
+
+        Queued means what :meth:`send_message` does without a checkpoint:
+        the window takes all of it and the transport is not backlogged.
+        Otherwise (or when the call ended, has a deadline, or the message is
+        too large) nothing is queued: :meth:`send_message` then waits or raises.
+        """
+        size = len(payload) + 5
+        if (
+            self._end is not None
+            or self._deadline != math.inf
+            or size - 5 > self._max_send
+            or self._protocol.send_window(self._stream_id) < size
+        ):
+            return False
+        connection = self._connection
+        transport = connection.transport
+        if transport.backlogged:
+            return False
+        self._protocol.send_data(self._stream_id, _frame(payload), False)
+        transport.flush_soon(connection)
+        return True
+
     async def send_messages(self, payloads: Sequence[bytes]) -> None:
         """Send several messages at once: framed together, queued as one piece of data.
 
@@ -583,6 +607,14 @@ class StreamStreamCall(_StreamingCall):
 
         """
         await self._call.send_message(message, False)
+
+    def send_message_nowait(self, message: bytes) -> bool:
+        """Queue one request message if nothing has to wait; return whether it was queued.
+
+        When it returns False nothing was sent: :meth:`send_message` then
+        waits for window (or raises).
+        """
+        return self._call.send_message_nowait(message)
 
     async def send_messages(self, messages: Sequence[bytes]) -> None:
         """Send several request messages in one piece (one write when the window allows).

@@ -392,7 +392,7 @@ def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
     generic decoder (which also words the error).
 
     The server writes an ack's fields in field number order, the strings
-    short, the timestamps nine bytes long, and leaves out the ack inbox and
+    short (below 128 bytes), the timestamps nine bytes long, and leaves out
     an OK ack error: that layout is read in one pass without a loop; any
     other goes through `_ack_fields`.
     """
@@ -418,6 +418,14 @@ def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
                 if n >> 63:
                     n -= 0x10000000000000000
             offset = n
+        # 5 ack inbox (the server's own on every ack).
+        ack_inbox = ""
+        if buf[pos] == 0x2A:
+            if buf[pos + 1] >= 0x80:
+                return _ack_fields(buf, start, end)
+            stop = pos + 2 + buf[pos + 1]
+            ack_inbox = buf[pos + 2 : stop].decode()
+            pos = stop
         # 6 correlation id; 7 ack policy (absent when LEADER).
         if buf[pos] != 0x32 or buf[pos + 1] >= 0x80:
             return _ack_fields(buf, start, end)
@@ -455,7 +463,7 @@ def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
     ack.partitionSubject = partition_subject
     ack.msgSubject = msg_subject
     ack.offset = offset
-    ack.ackInbox = ""
+    ack.ackInbox = ack_inbox
     ack.correlationId = correlation_id
     ack.ackPolicy = ack_policy
     ack.receptionTimestamp = reception - 0x10000000000000000 if reception >> 63 else reception

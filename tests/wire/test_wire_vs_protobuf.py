@@ -183,7 +183,7 @@ def _server_ack(draw: Any) -> Ack:
         partitionSubject=draw(st.text(min_size=1, max_size=140)),
         msgSubject=draw(st.text(min_size=1, max_size=140)),
         offset=draw(st.one_of(st.integers(0, 2**21), st.integers(-(2**63), 2**63 - 1))),
-        ackInbox=draw(st.sampled_from(["", "", "", "inbox"])),
+        ackInbox=draw(st.sampled_from(["", "liftbridge-default.ack.L62mwCkcOO73kptYNkYFJG"])),
         correlationId=draw(st.text(max_size=40)),
         ackPolicy=draw(st.sampled_from(list(AckPolicy))),
         receptionTimestamp=draw(timestamp),
@@ -228,6 +228,7 @@ def test_the_usual_ack_takes_the_path_without_a_loop(monkeypatch: pytest.MonkeyP
         partitionSubject="orders",
         msgSubject="orders",
         offset=123_456,
+        ackInbox="liftbridge-default.ack.L62mwCkcOO73kptYNkYFJG",  # as a server sets it
         correlationId="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
         ackPolicy=AckPolicy.ALL,
         receptionTimestamp=1_796_000_000_000_000_000,
