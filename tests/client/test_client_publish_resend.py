@@ -63,6 +63,9 @@ class _FailingStream(StreamStreamCall):
         super().__init__(call)
         self.channel = channel
 
+    def send_message_nowait(self, message: bytes) -> bool:
+        return False  # every message goes through send_message, where the fault is
+
     async def send_message(self, message: bytes) -> None:
         assert _fault is not None
         if not _fault.failed:

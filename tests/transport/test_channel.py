@@ -179,6 +179,26 @@ async def test_a_sender_cancelled_mid_message_still_sends_all_of_it(channel: Cha
         await call.end()
 
 
+async def test_send_message_nowait_queues_only_what_the_window_takes(channel: Channel) -> None:
+    # What the window takes goes out with the next write, without a
+    # checkpoint; a message beyond the window is left, unsent, to
+    # send_message, which waits for window. Either way the peer gets
+    # each message once and in order.
+    big = bytes(range(256)) * (4 * MiB // 256)  # beyond the server's window
+    async with channel.stream_stream(path("Bidi")) as call:
+        assert call.send_message_nowait(b"first")
+        assert not call.send_message_nowait(big)
+        await call.send_message(big)
+        with anyio.fail_after(30):
+            assert await call.receive() == b"first"
+            assert await call.receive() == big
+        await call.end()
+        assert not call.send_message_nowait(b"after our end")
+        assert [m async for m in call] == []
+        assert not call.send_message_nowait(b"after the call's end")
+    assert call.status is Status.OK
+
+
 async def test_bidi_sends_and_receives_concurrently(channel: Channel) -> None:
     count = 2000
     received: List[bytes] = []
