@@ -470,6 +470,7 @@ class AdminMethods:
             "DeleteStream", wire.DeleteStreamRequest(name=name), wire.DeleteStreamResponse
         )
         self._router.metadata.forget(name)
+        self._router.forget(name)
 
     async def pause_stream(
         self, name: str, *, partitions: Optional[Sequence[int]] = None, resume_all: bool = False

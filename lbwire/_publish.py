@@ -28,7 +28,6 @@ from typing import (
     Iterable,
     List,
     Optional,
-    Set,
     TypeVar,
 )
 
@@ -67,11 +66,6 @@ __all__ = ["Publisher", "new_correlation_id"]
 
 logger = LazyLogger("lbwire.publish")
 
-
-#: How long after its connection was reopened a broker may call a stream the
-#: client knew missing before that is believed: a restarted server accepts
-#: calls before it has loaded its streams.
-LOADING_GRACE = 10.0
 
 #: Most `publish_bulk` requests awaiting their acks at once.
 BULK_IN_FLIGHT = 1024
@@ -136,8 +130,6 @@ class Publisher:
         )
         self._session_lock: Optional[anyio.Lock] = None
         self._task_group: Optional[TaskGroup] = None
-        # Streams a publish of this client reached (see `stream_known`).
-        self._published: Set[str] = set()
         #: Refusals no awaiter received (see `_report_unclaimed`).
         self.unclaimed_errors = 0
         self._callback_failed = False
@@ -322,11 +314,11 @@ class Publisher:
                 error = refused_publish(exc)
                 if isinstance(error, ErrorNotFound):
                     address = session.address
-                    state.loading = address is not None and self.loading(stream, address)
+                    state.loading = address is not None and self.router.loading(stream, address)
                 raise error from None
             except ErrorAckTimeout as exc:
                 raise _no_ack(stream, wait) from exc
-            self._published.add(stream)
+            self.router.saw(stream)
             return ack
 
         return await self._once(attempt, "PublishAsync", stream)
@@ -344,14 +336,14 @@ class Publisher:
                     address, "Publish", encoded, wire.PublishResponse, timeout=timeout
                 )
             except ErrorNotFound:
-                state.loading = self.loading(stream, address)
+                state.loading = self.router.loading(stream, address)
                 raise
             except ErrorUnavailable as exc:
                 if exc.not_processed:
                     # (Its stream only, not every stream: see Resumption.failed.)
                     await router.refresh_quietly(*([stream] if stream else []))
                 raise
-            self._published.add(stream)
+            self.router.saw(stream)
             return response
 
         return await self._once(attempt, "Publish", stream)
@@ -400,31 +392,6 @@ class Publisher:
                 f"or may not be stored, and was not sent again ({exc})",
                 status=exc.status,
             ) from None
-
-    def loading(self, stream: str, address: Address) -> bool:
-        """Whether `address` may call `stream` missing only because it is still loading it.
-
-        True when this client saw the stream exist and the broker's
-        connection was reopened lately: a restarted server accepts calls
-        before it has loaded its streams.
-        """
-        return self.stream_known(stream) and self.connections.reconnected_within(
-            address, LOADING_GRACE
-        )
-
-    def may_be_loading(self, stream: str, *, seen: bool = False) -> bool:
-        """Whether `stream` may be missing only because a restarted broker is loading it.
-
-        `loading` for a call whose broker is not known (one routed by
-        metadata that a restarted broker answered): any broker's connection
-        reopened lately. `seen`: the caller saw the stream exist itself.
-        """
-        known = seen or self.stream_known(stream)
-        return known and self.connections.any_reconnected_within(LOADING_GRACE)
-
-    def stream_known(self, stream: str) -> bool:
-        """Whether this client saw `stream` exist: in its metadata, or published to."""
-        return stream in self._published or self.router.metadata.partition_count(stream) is not None
 
     async def publish_to_subject(
         self, request: wire.PublishToSubjectRequest, ack_timeout: Optional[float]

@@ -26,6 +26,7 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Set,
     Type,
     TypeVar,
 )
@@ -48,7 +49,15 @@ from .error._decisions import decode_reply, more_hopeful, no_broker_reachable
 from .grpc import GRPCError
 from .metadata import MetadataCache
 from .partitioning import cursor_partition
-from .retry import Backoff, RetryPolicy, budget_deadline, call_budget, own_budget, retrying
+from .retry import (
+    Backoff,
+    RetryPolicy,
+    budget_deadline,
+    call_budget,
+    is_transient,
+    own_budget,
+    retrying,
+)
 
 if TYPE_CHECKING:
     from ._pool import ConnectionRegistry
@@ -70,6 +79,11 @@ MIN_REFRESH_INTERVAL = 0.05
 
 #: Seconds a unary call waits for an answer beyond the deadline it sends.
 ANSWER_GRACE = 0.5
+
+#: How long after its connection was reopened a broker may call a stream the
+#: client saw exist missing before that is believed: a restarted server
+#: accepts calls before it has loaded its streams.
+LOADING_GRACE = 10.0
 
 
 class _Fetch:
@@ -160,6 +174,9 @@ class Router:
         self._fetch: Optional[_Fetch] = None
         self._last_fetch: Optional[_Fetch] = None
         self._last_start = -math.inf
+        # Streams this client saw exist (in its metadata before an update,
+        # or a publish reached them): see `loading`.
+        self._seen: Set[str] = set()
 
     # ------------------------------------------------------------------ broker choice
 
@@ -339,24 +356,37 @@ class Router:
         *,
         timeout: Optional[float] = None,
     ) -> _R:
-        """A call the partition leader must serve: metadata is refreshed on routing errors."""
+        """A call the partition leader must serve: metadata is refreshed on routing errors.
+
+        A "no such stream" (or partition) is retried too, within the retry
+        policy, while the broker that said so may still be loading the
+        stream after a restart (see `loading`): it stored nothing.
+        """
         failed_at: Optional[float] = None
+        loading = False
 
         async def attempt(failures: int) -> _R:
-            nonlocal failed_at
+            nonlocal failed_at, loading
+            loading = False
             try:
                 address = await self.leader(
                     stream, partition, refresh=failures > 0, since=failed_at
                 )
-            except LiftbridgeError:
+            except LiftbridgeError as exc:
                 # Fresh metadata that names no leader (an election under
                 # way): the next try needs an answer newer than this one.
                 failed_at = anyio.current_time()
+                # (Metadata a restarted broker answered may lack the stream.)
+                loading = isinstance(exc, ErrorNotFound) and self.loading(stream)
                 raise
             try:
                 return await self.call(
                     address, method, request, response_type, timeout=timeout or self.rpc_timeout
                 )
+            except ErrorNotFound:
+                failed_at = anyio.current_time()
+                loading = self.loading(stream, address)
+                raise
             except ErrorNotLeader as exc:
                 failed_at = anyio.current_time()
                 meta = self.metadata.partition(stream, partition)
@@ -373,9 +403,39 @@ class Router:
                 failed_at = anyio.current_time()
                 raise
 
+        def retry_if(error: LiftbridgeError) -> bool:
+            return is_transient(error) or (loading and isinstance(error, ErrorNotFound))
+
         return await retrying(
-            attempt, self.policy, on_retry=self.connections.observers.retry_reporter(method)
+            attempt,
+            self.policy,
+            retry_if=retry_if,
+            on_retry=self.connections.observers.retry_reporter(method),
         )
+
+    def saw(self, stream: str) -> None:
+        """Remember that `stream` exists (a publish of this client reached it)."""
+        self._seen.add(stream)
+
+    def forget(self, stream: str) -> None:
+        """Forget `stream`, which this client deleted: a "no such stream" about it is believed."""
+        self._seen.discard(stream)
+
+    def loading(self, stream: str, address: Optional[Address] = None) -> bool:
+        """Whether a broker may call `stream` missing only because it is still loading it.
+
+        True when this client saw the stream exist (in its metadata, or a
+        publish reached it) and the connection of `address` (without one:
+        of any broker, for an answer routed through metadata) was reopened
+        within `LOADING_GRACE`: a restarted server accepts calls before it
+        has loaded its streams.
+        """
+        if stream not in self._seen and self.metadata.partition_count(stream) is None:
+            return False  # never seen, or deleted by this client
+        connections = self.connections
+        if address is None:
+            return connections.any_reconnected_within(LOADING_GRACE)
+        return connections.reconnected_within(address, LOADING_GRACE)
 
     async def call_cursor_leader(
         self,
@@ -478,6 +538,9 @@ class Router:
                 wire.FetchMetadataResponse,
                 send_deadline=False,
             )
+            # Known before the update: a restarted broker's answer may lack
+            # streams it has not loaded yet (see `loading`).
+            self._seen.update(self.metadata.streams)
             self.metadata.update(response, streams)
             fetch.response = response
         except LiftbridgeError as exc:

@@ -218,6 +218,7 @@ class Settler:
                 ack = await self._publisher.publish(request, ack_timeout, False)
             except ErrorIncorrectOffset:
                 fence.fenced = True
+                self._publisher.router.saw(request.stream)
                 return None
             except LiftbridgeError as error:
                 if not _ambiguous(error) or not await backoff.wait():
@@ -291,7 +292,8 @@ class Settler:
 
         A restarted server calls the stream missing until it has loaded it:
         then this asks again, within `settle_time` (a refusal stores nothing,
-        but the publish is to be settled, not refused for that).
+        but the publish is to be settled, not refused for that), beyond the
+        retry policy within which the lookup itself asks again.
 
         Raises:
             ErrorNotFound: The stream or partition does not exist.
@@ -303,14 +305,10 @@ class Settler:
                     request.stream, request.partition
                 )
             except ErrorNotFound:
-                # A partition whose fence was probed existed (the client's
-                # metadata, refreshed from the restarted server, may not know
-                # the stream any more).
-                seen = fence.fenced is not None
-                if (
-                    not self._publisher.may_be_loading(request.stream, seen=seen)
-                    or not await backoff.wait()
-                ):
+                # (A probed partition exists: `_probe` told the router so,
+                # as the client's metadata, refreshed from the restarted
+                # server, may not know the stream any more.)
+                if not self._publisher.router.loading(request.stream) or not await backoff.wait():
                     raise
                 continue
             return info.newest_offset + 1
