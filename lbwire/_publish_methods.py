@@ -529,6 +529,13 @@ class PublishMethods:
     ) -> Tuple[bytes, Optional[bytes]]:
         """The value and key as bytes, through the call's serializers or else the client's."""
         options = self.options
+        if (
+            value_serializer is None
+            and key_serializer is None
+            and options.value_serializer is None
+            and options.key_serializer is None
+        ):
+            return value, key  # bytes as they are (the default)
         values = resolve("value_serializer", value_serializer, options.value_serializer)
         if values is not None:
             value = _serialize(values, value, "value")

@@ -207,3 +207,18 @@ def test_quick_publish_cpu_run_measures_both_ways() -> None:
     for way, values in report.items():
         assert values["cpu_us_per_publish"] > 0, way
         assert values["publishes_per_s"] > 0, way
+    one = json.loads(
+        run_module("benchmarks.publish_cpu", "--quick", "--way", "pipelined", timeout=300)
+    )
+    assert set(one) == {"pipelined"}
+
+
+@pytest.mark.server
+def test_quick_publish_ops_run_counts_the_publishing_functions() -> None:
+    report = json.loads(
+        run_module("benchmarks.publish_ops", "--quick", "--way", "fire_and_forget", timeout=300)
+    )
+    assert report["bytecodes_per_publish"] > 0
+    # The publishing path itself is among the counted functions.
+    assert any(name.endswith(":publish_async") for name in report["functions"])
+    assert sum(report["functions"].values()) <= report["bytecodes_per_publish"]

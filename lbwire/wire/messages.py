@@ -380,6 +380,9 @@ def _is_tail(buf: bytes, pos: int) -> bool:
 
 
 _ACK_POLICIES: Dict[int, AckPolicy] = {int(p): p for p in AckPolicy}
+#: An ack's first three fields (stream, partition subject, message subject),
+#: decoded, by their bytes (at most `_MAX_TAILS`: it starts over when full).
+_ACK_HEADS: Dict[bytes, Tuple[str, str, str]] = {}
 # (An enum member read from its class costs a lookup each time on CPython 3.11.)
 _LEADER = AckPolicy.LEADER
 _ACK_OK = AckError.OK
@@ -398,21 +401,43 @@ def _ack_fast(buf: bytes, pos: int, end: int) -> Optional[Ack]:
     """
     start = pos
     try:
-        # 1 stream, 2 partition subject, 3 message subject: lengths below 128.
-        names = []
-        for tag in b"\x0a\x12\x1a":
-            if buf[pos] != tag or buf[pos + 1] >= 0x80:
-                return _ack_fields(buf, start, end)
-            stop = pos + 2 + buf[pos + 1]
-            names.append(buf[pos + 2 : stop].decode())
-            pos = stop
+        # 1 stream, 2 partition subject, 3 message subject: lengths below
+        # 128, the same on every ack of a partition, decoded once each.
+        second = pos + 2 + buf[pos + 1]
+        third = second + 2 + buf[second + 1]
+        stop = third + 2 + buf[third + 1]
+        if (
+            buf[pos] != 0x0A
+            or buf[second] != 0x12
+            or buf[third] != 0x1A
+            or (buf[pos + 1] | buf[second + 1] | buf[third + 1]) >= 0x80
+        ):
+            return _ack_fields(buf, start, end)
+        head = buf[pos:stop]
+        names = _ACK_HEADS.get(head)
+        if names is None:
+            names = (
+                buf[pos + 2 : second].decode(),
+                buf[second + 2 : third].decode(),
+                buf[third + 2 : stop].decode(),
+            )
+            if len(_ACK_HEADS) >= _MAX_TAILS:
+                _ACK_HEADS.clear()
+            _ACK_HEADS[head] = names
         stream, partition_subject, msg_subject = names
-        # 4 offset (absent when 0).
+        pos = stop
+        # 4 offset (absent when 0): offsets below 2**21 read inline.
         offset = 0
         if buf[pos] == 0x20:
             n = buf[pos + 1]
             if n < 0x80:
                 pos += 2
+            elif buf[pos + 2] < 0x80:
+                n = n & 0x7F | buf[pos + 2] << 7
+                pos += 3
+            elif buf[pos + 3] < 0x80:
+                n = n & 0x7F | (buf[pos + 2] & 0x7F) << 7 | buf[pos + 3] << 14
+                pos += 4
             else:
                 n, pos = decode_varint(buf, pos + 1)
                 if n >> 63:
@@ -547,8 +572,24 @@ def split_publish_response(data: bytes) -> Optional[Tuple[str, int, int]]:
     the id "" without one). None for anything else (a refusal, unknown
     fields, malformed input): ``PublishResponse.decode`` then.
     """
-    pos = 0
     end = len(data)
+    try:
+        # The usual reply, read without a loop: an ack below 16 KiB, then a
+        # correlation id below 128 bytes.
+        if data[0] == 0x0A:
+            n = data[1]
+            start = 2
+            if n >= 0x80:
+                n = n & 0x7F | data[2] << 7
+                start = 3 if data[2] < 0x80 else end
+            stop = start + n
+            if data[stop] == 0x1A and data[stop + 1] < 0x80 and stop + 2 + data[stop + 1] == end:
+                return data[stop + 2 : end].decode(), start, stop
+    except IndexError:
+        pass  # (the loop below tells)
+    except UnicodeDecodeError:
+        return None
+    pos = 0
     start = stop_ack = -1
     correlation_id: Optional[str] = None
     try:
@@ -591,6 +632,15 @@ def _publish_response_fast(buf: bytes, end: int) -> Optional[PublishResponse]:
     return response
 
 
+#: A publish request's stream field (tag, length, name), by stream name (at
+#: most `_MAX_TAILS`: it starts over when full).
+_STREAM_FIELDS: Dict[str, bytes] = {}
+#: The ackPolicy field of ALL and NONE (LEADER, 0, is left out).
+_ACK_POLICY_FIELDS = {1: b"\x40\x01", 2: b"\x40\x02"}
+#: expectedOffset -1 (no check: what every publish without one sends).
+_EXPECT_NEXT = b"\x48" + encode_varint(-1)
+
+
 def _encode_publish_request(self: PublishRequest) -> bytes:
     """Serialize a ``PublishRequest`` to protobuf bytes, identical to protobuf's."""
     out = bytearray()
@@ -614,14 +664,14 @@ def _encode_publish_request(self: PublishRequest) -> bytes:
         out += v
     s = self.stream
     if s:
-        v = s.encode()
-        n = len(v)
-        if n < 0x80:
-            out += b"\x1a"
-            out.append(n)
-        else:
-            out += b"\x1a" + encode_varint(n)
-        out += v
+        field = _STREAM_FIELDS.get(s)
+        if field is None:
+            v = s.encode()
+            field = b"\x1a" + encode_varint(len(v)) + v
+            if len(_STREAM_FIELDS) >= _MAX_TAILS:
+                _STREAM_FIELDS.clear()
+            _STREAM_FIELDS[s] = field
+        out += field
     i = self.partition
     if i:
         out += b"\x20" + encode_varint(i)
@@ -644,9 +694,11 @@ def _encode_publish_request(self: PublishRequest) -> bytes:
         out += v
     i = self.ackPolicy
     if i:
-        out += b"\x40" + encode_varint(i)
+        out += b"\x40" + encode_varint(i) if i > 2 or i < 0 else _ACK_POLICY_FIELDS[i]
     i = self.expectedOffset
-    if i:
+    if i == -1:
+        out += _EXPECT_NEXT
+    elif i:
         out += b"\x48" + encode_varint(i)
     return bytes(out)
 
