@@ -131,6 +131,17 @@ def test_quick_run_measures_every_scenario_for_lbwire_and_gufo(
 
 
 @pytest.mark.server
+def test_quick_run_reports_the_lbwire_warm_up_apart(quick_run: tuple[dict, str]) -> None:
+    # Publishes and round trips are timed after a warm-up (PyPy's JIT), whose
+    # rates are kept apart; reads have none.
+    results = quick_run[0]["results"]
+    for scenario in ("publish_acked", "publish_pipelined", "cursor_roundtrip"):
+        warmup = results[scenario]["lbwire-asyncio"]["warmup"]
+        assert len(warmup) == 1, scenario
+        assert warmup[0] > 0, scenario
+    assert "warmup" not in results["subscribe_100B"]["lbwire-asyncio"]
+
+
 def test_quick_run_prints_table_and_targets(quick_run: tuple[dict, str]) -> None:
     _, stdout = quick_run
     assert "scenario (unit)" in stdout
