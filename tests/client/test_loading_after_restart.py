@@ -9,6 +9,7 @@ raising ErrorNotFound; a stream this client deleted is believed at once.
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, List, Tuple
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.anyio
 #: Quick tries, and enough of them to outlast the restart and the loading.
 PATIENT = RetryPolicy(attempts=400, initial_backoff=0.01, max_backoff=0.05, max_time=25.0)
 #: Streams besides the one asked about, so that loading them takes a while.
-FILLER = 60
+FILLER = 40
 
 
 @asynccontextmanager
@@ -78,7 +79,11 @@ async def test_a_stream_a_restarted_server_has_not_loaded_yet_is_asked_about_aga
 ) -> None:
     async with watched_client(fresh_server, stream_name) as (client, retries):
         for i in range(FILLER):
-            await client.create_stream(f"{stream_name}-filler-{i}")
+            # Only there to make loading take longer: one the server fails to
+            # create in time (the newest server's raft operation timed out
+            # once under CI's load) is left out.
+            with contextlib.suppress(LiftbridgeError):
+                await client.create_stream(f"{stream_name}-filler-{i}")
         await client.get_partition_metadata(stream_name, 0)
         # The server says "not found" only in a short window after it starts:
         # restart it until a lookup lands in that window (every lookup, in
